@@ -1,0 +1,3 @@
+"""auditor: compliance and drift auditing for hybrid vSphere + Azure estates."""
+
+__version__ = "0.1.0"

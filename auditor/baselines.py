@@ -1,0 +1,235 @@
+"""Baseline tables: lifecycle dates, network zones, licence entitlements.
+
+A baseline file holds `baselines:`, a mapping of named tables (`lifecycle.esxi`,
+`network.zones`, `licensing.entitlements`). Files load in order; a later file replaces a
+whole table of the same name, which is how a user overrides what we ship. Rules read
+tables and values through `{baseline: NAME}` or `{baseline: NAME.KEY}`; a reference that
+names nothing is an error when the rules are compiled, never during a scan.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from .errors import BaselineError
+from .yamlfile import LinedDict, line_of, load_yaml
+
+ALLOWED_FILE_KEYS = {"baselines", "description", "version"}
+
+
+@dataclass
+class Table:
+    """One named table and where it was defined."""
+
+    name: str
+    value: Any
+    file: str
+    line: int | None
+
+
+@dataclass
+class Baselines:
+    """All loaded tables by name, the last definition of a name winning."""
+
+    tables: dict[str, Table] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+
+    def resolve(self, reference: str) -> tuple[Any, Table]:
+        """Value of `NAME` or `NAME.KEY[.KEY...]`; KeyError with a reason if missing."""
+        name = reference
+        rest = ""
+        while name not in self.tables:
+            if "." not in name:
+                raise KeyError(f"no baseline table named '{reference}' "
+                               f"(loaded: {', '.join(sorted(self.tables)) or 'none'})")
+            name, _, last = name.rpartition(".")
+            rest = f"{last}.{rest}" if rest else last
+        table = self.tables[name]
+        if not rest:
+            return table.value, table
+        value = table.value
+        # a key may itself hold dots (versions like "6.7"), so try the whole rest first
+        if isinstance(value, dict) and rest in value:
+            return value[rest], table
+        for key in rest.split("."):
+            if not isinstance(value, dict) or key not in value:
+                raise KeyError(f"baseline table '{name}' ({table.file}) has no key '{rest}'")
+            value = value[key]
+        return value, table
+
+
+def load_baselines(paths: list[Path]) -> Baselines:
+    """Load baseline files in order; errors name the file and line."""
+    baselines = Baselines()
+    for path in paths:
+        files = sorted(path.glob("*.y*ml")) if path.is_dir() else [path]
+        for file in files:
+            if path.is_dir() and not _is_baseline_file(file):
+                continue
+            _load_file(file, baselines)
+    return baselines
+
+
+def _is_baseline_file(file: Path) -> bool:
+    # rule packs and baselines may share a folder; a baseline file starts with `baselines:`
+    # or has it at top level, which a cheap text check tells without parsing twice
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return True  # let the real load report the problem with the file's name
+    return re.search(r"^baselines\s*:", text, re.MULTILINE) is not None
+
+
+def _load_file(file: Path, baselines: Baselines) -> None:
+    where = str(file)
+    document = load_yaml(file)
+    if not isinstance(document, LinedDict) or "baselines" not in document:
+        raise BaselineError("a baseline file needs a top-level 'baselines:' mapping",
+                            where=where, line=line_of(document, 1))
+    for key in document:
+        if key not in ALLOWED_FILE_KEYS:
+            raise BaselineError(f"unknown key '{key}' (expected: "
+                                f"{', '.join(sorted(ALLOWED_FILE_KEYS))})",
+                                where=where, line=document.line_of(key))
+    tables = document["baselines"]
+    if not isinstance(tables, LinedDict):
+        raise BaselineError("'baselines' must be a mapping of table name to table",
+                            where=where, line=document.line_of("baselines"))
+    for name, value in tables.items():
+        baselines.tables[name] = Table(name=name, value=value, file=where,
+                                       line=tables.line_of(name))
+    baselines.files.append(where)
+
+
+# --- lifecycle tables -----------------------------------------------------------------
+
+_VERSION = re.compile(r"(\d+(?:\.\d+)*)")
+
+
+def parse_version(text: Any) -> tuple[int, ...] | None:
+    """Numeric components of a dotted version: '6.7.0' -> (6, 7, 0); None if it has none.
+
+    The first dotted-number run counts ('8.0.2 build-123' -> (8, 0, 2), 'vmx-13' -> (13,)),
+    so that builds and suffixes do not compare as more version components.
+    """
+    if isinstance(text, bool):
+        return None
+    if isinstance(text, int):
+        return (text,)
+    if not isinstance(text, str):
+        return None
+    match = _VERSION.search(text)
+    if match is None:
+        return None
+    return tuple(int(part) for part in match.group(1).split("."))
+
+
+def compare_versions(left: tuple[int, ...], right: tuple[int, ...]) -> int:
+    """-1, 0 or 1, padding the shorter with zeros (6.7 == 6.7.0 < 6.10)."""
+    width = max(len(left), len(right))
+    a = left + (0,) * (width - len(left))
+    b = right + (0,) * (width - len(right))
+    return (a > b) - (a < b)
+
+
+def parse_date(value: Any) -> date | None:
+    """An ISO date or date-time as a date; None when it is neither."""
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or len(value) < 10:
+        return None
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class LifecycleRow:
+    """Support dates of one product version (or guest id, or image pattern)."""
+
+    key: str
+    end_of_support: date
+    extended_until: date | None
+    source: str | None
+    line: int | None
+
+
+class LifecycleTable:
+    """Looks up the lifecycle row for an observed version, guest id or image name.
+
+    Lookup order: exact key; the longest version key that is a component prefix of the
+    observed version ('6.7' covers '6.7.0 build 1234'); the first glob key that matches.
+    Results are memoised per observed value, since estates repeat the same few versions.
+    """
+
+    def __init__(self, table: Table):
+        self.name = table.name
+        self.file = table.file
+        self.rows: dict[str, LifecycleRow] = {}
+        if not isinstance(table.value, dict):
+            raise BaselineError(f"lifecycle table '{table.name}' must map versions to dates",
+                                where=table.file, line=table.line)
+        for key, row in table.value.items():
+            self.rows[str(key)] = self._row(str(key), row, table)
+        self._versioned = sorted(
+            ((parse_version(k), r) for k, r in self.rows.items()
+             if re.fullmatch(r"\d+(\.\d+)*", k)),
+            key=lambda pair: -len(pair[0] or ()))
+        self._globs = [(re.compile(fnmatch.translate(k)), r) for k, r in self.rows.items()
+                       if any(c in k for c in "*?[")]
+        self._memo: dict[Any, LifecycleRow | None] = {}
+
+    @staticmethod
+    def _row(key: str, row: Any, table: Table) -> LifecycleRow:
+        line = line_of(row, table.line)
+        if isinstance(row, str):
+            row = {"end_of_support": row}
+        if not isinstance(row, dict):
+            raise BaselineError(f"lifecycle table '{table.name}' row '{key}' must be a "
+                                "mapping with end_of_support", where=table.file, line=line)
+        end = parse_date(row.get("end_of_support"))
+        if end is None:
+            raise BaselineError(f"lifecycle table '{table.name}' row '{key}' needs "
+                                "end_of_support as an ISO date", where=table.file, line=line)
+        extended = row.get("extended_support_until")
+        extended_date = parse_date(extended) if extended is not None else None
+        if extended is not None and extended_date is None:
+            raise BaselineError(f"lifecycle table '{table.name}' row '{key}': "
+                                "extended_support_until is not an ISO date",
+                                where=table.file, line=line)
+        source = row.get("source")
+        return LifecycleRow(key=key, end_of_support=end, extended_until=extended_date,
+                            source=source if isinstance(source, str) else None, line=line)
+
+    def lookup(self, observed: Any) -> LifecycleRow | None:
+        """The row that covers `observed`, or None when the table does not know it."""
+        if isinstance(observed, (dict, list)):
+            return None
+        try:
+            return self._memo[observed]
+        except KeyError:
+            pass
+        row = self._find(observed)
+        if len(self._memo) < 100_000:
+            self._memo[observed] = row
+        return row
+
+    def _find(self, observed: Any) -> LifecycleRow | None:
+        text = str(observed)
+        if text in self.rows:
+            return self.rows[text]
+        version = parse_version(text)
+        if version is not None:
+            for key_version, row in self._versioned:
+                if key_version and version[:len(key_version)] == key_version:
+                    return row
+        for pattern, row in self._globs:
+            if pattern.match(text):
+                return row
+        return None

@@ -1,0 +1,233 @@
+"""Command line: argument parsing and printing only; the work is in the pipeline modules."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from datetime import date
+from pathlib import Path
+
+from . import __version__
+from .errors import (EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_INPUT_ERROR, EXIT_OK, AuditorError,
+                     InputError)
+from .findings import SEVERITY_RANK, ScanReport
+from .formats import FORMAT_NAMES
+
+EPILOG = """exit codes: 0 no finding at or above --fail-on; 1 findings at or above it;
+2 usage or input error; 3 collection incomplete (a source failed)"""
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def safe(text: object) -> str:
+    """Text fit for a terminal: control characters (escape sequences) shown, not obeyed."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+
+
+def _date(text: str) -> date:
+    if text == "today":
+        return date.today()
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an ISO date (YYYY-MM-DD)") from None
+
+
+def _format_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in FORMAT_NAMES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown format {', '.join(unknown) or text!r} (choose from {', '.join(FORMAT_NAMES)})")
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for all subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="auditor", epilog=EPILOG,
+        description="Compliance and drift auditing for hybrid vSphere + Azure estates.")
+    parser.add_argument("--version", action="version", version=f"auditor {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    scan = commands.add_parser("scan", help="evaluate rule packs over snapshots and write reports",
+                               epilog=EPILOG)
+    scan.add_argument("--snapshot", type=Path, nargs="+", metavar="FILE",
+                      help="snapshot files to scan (default: the bundled sample estate)")
+    scan.add_argument("--rules", type=Path, nargs="+", metavar="PATH",
+                      help="rule files or folders (default: the shipped rule packs)")
+    scan.add_argument("--baseline", type=Path, nargs="+", metavar="FILE", default=[],
+                      help="baseline files; their tables replace shipped tables of the same name")
+    scan.add_argument("--out", type=Path, default=Path("reports"), metavar="DIR",
+                      help="output folder: each run writes DIR/<timestamp>/ and DIR/latest (default: reports)")
+    scan.add_argument("--format", type=_format_list, default=list(FORMAT_NAMES), metavar="LIST",
+                      help=f"comma-separated formats to write (default: {','.join(FORMAT_NAMES)})")
+    scan.add_argument("--fail-on", choices=[*SEVERITY_RANK, "never"], default="never",
+                      help="exit 1 when a finding at or above this severity exists (default: never)")
+    scan.add_argument("--as-of", type=_date, default=None, metavar="DATE",
+                      help="evaluate dates (end of support, expiry) as of this day (default: today)")
+    scan.add_argument("--quiet", "-q", action="store_true", help="print only errors")
+
+    rules = commands.add_parser("rules", help="list or validate rule packs")
+    rule_commands = rules.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
+    listing = rule_commands.add_parser("list", help="list rules")
+    listing.add_argument("--rules", type=Path, nargs="+", metavar="PATH")
+    listing.add_argument("--format", choices=["table", "markdown", "json"], default="table")
+    listing.add_argument("--output", type=Path, metavar="FILE",
+                         help="write to FILE instead of standard output")
+    validate = rule_commands.add_parser("validate", help="check rule files against the rule format")
+    validate.add_argument("paths", type=Path, nargs="+", metavar="PATH")
+    validate.add_argument("--baseline", type=Path, nargs="+", metavar="FILE", default=[])
+
+    report = commands.add_parser("report", help="render saved findings again, without scanning")
+    report.add_argument("--from", dest="source", type=Path, required=True, metavar="FINDINGS_JSON")
+    report.add_argument("--format", choices=FORMAT_NAMES, required=True)
+    report.add_argument("--output", type=Path, metavar="FILE",
+                        help="output file (default: the format's file name beside the input)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `auditor` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_INPUT_ERROR
+    try:
+        if args.command == "scan":
+            return _scan(args)
+        if args.command == "rules":
+            return _rules(args)
+        if args.command == "report":
+            return _report(args)
+    except AuditorError as error:
+        print(f"auditor: error: {safe(error.one_line())}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("auditor: interrupted; no output was written", file=sys.stderr)
+        return 130
+    parser.error(f"unknown command {args.command}")
+    return EXIT_INPUT_ERROR
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from .output import write_run
+    from .sample import SAMPLE_SNAPSHOT
+    from .scan import load_rule_context, load_snapshots, scan_snapshot
+
+    as_of = args.as_of or date.today()
+    context = load_rule_context(args.rules, args.baseline, as_of)
+    snapshot = load_snapshots(args.snapshot or [SAMPLE_SNAPSHOT])
+    report = scan_snapshot(snapshot, context, as_of)
+    run = write_run(report, args.out, args.format)
+    if not args.quiet:
+        print_summary(report, run, args.format)
+    if report.incomplete:
+        failed = ", ".join(s["id"] for s in report.sources if s.get("status") != "ok")
+        print(f"auditor: collection incomplete: {safe(failed)} failed; findings cover only "
+              "part of the estate", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    if args.fail_on != "never":
+        threshold = SEVERITY_RANK[args.fail_on]
+        if any(SEVERITY_RANK[f.severity] <= threshold for f in report.findings):
+            return EXIT_FINDINGS
+    return EXIT_OK
+
+
+def print_summary(report: ScanReport, run: Path, names: list[str]) -> None:
+    """The terminal summary: counts by severity and category, then the top findings."""
+    from .formats import formats
+    sources = len(report.sources)
+    print(f"Scanned {report.resource_count} resources from {sources} source"
+          f"{'s' if sources != 1 else ''} with {len(report.rules)} rules "
+          f"(as of {report.as_of}): {len(report.findings)} findings")
+    by_severity = report.counts_by("severity")
+    print("  severity  " + "  ".join(f"{name} {by_severity.get(name, 0)}" for name in SEVERITY_RANK))
+    by_category = report.counts_by("category")
+    if by_category:
+        print("  category  " + "  ".join(f"{name} {count}" for name, count in sorted(by_category.items())))
+    top = report.findings[:10]
+    if top:
+        print("Top findings:")
+        width = max(len(f.rule_id) for f in top)
+        for finding in top:
+            print(f"  {finding.severity.upper():8} {finding.rule_id:{width}}  {safe(finding.message)}")
+        if len(report.findings) > len(top):
+            print(f"  ... and {len(report.findings) - len(top)} more")
+    available = formats()
+    files = ", ".join(available[name].filename for name in names)
+    print(f"Reports: {run}/ ({files}); latest: {run.parent / 'latest'}")
+
+
+def _rules(args: argparse.Namespace) -> int:
+    from .scan import load_rule_context
+
+    if args.rules_command == "validate":
+        context = load_rule_context(args.paths, args.baseline, date.today())
+        print(f"ok: {len(context.ruleset.rules)} rules in {len(context.ruleset.files)} files")
+        return EXIT_OK
+    context = load_rule_context(args.rules, [], date.today())
+    rules = context.ruleset.rules
+    if args.format == "json":
+        text = json.dumps([{"id": r.id, "title": r.title, "severity": r.severity,
+                            "category": r.category, "resources": r.resource_text,
+                            "frameworks": r.frameworks, "file": r.file, "line": r.line}
+                           for r in rules], indent=1) + "\n"
+    elif args.format == "markdown":
+        text = rules_markdown(rules)
+    else:
+        width = max((len(r.id) for r in rules), default=4)
+        text = "".join(f"{r.id:{width}}  {r.severity:8}  {r.category:17}  {r.title}\n" for r in rules)
+    if args.output:
+        from .atomic import write_text_atomic
+        write_text_atomic(args.output, text)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def rules_markdown(rules: list) -> str:
+    """The rule catalogue (docs/rules.md)."""
+    lines = ["# Rule catalogue", "",
+             "Generated by `auditor rules list --format markdown`; do not edit by hand.", "",
+             f"{len(rules)} rules.", ""]
+    for category in ("support-status", "network-isolation", "licensing", "drift", "other"):
+        chosen = [r for r in rules if r.category == category]
+        if not chosen:
+            continue
+        lines += [f"## {category}", "", "| id | severity | title | applies to | controls |",
+                  "|---|---|---|---|---|"]
+        for r in chosen:
+            controls = "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(r.frameworks.items()))
+            lines.append(f"| {r.id} | {r.severity} | {r.title} | {', '.join(r.resource_text)} | "
+                         f"{controls} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .atomic import write_bytes_atomic
+    from .formats import formats
+    from .formats.findings_json import load_report
+
+    report = load_report(args.source)
+    fmt = formats()[args.format]
+    payload = fmt.render(report)
+    target = args.output or args.source.with_name(fmt.filename)
+    if target.resolve() == args.source.resolve():
+        raise InputError("refusing to overwrite the findings file it reads; pass --output",
+                         where=str(target))
+    write_bytes_atomic(target, payload)
+    print(f"wrote {target}")
+    return EXIT_OK
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,77 @@
+"""Evaluation: compiled rules over a snapshot's resources, producing findings."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from ..findings import Finding, fingerprint
+from ..snapshot import resource_key
+from .conditions import first_item, item_key
+from .paths import ABSENT
+from .rules import CompiledRule, render_message
+
+
+def index_by_type(resources: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Resources grouped by (cloud, type), so a rule only sees resources of its types."""
+    index: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for resource in resources:
+        index[(resource["cloud"], resource["type"])].append(resource)
+    return index
+
+
+def candidates(rule: CompiledRule, index: dict[tuple[str, str], list[dict[str, Any]]]):
+    """The resources a rule applies to, each once even if several selectors name it."""
+    for cloud, kind in rule.rule.resources:
+        if cloud == "*":
+            for (have_cloud, have_kind), resources in index.items():
+                if have_kind == kind or (have_cloud == "azure" and have_kind == kind.lower()):
+                    yield from resources
+        else:
+            yield from index.get((cloud, kind), ())
+
+
+def evaluate(rules: list[CompiledRule], resources: list[dict[str, Any]]) -> list[Finding]:
+    """Run every rule over the resources of its types; findings come in rule order."""
+    index = index_by_type(resources)
+    findings: list[Finding] = []
+    for compiled in rules:
+        where = compiled.where
+        match = compiled.match
+        if compiled.per_item:
+            for resource in candidates(compiled, index):
+                if where is not None and not where(resource):
+                    continue
+                for position, item in match.matching(resource):
+                    findings.append(_finding(compiled, resource, item, position))
+        else:
+            test = match.test
+            for resource in candidates(compiled, index):
+                if where is not None and not where(resource):
+                    continue
+                if test(resource):
+                    findings.append(_finding(compiled, resource, ABSENT, None))
+    return findings
+
+
+def _finding(compiled: CompiledRule, resource: dict[str, Any], item: Any,
+             position: int | None) -> Finding:
+    rule = compiled.rule
+    evidence: list[dict[str, Any]] = []
+    if position is not None:
+        # per-element finding: evidence and item are this element's
+        match = compiled.match
+        match.inner.explain(item, evidence, f"{match.path}[{position}].")
+        key: str | None = item_key(item, position)
+    else:
+        compiled.match.explain(resource, evidence, "")
+        item = first_item(compiled.match, resource)
+        key = None
+    return Finding(
+        rule_id=rule.id,
+        fingerprint=fingerprint(rule.id, resource_key(resource), key),
+        severity=rule.severity, category=rule.category, title=rule.title,
+        message=render_message(compiled.message, resource, item),
+        resource_id=resource["id"], resource_name=resource["name"],
+        resource_type=resource["type"], cloud=resource["cloud"], source=resource["source"],
+        item_key=key, evidence=evidence)

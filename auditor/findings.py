@@ -1,0 +1,117 @@
+"""Findings and the scan report every output format renders.
+
+A finding is one (rule, resource) pair, or one (rule, resource, list element) when the
+rule matched with `any_item`. Its fingerprint hashes only the rule id, the resource's
+stable id and the element's key: never names, messages or evidence, so a renamed VM or an
+edited description keeps its fingerprint and a CI gate can tell new from known.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
+
+
+def fingerprint(rule_id: str, resource_key: str, item_key: str | None) -> str:
+    """Stable identity of a finding across scans."""
+    text = "\x1f".join((rule_id, resource_key, item_key or ""))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass(slots=True)
+class Finding:
+    """One violation of one rule by one resource (or one element of a resource's list)."""
+
+    rule_id: str
+    fingerprint: str
+    severity: str
+    category: str
+    title: str
+    message: str
+    resource_id: str
+    resource_name: str
+    resource_type: str
+    cloud: str
+    source: str
+    item_key: str | None = None
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+    state: str | None = None  # new / unchanged / updated / absent, set by the gate
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form used in findings.json."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Finding:
+        """Rebuild from findings.json (unknown keys ignored, for forward compatibility)."""
+        known = {name: raw[name] for name in cls.__dataclass_fields__ if name in raw}
+        return cls(**known)
+
+    def sort_key(self) -> tuple[int, str, str, str]:
+        """Most severe first, then by rule and resource, for stable output."""
+        return (SEVERITY_RANK.get(self.severity, 9), self.rule_id, self.resource_id,
+                self.item_key or "")
+
+
+@dataclass
+class RuleInfo:
+    """A rule's metadata as reports show it (no predicates, no file handles)."""
+
+    id: str
+    title: str
+    severity: str
+    category: str
+    resources: list[str]
+    description: str
+    remediation: str
+    references: list[str]
+    frameworks: dict[str, list[str]]
+    file: str
+    line: int
+    pack: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form used in findings.json."""
+        return asdict(self)
+
+
+@dataclass
+class ScanReport:
+    """Everything the formats need: what was scanned, with which rules, and what was found."""
+
+    tool_version: str
+    scanned_at: str
+    as_of: str  # the date lifecycle and date rules were evaluated against
+    collected_at: str
+    sources: list[dict[str, Any]]
+    resource_count: int
+    rules: list[RuleInfo]
+    findings: list[Finding]
+    resource_counts: dict[str, int] = field(default_factory=dict)  # by cloud:type
+
+    @property
+    def incomplete(self) -> bool:
+        """True when a source failed to collect."""
+        return any(source.get("status") != "ok" for source in self.sources)
+
+    def rule(self, rule_id: str) -> RuleInfo | None:
+        """Metadata of one rule by id."""
+        return self._rules_by_id().get(rule_id)
+
+    def _rules_by_id(self) -> dict[str, RuleInfo]:
+        cache = getattr(self, "_rule_index", None)
+        if cache is None or len(cache) != len(self.rules):
+            cache = {rule.id: rule for rule in self.rules}
+            self._rule_index = cache
+        return cache
+
+    def counts_by(self, attribute: str) -> dict[str, int]:
+        """Number of findings per value of one finding attribute (severity, category...)."""
+        counts: dict[str, int] = {}
+        for finding in self.findings:
+            key = getattr(finding, attribute)
+            counts[key] = counts.get(key, 0) + 1
+        return counts

@@ -1,0 +1,82 @@
+"""The HTML report: one self-contained file for people (no network fetches).
+
+Rendered with jinja2 autoescaping. Findings travel as JSON inside a
+`<script type="application/json">` element, escaped so no `<` from a resource name can
+close it, and the page builds rows with textContent only: a VM named
+`<img src=x onerror=alert(1)>` shows as that text and runs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from ..findings import SEVERITY_RANK, ScanReport
+from . import ReportFormat
+from .findings_json import summary
+
+TEMPLATES = Path(__file__).with_name("templates")
+SEVERITIES = list(SEVERITY_RANK)
+CATEGORY_ORDER = ["support-status", "network-isolation", "licensing", "drift", "other"]
+
+
+def script_json(value: Any) -> str:
+    """JSON safe to place inside a <script> element (no `</script>`, no `<!--`)."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def _chart(report: ScanReport) -> dict[str, Any]:
+    """Bars of findings per category, split by severity, sized for an inline SVG."""
+    counts: dict[str, dict[str, int]] = {}
+    for finding in report.findings:
+        counts.setdefault(finding.category, {}).setdefault(finding.severity, 0)
+        counts[finding.category][finding.severity] += 1
+    categories = [c for c in CATEGORY_ORDER if c in counts] + sorted(set(counts) - set(CATEGORY_ORDER))
+    largest = max((sum(v.values()) for v in counts.values()), default=0) or 1
+    bars = []
+    for row, name in enumerate(categories):
+        x = 0.0
+        segments = []
+        for severity in SEVERITIES:
+            count = counts[name].get(severity, 0)
+            if count:
+                width = 100.0 * count / largest
+                segments.append({"severity": severity, "count": count, "x": x, "width": width})
+                x += width
+        bars.append({"category": name, "total": sum(counts[name].values()), "y": row * 34,
+                     "segments": segments})
+    return {"bars": bars, "height": max(34 * len(bars), 34)}
+
+
+class HtmlReport(ReportFormat):
+    name = "html"
+    filename = "report.html"
+
+    def __init__(self) -> None:
+        self.environment = Environment(loader=FileSystemLoader(TEMPLATES),
+                                       autoescape=select_autoescape(["html", "j2"]),
+                                       trim_blocks=True, lstrip_blocks=True)
+        self.environment.filters["script_json"] = script_json
+
+    def render(self, report: ScanReport) -> bytes:
+        template = self.environment.get_template("report.html.j2")
+        rules = {rule.id: {"title": rule.title, "severity": rule.severity,
+                           "category": rule.category, "description": rule.description,
+                           "remediation": rule.remediation, "references": rule.references,
+                           "frameworks": rule.frameworks, "file": rule.file, "line": rule.line,
+                           "resources": rule.resources}
+                 for rule in report.rules}
+        fields = ("rule_id", "fingerprint", "severity", "category", "title", "message",
+                  "resource_id", "resource_name", "resource_type", "cloud", "source", "item_key",
+                  "evidence", "state")
+        findings = [[getattr(f, name) for name in fields] for f in report.findings]
+        page = template.render(
+            report=report, summary=summary(report), severities=SEVERITIES,
+            chart=_chart(report), payload={"fields": fields, "findings": findings, "rules": rules,
+                                           "severities": SEVERITIES})
+        return page.encode("utf-8")

@@ -1,0 +1,569 @@
+"""Builds the sample hybrid estate (and, scaled up, the benchmark estate).
+
+Two on-premises vCenters (one on 7.0, past support; one on 8.0), and an Azure tenant with
+two subscriptions holding VMs, NICs, NSGs, VNets, SQL VMs, Arc-enabled servers and two
+Azure VMware Solution private clouds. Shapes are what the collectors store: vSphere
+property paths as nested mappings, raw ARM JSON for Azure. Every shipped rule has
+resources here that must match it and resources that must not; tests/test_rule_packs.py
+names them.
+
+Run `python -m auditor.sample.generate` to rewrite auditor/sample/estate.json.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ..atomic import write_text_atomic
+from ..snapshot import Snapshot, Source, make_resource
+
+COLLECTED_AT = "2026-11-20T06:00:00Z"
+TENANT = "7c1d3a52-5b0e-4c43-9f0d-2b7e8a4f1c90"
+SUBSCRIPTIONS = {
+    "0b1f6471-1bf0-4dda-aec3-111122223333": "prod-workloads",
+    "5c9e2a44-7d3b-4e6f-8a1b-444455556666": "shared-services",
+}
+HOSTILE_NAME = "<img src=x onerror=alert(1)>"
+
+
+class _Ids:
+    """Deterministic UUIDs and managed object ids, so regenerating changes nothing."""
+
+    def __init__(self, seed: int):
+        self.random = random.Random(seed)
+        self.counters: dict[str, int] = {}
+
+    def uuid(self) -> str:
+        return str(uuid.UUID(int=self.random.getrandbits(128), version=4))
+
+    def moref(self, prefix: str) -> str:
+        self.counters[prefix] = self.counters.get(prefix, 100) + 1
+        return f"{prefix}-{self.counters[prefix]}"
+
+
+# --- vSphere ------------------------------------------------------------------------------
+
+ESXI_BUILDS = {"6.7.0": "17700523", "7.0.3": "21313628", "8.0.2": "22380479",
+               "8.0.3": "24022510"}
+VCENTER_BUILDS = {"7.0.3": "21477706", "8.0.2": "22385739"}
+
+# (guestId, tools-reported full name, weight)
+GUESTS = [
+    ("windows8Server64Guest", "Microsoft Windows Server 2012 R2 (64-bit)", 3),
+    ("windows9Server64Guest", "Microsoft Windows Server 2016 or later (64-bit)", 3),
+    ("windows2019srv_64Guest", "Microsoft Windows Server 2019 (64-bit)", 6),
+    ("windows2019srvNext_64Guest", "Microsoft Windows Server 2022 (64-bit)", 6),
+    ("ubuntu64Guest", "Ubuntu 18.04.6 LTS", 2),
+    ("ubuntu64Guest", "Ubuntu 22.04.4 LTS", 6),
+    ("centos7_64Guest", "CentOS 7 (64-bit)", 2),
+    ("rhel8_64Guest", "Red Hat Enterprise Linux 8 (64-bit)", 5),
+    ("sles12_64Guest", "SUSE Linux Enterprise 12 (64-bit)", 1),
+]
+TOOLS = [("guestToolsCurrent", 12), ("guestToolsSupportedOld", 3), ("guestToolsNeedUpgrade", 2),
+         ("guestToolsTooOld", 1), ("guestToolsNotInstalled", 1)]
+HARDWARE = [("vmx-19", 8), ("vmx-21", 4), ("vmx-14", 4), ("vmx-13", 3), ("vmx-10", 1),
+            ("vmx-08", 1)]
+
+
+def _pick(rng: random.Random, weighted: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+    return rng.choices(weighted, weights=[entry[-1] for entry in weighted])[0]
+
+
+def _vcenter(vc: str, version: str, ids: _Ids) -> dict[str, Any]:
+    build = VCENTER_BUILDS[version]
+    return make_resource(
+        id=f"{vc}/vcenter", name=vc, cloud="vsphere", type="vCenter", source=vc,
+        native={"moref": "ServiceInstance", "about": {
+            "name": "VMware vCenter Server", "fullName": f"VMware vCenter Server {version} build-{build}",
+            "vendor": "VMware, Inc.", "version": version, "build": build,
+            "apiType": "VirtualCenter", "apiVersion": version.rsplit(".", 1)[0] + ".3.0",
+            "instanceUuid": ids.uuid(), "osType": "linux-x64", "productLineId": "vpx"}})
+
+
+def _host(vc: str, name: str, version: str, cluster: str, port_groups: list[dict[str, Any]],
+          ids: _Ids, *, ssh: bool = False, lockdown: str = "lockdownNormal", ntp: bool = True,
+          syslog: bool = True, license_edition: str = "esxEnterprisePlus", cpu_packages: int = 2,
+          cores: int = 24, connected: bool = True) -> dict[str, Any]:
+    moref = ids.moref("host")
+    options = [{"key": "UserVars.ESXiShellTimeOut", "value": 900},
+               {"key": "Security.AccountLockFailures", "value": 5},
+               {"key": "Syslog.global.logHost", "value": "ssl://syslog.corp.example:6514" if syslog else ""}]
+    services = [
+        {"key": "TSM-SSH", "label": "SSH", "running": ssh, "policy": "on" if ssh else "off", "required": False},
+        {"key": "TSM", "label": "ESXi Shell", "running": False, "policy": "off", "required": False},
+        {"key": "ntpd", "label": "NTP Daemon", "running": ntp, "policy": "on" if ntp else "off", "required": False},
+        {"key": "vpxa", "label": "VMware vCenter Agent", "running": True, "policy": "on", "required": False},
+    ]
+    return make_resource(
+        id=f"{vc}/{moref}", name=name, cloud="vsphere", type="HostSystem", source=vc,
+        native={
+            "moref": moref, "parent": cluster,
+            "summary": {
+                "config": {"name": name, "product": {
+                    "name": "VMware ESXi", "fullName": f"VMware ESXi {version} build-{ESXI_BUILDS[version]}",
+                    "version": version, "build": ESXI_BUILDS[version], "apiVersion": version}},
+                "hardware": {"vendor": "Dell Inc.", "model": "PowerEdge R750",
+                             "cpuModel": "Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz",
+                             "numCpuPkgs": cpu_packages, "numCpuCores": cpu_packages * cores,
+                             "numCpuThreads": cpu_packages * cores * 2,
+                             "memorySize": 1024 * 1024 ** 3, "uuid": ids.uuid()},
+                "runtime": {"connectionState": "connected" if connected else "disconnected",
+                            "inMaintenanceMode": False, "powerState": "poweredOn"}},
+            "config": {
+                "lockdownMode": lockdown,
+                "service": {"service": services},
+                "dateTimeInfo": {"timeZone": {"key": "UTC"},
+                                 "ntpConfig": {"server": ["ntp1.corp.example", "ntp2.corp.example"] if ntp else []}},
+                "option": options,
+                "network": {"portgroup": port_groups},
+            },
+            "assignedLicense": {"editionKey": license_edition, "name": "VMware vSphere 8 Enterprise Plus"
+                                if license_edition != "eval" else "Evaluation Mode",
+                                "licenseKey": "*****-*****-*****-*****-" + ("00000" if license_edition == "eval" else "4K2M1")},
+        })
+
+
+def _standard_port_group(name: str, vlan: int, *, promiscuous: bool = False) -> dict[str, Any]:
+    security = {"allowPromiscuous": promiscuous, "macChanges": False, "forgedTransmits": False}
+    return {"key": f"key-vim.host.PortGroup-{name}", "spec": {"name": name, "vlanId": vlan,
+            "vswitchName": "vSwitch0", "policy": {"security": {}}},
+            "computedPolicy": {"security": security}}
+
+
+def _dv_port_group(vc: str, name: str, vlan: Any, ids: _Ids, *, promiscuous: bool = False,
+                   forged: bool = False, mac_changes: bool = False, uplink: bool = False) -> dict[str, Any]:
+    moref = ids.moref("dvportgroup")
+    if isinstance(vlan, list):
+        vlan_spec = {"_type": "VmwareDistributedVirtualSwitchTrunkVlanSpec",
+                     "inherited": False, "vlanId": [{"start": s, "end": e} for s, e in vlan]}
+    else:
+        vlan_spec = {"_type": "VmwareDistributedVirtualSwitchVlanIdSpec", "inherited": False,
+                     "vlanId": vlan}
+    return make_resource(
+        id=f"{vc}/{moref}", name=name, cloud="vsphere", type="DistributedVirtualPortgroup",
+        source=vc, native={"moref": moref, "config": {
+            "name": name, "key": moref, "type": "earlyBinding", "numPorts": 128, "uplink": uplink,
+            "defaultPortConfig": {"vlan": vlan_spec, "securityPolicy": {
+                "inherited": False,
+                "allowPromiscuous": {"inherited": False, "value": promiscuous},
+                "macChanges": {"inherited": False, "value": mac_changes},
+                "forgedTransmits": {"inherited": False, "value": forged}}}}})
+
+
+def _vm(vc: str, name: str, host: dict[str, Any], networks: list[dict[str, Any]], ids: _Ids,
+        rng: random.Random, *, guest: tuple[Any, ...] | None = None, tools: str | None = None,
+        hardware: str | None = None, power: str = "poweredOn") -> dict[str, Any]:
+    moref = ids.moref("vm")
+    guest_id, full_name, _ = guest or _pick(rng, GUESTS)
+    tools = tools or _pick(rng, TOOLS)[0]
+    hardware = hardware or _pick(rng, HARDWARE)[0]
+    nics = []
+    for index, network in enumerate(networks):
+        nics.append({"_type": "VirtualVmxnet3", "key": 4000 + index,
+                     "deviceInfo": {"label": f"Network adapter {index + 1}", "summary": network["name"]},
+                     "macAddress": "00:50:56:%02x:%02x:%02x" % (rng.randrange(0x80), rng.randrange(256), rng.randrange(256)),
+                     "connectable": {"connected": power == "poweredOn", "startConnected": True},
+                     "backing": {"_type": "VirtualEthernetCardDistributedVirtualPortBackingInfo",
+                                 "port": {"portgroupKey": network["moref"]}}})
+    cpus = rng.choice([2, 2, 4, 4, 8, 16])
+    return make_resource(
+        id=f"{vc}/{moref}", name=name, cloud="vsphere", type="VirtualMachine", source=vc,
+        tags={"owner": rng.choice(["app-team", "dba", "platform", "finance-it"])},
+        native={
+            "moref": moref,
+            "config": {"name": name, "guestId": guest_id, "guestFullName": full_name,
+                       "version": hardware, "uuid": ids.uuid(), "instanceUuid": ids.uuid(),
+                       "template": False,
+                       "hardware": {"numCPU": cpus, "memoryMB": cpus * 4096, "device": nics}},
+            "guest": {"guestFullName": full_name if tools != "guestToolsNotInstalled" else None,
+                      "toolsStatus": "toolsOk" if tools == "guestToolsCurrent" else "toolsOld",
+                      "toolsVersionStatus2": tools,
+                      "toolsRunningStatus": "guestToolsRunning" if power == "poweredOn" else "guestToolsNotRunning",
+                      "hostName": name.lower() if name != HOSTILE_NAME else None},
+            "runtime": {"powerState": power, "host": host["moref"]},
+            "network": [network["moref"] for network in networks],
+            "customValue": [],
+        })
+
+
+def _license(vc: str, key_tail: str, name: str, edition: str, cost_unit: str, total: int,
+             used: int, expires: str | None = None) -> dict[str, Any]:
+    properties: list[dict[str, Any]] = [{"key": "ProductName", "value": name}]
+    if expires:
+        properties.append({"key": "expirationDate", "value": expires})
+    return make_resource(
+        id=f"{vc}/license/{key_tail}", name=name, cloud="vsphere", type="License", source=vc,
+        # the full key is a secret: only its last group is kept
+        native={"licenseKey": f"*****-*****-*****-*****-{key_tail}", "editionKey": edition,
+                "costUnit": cost_unit, "total": total, "used": used, "properties": properties})
+
+
+def _cluster(vc: str, name: str, hosts: int, ids: _Ids) -> dict[str, Any]:
+    moref = ids.moref("domain-c")
+    return make_resource(
+        id=f"{vc}/{moref}", name=name, cloud="vsphere", type="ClusterComputeResource", source=vc,
+        native={"moref": moref, "summary": {"numHosts": hosts, "numEffectiveHosts": hosts},
+                "configuration": {"dasConfig": {"enabled": True, "admissionControlEnabled": True},
+                                  "drsConfig": {"enabled": True, "defaultVmBehavior": "fullyAutomated"}}})
+
+
+def _datastore(vc: str, name: str, ids: _Ids, rng: random.Random) -> dict[str, Any]:
+    moref = ids.moref("datastore")
+    capacity = rng.choice([4, 8, 16]) * 1024 ** 4
+    return make_resource(
+        id=f"{vc}/{moref}", name=name, cloud="vsphere", type="Datastore", source=vc,
+        native={"moref": moref, "summary": {"name": name, "type": rng.choice(["VMFS", "vsan", "NFS41"]),
+                "capacity": capacity, "freeSpace": capacity // rng.randint(2, 6),
+                "accessible": True, "url": f"ds:///vmfs/volumes/{ids.uuid()}/"}})
+
+
+def vsphere_estate(ids: _Ids, rng: random.Random, vms_per_vcenter: tuple[int, int] = (120, 80)
+                   ) -> tuple[list[Source], list[dict[str, Any]]]:
+    """Two vCenters: dc1 (7.0, mixed and neglected) and dc2 (8.0, mostly hardened)."""
+    resources: list[dict[str, Any]] = []
+    sources = []
+    for vc, vc_version, vm_count in (("vc-dc1.corp.example", "7.0.3", vms_per_vcenter[0]),
+                                     ("vc-dc2.corp.example", "8.0.2", vms_per_vcenter[1])):
+        start = len(resources)
+        dc1 = vc.startswith("vc-dc1")
+        resources.append(_vcenter(vc, vc_version, ids))
+        port_groups = [
+            _dv_port_group(vc, "pg-prod-web", 110, ids),
+            _dv_port_group(vc, "pg-pci-db", 220, ids),
+            _dv_port_group(vc, "pg-dev", 300, ids),
+            _dv_port_group(vc, "pg-mgmt", 10, ids),
+            _dv_port_group(vc, "pg-backup", 400, ids),
+            _dv_port_group(vc, f"{vc.split('.')[0]}-DVUplinks", [(0, 4094)], ids, uplink=True),
+        ]
+        if dc1:
+            port_groups += [
+                _dv_port_group(vc, "pg-ids-tap", 500, ids, promiscuous=True),
+                _dv_port_group(vc, "pg-legacy-nlb", 120, ids, forged=True, mac_changes=True),
+                _dv_port_group(vc, "pg-vgt-appliance", 4095, ids),
+                _dv_port_group(vc, "pg-trunk-fw", [(100, 199), (300, 399)], ids),
+            ]
+        resources.extend(port_groups)
+        clusters = [_cluster(vc, f"{vc.split('.')[0]}-cl{n}", 4, ids) for n in (1, 2)]
+        resources.extend(clusters)
+        hosts = []
+        versions = (["6.7.0"] * 2 + ["7.0.3"] * 4 + ["8.0.2"] * 2) if dc1 else (["8.0.2"] * 3 + ["8.0.3"] * 3)
+        for n, version in enumerate(versions, start=1):
+            site = vc.split(".")[0].split("-")[1]
+            standard = [_standard_port_group("Management Network", 0),
+                        _standard_port_group("vMotion", 20)]
+            if dc1 and n == 3:
+                standard.append(_standard_port_group("sniffer", 999, promiscuous=True))
+            hosts.append(_host(
+                vc, f"esx{n:02d}.{site}.corp.example", version, clusters[n % 2]["moref"], standard,
+                ids, ssh=dc1 and n in (1, 5), lockdown="lockdownDisabled" if dc1 and n <= 4 else "lockdownNormal",
+                ntp=not (dc1 and n == 2), syslog=not (dc1 and n in (2, 6)),
+                license_edition="eval" if dc1 and n == 8 else "esxEnterprisePlus"))
+        resources.extend(hosts)
+        resources.append(make_resource(
+            id=f"{vc}/network-11", name="VM Network", cloud="vsphere", type="Network", source=vc,
+            native={"moref": "network-11", "summary": {"name": "VM Network", "accessible": True}}))
+        resources.extend(_datastore(vc, f"{vc.split('.')[0]}-ds{n:02d}", ids, rng) for n in range(1, 5))
+        attachable = [pg for pg in port_groups if not pg["config"]["uplink"]]
+        for n in range(vm_count):
+            name = f"{vc.split('.')[0].split('-')[1]}-app{n:03d}"
+            vm_networks = rng.sample(attachable, k=rng.choice([1, 1, 1, 2]))
+            resources.append(_vm(vc, name, rng.choice(hosts), vm_networks, ids, rng,
+                                 power=rng.choice(["poweredOn"] * 9 + ["poweredOff"])))
+        if dc1:
+            # fixed cases the rule tests name
+            resources.append(_vm(vc, HOSTILE_NAME, hosts[0], [attachable[0]], ids, rng,
+                                 guest=GUESTS[2], tools="guestToolsCurrent", hardware="vmx-19"))
+            resources.append(_vm(vc, "dc1-legacy-erp", hosts[1], [attachable[1]], ids, rng,
+                                 guest=GUESTS[0], tools="guestToolsTooOld", hardware="vmx-08"))
+            resources.append(_vm(vc, "dc1-build01", hosts[2], [attachable[2]], ids, rng,
+                                 guest=GUESTS[5], tools="guestToolsCurrent", hardware="vmx-19"))
+            resources.extend([
+                _license(vc, "7R4H9", "VMware vSphere 7 Enterprise Plus", "esxEnterprisePlus", "cpuPackage", 12, 14),
+                _license(vc, "00000", "Evaluation Mode", "eval", "cpuPackage", 0, 2, "2026-12-30T00:00:00Z"),
+                _license(vc, "K81P2", "VMware vSphere 7 Standard (term)", "esxStandard", "cpuPackage", 8, 0,
+                         "2026-06-30T00:00:00Z"),
+                _license(vc, "VC7ST", "VMware vCenter Server 7 Standard", "vc.standard.instance", "server", 1, 1),
+            ])
+        else:
+            resources.append(_vm(vc, "dc2-web01", hosts[0], [attachable[0]], ids, rng,
+                                 guest=GUESTS[3], tools="guestToolsCurrent", hardware="vmx-21"))
+            resources.extend([
+                _license(vc, "8C0R3", "VMware vSphere 8 Enterprise Plus (per core)", "esx.vcf.core",
+                         "core", 640, 576, "2027-01-10T00:00:00Z"),
+                _license(vc, "VC8ST", "VMware vCenter Server 8 Standard", "vc.standard.instance", "server", 1, 1,
+                         "2028-03-31T00:00:00Z"),
+            ])
+        sources.append(Source(id=vc, cloud="vsphere", kind="vcenter",
+                              resource_count=len(resources) - start,
+                              details={"version": vc_version, "build": VCENTER_BUILDS[vc_version]}))
+    return sources, resources
+
+
+# --- Azure --------------------------------------------------------------------------------
+
+def _arm_id(sub: str, rg: str, provider: str, kind: str, name: str) -> str:
+    return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/{provider}/{kind}/{name}"
+
+
+def _azure(arm: dict[str, Any], sub: str) -> dict[str, Any]:
+    """Wrap raw ARM JSON in the envelope, the way the Azure source does."""
+    return make_resource(id=arm["id"], name=arm["name"], cloud="azure", type=arm["type"],
+                         source=sub, tags=arm.get("tags") or {}, native=arm)
+
+
+def _security_rule(nsg_id: str, name: str, priority: int, *, access: str = "Allow",
+                   direction: str = "Inbound", protocol: str = "Tcp", source: Any = "*",
+                   ports: Any = "443") -> dict[str, Any]:
+    properties: dict[str, Any] = {"provisioningState": "Succeeded", "protocol": protocol,
+                                  "sourcePortRange": "*", "destinationAddressPrefix": "*",
+                                  "access": access, "priority": priority, "direction": direction}
+    if isinstance(source, list):
+        properties["sourceAddressPrefixes"] = source
+    else:
+        properties["sourceAddressPrefix"] = source
+    if isinstance(ports, list):
+        properties["destinationPortRanges"] = ports
+    else:
+        properties["destinationPortRange"] = ports
+    return {"name": name, "id": f"{nsg_id}/securityRules/{name}",
+            "etag": 'W/"00000000-0000-0000-0000-000000000000"',
+            "type": "Microsoft.Network/networkSecurityGroups/securityRules",
+            "properties": properties}
+
+
+def _nsg(sub: str, rg: str, name: str, rules: list[tuple[Any, ...]], location: str) -> dict[str, Any]:
+    nsg_id = _arm_id(sub, rg, "Microsoft.Network", "networkSecurityGroups", name)
+    security_rules = [_security_rule(nsg_id, rule_name, priority, **options)
+                      for rule_name, priority, options in rules]
+    return _azure({"id": nsg_id, "name": name, "type": "Microsoft.Network/networkSecurityGroups",
+                   "location": location, "tags": {"environment": rg.split("-")[1]},
+                   "etag": 'W/"00000000-0000-0000-0000-000000000000"',
+                   "properties": {"provisioningState": "Succeeded", "resourceGuid": str(uuid.uuid5(uuid.NAMESPACE_URL, nsg_id)),
+                                  "securityRules": security_rules, "defaultSecurityRules": []}}, sub)
+
+
+def _vnet(sub: str, rg: str, name: str, space: str, subnets: list[tuple[str, str, str | None]],
+          location: str) -> dict[str, Any]:
+    vnet_id = _arm_id(sub, rg, "Microsoft.Network", "virtualNetworks", name)
+    subnet_list = []
+    for subnet_name, prefix, nsg in subnets:
+        properties: dict[str, Any] = {"addressPrefix": prefix, "provisioningState": "Succeeded",
+                                      "privateEndpointNetworkPolicies": "Disabled"}
+        if nsg:
+            properties["networkSecurityGroup"] = {"id": _arm_id(sub, rg, "Microsoft.Network", "networkSecurityGroups", nsg)}
+        subnet_list.append({"id": f"{vnet_id}/subnets/{subnet_name}", "name": subnet_name,
+                            "type": "Microsoft.Network/virtualNetworks/subnets", "properties": properties})
+    return _azure({"id": vnet_id, "name": name, "type": "Microsoft.Network/virtualNetworks",
+                   "location": location, "tags": {},
+                   "properties": {"provisioningState": "Succeeded", "addressSpace": {"addressPrefixes": [space]},
+                                  "subnets": subnet_list, "virtualNetworkPeerings": []}}, sub)
+
+
+IMAGES = {
+    "win2012r2": ({"publisher": "MicrosoftWindowsServer", "offer": "WindowsServer", "sku": "2012-R2-Datacenter", "version": "latest"},
+                  "Windows", "Windows Server 2012 R2 Datacenter", "6.3.9600"),
+    "win2019": ({"publisher": "MicrosoftWindowsServer", "offer": "WindowsServer", "sku": "2019-datacenter-gensecond", "version": "latest"},
+                "Windows", "Windows Server 2019 Datacenter", "10.0.17763"),
+    "win2022": ({"publisher": "MicrosoftWindowsServer", "offer": "WindowsServer", "sku": "2022-datacenter-azure-edition", "version": "latest"},
+                "Windows", "Windows Server 2022 Datacenter Azure Edition", "10.0.20348"),
+    "ubuntu1804": ({"publisher": "Canonical", "offer": "UbuntuServer", "sku": "18.04-LTS", "version": "latest"},
+                   "Linux", "ubuntu", "18.04"),
+    "ubuntu2204": ({"publisher": "Canonical", "offer": "0001-com-ubuntu-server-jammy", "sku": "22_04-lts-gen2", "version": "latest"},
+                   "Linux", "ubuntu", "22.04"),
+    "rhel8": ({"publisher": "RedHat", "offer": "RHEL", "sku": "8-lvm-gen2", "version": "latest"},
+              "Linux", "redhat", "8.9"),
+}
+
+
+def _vm_set(sub: str, rg: str, name: str, image: str, location: str, rng: random.Random, *,
+            license_type: str | None = None, public_ip: bool = False, subnet_id: str = "",
+            size: str = "Standard_D4s_v5") -> list[dict[str, Any]]:
+    """An Azure VM with its NIC (and public IP), as Resource Graph returns them."""
+    reference, os_type, os_name, os_version = IMAGES[image]
+    vm_id = _arm_id(sub, rg, "Microsoft.Compute", "virtualMachines", name)
+    nic_id = _arm_id(sub, rg, "Microsoft.Network", "networkInterfaces", f"{name}-nic")
+    properties: dict[str, Any] = {
+        "vmId": str(uuid.uuid5(uuid.NAMESPACE_URL, vm_id)),
+        "hardwareProfile": {"vmSize": size},
+        "storageProfile": {"imageReference": dict(reference),
+                           "osDisk": {"osType": os_type, "name": f"{name}-osdisk", "createOption": "FromImage",
+                                      "caching": "ReadWrite", "managedDisk": {"storageAccountType": "Premium_LRS"},
+                                      "diskSizeGB": 128}, "dataDisks": []},
+        "osProfile": {"computerName": name[:15], "adminUsername": "azureadmin",
+                      "secrets": [], "allowExtensionOperations": True},
+        "networkProfile": {"networkInterfaces": [{"id": nic_id}]},
+        "provisioningState": "Succeeded",
+        "extended": {"instanceView": {"osName": os_name, "osVersion": os_version,
+                                      "computerName": name[:15],
+                                      "powerState": {"code": "PowerState/running", "level": "Info", "displayStatus": "VM running"}}},
+    }
+    if license_type:
+        properties["licenseType"] = license_type
+    resources = [_azure({"id": vm_id, "name": name, "type": "Microsoft.Compute/virtualMachines",
+                         "location": location, "tags": {"environment": rg.split("-")[1], "owner": rng.choice(["web", "data", "erp"])},
+                         "properties": properties}, sub)]
+    ip_config: dict[str, Any] = {"privateIPAddress": f"10.{rng.randrange(10, 30)}.{rng.randrange(256)}.{rng.randrange(4, 250)}",
+                                 "privateIPAllocationMethod": "Dynamic", "primary": True,
+                                 "subnet": {"id": subnet_id}}
+    if public_ip:
+        pip_id = _arm_id(sub, rg, "Microsoft.Network", "publicIPAddresses", f"{name}-pip")
+        ip_config["publicIPAddress"] = {"id": pip_id}
+        resources.append(_azure({"id": pip_id, "name": f"{name}-pip", "type": "Microsoft.Network/publicIPAddresses",
+                                 "location": location, "sku": {"name": "Standard", "tier": "Regional"},
+                                 "properties": {"ipAddress": f"20.{rng.randrange(30, 200)}.{rng.randrange(256)}.{rng.randrange(1, 255)}",
+                                                "publicIPAllocationMethod": "Static", "publicIPAddressVersion": "IPv4",
+                                                "ipConfiguration": {"id": f"{nic_id}/ipConfigurations/ipconfig1"}}}, sub))
+    resources.append(_azure({"id": nic_id, "name": f"{name}-nic", "type": "Microsoft.Network/networkInterfaces",
+                             "location": location, "tags": {},
+                             "properties": {"provisioningState": "Succeeded",
+                                            "ipConfigurations": [{"id": f"{nic_id}/ipConfigurations/ipconfig1",
+                                                                  "name": "ipconfig1", "properties": ip_config}],
+                                            "virtualMachine": {"id": vm_id}, "enableAcceleratedNetworking": True,
+                                            "macAddress": "00-0D-3A-%02X-%02X-%02X" % (rng.randrange(256), rng.randrange(256), rng.randrange(256))}}, sub))
+    return resources
+
+
+def _sql_vm(sub: str, rg: str, name: str, offer: str, sku: str, license_type: str, location: str) -> dict[str, Any]:
+    vm_id = _arm_id(sub, rg, "Microsoft.Compute", "virtualMachines", name)
+    return _azure({"id": _arm_id(sub, rg, "Microsoft.SqlVirtualMachine", "sqlVirtualMachines", name),
+                   "name": name, "type": "Microsoft.SqlVirtualMachine/sqlVirtualMachines", "location": location,
+                   "properties": {"virtualMachineResourceId": vm_id, "provisioningState": "Succeeded",
+                                  "sqlImageOffer": offer, "sqlServerLicenseType": license_type,
+                                  "sqlManagement": "Full", "sqlImageSku": sku}}, sub)
+
+
+def _arc(sub: str, rg: str, name: str, os_sku: str, os_type: str, os_version: str, agent: str,
+         location: str) -> dict[str, Any]:
+    return _azure({"id": _arm_id(sub, rg, "Microsoft.HybridCompute", "machines", name), "name": name,
+                   "type": "Microsoft.HybridCompute/machines", "location": location,
+                   "tags": {"datacenter": "dc1"},
+                   "properties": {"provisioningState": "Succeeded", "status": "Connected",
+                                  "agentVersion": agent, "osName": os_type, "osSku": os_sku,
+                                  "osVersion": os_version, "osType": os_type,
+                                  "machineFqdn": f"{name}.corp.example",
+                                  "detectedProperties": {"manufacturer": "VMware, Inc.", "model": "VMware7,1"}}}, sub)
+
+
+def _avs(sub: str, rg: str, name: str, internet: str, location: str) -> dict[str, Any]:
+    return _azure({"id": _arm_id(sub, rg, "Microsoft.AVS", "privateClouds", name), "name": name,
+                   "type": "Microsoft.AVS/privateClouds", "location": location,
+                   "sku": {"name": "AV36P"}, "tags": {},
+                   "properties": {"provisioningState": "Succeeded", "internet": internet,
+                                  "networkBlock": "10.100.0.0/22",
+                                  "managementCluster": {"clusterSize": 3, "clusterId": 1, "provisioningState": "Succeeded"},
+                                  "endpoints": {"vcsa": "https://10.100.0.2/", "nsxtManager": "https://10.100.0.3/",
+                                                "hcxCloudManager": "https://10.100.0.9/"},
+                                  "circuit": {"primarySubnet": "10.100.4.0/30", "secondarySubnet": "10.100.4.4/30",
+                                              "expressRouteID": f"/subscriptions/{sub}/resourceGroups/tnt-{name}/providers/Microsoft.Network/expressRouteCircuits/{name}-er"},
+                                  "availability": {"strategy": "SingleZone", "zone": 1},
+                                  "encryption": {"status": "Disabled"}}}, sub)
+
+
+def azure_estate(ids: _Ids, rng: random.Random, vm_scale: int = 1) -> tuple[list[Source], list[dict[str, Any]]]:
+    """A tenant with a workload subscription and a shared-services subscription."""
+    prod, shared = list(SUBSCRIPTIONS)
+    location = "westeurope"
+    resources: list[dict[str, Any]] = []
+    web, app, db = (_arm_id(prod, "rg-prod-network", "Microsoft.Network", "virtualNetworks", "vnet-prod") + f"/subnets/{s}"
+                    for s in ("snet-web", "snet-app", "snet-db"))
+    # production subscription: network
+    resources += [
+        _nsg(prod, "rg-prod-network", "nsg-web", [
+            ("allow-https-internet", 100, {"source": "Internet", "ports": "443"}),
+            ("allow-rdp-any", 110, {"source": "*", "ports": "3389"}),
+            ("deny-all-inbound", 4096, {"access": "Deny", "protocol": "*", "ports": "*"}),
+        ], location),
+        _nsg(prod, "rg-prod-network", "nsg-app", [
+            ("allow-web-tier", 100, {"source": "10.20.1.0/24", "ports": ["8080", "8443"]}),
+            ("allow-rdp-admin", 110, {"source": "203.0.113.0/24", "ports": "3389"}),
+            ("deny-rdp-internet", 120, {"access": "Deny", "source": "Internet", "ports": "3389"}),
+        ], location),
+        _nsg(prod, "rg-prod-network", "nsg-db", [
+            ("allow-sql-app", 100, {"source": "10.20.2.0/24", "ports": "1433"}),
+            ("allow-ssh-bastion", 110, {"source": "10.0.1.0/26", "ports": "22"}),
+        ], location),
+        _nsg(prod, "rg-prod-network", "nsg-jump", [
+            ("allow-mgmt-internet", 100, {"source": ["0.0.0.0/0"], "ports": ["22", "3380-3390"]}),
+        ], location),
+        _nsg(prod, "rg-prod-network", "nsg-legacy-ftp", [
+            ("allow-any-any", 100, {"source": "Internet", "protocol": "*", "ports": "*"}),
+            ("allow-udp-syslog", 110, {"source": "10.0.0.0/8", "protocol": "Udp", "ports": "514"}),
+        ], location),
+        _vnet(prod, "rg-prod-network", "vnet-prod", "10.20.0.0/16", [
+            ("snet-web", "10.20.1.0/24", "nsg-web"), ("snet-app", "10.20.2.0/24", None),
+            ("snet-db", "10.20.3.0/24", "nsg-db"), ("GatewaySubnet", "10.20.255.0/27", None)], location),
+    ]
+    vm_plan = [
+        ("vm-web-01", "win2022", "Windows_Server", True, web), ("vm-web-02", "win2022", "Windows_Server", False, web),
+        ("vm-erp-01", "win2012r2", None, False, app), ("vm-erp-02", "win2012r2", "Windows_Server", False, app),
+        ("vm-api-01", "ubuntu2204", None, False, app), ("vm-api-02", "ubuntu1804", None, True, app),
+        ("vm-rhel-01", "rhel8", "RHEL_BYOS", False, db), ("vm-etl-01", "ubuntu2204", "RHEL_BYOS", False, db),
+        ("vm-tools-01", "ubuntu2204", "Windows_Server", False, app), ("vm-sql-01", "win2019", "Windows_Server", False, db),
+        ("vm-sql-02", "win2012r2", "Windows_Server", False, db), ("vm-sql-03", "win2022", None, False, db),
+    ]
+    for copy in range(vm_scale):
+        for name, image, license_type, public, subnet in vm_plan:
+            vm_name = name if copy == 0 else f"{name}-{copy:05d}"
+            resources += _vm_set(prod, "rg-prod-app", vm_name, image, location, rng,
+                                 license_type=license_type, public_ip=public, subnet_id=subnet)
+    resources += [
+        _sql_vm(prod, "rg-prod-app", "vm-sql-01", "SQL2019-WS2019", "Enterprise", "AHUB", location),
+        _sql_vm(prod, "rg-prod-app", "vm-sql-02", "SQL2014SP3-WS2012R2", "Standard", "PAYG", location),
+        _sql_vm(prod, "rg-prod-app", "vm-sql-03", "sql2022-ws2022", "Developer", "AHUB", location),
+    ]
+    # shared services: hub network, Arc-enabled on-premises servers, AVS
+    hub = _arm_id(shared, "rg-shared-network", "Microsoft.Network", "virtualNetworks", "vnet-hub")
+    resources += [
+        _nsg(shared, "rg-shared-network", "nsg-shared", [
+            ("allow-dns-vnet", 100, {"source": "VirtualNetwork", "protocol": "*", "ports": "53"}),
+            ("allow-https-proxy", 110, {"source": ["10.0.0.0/8", "172.16.0.0/12"], "ports": ["443", "8443"]}),
+        ], location),
+        _vnet(shared, "rg-shared-network", "vnet-hub", "10.0.0.0/16", [
+            ("GatewaySubnet", "10.0.0.0/27", None), ("AzureBastionSubnet", "10.0.1.0/26", None),
+            ("AzureFirewallSubnet", "10.0.2.0/26", None), ("snet-shared", "10.0.3.0/24", "nsg-shared"),
+            ("snet-dns", "10.0.4.0/28", None)], location),
+        *_vm_set(shared, "rg-shared-infra", "vm-dc-01", "win2022", location, rng, license_type="Windows_Server",
+                 subnet_id=f"{hub}/subnets/snet-shared"),
+        _arc(shared, "rg-shared-arc", "srv-file-01", "Windows Server 2012 R2 Datacenter", "windows", "6.3.9600", "1.30.02201.1000", location),
+        _arc(shared, "rg-shared-arc", "srv-print-01", "Windows Server 2022 Datacenter", "windows", "10.0.20348", "1.48.02881.1941", location),
+        _arc(shared, "rg-shared-arc", "srv-mon-01", "Ubuntu 20.04.6 LTS", "linux", "20.04", "1.47.02807.1790", location),
+        _arc(shared, "rg-shared-arc", "srv-app-07", "Red Hat Enterprise Linux 8.9", "linux", "8.9", "1.46.02776.1798", location),
+        _avs(shared, "rg-shared-avs", "avs-weu-01", "Enabled", location),
+        _avs(shared, "rg-shared-avs", "avs-weu-02", "Disabled", location),
+    ]
+    sources = [Source(id=sub, cloud="azure", kind="subscription",
+                      resource_count=sum(1 for r in resources if r["source"] == sub),
+                      details={"tenant_id": TENANT, "display_name": display})
+               for sub, display in SUBSCRIPTIONS.items()]
+    return sources, resources
+
+
+def build_sample_estate(*, vms_per_vcenter: tuple[int, int] = (120, 80), azure_vm_scale: int = 1,
+                        seed: int = 2026) -> Snapshot:
+    """The sample estate; larger sizes give the benchmark's estate of the same shapes."""
+    ids = _Ids(seed)
+    rng = random.Random(seed + 1)
+    vsphere_sources, vsphere_resources = vsphere_estate(ids, rng, vms_per_vcenter)
+    azure_sources, azure_resources = azure_estate(ids, rng, azure_vm_scale)
+    return Snapshot(collected_at=COLLECTED_AT, sources=vsphere_sources + azure_sources,
+                    resources=vsphere_resources + azure_resources)
+
+
+def main(argv: list[str]) -> int:
+    """Write the sample estate to the path given, or to auditor/sample/estate.json."""
+    from . import SAMPLE_SNAPSHOT
+    target = Path(argv[0]) if argv else SAMPLE_SNAPSHOT
+    snapshot = build_sample_estate()
+    # indented, unlike collected snapshots, so that changes to the sample read as diffs
+    write_text_atomic(target, json.dumps(snapshot.as_dict(), indent=1, ensure_ascii=False) + "\n")
+    print(f"wrote {len(snapshot.resources)} resources to {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

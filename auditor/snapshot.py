@@ -1,0 +1,222 @@
+"""The snapshot: a versioned JSON document of everything collected from the sources.
+
+Layout (schema_version 1):
+
+    {"kind": "auditor.snapshot", "schema_version": 1,
+     "collected_at": "2026-11-20T08:00:00Z",
+     "collector": {"name": "auditor", "version": "0.1.0"},
+     "sources": [{"id": "vc01.corp.example", "cloud": "vsphere", "kind": "vcenter",
+                  "status": "ok", "error": null, "resource_count": 120}],
+     "resources": [{"id": ..., "name": ..., "cloud": "vsphere"|"azure", "type": ...,
+                    "source": ..., "tags": {...}, <native properties>, "facts": {...}}]}
+
+Resources stay plain dicts: the engine addresses them by path, and a dict is the fastest
+thing to walk. Azure resources are raw ARM JSON with the envelope added; vSphere
+resources hold vSphere property paths as nested mappings (`summary.config.product.version`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .atomic import write_bytes_atomic
+from .errors import SnapshotError
+
+SCHEMA_VERSION = 1
+KIND = "auditor.snapshot"
+CLOUDS = ("vsphere", "azure")
+ENVELOPE = ("id", "name", "cloud", "type", "source", "tags")
+
+
+@dataclass
+class Source:
+    """One vCenter, subscription or tenant a snapshot was collected from."""
+
+    id: str
+    cloud: str
+    kind: str
+    status: str = "ok"  # "ok" or "failed"
+    error: str | None = None
+    resource_count: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form, as stored in the snapshot."""
+        return {"id": self.id, "cloud": self.cloud, "kind": self.kind, "status": self.status,
+                "error": self.error, "resource_count": self.resource_count,
+                "details": self.details}
+
+
+@dataclass
+class Snapshot:
+    """Resources from one or more sources, with when and where they were collected."""
+
+    collected_at: str
+    sources: list[Source]
+    resources: list[dict[str, Any]]
+    origin: list[str] = field(default_factory=list)  # files it was read from, for messages
+
+    @property
+    def incomplete(self) -> bool:
+        """True when a source failed: findings then describe only part of the estate."""
+        return any(source.status != "ok" for source in self.sources)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form (schema_version 1)."""
+        return {"kind": KIND, "schema_version": SCHEMA_VERSION,
+                "collected_at": self.collected_at,
+                "collector": {"name": "auditor", "version": __version__},
+                "sources": [source.as_dict() for source in self.sources],
+                "resources": self.resources}
+
+
+def now_utc() -> str:
+    """The current time as the ISO text snapshots and reports use."""
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def make_resource(*, id: str, name: str, cloud: str, type: str, source: str,
+                  tags: dict[str, Any] | None = None, native: dict[str, Any] | None = None,
+                  facts: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Build a resource with the envelope; sources call this so every resource has it."""
+    resource: dict[str, Any] = dict(native or {})
+    resource.update(id=id, name=name, cloud=cloud,
+                    type=type.lower() if cloud == "azure" else type,
+                    source=source, tags=dict(tags or {}))
+    if facts:
+        resource["facts"] = facts
+    return resource
+
+
+def save_snapshot(snapshot: Snapshot, path: Path) -> None:
+    """Write the snapshot atomically; `.gz` paths are gzip-compressed."""
+    payload = json.dumps(snapshot.as_dict(), ensure_ascii=False, separators=(",", ":"),
+                         sort_keys=False).encode("utf-8")
+    if path.suffix == ".gz":
+        payload = gzip.compress(payload, mtime=0)
+    write_bytes_atomic(path, payload)
+
+
+def load_snapshot(path: Path) -> Snapshot:
+    """Read and check one snapshot file; anything unusable raises SnapshotError naming it."""
+    where = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise SnapshotError("snapshot file not found", where=where) from None
+    except IsADirectoryError:
+        raise SnapshotError("is a directory, expected a snapshot file", where=where) from None
+    except OSError as exc:
+        raise SnapshotError(f"cannot read snapshot: {exc.strerror}", where=where) from None
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise SnapshotError(f"broken gzip data ({exc})", where=where) from None
+    try:
+        document = json.loads(raw)
+    except UnicodeDecodeError:
+        raise SnapshotError("not a snapshot: not UTF-8 JSON", where=where) from None
+    except json.JSONDecodeError as exc:
+        raise SnapshotError(f"not a snapshot: invalid JSON ({exc.msg})", where=where,
+                            line=exc.lineno) from None
+    except RecursionError:
+        raise SnapshotError("not a snapshot: JSON nested too deeply", where=where) from None
+    return snapshot_from_document(document, where)
+
+
+def _fail(where: str, message: str) -> SnapshotError:
+    return SnapshotError(message, where=where)
+
+
+def snapshot_from_document(document: Any, where: str) -> Snapshot:
+    """Check a parsed snapshot document and build the Snapshot; errors name `where`."""
+    if not isinstance(document, dict) or document.get("kind") != KIND:
+        raise _fail(where, f"not an auditor snapshot (expected \"kind\": \"{KIND}\")")
+    version = document.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise _fail(where, "snapshot has no integer schema_version")
+    if version > SCHEMA_VERSION:
+        raise _fail(where, f"snapshot schema_version {version} is newer than this auditor "
+                           f"reads ({SCHEMA_VERSION}); upgrade auditor")
+    if version < 1:
+        raise _fail(where, f"snapshot schema_version {version} is not supported")
+    collected_at = document.get("collected_at")
+    if not isinstance(collected_at, str):
+        raise _fail(where, "snapshot has no collected_at timestamp")
+    sources_raw = document.get("sources", [])
+    resources = document.get("resources")
+    if not isinstance(sources_raw, list) or not isinstance(resources, list):
+        raise _fail(where, "snapshot needs lists 'sources' and 'resources'")
+    sources = []
+    for index, entry in enumerate(sources_raw):
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str)
+                                                  for k in ("id", "cloud", "kind")):
+            raise _fail(where, f"sources[{index}] needs text fields id, cloud and kind")
+        status = entry.get("status", "ok")
+        if status not in ("ok", "failed"):
+            raise _fail(where, f"sources[{index}].status must be 'ok' or 'failed'")
+        count = entry.get("resource_count", 0)
+        details = entry.get("details") or {}
+        error = entry.get("error")
+        sources.append(Source(id=entry["id"], cloud=entry["cloud"], kind=entry["kind"],
+                              status=status, error=error if isinstance(error, str) else None,
+                              resource_count=count if isinstance(count, int) else 0,
+                              details=details if isinstance(details, dict) else {}))
+    for index, resource in enumerate(resources):
+        _check_resource(resource, index, where)
+    return Snapshot(collected_at=collected_at, sources=sources, resources=resources,
+                    origin=[where])
+
+
+def _check_resource(resource: Any, index: int, where: str) -> None:
+    if not isinstance(resource, dict):
+        raise _fail(where, f"resources[{index}] is not an object")
+    for key in ("id", "name", "type", "source"):
+        if not isinstance(resource.get(key), str) or not resource[key]:
+            raise _fail(where, f"resources[{index}] has no text field '{key}'")
+    cloud = resource.get("cloud")
+    if cloud not in CLOUDS:
+        raise _fail(where, f"resources[{index}] ({resource['id']}): cloud must be one of "
+                           f"{', '.join(CLOUDS)}")
+    tags = resource.get("tags")
+    if tags is None:
+        resource["tags"] = {}
+    elif not isinstance(tags, dict):
+        raise _fail(where, f"resources[{index}] ({resource['id']}): tags must be an object")
+    if cloud == "azure":
+        # ARM types are case-insensitive; rules address them lower-case
+        resource["type"] = resource["type"].lower()
+
+
+def merge_snapshots(snapshots: list[Snapshot]) -> Snapshot:
+    """Combine snapshots of different sources into one; a resource twice is an error."""
+    if len(snapshots) == 1:
+        return snapshots[0]
+    seen: dict[str, str] = {}
+    resources: list[dict[str, Any]] = []
+    sources: list[Source] = []
+    for snapshot in snapshots:
+        origin = ", ".join(snapshot.origin) or "snapshot"
+        for resource in snapshot.resources:
+            key = resource_key(resource)
+            if key in seen:
+                raise SnapshotError(f"resource {resource['id']} is also in {seen[key]}; "
+                                    "pass each source's snapshot once", where=origin)
+            seen[key] = origin
+            resources.append(resource)
+        sources.extend(snapshot.sources)
+    return Snapshot(collected_at=max(s.collected_at for s in snapshots), sources=sources,
+                    resources=resources, origin=[o for s in snapshots for o in s.origin])
+
+
+def resource_key(resource: dict[str, Any]) -> str:
+    """The identity of a resource across scans: ARM ids compare case-insensitively."""
+    rid = resource["id"]
+    return rid.lower() if resource.get("cloud") == "azure" else rid
