@@ -62,6 +62,21 @@ def os_product(text: str) -> tuple[str, str] | None:
 
 
 def _os_fact(*texts: Any, guest_id: Any = None) -> dict[str, Any] | None:
+    key = (*texts, guest_id)
+    try:
+        cached = _OS_FACTS.get(key)
+    except TypeError:  # an unhashable value where text was expected
+        return None
+    if cached is None and key not in _OS_FACTS:
+        cached = _OS_FACTS[key] = _os_fact_uncached(*texts, guest_id=guest_id)
+    # each resource gets its own copy: facts are per resource, callers may add to them
+    return dict(cached) if cached is not None else None
+
+
+_OS_FACTS: dict[tuple[Any, ...], dict[str, Any] | None] = {}
+
+
+def _os_fact_uncached(*texts: Any, guest_id: Any = None) -> dict[str, Any] | None:
     for text in texts:
         if isinstance(text, str) and text.strip():
             found = os_product(text)
@@ -89,18 +104,21 @@ def _get(obj: Any, *keys: str) -> Any:
 
 def _vsphere_vm(vm: dict[str, Any], networks: dict[tuple[str, str], dict[str, Any]]) -> None:
     facts = vm.setdefault("facts", {})
-    os_fact = _os_fact(_get(vm, "guest", "guestFullName"), _get(vm, "config", "guestFullName"),
-                       guest_id=_get(vm, "config", "guestId"))
+    config = vm.get("config")
+    if not isinstance(config, dict):
+        config = {}
+    guest = vm.get("guest")
+    os_fact = _os_fact(guest.get("guestFullName") if isinstance(guest, dict) else None,
+                       config.get("guestFullName"), guest_id=config.get("guestId"))
     if os_fact:
         facts["os"] = os_fact
-    version = _get(vm, "config", "version")
+    version = config.get("version")
     if isinstance(version, str):
-        digits = re.search(r"(\d+)", version)
-        if digits:
-            facts["hardware_version"] = int(digits.group(1))
+        facts["hardware_version"] = _hardware_version(version)
     attached = []
-    for moref in vm.get("network") or []:
-        network = networks.get((vm["source"], moref))
+    source = vm["source"]
+    for moref in vm.get("network") or ():
+        network = networks.get((source, moref)) if isinstance(moref, str) else None
         if network is None:
             attached.append({"id": moref, "name": None, "vlan": None})
         else:
@@ -108,6 +126,12 @@ def _vsphere_vm(vm: dict[str, Any], networks: dict[tuple[str, str], dict[str, An
                              "vlan": network.get("facts", {}).get("vlan"),
                              "type": network["type"]})
     facts["networks"] = attached
+
+
+@lru_cache(maxsize=256)
+def _hardware_version(version: str) -> int | None:
+    digits = re.search(r"(\d+)", version)
+    return int(digits.group(1)) if digits else None
 
 
 def _port_group_vlan(port_group: dict[str, Any]) -> Any:

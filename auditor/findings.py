@@ -41,8 +41,9 @@ class Finding:
     state: str | None = None  # new / unchanged / updated / absent, set by the gate
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON form used in findings.json."""
-        return asdict(self)
+        """JSON form used in findings.json (shallow: dataclasses.asdict would deep-copy
+        every evidence list, seconds for a large estate)."""
+        return {name: getattr(self, name) for name in _FINDING_FIELDS}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Finding:
@@ -54,6 +55,9 @@ class Finding:
         """Most severe first, then by rule and resource, for stable output."""
         return (SEVERITY_RANK.get(self.severity, 9), self.rule_id, self.resource_id,
                 self.item_key or "")
+
+
+_FINDING_FIELDS = tuple(Finding.__dataclass_fields__)
 
 
 @dataclass

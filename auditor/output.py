@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .atomic import write_bytes_atomic
@@ -19,20 +19,19 @@ from .findings import ScanReport
 from .formats import formats
 
 
-def render_all(report: ScanReport, names: list[str]) -> dict[str, bytes]:
-    """Rendered bytes by file name for the requested formats."""
-    available = formats()
-    return {available[name].filename: available[name].render(report) for name in names}
-
-
 def write_run(report: ScanReport, out: Path, names: list[str]) -> Path:
-    """Write the outputs of one run; returns the run folder."""
-    rendered = render_all(report, names)
+    """Write the outputs of one run; returns the run folder.
+
+    Formats are rendered and written one at a time into the staging folder, so memory
+    holds one rendered file at most; the folder only appears under its name when all are
+    written.
+    """
+    available = formats()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"cannot create output folder: {exc.strerror}", where=str(out)) from None
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     run = out / stamp
     suffix = 1
     while run.exists():
@@ -40,8 +39,9 @@ def write_run(report: ScanReport, out: Path, names: list[str]) -> Path:
         run = out / f"{stamp}-{suffix}"
     staging = Path(tempfile.mkdtemp(prefix=f".{run.name}.", dir=out))
     try:
-        for filename, payload in rendered.items():
-            write_bytes_atomic(staging / filename, payload)
+        for name in names:
+            fmt = available[name]
+            write_bytes_atomic(staging / fmt.filename, fmt.render(report))
         os.chmod(staging, 0o755)
         os.rename(staging, run)
     except BaseException:

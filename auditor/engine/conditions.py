@@ -22,7 +22,7 @@ Evidence = list[dict[str, Any]]
 def _observed(value: Any) -> Any:
     # keep evidence small: a whole NSG rule list is not evidence, its size is
     if isinstance(value, list) and len(value) > 20:
-        return value[:20] + [f"... {len(value) - 20} more"]
+        return [*value[:20], f"... {len(value) - 20} more"]
     return value
 
 
@@ -152,9 +152,13 @@ class Not:
 
 
 def item_key(item: Any, index: int) -> str:
-    """A key for a list element that survives reordering: its id or name where it has one."""
+    """A key for a list element that survives reordering: its name, key or id where it has one.
+
+    Keys only need to be unique within their list (the fingerprint holds the resource id),
+    so the short readable name comes first.
+    """
     if isinstance(item, dict):
-        for field in ("id", "name", "key", "macAddress", "label"):
+        for field in ("name", "key", "id", "macAddress", "label"):
             value = item.get(field)
             if isinstance(value, (str, int)) and not isinstance(value, bool):
                 return str(value).lower() if field == "id" else str(value)
@@ -178,7 +182,8 @@ class Items:
                 items = get(scope)
                 if type(items) is not list:
                     return False
-                for item in items:
+                # a plain loop: any() over a generator costs a frame per resource here
+                for item in items:  # noqa: SIM110
                     if test_item(item):
                         return True
                 return False

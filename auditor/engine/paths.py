@@ -63,6 +63,52 @@ def parse_path(path: str) -> tuple[str | int, ...]:
 
 Getter = Callable[[Any], Any]
 
+# str[str] and list[str] raise TypeError, so one try covers every wrong shape
+_MISS = (KeyError, TypeError)
+
+
+def _keys_getter(keys: tuple[str, ...]) -> Getter:
+    """Straight-line getters for the common depths: a loop costs twice as much per read."""
+    if len(keys) == 2:
+        a, b = keys
+
+        def get2(obj: Any) -> Any:
+            try:
+                value = obj[a][b]
+            except _MISS:
+                return ABSENT
+            return ABSENT if value is None else value
+        return get2
+    if len(keys) == 3:
+        a, b, c = keys
+
+        def get3(obj: Any) -> Any:
+            try:
+                value = obj[a][b][c]
+            except _MISS:
+                return ABSENT
+            return ABSENT if value is None else value
+        return get3
+    if len(keys) == 4:
+        a, b, c, d = keys
+
+        def get4(obj: Any) -> Any:
+            try:
+                value = obj[a][b][c][d]
+            except _MISS:
+                return ABSENT
+            return ABSENT if value is None else value
+        return get4
+
+    def get_keys(obj: Any) -> Any:
+        try:
+            for key in keys:
+                obj = obj[key]
+        except _MISS:
+            return ABSENT
+        return ABSENT if obj is None else obj
+    return get_keys
+
 
 def compile_path(path: str) -> Getter:
     """A function reading `path` from a mapping, returning ABSENT where it is missing."""
@@ -79,15 +125,7 @@ def compile_path(path: str) -> Getter:
                 return ABSENT if value is None else value
             return get_one
 
-        def get_keys(obj: Any) -> Any:
-            # str[str] and list[str] raise TypeError, so one try covers every wrong shape
-            try:
-                for key in segments:
-                    obj = obj[key]
-            except (KeyError, TypeError):
-                return ABSENT
-            return ABSENT if obj is None else obj
-        return get_keys
+        return _keys_getter(segments)  # type: ignore[arg-type]
 
     def get_mixed(obj: Any) -> Any:
         for segment in segments:

@@ -6,12 +6,14 @@ CI gate read it back.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from ..errors import InputError
 from ..findings import Finding, RuleInfo, ScanReport
+from ..jsonio import to_json
 from . import ReportFormat
 
 SCHEMA = "auditor.findings"
@@ -47,18 +49,17 @@ class FindingsJson(ReportFormat):
     filename = "findings.json"
 
     def render(self, report: ScanReport) -> bytes:
-        return (json.dumps(report_document(report), indent=1, ensure_ascii=False,
-                           default=str) + "\n").encode("utf-8")
+        return to_json(report_document(report), indent=True) + b"\n"
 
 
 def load_report(path: Path) -> ScanReport:
     """Read a findings.json back into a ScanReport; errors name the file."""
     where = str(path)
     try:
-        document = json.loads(path.read_bytes())
+        document = orjson.loads(path.read_bytes())
     except FileNotFoundError:
         raise InputError("findings file not found", where=where) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, orjson.JSONDecodeError) as exc:
         raise InputError(f"not a findings.json: {exc}", where=where) from None
     if not isinstance(document, dict) or document.get("schema") != SCHEMA:
         raise InputError(f"not a findings.json (expected \"schema\": \"{SCHEMA}\")", where=where)

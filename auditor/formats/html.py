@@ -8,13 +8,13 @@ close it, and the page builds rows with textContent only: a VM named
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from ..findings import SEVERITY_RANK, ScanReport
+from ..jsonio import to_json
 from . import ReportFormat
 from .findings_json import summary
 
@@ -25,7 +25,7 @@ CATEGORY_ORDER = ["support-status", "network-isolation", "licensing", "drift", "
 
 def script_json(value: Any) -> str:
     """JSON safe to place inside a <script> element (no `</script>`, no `<!--`)."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    text = to_json(value).decode("utf-8")
     return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 

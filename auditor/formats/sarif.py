@@ -14,11 +14,12 @@
 
 from __future__ import annotations
 
-import gzip
-import json
+import zlib
 from typing import Any
 
+from ..errors import InputError
 from ..findings import SEVERITY_RANK, Finding, RuleInfo, ScanReport
+from ..jsonio import to_json
 from . import ReportFormat
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -123,6 +124,13 @@ def _fit(results: list[tuple[Finding, dict[str, Any]]], limit: int) -> tuple[lis
     return [result for _, result in ordered[:limit]], cut
 
 
+def gzipped_size(payload: bytes, level: int = 1) -> int:
+    """Size of `payload` gzipped. Level 1 compresses least, so a file that fits at level 1
+    fits at the level any uploader uses."""
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
+    return len(compressor.compress(payload)) + len(compressor.flush())
+
+
 class SarifReport(ReportFormat):
     name = "sarif"
     filename = "results.sarif"
@@ -167,8 +175,8 @@ class SarifReport(ReportFormat):
             if cut:
                 properties["truncated"] = {"kept": len(results), "omitted": sum(cut.values()),
                                            "omittedBySeverity": cut,
-                                           "reason": f"GitHub code scanning limits: {limit} results per run, "
-                                                     f"{self.max_gzipped_bytes // (1024 * 1024)} MB gzipped"}
+                                           "reason": f"GitHub code scanning limits: {self.max_results} results "
+                                                     f"per run, {self.max_gzipped_bytes:,} bytes gzipped"}
             failed = [s for s in sources if s.get("status") != "ok"]
             invocation: dict[str, Any] = {"executionSuccessful": not failed,
                                           "endTimeUtc": report.scanned_at}
@@ -188,11 +196,18 @@ class SarifReport(ReportFormat):
             })
         return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": runs}
 
+    def fits(self, payload: bytes) -> bool:
+        """True when `payload` is within the gzipped size limit (cheap for small files)."""
+        return len(payload) <= self.max_gzipped_bytes or gzipped_size(payload) <= self.max_gzipped_bytes
+
     def render(self, report: ScanReport) -> bytes:
         limit = self.max_results
         while True:
-            payload = (json.dumps(self.document(report, limit), indent=1, ensure_ascii=False)
-                       + "\n").encode("utf-8")
-            if limit <= 0 or len(gzip.compress(payload, compresslevel=6)) <= self.max_gzipped_bytes:
+            payload = to_json(self.document(report, limit)) + b"\n"
+            if self.fits(payload):
                 return payload
+            if limit == 0:
+                raise InputError(f"SARIF cannot fit in {self.max_gzipped_bytes:,} bytes gzipped even "
+                                 "without results: the rule metadata alone is larger; run fewer rules",
+                                 where="results.sarif")
             limit = limit * 3 // 4  # still too large: keep fewer, most severe first

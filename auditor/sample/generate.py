@@ -166,7 +166,7 @@ def _vm(vc: str, name: str, host: dict[str, Any], networks: list[dict[str, Any]]
     for index, network in enumerate(networks):
         nics.append({"_type": "VirtualVmxnet3", "key": 4000 + index,
                      "deviceInfo": {"label": f"Network adapter {index + 1}", "summary": network["name"]},
-                     "macAddress": "00:50:56:%02x:%02x:%02x" % (rng.randrange(0x80), rng.randrange(256), rng.randrange(256)),
+                     "macAddress": f"00:50:56:{rng.randrange(0x80):02x}:{rng.randrange(256):02x}:{rng.randrange(256):02x}",
                      "connectable": {"connected": power == "poweredOn", "startConnected": True},
                      "backing": {"_type": "VirtualEthernetCardDistributedVirtualPortBackingInfo",
                                  "port": {"portgroupKey": network["moref"]}}})
@@ -424,7 +424,7 @@ def _vm_set(sub: str, rg: str, name: str, image: str, location: str, rng: random
                                             "ipConfigurations": [{"id": f"{nic_id}/ipConfigurations/ipconfig1",
                                                                   "name": "ipconfig1", "properties": ip_config}],
                                             "virtualMachine": {"id": vm_id}, "enableAcceleratedNetworking": True,
-                                            "macAddress": "00-0D-3A-%02X-%02X-%02X" % (rng.randrange(256), rng.randrange(256), rng.randrange(256))}}, sub))
+                                            "macAddress": f"00-0D-3A-{rng.randrange(256):02X}-{rng.randrange(256):02X}-{rng.randrange(256):02X}"}}, sub))
     return resources
 
 

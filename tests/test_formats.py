@@ -1,0 +1,151 @@
+"""SARIF, JUnit, JSON and HTML output checked as documents (browser tests: test_html_browser)."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from auditor.errors import InputError
+from auditor.findings import Finding
+from auditor.formats.findings_json import FindingsJson
+from auditor.formats.html import HtmlReport, script_json
+from auditor.formats.junit import JUnitReport
+from auditor.formats.sarif import SarifReport
+from tests.conftest import ROOT, SHARED, need_peer
+
+SCHEMA = SHARED / "data" / "sarif" / "sarif-schema-2.1.0.json"
+
+
+@pytest.fixture(scope="module")
+def sarif_validator():
+    need_peer(SCHEMA.exists(), f"SARIF schema not found at {SCHEMA}")
+    from jsonschema import Draft4Validator
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    Draft4Validator.check_schema(schema)
+    return Draft4Validator(schema)
+
+
+def test_sarif_validates_against_the_oasis_schema(sample_report, sarif_validator):
+    document = json.loads(SarifReport().render(sample_report))
+    errors = sorted(sarif_validator.iter_errors(document), key=lambda e: list(e.path))
+    assert not errors, [f"{list(e.path)}: {e.message}" for e in errors[:5]]
+
+
+def test_sarif_has_one_run_per_category_and_github_required_fields(sample_report):
+    document = json.loads(SarifReport().render(sample_report))
+    categories = [run["automationDetails"]["id"] for run in document["runs"]]
+    assert categories == ["vsphere/vc-dc1.corp.example/", "vsphere/vc-dc2.corp.example/",
+                          "azure/7c1d3a52-5b0e-4c43-9f0d-2b7e8a4f1c90/"]
+    total = 0
+    for run in document["runs"]:
+        rules = run["tool"]["driver"]["rules"]
+        assert len(rules) == len(sample_report.rules)
+        for rule in rules:
+            assert rule["shortDescription"]["text"] and rule["help"]["markdown"]
+            severity = rule["properties"].get("security-severity")
+            assert severity is None or 0.1 <= float(severity) <= 10.0
+        for result in run["results"]:
+            total += 1
+            location = result["locations"][0]
+            assert location["physicalLocation"]["artifactLocation"]["uri"].startswith("rules/")
+            assert location["physicalLocation"]["region"]["startLine"] >= 1
+            assert location["logicalLocations"][0]["kind"] == "resource"
+            assert rules[result["ruleIndex"]]["id"] == result["ruleId"]
+            assert len(result["partialFingerprints"]["primaryLocationLineHash"]) == 32
+    assert total == len(sample_report.findings)
+
+
+def test_sarif_result_points_at_the_rule_line(sample_report):
+    document = json.loads(SarifReport().render(sample_report))
+    result = next(r for run in document["runs"] for r in run["results"] if r["ruleId"] == "AZ-NET-001")
+    physical = result["locations"][0]["physicalLocation"]
+    assert physical["artifactLocation"]["uri"] == "rules/network-isolation.yaml"
+    text = (ROOT / physical["artifactLocation"]["uri"]).read_text().splitlines()
+    assert text[physical["region"]["startLine"] - 1].strip() == "- id: AZ-NET-001"
+
+
+def test_sarif_limits_keep_the_most_severe(sample_report):
+    document = json.loads(SarifReport(max_results=5).render(sample_report))
+    for run in document["runs"]:
+        assert len(run["results"]) <= 5
+    dc1 = document["runs"][0]
+    assert dc1["properties"]["truncated"]["kept"] == 5
+    kept = {r["properties"]["severity"] for r in dc1["results"]}
+    assert kept <= {"critical", "high"}
+    assert sum(dc1["properties"]["truncated"]["omittedBySeverity"].values()) == dc1["properties"]["truncated"]["omitted"]
+
+
+def test_sarif_size_limit_shrinks_until_it_fits(sample_report):
+    empty = copy.copy(sample_report)
+    empty.findings = []
+    floor = len(gzip.compress(SarifReport().render(empty)))
+    full = len(gzip.compress(SarifReport().render(sample_report)))
+    cap = (floor + full) // 2
+    payload = SarifReport(max_gzipped_bytes=cap).render(sample_report)
+    assert len(gzip.compress(payload, compresslevel=6)) <= cap
+    runs = json.loads(payload)["runs"]
+    assert any("truncated" in run["properties"] for run in runs)
+    assert 0 < sum(len(run["results"]) for run in runs) < len(sample_report.findings)
+    with pytest.raises(InputError, match="even without results"):
+        SarifReport(max_gzipped_bytes=floor // 2).render(sample_report)
+
+
+def test_sarif_leaves_absent_results_out_of_the_upload(sample_report):
+    report = copy.copy(sample_report)
+    report.findings = [copy.copy(f) for f in sample_report.findings[:3]]
+    report.findings[0].state = "absent"
+    report.findings[1].state = "new"
+    results = [r for run in json.loads(SarifReport().render(report))["runs"] for r in run["results"]]
+    assert len(results) == 2 and results[0]["baselineState"] == "new"
+
+
+def test_a_source_with_no_findings_still_gets_a_run(sample_report):
+    report = copy.copy(sample_report)
+    report.findings = []
+    runs = json.loads(SarifReport().render(report))["runs"]
+    assert len(runs) == 3 and all(run["results"] == [] for run in runs)
+
+
+def test_junit_has_a_testcase_per_rule_and_a_failure_per_finding(sample_report):
+    root = ET.fromstring(JUnitReport().render(sample_report))
+    cases = root.findall(".//testcase")
+    assert len(cases) == len(sample_report.rules)
+    failures = root.findall(".//failure")
+    assert len(failures) == len(sample_report.findings)
+    assert int(root.get("failures")) == len({f.rule_id for f in sample_report.findings})
+
+
+def test_findings_json_summary_matches_findings(sample_report):
+    document = json.loads(FindingsJson().render(sample_report))
+    assert document["schema"] == "auditor.findings" and document["schema_version"] == 1
+    assert sum(document["summary"]["by_severity"].values()) == len(document["findings"])
+    assert document["snapshot"]["resource_count"] == 301
+
+
+def test_script_json_cannot_close_the_script_element():
+    text = script_json({"name": "</script><script>alert(1)</script><!--", "x": "\u2028"})
+    assert "<" not in text and ">" not in text and "\u2028" not in text
+    assert json.loads(text)["name"] == "</script><script>alert(1)</script><!--"
+
+
+def test_html_is_self_contained_and_escapes_names(sample_report):
+    page = HtmlReport().render(sample_report).decode("utf-8")
+    assert "<img src=x onerror=alert(1)>" not in page
+    assert "src=\"http" not in page and "href=\"http" not in page and "@import" not in page
+    assert page.count("<script") == 2 and "Content-Security-Policy" in page
+    report = copy.copy(sample_report)
+    report.sources = [dict(s, error="<b>boom</b>", status="failed") if i == 0 else s
+                      for i, s in enumerate(sample_report.sources)]
+    page = HtmlReport().render(report).decode("utf-8")
+    assert "&lt;b&gt;boom&lt;/b&gt;" in page and "<b>boom</b>" not in page
+
+
+def test_finding_round_trips_through_dict():
+    finding = Finding(rule_id="A", fingerprint="f", severity="high", category="other", title="t",
+                      message="m", resource_id="r", resource_name="n", resource_type="x", cloud="azure",
+                      source="s", item_key="k", evidence=[{"path": "a"}], state="new")
+    assert Finding.from_dict(finding.as_dict() | {"future_field": 1}) == finding

@@ -1,0 +1,108 @@
+"""Every shipped rule against the sample estate: named resources that must match it and
+named resources that must not. A shipped rule missing from CASES fails the suite."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+
+from auditor.sample import SAMPLE_SNAPSHOT
+from auditor.scan import load_rule_context, load_snapshots, scan_snapshot
+from tests.conftest import AS_OF
+
+# rule id -> (must match, must not match); an entry is a resource name, or
+# (resource name, list item key) for rules that report per list element.
+CASES: dict[str, tuple[list, list]] = {
+    "VS-SUP-001": (["esx01.dc1.corp.example", "esx03.dc1.corp.example"],
+                   ["esx07.dc1.corp.example", "esx01.dc2.corp.example"]),
+    "VS-SUP-002": (["vc-dc1.corp.example"], ["vc-dc2.corp.example"]),
+    "HY-SUP-001": (["dc1-legacy-erp", "vm-erp-01", "srv-file-01"],
+                   ["dc1-build01", "vm-web-01", "srv-print-01", "vm-api-02"]),
+    "HY-SUP-002": (["vm-api-02", "srv-mon-01"], ["vm-erp-01", "vm-web-01", "srv-app-07"]),
+    "VS-SUP-003": (["dc1-legacy-erp"], ["dc1-build01", "dc2-web01"]),
+    "VS-SUP-004": (["dc1-legacy-erp"], ["dc1-build01"]),
+    "AZ-SUP-001": (["vm-sql-02"], ["vm-sql-01", "vm-sql-03"]),
+    "AZ-SUP-002": (["srv-file-01"], ["srv-print-01"]),
+    "AZ-NET-001": ([("nsg-web", "allow-rdp-any"), ("nsg-jump", "allow-mgmt-internet")],
+                   ["nsg-app", "nsg-db", ("nsg-web", "allow-https-internet")]),
+    "AZ-NET-002": ([("nsg-jump", "allow-mgmt-internet")], ["nsg-db", "nsg-web"]),
+    "AZ-NET-003": ([("nsg-legacy-ftp", "allow-any-any")], ["nsg-web", ("nsg-legacy-ftp", "allow-udp-syslog")]),
+    "AZ-NET-004": ([("vnet-prod", "snet-app"), ("vnet-hub", "snet-dns")],
+                   [("vnet-prod", "snet-web"), ("vnet-prod", "GatewaySubnet"),
+                    ("vnet-hub", "AzureBastionSubnet"), ("vnet-hub", "AzureFirewallSubnet")]),
+    "AZ-NET-005": (["vm-web-01-nic", "vm-api-02-nic"], ["vm-web-02-nic"]),
+    "AZ-NET-006": (["avs-weu-01"], ["avs-weu-02"]),
+    "VS-NET-001": (["pg-ids-tap"], ["pg-prod-web", "pg-legacy-nlb"]),
+    "VS-NET-002": (["pg-legacy-nlb"], ["pg-prod-web", "pg-ids-tap"]),
+    "VS-NET-003": (["pg-legacy-nlb"], ["pg-ids-tap"]),
+    "VS-NET-004": (["pg-vgt-appliance", "pg-trunk-fw"], ["vc-dc1-DVUplinks", "pg-prod-web"]),
+    "VS-NET-005": ([("esx03.dc1.corp.example", "key-vim.host.PortGroup-sniffer")],
+                   ["esx01.dc1.corp.example", ("esx03.dc1.corp.example", "key-vim.host.PortGroup-vMotion")]),
+    "VS-NET-006": ([("esx01.dc1.corp.example", "TSM-SSH"), ("esx05.dc1.corp.example", "TSM-SSH")],
+                   ["esx02.dc1.corp.example", "esx01.dc2.corp.example"]),
+    "VS-NET-007": (["esx01.dc1.corp.example"], ["esx05.dc1.corp.example", "esx01.dc2.corp.example"]),
+    "VS-NET-008": (["esx02.dc1.corp.example"], ["esx01.dc1.corp.example"]),
+    "VS-NET-009": (["esx02.dc1.corp.example", "esx06.dc1.corp.example"], ["esx01.dc1.corp.example"]),
+    "VS-LIC-001": (["VMware vSphere 7 Enterprise Plus"], ["VMware vCenter Server 7 Standard"]),
+    "VS-LIC-002": (["Evaluation Mode"], ["VMware vSphere 7 Enterprise Plus"]),
+    "VS-LIC-003": (["VMware vSphere 7 Standard (term)"], ["VMware vSphere 8 Enterprise Plus (per core)"]),
+    "VS-LIC-004": (["VMware vSphere 8 Enterprise Plus (per core)", "Evaluation Mode"],
+                   ["VMware vCenter Server 8 Standard", "VMware vSphere 7 Standard (term)"]),
+    "VS-LIC-005": (["esx08.dc1.corp.example"], ["esx07.dc1.corp.example"]),
+    "AZ-LIC-001": (["vm-sql-03"], ["vm-sql-01", "vm-sql-02"]),
+    "AZ-LIC-002": (["vm-tools-01"], ["vm-web-01", "vm-api-01"]),
+    "AZ-LIC-003": (["vm-etl-01"], ["vm-rhel-01"]),
+}
+
+
+@pytest.fixture(scope="module")
+def sample_findings():
+    context = load_rule_context(None, None, AS_OF)
+    snapshot = load_snapshots([SAMPLE_SNAPSHOT])
+    report = scan_snapshot(snapshot, context, AS_OF)
+    by_rule = defaultdict(set)
+    for finding in report.findings:
+        by_rule[finding.rule_id].add((finding.resource_name, finding.item_key))
+    names = {resource["name"] for resource in snapshot.resources}
+    return context, by_rule, names
+
+
+def test_every_shipped_rule_has_cases(sample_findings):
+    context, _, _ = sample_findings
+    shipped = {rule.id for rule in context.ruleset.rules}
+    assert shipped == set(CASES), f"rules without cases: {shipped - set(CASES)}; stale cases: {set(CASES) - shipped}"
+
+
+def test_shipped_packs_meet_the_minimum(sample_findings):
+    context, _, _ = sample_findings
+    per_category = defaultdict(int)
+    for rule in context.ruleset.rules:
+        per_category[rule.category] += 1
+        assert rule.references, f"{rule.id} has no reference"
+    for category in ("support-status", "network-isolation", "licensing"):
+        assert per_category[category] >= 5, category
+
+
+def _hits(found: set, entry) -> bool:
+    if isinstance(entry, tuple):
+        return entry in found
+    return any(name == entry for name, _ in found)
+
+
+@pytest.mark.parametrize("rule_id", sorted(CASES))
+def test_rule_matches_true_positives(sample_findings, rule_id):
+    _, by_rule, names = sample_findings
+    for entry in CASES[rule_id][0]:
+        name = entry[0] if isinstance(entry, tuple) else entry
+        assert name in names, f"sample estate has no resource {name}"
+        assert _hits(by_rule[rule_id], entry), f"{rule_id} should match {entry}; found {sorted(by_rule[rule_id])[:10]}"
+
+
+@pytest.mark.parametrize("rule_id", sorted(CASES))
+def test_rule_spares_true_negatives(sample_findings, rule_id):
+    _, by_rule, names = sample_findings
+    for entry in CASES[rule_id][1]:
+        name = entry[0] if isinstance(entry, tuple) else entry
+        assert name in names, f"sample estate has no resource {name}"
+        assert not _hits(by_rule[rule_id], entry), f"{rule_id} must not match {entry}"
