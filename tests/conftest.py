@@ -86,3 +86,18 @@ def sample_report():
     from auditor.sample import SAMPLE_SNAPSHOT
     from auditor.scan import load_rule_context, load_snapshots, scan_snapshot
     return scan_snapshot(load_snapshots([SAMPLE_SNAPSHOT]), load_rule_context(None, None, AS_OF), AS_OF)
+
+
+def multitool_binary() -> Path | None:
+    """Microsoft's SARIF multitool as installed by .ci/run (its native binary: the npm shim
+    runs through a shell, which splits `--rule-kind Sarif;Ghas` at the semicolon)."""
+    for base in (ROOT / "tests" / ".npm", ROOT):
+        binary = base / "node_modules" / "@microsoft" / "sarif-multitool-linux" / "Sarif.Multitool"
+        if binary.exists():
+            return binary
+    return None
+
+
+CHROMIUM = Path(os.environ.get("AUDITOR_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--no-first-run", "--disable-component-update", "--disable-sync", "--disable-quic"]

@@ -17,7 +17,7 @@ CASES: dict[str, tuple[list, list]] = {
     "VS-SUP-001": (["esx01.dc1.corp.example", "esx03.dc1.corp.example"],
                    ["esx07.dc1.corp.example", "esx01.dc2.corp.example"]),
     "VS-SUP-002": (["vc-dc1.corp.example"], ["vc-dc2.corp.example"]),
-    "HY-SUP-001": (["dc1-legacy-erp", "vm-erp-01", "srv-file-01"],
+    "HY-SUP-001": (["dc1-legacy-erp", "vm-erp-01", "srv-file-01", "<img src=x onerror=alert(1)>"],
                    ["dc1-build01", "vm-web-01", "srv-print-01", "vm-api-02"]),
     "HY-SUP-002": (["vm-api-02", "srv-mon-01"], ["vm-erp-01", "vm-web-01", "srv-app-07"]),
     "VS-SUP-003": (["dc1-legacy-erp"], ["dc1-build01", "dc2-web01"]),
@@ -106,3 +106,12 @@ def test_rule_spares_true_negatives(sample_findings, rule_id):
         name = entry[0] if isinstance(entry, tuple) else entry
         assert name in names, f"sample estate has no resource {name}"
         assert not _hits(by_rule[rule_id], entry), f"{rule_id} must not match {entry}"
+
+
+def test_rule_catalogue_in_docs_is_current(sample_findings):
+    from auditor.cli import rules_markdown
+    from tests.conftest import ROOT
+    context, _, _ = sample_findings
+    written = (ROOT / "docs" / "rules.md").read_text(encoding="utf-8")
+    assert written == rules_markdown(context.ruleset.rules), \
+        "run `auditor rules list --format markdown --output docs/rules.md`"

@@ -53,6 +53,16 @@ def _chart(report: ScanReport) -> dict[str, Any]:
     return {"bars": bars, "height": max(34 * len(bars), 34)}
 
 
+def source_labels(report: ScanReport) -> dict[str, str]:
+    """What people call each source: a subscription's display name rather than its GUID."""
+    labels = {}
+    for source in report.sources:
+        name = (source.get("details") or {}).get("display_name")
+        if name:
+            labels[source["id"]] = f"{name} ({source['id'][:8]}…)"
+    return labels
+
+
 class HtmlReport(ReportFormat):
     name = "html"
     filename = "report.html"
@@ -78,5 +88,6 @@ class HtmlReport(ReportFormat):
         page = template.render(
             report=report, summary=summary(report), severities=SEVERITIES,
             chart=_chart(report), payload={"fields": fields, "findings": findings, "rules": rules,
-                                           "severities": SEVERITIES})
+                                           "severities": SEVERITIES,
+                                           "source_labels": source_labels(report)})
         return page.encode("utf-8")

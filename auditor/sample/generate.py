@@ -276,8 +276,9 @@ def vsphere_estate(ids: _Ids, rng: random.Random, vms_per_vcenter: tuple[int, in
                                  power=rng.choice(["poweredOn"] * 9 + ["poweredOff"])))
         if dc1:
             # fixed cases the rule tests name
+            # a hostile name on a VM with findings, so that every report must show it as text
             resources.append(_vm(vc, HOSTILE_NAME, hosts[0], [attachable[0]], ids, rng,
-                                 guest=GUESTS[2], tools="guestToolsCurrent", hardware="vmx-19"))
+                                 guest=GUESTS[6], tools="guestToolsCurrent", hardware="vmx-19"))
             resources.append(_vm(vc, "dc1-legacy-erp", hosts[1], [attachable[1]], ids, rng,
                                  guest=GUESTS[0], tools="guestToolsTooOld", hardware="vmx-08"))
             resources.append(_vm(vc, "dc1-build01", hosts[2], [attachable[2]], ids, rng,
