@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import re
 import sys
 from datetime import date
@@ -45,13 +46,14 @@ def _format_list(text: str) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for all subcommands."""
+    # no abbreviations: `--password x` must never be taken for `--password-file x`
     parser = argparse.ArgumentParser(
-        prog="auditor", epilog=EPILOG,
+        prog="auditor", epilog=EPILOG, allow_abbrev=False,
         description="Compliance and drift auditing for hybrid vSphere + Azure estates.")
     parser.add_argument("--version", action="version", version=f"auditor {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    scan = commands.add_parser("scan", help="evaluate rule packs over snapshots and write reports",
+    scan = commands.add_parser("scan", allow_abbrev=False, help="evaluate rule packs over snapshots and write reports",
                                epilog=EPILOG)
     scan.add_argument("--snapshot", type=Path, nargs="+", metavar="FILE",
                       help="snapshot files to scan (default: the bundled sample estate)")
@@ -68,24 +70,60 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--as-of", type=_date, default=None, metavar="DATE",
                       help="evaluate dates (end of support, expiry) as of this day (default: today)")
     scan.add_argument("--quiet", "-q", action="store_true", help="print only errors")
+    scan.add_argument("--vsphere", nargs="+", metavar="HOST", default=[],
+                      help="collect these vCenters live (HOST or HOST:PORT) and scan them with any --snapshot")
+    scan.add_argument("--save-snapshot", type=Path, metavar="FILE",
+                      help="also write what was collected live to FILE (.json or .json.gz)")
+    _vsphere_options(scan, prefix="vsphere-")
 
-    rules = commands.add_parser("rules", help="list or validate rule packs")
+    collect = commands.add_parser("collect", allow_abbrev=False, epilog=EPILOG,
+                                  help="collect an inventory snapshot from a live estate")
+    collect_commands = collect.add_subparsers(dest="collect_command", metavar="SOURCE", required=True)
+    vsphere = collect_commands.add_parser(
+        "vsphere", allow_abbrev=False, help="collect from vCenters with pyvmomi", epilog=EPILOG,
+        description="Collect hosts, clusters, VMs, port groups, datastores and licences from one or more "
+                    "vCenters in parallel. The password comes from VSPHERE_PASSWORD or --password-file, "
+                    "never from the command line.")
+    vsphere.add_argument("--server", action="append", required=True, metavar="HOST",
+                         help="vCenter to collect (HOST, HOST:PORT or https://HOST/sdk); repeat for several")
+    vsphere.add_argument("--out", type=Path, required=True, metavar="FILE",
+                         help="snapshot to write (.json or .json.gz)")
+    vsphere.add_argument("--quiet", "-q", action="store_true", help="print only errors")
+    _vsphere_options(vsphere, prefix="")
+
+    rules = commands.add_parser("rules", allow_abbrev=False, help="list or validate rule packs")
     rule_commands = rules.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
-    listing = rule_commands.add_parser("list", help="list rules")
+    listing = rule_commands.add_parser("list", allow_abbrev=False, help="list rules")
     listing.add_argument("--rules", type=Path, nargs="+", metavar="PATH")
     listing.add_argument("--format", choices=["table", "markdown", "json"], default="table")
     listing.add_argument("--output", type=Path, metavar="FILE",
                          help="write to FILE instead of standard output")
-    validate = rule_commands.add_parser("validate", help="check rule files against the rule format")
+    validate = rule_commands.add_parser("validate", allow_abbrev=False, help="check rule files against the rule format")
     validate.add_argument("paths", type=Path, nargs="+", metavar="PATH")
     validate.add_argument("--baseline", type=Path, nargs="+", metavar="FILE", default=[])
 
-    report = commands.add_parser("report", help="render saved findings again, without scanning")
+    report = commands.add_parser("report", allow_abbrev=False, help="render saved findings again, without scanning")
     report.add_argument("--from", dest="source", type=Path, required=True, metavar="FINDINGS_JSON")
     report.add_argument("--format", choices=FORMAT_NAMES, required=True)
     report.add_argument("--output", type=Path, metavar="FILE",
                         help="output file (default: the format's file name beside the input)")
     return parser
+
+
+def _vsphere_options(parser: argparse.ArgumentParser, prefix: str) -> None:
+    group = parser.add_argument_group("vSphere connection")
+    group.add_argument(f"--{prefix}user", dest="vsphere_user", metavar="USER",
+                       help="login user (default: VSPHERE_USER)")
+    group.add_argument(f"--{prefix}password-file", dest="vsphere_password_file", type=Path, metavar="FILE",
+                       help="file whose first line is the password (default: VSPHERE_PASSWORD)")
+    group.add_argument(f"--{prefix}ca-bundle", dest="vsphere_ca_bundle", type=Path, metavar="PEM",
+                       help="CA certificates to verify the vCenter with (default: the system's)")
+    group.add_argument(f"--{prefix}insecure", dest="vsphere_insecure", action="store_true",
+                       help="do not verify the vCenter's TLS certificate (a warning is printed)")
+    group.add_argument(f"--{prefix}timeout", dest="vsphere_timeout", type=float, default=60.0, metavar="SECONDS",
+                       help="network timeout per request (default: 60)")
+    group.add_argument(f"--{prefix}page-size", dest="vsphere_page_size", type=int, default=1000, metavar="N",
+                       help="objects per PropertyCollector page (default: 1000)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
             return _rules(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "collect":
+            return _collect(args)
     except AuditorError as error:
         print(f"auditor: error: {safe(error.one_line())}", file=sys.stderr)
         return error.exit_code
@@ -119,7 +159,16 @@ def _scan(args: argparse.Namespace) -> int:
 
     as_of = args.as_of or date.today()
     context = load_rule_context(args.rules, args.baseline, as_of)
-    snapshot = load_snapshots(args.snapshot or [SAMPLE_SNAPSHOT])
+    files = args.snapshot or ([] if args.vsphere else [SAMPLE_SNAPSHOT])
+    snapshots = [load_snapshots(files)] if files else []
+    if args.vsphere:
+        live = _collect_vsphere(args, args.vsphere)
+        if args.save_snapshot:
+            from .snapshot import save_snapshot
+            save_snapshot(live, args.save_snapshot)
+        snapshots.append(live)
+    from .snapshot import merge_snapshots
+    snapshot = merge_snapshots(snapshots)
     # the inventory is acyclic and lives until the scan ends: keep the cyclic collector from
     # re-walking millions of its objects on every collection (refcounting still frees them)
     gc.freeze()
@@ -138,6 +187,68 @@ def _scan(args: argparse.Namespace) -> int:
         if any(SEVERITY_RANK[f.severity] <= threshold for f in report.findings):
             return EXIT_FINDINGS
     return EXIT_OK
+
+
+def _vsphere_password(args: argparse.Namespace) -> str:
+    if args.vsphere_password_file is not None:
+        try:
+            text = args.vsphere_password_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"cannot read password file: {exc.strerror}",
+                             where=str(args.vsphere_password_file)) from None
+        password = text.splitlines()[0] if text else ""
+    else:
+        password = os.environ.get("VSPHERE_PASSWORD", "")
+    if not password:
+        raise InputError("no vSphere password: set VSPHERE_PASSWORD or pass --password-file "
+                         "(never on the command line)")
+    return password
+
+
+def _collect_vsphere(args: argparse.Namespace, servers: list[str]):
+    """Collect the given vCenters into one snapshot (failed ones recorded in it)."""
+    from .sources import Progress, collect_all
+    from .sources.vsphere import VSphereConnection, VSphereSource, parse_server
+
+    user = args.vsphere_user or os.environ.get("VSPHERE_USER", "")
+    if not user:
+        raise InputError("no vSphere user: pass --user or set VSPHERE_USER")
+    password = _vsphere_password(args)
+    if args.vsphere_ca_bundle is not None and not args.vsphere_ca_bundle.is_file():
+        raise InputError("CA bundle not found", where=str(args.vsphere_ca_bundle))
+    if args.vsphere_page_size < 1:
+        raise InputError("--page-size must be at least 1")
+    sources = []
+    for server in servers:
+        host, port = parse_server(server)
+        if args.vsphere_insecure:
+            print(f"auditor: warning: TLS certificate verification is disabled for {safe(host)}; "
+                  "the connection can be intercepted", file=sys.stderr)
+        connection = VSphereConnection(host=host, port=port, user=user, password=password,
+                                       ca_bundle=str(args.vsphere_ca_bundle) if args.vsphere_ca_bundle else None,
+                                       insecure=args.vsphere_insecure, timeout=args.vsphere_timeout)
+        sources.append(VSphereSource(connection, page_size=args.vsphere_page_size))
+    snapshot = collect_all(sources, Progress(enabled=None if not getattr(args, "quiet", False) else False))
+    for source in snapshot.sources:
+        if source.status != "ok":
+            print(f"auditor: error: {safe(source.error)}", file=sys.stderr)
+    return snapshot
+
+
+def _collect(args: argparse.Namespace) -> int:
+    from .snapshot import save_snapshot
+
+    snapshot = _collect_vsphere(args, args.server)
+    if not any(source.status == "ok" for source in snapshot.sources):
+        # nothing was collected: keep whatever snapshot is already at --out
+        print(f"auditor: no source could be collected; {args.out} was not written", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    save_snapshot(snapshot, args.out)
+    if not args.quiet:
+        counts = ", ".join(f"{s.id}: {s.resource_count}" if s.status == "ok" else f"{s.id}: failed"
+                           for s in snapshot.sources)
+        print(f"wrote {len(snapshot.resources)} resources to {args.out} ({safe(counts)})")
+    return EXIT_INCOMPLETE if snapshot.incomplete else EXIT_OK
 
 
 def print_summary(report: ScanReport, run: Path, names: list[str]) -> None:

@@ -9,6 +9,7 @@ old snapshots gain new facts too), adds `facts.` to resources:
 - `facts.hardware_version`: the number in a vSphere VM's `vmx-NN`;
 - `facts.networks`: the networks a VM is attached to, with VLAN where known;
 - `facts.vlan`: a distributed port group's VLAN id, or `trunk`;
+- `facts.uplink`: whether a distributed port group is its switch's uplink port group;
 - `facts.sql_version`: the SQL Server release (`2014`) of an Azure SQL VM.
 """
 
@@ -180,14 +181,24 @@ def _sql_vm(sql_vm: dict[str, Any]) -> None:
 def derive_facts(resources: list[dict[str, Any]]) -> None:
     """Add `facts.` to resources in place; idempotent, so re-deriving changes nothing."""
     networks: dict[tuple[str, str], dict[str, Any]] = {}
+    uplinks: set[tuple[str, str]] = set()
     for resource in resources:
-        if resource["cloud"] == "vsphere" and resource["type"] in (
-                "DistributedVirtualPortgroup", "Network"):
-            if resource["type"] == "DistributedVirtualPortgroup":
-                resource.setdefault("facts", {})["vlan"] = _port_group_vlan(resource)
+        if resource["cloud"] != "vsphere":
+            continue
+        kind = resource["type"]
+        if kind in ("DistributedVirtualSwitch", "VmwareDistributedVirtualSwitch"):
+            for moref in _get(resource, "config", "uplinkPortgroup") or ():
+                uplinks.add((resource["source"], moref))
+        elif kind in ("DistributedVirtualPortgroup", "Network"):
             moref = resource.get("moref")
             if isinstance(moref, str):
                 networks[(resource["source"], moref)] = resource
+    for key, network in networks.items():
+        if network["type"] == "DistributedVirtualPortgroup":
+            facts = network.setdefault("facts", {})
+            facts["vlan"] = _port_group_vlan(network)
+            # vCenter 6.5 has no config.uplink; the switch's uplinkPortgroup list says it
+            facts["uplink"] = key in uplinks or _get(network, "config", "uplink") is True
     for resource in resources:
         cloud, kind = resource["cloud"], resource["type"]
         if cloud == "vsphere" and kind == "VirtualMachine":

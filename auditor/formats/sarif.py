@@ -8,6 +8,8 @@
   YAML file and line. The cloud resource is the logicalLocation.
 - `partialFingerprints.primaryLocationLineHash` is the finding's fingerprint, so GitHub
   keeps one alert per rule and resource across scans.
+- A category whose sources all failed to collect gets no run, so that GitHub keeps its
+  alerts open instead of closing them as fixed.
 - GitHub's limits (25,000 results per run, 10 MB gzipped upload) are kept by dropping the
   lowest severities first; the run's properties say what was cut.
 """
@@ -164,8 +166,12 @@ class SarifReport(ReportFormat):
         driver_rules = [sarif_rule(rule) for rule in rules]
         runs = []
         for name, pairs in grouped.items():
-            results, cut = _fit(pairs, limit)
             sources = categories.get(name, [])
+            if sources and all(s.get("status") != "ok" for s in sources):
+                # no run at all for a category that could not be collected: an empty run
+                # would tell GitHub that every open alert of that vCenter or tenant is fixed
+                continue
+            results, cut = _fit(pairs, limit)
             properties: dict[str, Any] = {
                 "sources": [{"id": s["id"], "status": s.get("status", "ok"), "error": s.get("error")}
                             for s in sources],

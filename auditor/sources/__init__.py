@@ -1,0 +1,77 @@
+"""Inventory sources: each collects one kind of estate into snapshot resources.
+
+A source knows its API and the snapshot's resource envelope, nothing of rules or formats.
+`collect()` never raises for trouble with the far end (refused connection, bad
+certificate, wrong password, lost connection): it returns a failed Source with a one-line
+reason, so one broken vCenter or subscription does not stop the others, and the scan can
+say the picture is incomplete (exit 3).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from ..snapshot import Snapshot, Source, now_utc
+
+
+@dataclass
+class Collected:
+    """What one source produced: its status and its resources."""
+
+    source: Source
+    resources: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Progress:
+    """Objects collected per source, shown on a terminal; silent in CI and in pipes."""
+
+    def __init__(self, stream: TextIO | None = None, enabled: bool | None = None):
+        self.stream = stream or sys.stderr
+        if enabled is None:
+            enabled = self.stream.isatty() and not os.environ.get("CI")
+        self.enabled = enabled
+        self.counts: dict[str, int] = {}
+        self.lock = threading.Lock()
+
+    def update(self, source: str, count: int) -> None:
+        """`source` has now collected `count` objects."""
+        with self.lock:
+            self.counts[source] = count
+            if self.enabled:
+                line = "  ".join(f"{name}: {n:,}" for name, n in self.counts.items())
+                self.stream.write(f"\r\x1b[Kcollecting {line}")
+                self.stream.flush()
+
+    def finish(self) -> None:
+        """End the progress line."""
+        if self.enabled and self.counts:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+class InventorySource(ABC):
+    """One vCenter, or one Azure scope, to collect from."""
+
+    id: str
+
+    @abstractmethod
+    def collect(self, progress: Progress) -> Collected:
+        """Collect everything; failures come back as a failed Source, not as exceptions."""
+
+
+def collect_all(sources: list[InventorySource], progress: Progress | None = None,
+                workers: int = 8) -> Snapshot:
+    """Collect from every source in parallel into one snapshot, failed sources included."""
+    progress = progress or Progress()
+    started = now_utc()
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(sources)))) as pool:
+        results = list(pool.map(lambda source: source.collect(progress), sources))
+    progress.finish()
+    return Snapshot(collected_at=started, sources=[r.source for r in results],
+                    resources=[resource for r in results for resource in r.resources])
