@@ -172,6 +172,7 @@ func main() {
 	password := flag.String("password", "", "login password (required)")
 	certOut := flag.String("cert-out", "", "write the server certificate (PEM) here")
 	delay := flag.Int("delay-ms", 0, "delay every RetrievePropertiesEx/ContinueRetrievePropertiesEx by this much")
+	latency := flag.Int("latency-ms", 0, "delay every SOAP call by this much (network and vCenter service time)")
 	hostile := flag.String("hostile-name", "<img src=x onerror=alert(1)>", "name of the first VM")
 	flag.Parse()
 	if *password == "" {
@@ -189,6 +190,7 @@ func main() {
 	model.ServiceContent.About.Version = "7.0.3"
 	model.ServiceContent.About.Build = "21477706"
 	model.ServiceContent.About.FullName = "VMware vCenter Server 7.0.3 build-21477706"
+	model.DelayConfig.Delay = *latency
 	if *delay > 0 {
 		model.DelayConfig.MethodDelay = map[string]int{
 			"RetrievePropertiesEx": *delay, "ContinueRetrievePropertiesEx": *delay,
