@@ -65,8 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
                       help="output folder: each run writes DIR/<timestamp>/ and DIR/latest (default: reports)")
     scan.add_argument("--format", type=_format_list, default=list(FORMAT_NAMES), metavar="LIST",
                       help=f"comma-separated formats to write (default: {','.join(FORMAT_NAMES)})")
-    scan.add_argument("--fail-on", choices=[*SEVERITY_RANK, "never"], default="never",
-                      help="exit 1 when a finding at or above this severity exists (default: never)")
+    scan.add_argument("--fail-on", choices=[*SEVERITY_RANK, "new", "never"], default=None,
+                      help="exit 1 on findings at or above this severity, or on `new` ones (see --compare); "
+                           "default: new with --compare, else never")
+    scan.add_argument("--min-severity", choices=list(SEVERITY_RANK), default="info",
+                      help="with --fail-on new: the lowest severity of a new finding that fails (default: info)")
+    scan.add_argument("--compare", type=Path, metavar="PREVIOUS",
+                      help="a previous findings.json or SARIF of auditor: findings become new/unchanged/updated/absent")
+    scan.add_argument("--history", type=Path, metavar="DB",
+                      help="scan history database (default: OUT/history.db)")
+    scan.add_argument("--no-history", action="store_true", help="do not record this scan in the history")
+    scan.add_argument("--waivers", type=Path, metavar="FILE",
+                      help="YAML of accepted risks (rule, resource, reason, owner, expires)")
     scan.add_argument("--as-of", type=_date, default=None, metavar="DATE",
                       help="evaluate dates (end of support, expiry) as of this day (default: today)")
     scan.add_argument("--quiet", "-q", action="store_true", help="print only errors")
@@ -101,6 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
     validate = rule_commands.add_parser("validate", allow_abbrev=False, help="check rule files against the rule format")
     validate.add_argument("paths", type=Path, nargs="+", metavar="PATH")
     validate.add_argument("--baseline", type=Path, nargs="+", metavar="FILE", default=[])
+
+    diff = commands.add_parser("diff", allow_abbrev=False, help="what changed between two snapshots",
+                               epilog="exit codes: 0 no drift; 1 drift found; 2 usage or input error")
+    diff.add_argument("old", type=Path, metavar="OLD_SNAPSHOT")
+    diff.add_argument("new", type=Path, metavar="NEW_SNAPSHOT")
+    diff.add_argument("--format", choices=["text", "json", "html"], default="text")
+    diff.add_argument("--output", type=Path, metavar="FILE", help="write to FILE instead of standard output")
+
+    history = commands.add_parser("history", allow_abbrev=False, help="list recorded scans")
+    history.add_argument("--db", type=Path, default=Path("reports") / "history.db", metavar="DB")
+    history.add_argument("--limit", type=int, default=20)
 
     report = commands.add_parser("report", allow_abbrev=False, help="render saved findings again, without scanning")
     report.add_argument("--from", dest="source", type=Path, required=True, metavar="FINDINGS_JSON")
@@ -142,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
             return _report(args)
         if args.command == "collect":
             return _collect(args)
+        if args.command == "diff":
+            return _diff(args)
+        if args.command == "history":
+            return _history(args)
     except AuditorError as error:
         print(f"auditor: error: {safe(error.one_line())}", file=sys.stderr)
         return error.exit_code
@@ -153,11 +178,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _scan(args: argparse.Namespace) -> int:
+    from .gate import apply_waivers, compare, decide, load_previous, load_waivers
     from .output import write_run
     from .sample import SAMPLE_SNAPSHOT
     from .scan import load_rule_context, load_snapshots, scan_snapshot
 
     as_of = args.as_of or date.today()
+    fail_on = args.fail_on or ("new" if args.compare else "never")
+    if fail_on == "new" and not args.compare:
+        raise InputError("--fail-on new needs --compare PREVIOUS (a findings.json or SARIF of an earlier scan)")
+    # every input is read before anything is collected, evaluated or written
+    previous = load_previous(args.compare) if args.compare else None
+    waivers = load_waivers(args.waivers) if args.waivers else []
     context = load_rule_context(args.rules, args.baseline, as_of)
     files = args.snapshot or ([] if args.vsphere else [SAMPLE_SNAPSHOT])
     snapshots = [load_snapshots(files)] if files else []
@@ -174,18 +206,34 @@ def _scan(args: argparse.Namespace) -> int:
     gc.freeze()
     report = scan_snapshot(snapshot, context, as_of)
     del snapshot  # findings hold what the reports need; free the inventory before rendering
+    if previous is not None:
+        report.findings = compare(report.findings, previous)
+        report.compared_with = str(args.compare)
+    if args.waivers:
+        report.waivers = apply_waivers(report.findings, waivers, as_of)
+    gate = decide(report.findings, report.waivers, fail_on, args.min_severity)
+    if not args.no_history:
+        from .history import record
+        record(args.history or args.out / "history.db", report)
     run = write_run(report, args.out, args.format)
     if not args.quiet:
         print_summary(report, run, args.format)
+    for waiver in report.waivers:
+        if waiver["status"] in ("expired", "stale"):
+            what = ("expired on " + waiver["expires"] + f": {waiver['matched']} findings no longer suppressed"
+                    if waiver["status"] == "expired" else "matches no finding: remove it")
+            print(f"auditor: waiver {waiver['file']}:{waiver['line']} ({safe(waiver['rule'])} on "
+                  f"{safe(waiver['resource'])}, owner {safe(waiver['owner'])}) {what}", file=sys.stderr)
     if report.incomplete:
         failed = ", ".join(s["id"] for s in report.sources if s.get("status") != "ok")
         print(f"auditor: collection incomplete: {safe(failed)} failed; findings cover only "
               "part of the estate", file=sys.stderr)
         return EXIT_INCOMPLETE
-    if args.fail_on != "never":
-        threshold = SEVERITY_RANK[args.fail_on]
-        if any(SEVERITY_RANK[f.severity] <= threshold for f in report.findings):
-            return EXIT_FINDINGS
+    if gate.failed:
+        print(f"auditor: gate failed: {len(gate.failing)} {gate.reason}", file=sys.stderr)
+        for finding in gate.failing[:20]:
+            print(f"  {finding.severity.upper():8} {finding.rule_id}  {safe(finding.message)}", file=sys.stderr)
+        return EXIT_FINDINGS
     return EXIT_OK
 
 
@@ -258,6 +306,15 @@ def print_summary(report: ScanReport, run: Path, names: list[str]) -> None:
     print(f"Scanned {report.resource_count} resources from {sources} source"
           f"{'s' if sources != 1 else ''} with {len(report.rules)} rules "
           f"(as of {report.as_of}): {len(report.findings)} findings")
+    if report.compared_with:
+        states = report.counts_by("state")
+        print(f"  compared with {safe(report.compared_with)}: " + "  ".join(
+            f"{state} {states.get(state, 0)}" for state in ("new", "updated", "unchanged", "absent")))
+    if report.waivers:
+        statuses = [w["status"] for w in report.waivers]
+        suppressed = sum(1 for f in report.findings if f.suppression)
+        print(f"  waivers  active {statuses.count('active')}  expired {statuses.count('expired')}  "
+              f"stale {statuses.count('stale')}  ({suppressed} findings suppressed)")
     by_severity = report.counts_by("severity")
     print("  severity  " + "  ".join(f"{name} {by_severity.get(name, 0)}" for name in SEVERITY_RANK))
     by_category = report.counts_by("category")
@@ -339,9 +396,45 @@ def _report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _diff(args: argparse.Namespace) -> int:
+    from .drift import diff_snapshots
+    from .formats.drift import render_html, render_json, render_text
+    from .snapshot import load_snapshot
+
+    drift = diff_snapshots(load_snapshot(args.old), load_snapshot(args.new))
+    payload = {"text": lambda: render_text(drift).encode("utf-8"), "json": lambda: render_json(drift),
+               "html": lambda: render_html(drift)}[args.format]()
+    if args.output:
+        from .atomic import write_bytes_atomic
+        write_bytes_atomic(args.output, payload)
+    else:
+        sys.stdout.write(payload.decode("utf-8"))
+    return EXIT_OK if drift.empty else EXIT_FINDINGS
+
+
+def _history(args: argparse.Namespace) -> int:
+    from .history import scans
+
+    rows = scans(args.db, args.limit)
+    print(f"{'scan':>5}  {'scanned at':20}  {'sources':>7}  {'open':>5}  critical high medium low info  waived")
+    for row in rows:
+        sources = json.loads(row["sources"])
+        flag = " incomplete" if row["incomplete"] else ""
+        print(f"{row['id']:>5}  {row['scanned_at']:20}  {len(sources):>7}  {row['total']:>5}  {row['critical']:>8} "
+              f"{row['high']:>4} {row['medium']:>6} {row['low']:>3} {row['info']:>4}  {row['suppressed']:>6}{flag}")
+    return EXIT_OK
+
+
 def run() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader (`| head`) went away: not an error of ours, and no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = EXIT_OK
+    sys.exit(code)
 
 
 if __name__ == "__main__":

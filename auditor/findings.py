@@ -39,6 +39,8 @@ class Finding:
     item_key: str | None = None
     evidence: list[dict[str, Any]] = field(default_factory=list)
     state: str | None = None  # new / unchanged / updated / absent, set by the gate
+    suppression: dict[str, Any] | None = None  # the waiver that accepts this finding, if any
+    first_seen: str | None = None  # from the scan history, when one is kept
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form used in findings.json (shallow: dataclasses.asdict would deep-copy
@@ -95,6 +97,9 @@ class ScanReport:
     rules: list[RuleInfo]
     findings: list[Finding]
     resource_counts: dict[str, int] = field(default_factory=dict)  # by cloud:type
+    compared_with: str | None = None  # the previous scan the states are relative to
+    waivers: list[dict[str, Any]] = field(default_factory=list)  # each waiver with its status
+    history: list[dict[str, Any]] = field(default_factory=list)  # recent scans' counts, oldest first
 
     @property
     def incomplete(self) -> bool:
@@ -116,6 +121,8 @@ class ScanReport:
         """Number of findings per value of one finding attribute (severity, category...)."""
         counts: dict[str, int] = {}
         for finding in self.findings:
+            if finding.state == "absent" and attribute != "state":
+                continue  # fixed since the previous scan: not a current finding
             key = getattr(finding, attribute)
             counts[key] = counts.get(key, 0) + 1
         return counts

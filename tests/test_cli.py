@@ -43,8 +43,10 @@ def host(version: str, name: str = "esx01"):
                          native={"summary": {"config": {"product": {"version": version, "build": "1"}},
                                              "runtime": {"connectionState": "connected"}},
                                  "config": {"lockdownMode": "lockdownNormal",
-                                            "dateTimeInfo": {"ntpConfig": {"server": ["ntp"]}},
-                                            "option": [{"key": "Syslog.global.logHost", "value": "ssl://x"}]}})
+                                            "dateTimeInfo": {"ntpConfig": {"server": ["ntp1.corp.example",
+                                                                                      "ntp2.corp.example"]}},
+                                            "option": [{"key": "Syslog.global.logHost",
+                                                        "value": "ssl://syslog.corp.example:6514"}]}})
 
 
 def test_default_scan_writes_every_format_under_reports(workdir, capsys):
@@ -155,4 +157,6 @@ def test_console_script_and_module_entry_points(workdir):
     result = subprocess.run([sys.executable, "-m", "auditor", "scan", "--snapshot", str(SAMPLE_SNAPSHOT),
                              "--out", str(workdir / "out"), "-q", "--fail-on", "critical"],
                             capture_output=True, text=True)
-    assert result.returncode == 1 and result.stdout == "" and result.stderr == ""
+    assert result.returncode == 1 and result.stdout == ""
+    # quiet prints only why the gate failed, and which findings did it
+    assert result.stderr.startswith("auditor: gate failed: 2 findings at or above critical\n  CRITICAL ")

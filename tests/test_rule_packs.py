@@ -53,6 +53,11 @@ CASES: dict[str, tuple[list, list]] = {
     "AZ-LIC-001": (["vm-sql-03"], ["vm-sql-01", "vm-sql-02"]),
     "AZ-LIC-002": (["vm-tools-01"], ["vm-web-01", "vm-api-01"]),
     "AZ-LIC-003": (["vm-etl-01"], ["vm-rhel-01"]),
+    "DR-VS-001": ([("esx04.dc1.corp.example", "UserVars.ESXiShellTimeOut")], ["esx03.dc1.corp.example"]),
+    "DR-VS-002": ([("esx07.dc1.corp.example", "Security.AccountLockFailures")], ["esx04.dc1.corp.example"]),
+    "DR-VS-003": (["esx02.dc2.corp.example"], ["esx01.dc2.corp.example", "esx02.dc1.corp.example"]),
+    "DR-VS-004": ([("esx03.dc1.corp.example", "Syslog.global.logHost")],
+                  ["esx01.dc1.corp.example", "esx02.dc1.corp.example"]),
 }
 
 
@@ -82,6 +87,7 @@ def test_shipped_packs_meet_the_minimum(sample_findings):
         assert rule.references, f"{rule.id} has no reference"
     for category in ("support-status", "network-isolation", "licensing"):
         assert per_category[category] >= 5, category
+    assert per_category["drift"] >= 3
 
 
 def _hits(found: set, entry) -> bool:

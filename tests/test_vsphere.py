@@ -258,3 +258,65 @@ def test_collect_all_runs_sources_in_parallel(simulator):
     sources = [VSphereSource(connection(simulator)), VSphereSource(connection(simulator, port=1))]
     snapshot = collect_all(sources, Progress(enabled=False))
     assert [s.status for s in snapshot.sources] == ["ok", "failed"] and snapshot.incomplete
+
+
+def test_gate_and_drift_across_two_collections_of_the_simulator(simulator_binary, tmp_path, credentials, capsys):
+    """Two collections of the same estate give no new finding; one port group changed in the
+    simulator through the vSphere API gives exactly that drift and exactly one new finding."""
+    import ssl
+
+    from pyVim.connect import Disconnect, SmartConnect
+    from pyVmomi import vim
+
+    from auditor.drift import diff_snapshots
+
+    estate = vcsim.start(simulator_binary, tmp_path)
+    try:
+        common = ["--vsphere", estate.server, "--vsphere-ca-bundle", str(estate.cert), "-q",
+                  "--out", str(tmp_path / "reports")]
+        assert main(["scan", *common, "--save-snapshot", str(tmp_path / "one.json")]) == 0
+        first = tmp_path / "first.json"
+        first.write_bytes((tmp_path / "reports" / "latest" / "findings.json").read_bytes())
+        assert main(["scan", *common, "--compare", str(first), "--save-snapshot", str(tmp_path / "two.json")]) == 0
+        states = Counter(f["state"] for f in json.loads((tmp_path / "reports" / "latest" / "findings.json")
+                                                        .read_text())["findings"])
+        assert states["new"] == 0 and states["absent"] == 0 and states["unchanged"] > 0
+
+        service = SmartConnect(host="127.0.0.1", port=estate.port, user="auditor", pwd=vcsim.PASSWORD,
+                               sslContext=ssl.create_default_context(cafile=str(estate.cert)))
+        try:
+            content = service.RetrieveContent()
+            view = content.viewManager.CreateContainerView(content.rootFolder,
+                                                           [vim.dvs.DistributedVirtualPortgroup], True)
+            group = next(pg for pg in view.view if pg.name == "DC0_DVPG2")
+            config = group.config
+            setting = config.defaultPortConfig
+            setting.securityPolicy.forgedTransmits = vim.BoolPolicy(inherited=False, value=True)
+            # the simulator replaces every field with the spec's, so the spec carries them all
+            spec = vim.dvs.DistributedVirtualPortgroup.ConfigSpec(
+                configVersion=config.configVersion, name=config.name, numPorts=config.numPorts,
+                type=config.type, policy=config.policy, description=config.description,
+                autoExpand=config.autoExpand, defaultPortConfig=setting)
+            task = group.ReconfigureDVPortgroup_Task(spec)
+            while task.info.state not in ("success", "error"):
+                time.sleep(0.05)
+            assert task.info.state == "success"
+            moref = group._moId
+        finally:
+            Disconnect(service)
+
+        capsys.readouterr()
+        assert main(["scan", *common, "--compare", str(first), "--save-snapshot", str(tmp_path / "three.json")]) == 1
+        findings = json.loads((tmp_path / "reports" / "latest" / "findings.json").read_text())["findings"]
+        new = [(f["rule_id"], f["resource_name"]) for f in findings if f["state"] == "new"]
+        assert new == [("VS-NET-002", "DC0_DVPG2")]
+        assert "gate failed: 1 new findings" in capsys.readouterr().err
+
+        drift = diff_snapshots(load_snapshot(tmp_path / "two.json"), load_snapshot(tmp_path / "three.json"))
+        assert not drift.added and not drift.removed
+        assert [(r.id, [(c.path, c.old, c.new) for c in r.changes]) for r in drift.changed] == [
+            (f"{estate.server}/{moref}",
+             [("config.defaultPortConfig.securityPolicy.forgedTransmits.value", False, True)])]
+        assert diff_snapshots(load_snapshot(tmp_path / "one.json"), load_snapshot(tmp_path / "two.json")).empty
+    finally:
+        estate.stop()

@@ -22,7 +22,10 @@ SCHEMA_VERSION = 1
 
 def summary(report: ScanReport) -> dict[str, Any]:
     """Counts by severity, category, cloud and source."""
-    return {"total": len(report.findings),
+    live = [f for f in report.findings if f.state != "absent"]
+    return {"total": len(live),
+            "suppressed": sum(1 for f in live if f.suppression),
+            "by_state": report.counts_by("state") if report.compared_with else {},
             "by_severity": report.counts_by("severity"),
             "by_category": report.counts_by("category"),
             "by_cloud": report.counts_by("cloud"),
@@ -39,6 +42,9 @@ def report_document(report: ScanReport) -> dict[str, Any]:
                      "resource_counts": report.resource_counts,
                      "sources": report.sources, "incomplete": report.incomplete},
         "summary": summary(report),
+        "compared_with": report.compared_with,
+        "waivers": report.waivers,
+        "history": report.history,
         "rules": [rule.as_dict() for rule in report.rules],
         "findings": [finding.as_dict() for finding in report.findings],
     }
@@ -76,7 +82,9 @@ def load_report(path: Path) -> ScanReport:
             tool_version=document["tool"]["version"], scanned_at=document["scanned_at"],
             as_of=document["as_of"], collected_at=snapshot["collected_at"],
             sources=snapshot["sources"], resource_count=snapshot["resource_count"],
-            rules=rules, findings=findings, resource_counts=snapshot.get("resource_counts", {}))
+            rules=rules, findings=findings, resource_counts=snapshot.get("resource_counts", {}),
+            compared_with=document.get("compared_with"), waivers=document.get("waivers") or [],
+            history=document.get("history") or [])
     except (KeyError, TypeError) as exc:
         raise InputError(f"findings.json is missing or has a malformed field ({exc})",
                          where=where) from None

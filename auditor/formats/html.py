@@ -53,6 +53,27 @@ def _chart(report: ScanReport) -> dict[str, Any]:
     return {"bars": bars, "height": max(34 * len(bars), 34)}
 
 
+def _trend(report: ScanReport) -> dict[str, Any] | None:
+    """Stacked bars of open findings by severity over the recorded scans."""
+    scans = report.history
+    if len(scans) < 2:
+        return None
+    largest = max(scan["total"] for scan in scans) or 1
+    width = 480 / len(scans)
+    bars = []
+    for index, scan in enumerate(scans):
+        y = 120.0
+        segments = []
+        for severity in SEVERITIES:
+            height = 110.0 * scan.get(severity, 0) / largest
+            if height:
+                y -= height
+                segments.append({"severity": severity, "y": y, "height": height, "count": scan[severity]})
+        bars.append({"x": index * width + 2, "width": max(width - 4, 1), "segments": segments,
+                     "label": scan["scanned_at"], "total": scan["total"]})
+    return {"bars": bars, "largest": largest, "first": scans[0]["scanned_at"], "last": scans[-1]["scanned_at"]}
+
+
 def source_labels(report: ScanReport) -> dict[str, str]:
     """What people call each source: a subscription's display name rather than its GUID."""
     labels = {}
@@ -83,11 +104,12 @@ class HtmlReport(ReportFormat):
                  for rule in report.rules}
         fields = ("rule_id", "fingerprint", "severity", "category", "title", "message",
                   "resource_id", "resource_name", "resource_type", "cloud", "source", "item_key",
-                  "evidence", "state")
+                  "evidence", "state", "suppression", "first_seen")
         findings = [[getattr(f, name) for name in fields] for f in report.findings]
         page = template.render(
             report=report, summary=summary(report), severities=SEVERITIES,
-            chart=_chart(report), payload={"fields": fields, "findings": findings, "rules": rules,
+            chart=_chart(report), trend=_trend(report), payload={"fields": fields, "findings": findings, "rules": rules,
                                            "severities": SEVERITIES,
-                                           "source_labels": source_labels(report)})
+                                           "source_labels": source_labels(report),
+                                           "scanned_at": report.scanned_at})
         return page.encode("utf-8")

@@ -29,7 +29,7 @@ class JUnitReport(ReportFormat):
     def render(self, report: ScanReport) -> bytes:
         by_rule: dict[str, list[Finding]] = defaultdict(list)
         for finding in report.findings:
-            if finding.state != "absent":
+            if finding.state != "absent" and not finding.suppression:  # waived risk is not a failure
                 by_rule[finding.rule_id].append(finding)
         suites = ET.Element("testsuites", name="auditor", tests=str(len(report.rules)),
                             failures=str(sum(1 for r in report.rules if by_rule.get(r.id))),

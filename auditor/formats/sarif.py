@@ -114,6 +114,12 @@ def sarif_result(finding: Finding, rule: RuleInfo | None, rule_index: int) -> di
         result["properties"]["item"] = finding.item_key
     if finding.state in ("new", "unchanged", "updated", "absent"):
         result["baselineState"] = finding.state
+    if finding.suppression:
+        waiver = finding.suppression
+        result["suppressions"] = [{
+            "kind": "external", "status": "accepted", "justification": waiver["reason"],
+            "properties": {"owner": waiver["owner"], "expires": waiver["expires"], "ticket": waiver.get("ticket"),
+                           "waiver": f"{waiver['file']}:{waiver['line']}"}}]
     return result
 
 
@@ -178,6 +184,9 @@ class SarifReport(ReportFormat):
                 "scannedAt": report.scanned_at, "asOf": report.as_of,
                 "collectedAt": report.collected_at,
             }
+            if report.waivers:
+                properties["waivers"] = [{k: w[k] for k in ("rule", "resource", "owner", "expires", "status",
+                                                            "matched")} for w in report.waivers]
             if cut:
                 properties["truncated"] = {"kept": len(results), "omitted": sum(cut.values()),
                                            "omittedBySeverity": cut,

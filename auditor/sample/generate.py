@@ -88,11 +88,13 @@ def _vcenter(vc: str, version: str, ids: _Ids) -> dict[str, Any]:
 def _host(vc: str, name: str, version: str, cluster: str, port_groups: list[dict[str, Any]],
           ids: _Ids, *, ssh: bool = False, lockdown: str = "lockdownNormal", ntp: bool = True,
           syslog: bool = True, license_edition: str = "esxEnterprisePlus", cpu_packages: int = 2,
-          cores: int = 24, connected: bool = True) -> dict[str, Any]:
+          cores: int = 24, connected: bool = True, shell_timeout: int = 900, lock_failures: int = 5,
+          log_host: str = "ssl://syslog.corp.example:6514", ntp_servers: list[str] | None = None
+          ) -> dict[str, Any]:
     moref = ids.moref("host")
-    options = [{"key": "UserVars.ESXiShellTimeOut", "value": 900},
-               {"key": "Security.AccountLockFailures", "value": 5},
-               {"key": "Syslog.global.logHost", "value": "ssl://syslog.corp.example:6514" if syslog else ""}]
+    options = [{"key": "UserVars.ESXiShellTimeOut", "value": shell_timeout},
+               {"key": "Security.AccountLockFailures", "value": lock_failures},
+               {"key": "Syslog.global.logHost", "value": log_host if syslog else ""}]
     services = [
         {"key": "TSM-SSH", "label": "SSH", "running": ssh, "policy": "on" if ssh else "off", "required": False},
         {"key": "TSM", "label": "ESXi Shell", "running": False, "policy": "off", "required": False},
@@ -118,7 +120,8 @@ def _host(vc: str, name: str, version: str, cluster: str, port_groups: list[dict
                 "lockdownMode": lockdown,
                 "service": {"service": services},
                 "dateTimeInfo": {"timeZone": {"key": "UTC"},
-                                 "ntpConfig": {"server": ["ntp1.corp.example", "ntp2.corp.example"] if ntp else []}},
+                                 "ntpConfig": {"server": (ntp_servers or ["ntp1.corp.example", "ntp2.corp.example"])
+                                               if ntp else []}},
                 "option": options,
                 "network": {"portgroup": port_groups},
             },
@@ -262,7 +265,11 @@ def vsphere_estate(ids: _Ids, rng: random.Random, vms_per_vcenter: tuple[int, in
                 vc, f"esx{n:02d}.{site}.corp.example", version, clusters[n % 2]["moref"], standard,
                 ids, ssh=dc1 and n in (1, 5), lockdown="lockdownDisabled" if dc1 and n <= 4 else "lockdownNormal",
                 ntp=not (dc1 and n == 2), syslog=not (dc1 and n in (2, 6)),
-                license_edition="eval" if dc1 and n == 8 else "esxEnterprisePlus"))
+                license_edition="eval" if dc1 and n == 8 else "esxEnterprisePlus",
+                # hosts that drifted from the desired state
+                shell_timeout=0 if dc1 and n == 4 else 900, lock_failures=10 if dc1 and n == 7 else 5,
+                log_host="udp://10.1.1.50:514" if dc1 and n == 3 else "ssl://syslog.corp.example:6514",
+                ntp_servers=["pool.ntp.org"] if not dc1 and n == 2 else None))
         resources.extend(hosts)
         resources.append(make_resource(
             id=f"{vc}/network-11", name="VM Network", cloud="vsphere", type="Network", source=vc,

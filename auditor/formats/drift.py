@@ -1,0 +1,52 @@
+"""Drift between snapshots as text (terminals, CI logs), JSON (scripts) and HTML (people)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from ..drift import Drift
+from ..jsonio import to_json
+from .html import TEMPLATES
+
+DRIFT_FORMATS = ("text", "json", "html")
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _clean(text: str) -> str:
+    # names come from the estate: control characters must not reach a terminal
+    return "".join(c if c.isprintable() or c == " " else f"\\x{ord(c):02x}" for c in text)
+
+
+def render_text(drift: Drift) -> str:
+    """One line per added/removed resource and per changed path."""
+    lines = [f"drift from {drift.old_collected_at} to {drift.new_collected_at}: {len(drift.added)} added, "
+             f"{len(drift.removed)} removed, {len(drift.changed)} changed"]
+    lines += [_clean(f"+ {r['type']} {r['name']} ({r['id']})") for r in drift.added]
+    lines += [_clean(f"- {r['type']} {r['name']} ({r['id']})") for r in drift.removed]
+    for resource in drift.changed:
+        lines.append(_clean(f"~ {resource.type} {resource.name} ({resource.id})"))
+        for change in resource.changes:
+            lines.append(_clean(f"    {change.path}: {_short(change.old)} -> {_short(change.new)}"))
+    return "\n".join(lines) + "\n"
+
+
+def render_json(drift: Drift) -> bytes:
+    """The drift as a JSON document (schema `auditor.drift`, version 1)."""
+    return to_json({"schema": "auditor.drift", "schema_version": 1, **asdict(drift)}, indent=True) + b"\n"
+
+
+
+
+def render_html(drift: Drift) -> bytes:
+    """A self-contained page, autoescaped: names from the estate are text, never markup."""
+    environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
+    page = environment.get_template("drift.html.j2").render(drift=drift, short=lambda v: _short(v, 400))
+    return page.encode("utf-8")

@@ -1,0 +1,216 @@
+"""The CI gate: compare findings with a previous scan, apply waivers, decide the exit code.
+
+- States: `new` (fingerprint not in the previous scan), `unchanged`, `updated` (same
+  fingerprint, different evidence or severity), `absent` (in the previous scan, gone now).
+- Waivers (YAML): rule id (or glob) + resource pattern + reason + owner + expiry date. A
+  waived finding is reported as suppressed. An expired waiver suppresses nothing and is
+  reported, and the findings it used to cover fail the gate even though they are not new:
+  accepted risk that has fallen due. A waiver that matches nothing is reported as stale.
+- Exit: with `--fail-on new`, 1 only when a new, unsuppressed finding at or above the
+  minimum severity exists (or a waiver expired over one); 3 when collection was incomplete.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import re
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .baselines import parse_date
+from .errors import InputError
+from .findings import SEVERITY_RANK, Finding
+from .yamlfile import LinedDict, LinedList, line_of, load_yaml
+
+WAIVER_KEYS = {"rule", "resource", "reason", "owner", "expires", "ticket"}
+REQUIRED_WAIVER_KEYS = ("rule", "resource", "reason", "owner", "expires")
+
+
+# --- previous findings ----------------------------------------------------------------------
+
+def load_previous(path: Path) -> list[Finding]:
+    """Findings of a previous scan, from our findings.json or our SARIF."""
+    where = str(path)
+    try:
+        document = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise InputError("previous scan not found", where=where) from None
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise InputError(f"previous scan is not JSON ({exc})", where=where) from None
+    if isinstance(document, dict) and document.get("schema") == "auditor.findings":
+        from .formats.findings_json import load_report
+        return load_report(path).findings
+    if isinstance(document, dict) and document.get("version") == "2.1.0" and isinstance(document.get("runs"), list):
+        return _from_sarif(document, where)
+    raise InputError("previous scan must be an auditor findings.json or SARIF file", where=where)
+
+
+def _from_sarif(document: dict[str, Any], where: str) -> list[Finding]:
+    findings = []
+    for run in document["runs"]:
+        if (run.get("tool", {}).get("driver", {}).get("name")) != "auditor":
+            raise InputError("SARIF was not written by auditor: its fingerprints cannot be compared",
+                             where=where)
+        for result in run.get("results", []):
+            props = result.get("properties", {})
+            fingerprint = result.get("partialFingerprints", {}).get("primaryLocationLineHash")
+            if not fingerprint or result.get("baselineState") == "absent":
+                continue
+            findings.append(Finding(
+                rule_id=result.get("ruleId", ""), fingerprint=fingerprint,
+                severity=props.get("severity", "info"), category=props.get("category", "other"),
+                title="", message=result.get("message", {}).get("text", ""),
+                resource_id=props.get("resourceId", ""), resource_name=props.get("resourceName", ""),
+                resource_type=props.get("resourceType", ""), cloud=props.get("cloud", ""),
+                source=props.get("source", ""), item_key=props.get("item"), evidence=props.get("evidence", [])))
+    return findings
+
+
+def _evidence_key(finding: Finding) -> bytes:
+    # what was observed, not how it was worded: a renamed VM changes its message, not this
+    observed = [(e.get("path"), e.get("actual"), e.get("absent", False)) for e in finding.evidence]
+    return orjson.dumps(sorted(observed, key=lambda item: str(item[0])), option=orjson.OPT_NON_STR_KEYS)
+
+
+def compare(current: list[Finding], previous: list[Finding]) -> list[Finding]:
+    """Mark each current finding's state; append previous findings that are gone as `absent`."""
+    before = {finding.fingerprint: finding for finding in previous}
+    seen = set()
+    for finding in current:
+        old = before.get(finding.fingerprint)
+        seen.add(finding.fingerprint)
+        if old is None:
+            finding.state = "new"
+        elif old.severity != finding.severity or _evidence_key(old) != _evidence_key(finding):
+            finding.state = "updated"
+        else:
+            finding.state = "unchanged"
+    gone = []
+    for fingerprint, old in before.items():
+        if fingerprint not in seen:
+            absent = copy.copy(old)
+            absent.state = "absent"
+            gone.append(absent)
+    return current + sorted(gone, key=lambda f: f.sort_key())
+
+
+# --- waivers --------------------------------------------------------------------------------
+
+@dataclass
+class Waiver:
+    """One accepted risk: which rule on which resources, why, who owns it, until when."""
+
+    rule: str
+    resource: str
+    reason: str
+    owner: str
+    expires: date
+    ticket: str | None
+    file: str
+    line: int
+    _rule_pattern: re.Pattern[str] | None = None
+    _resource_pattern: re.Pattern[str] | None = None
+
+    def __post_init__(self) -> None:
+        self._rule_pattern = re.compile(fnmatch.translate(self.rule))
+        # resource ids of Azure are case-insensitive; globs are matched case-insensitively
+        self._resource_pattern = re.compile(fnmatch.translate(self.resource), re.IGNORECASE)
+
+    def matches(self, finding: Finding) -> bool:
+        """True when this waiver names the finding's rule and its resource (id or name)."""
+        if not self._rule_pattern.match(finding.rule_id):
+            return False
+        return bool(self._resource_pattern.match(finding.resource_id)
+                    or self._resource_pattern.match(finding.resource_name))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The waiver as reports show it."""
+        return {"rule": self.rule, "resource": self.resource, "reason": self.reason, "owner": self.owner,
+                "expires": self.expires.isoformat(), "ticket": self.ticket, "file": self.file, "line": self.line}
+
+
+def load_waivers(path: Path) -> list[Waiver]:
+    """Read a waivers file; every problem is `file:line: what is wrong`."""
+    where = str(path)
+    document = load_yaml(path)
+    if not isinstance(document, LinedDict) or not isinstance(document.get("waivers"), LinedList):
+        raise InputError("a waivers file needs a top-level 'waivers:' list", where=where, line=line_of(document, 1))
+    waivers = []
+    entries = document["waivers"]
+    for index, entry in enumerate(entries):
+        line = entries.item_lines[index]
+        if not isinstance(entry, LinedDict):
+            raise InputError("each waiver must be a mapping", where=where, line=line)
+        for key in entry:
+            if key not in WAIVER_KEYS:
+                raise InputError(f"unknown waiver key '{key}' (allowed: {', '.join(sorted(WAIVER_KEYS))})",
+                                 where=where, line=entry.line_of(key))
+        for key in REQUIRED_WAIVER_KEYS:
+            value = entry.get(key)
+            if not isinstance(value, str) or not value.strip():
+                raise InputError(f"waiver needs '{key}' as non-empty text", where=where,
+                                 line=entry.line_of(key) if key in entry else entry.line)
+        expires = parse_date(entry["expires"])
+        if expires is None:
+            raise InputError("waiver 'expires' must be an ISO date (2027-03-31)", where=where,
+                             line=entry.line_of("expires"))
+        ticket = entry.get("ticket")
+        waivers.append(Waiver(rule=entry["rule"].strip(), resource=entry["resource"].strip(),
+                              reason=entry["reason"].strip(), owner=entry["owner"].strip(), expires=expires,
+                              ticket=str(ticket) if ticket is not None else None, file=where, line=entry.line))
+    return waivers
+
+
+def apply_waivers(findings: list[Finding], waivers: list[Waiver], today: date) -> list[dict[str, Any]]:
+    """Suppress findings covered by a current waiver; return every waiver with its status.
+
+    Status: `active` (matched, in date), `expired` (past its date: suppresses nothing),
+    `stale` (in date but matches no finding: the risk it accepted is gone, delete it).
+    """
+    statuses = []
+    for waiver in waivers:
+        expired = waiver.expires < today
+        matched = [f for f in findings if f.state != "absent" and waiver.matches(f)]
+        if not expired:  # an expired waiver suppresses nothing, whatever order waivers come in
+            for finding in matched:
+                if finding.suppression is None:
+                    finding.suppression = waiver.as_dict()
+        status = "expired" if expired else ("active" if matched else "stale")
+        statuses.append(waiver.as_dict() | {"status": status, "matched": len(matched),
+                                            "fingerprints": [f.fingerprint for f in matched][:1000]})
+    return statuses
+
+
+# --- the decision ---------------------------------------------------------------------------
+
+@dataclass
+class GateResult:
+    """What failed the gate, for the exit code and the summary."""
+
+    failing: list[Finding]
+    reason: str
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.failing)
+
+
+def decide(findings: list[Finding], waivers: list[dict[str, Any]], fail_on: str, min_severity: str) -> GateResult:
+    """Which findings fail the gate under `--fail-on` (a severity, `new`, or `never`)."""
+    if fail_on == "never":
+        return GateResult([], "never fails")
+    expired = {fp for w in waivers if w["status"] == "expired" for fp in w["fingerprints"]}
+    live = [f for f in findings if f.state != "absent" and f.suppression is None]
+    if fail_on == "new":
+        threshold = SEVERITY_RANK[min_severity]
+        failing = [f for f in live if SEVERITY_RANK[f.severity] <= threshold
+                   and (f.state == "new" or f.fingerprint in expired)]
+        return GateResult(failing, f"new findings at or above {min_severity}, or findings whose waiver expired")
+    threshold = SEVERITY_RANK[fail_on]
+    failing = [f for f in live if SEVERITY_RANK[f.severity] <= threshold]
+    return GateResult(failing, f"findings at or above {fail_on}")
