@@ -246,3 +246,15 @@ def test_diff_ignores_volatile_fields_reordering_and_escapes_names(workdir):
     assert "<script>alert" not in render_html(drift).decode()
     assert volatile("summary.quickStats.overallCpuUsage") and not volatile("config.lockdownMode")
     assert "\x1b" not in render_text(drift)
+
+
+def test_examples_parse_and_the_example_waivers_apply_to_the_sample(workdir, capsys):
+    import yaml
+
+    from tests.conftest import ROOT
+    for name in ("github-actions.yml", "gitlab-ci.yml"):
+        assert isinstance(yaml.safe_load((ROOT / "examples" / name).read_text()), dict)
+    assert main(["scan", *ARGS, "--waivers", str(ROOT / "examples" / "waivers.yaml")]) == 0
+    document = json.loads((workdir / "reports" / "latest" / "findings.json").read_text())
+    assert [w["status"] for w in document["waivers"]] == ["active", "active"]
+    assert document["summary"]["suppressed"] >= 2
