@@ -35,16 +35,12 @@ REQUIRED_WAIVER_KEYS = ("rule", "resource", "reason", "owner", "expires")
 
 def load_previous(path: Path) -> list[Finding]:
     """Findings of a previous scan, from our findings.json or our SARIF."""
+    from .formats.findings_json import SCHEMA, read_json, report_from_document
+
     where = str(path)
-    try:
-        document = orjson.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise InputError("previous scan not found", where=where) from None
-    except (OSError, orjson.JSONDecodeError) as exc:
-        raise InputError(f"previous scan is not JSON ({exc})", where=where) from None
-    if isinstance(document, dict) and document.get("schema") == "auditor.findings":
-        from .formats.findings_json import load_report
-        return load_report(path).findings
+    document = read_json(path, "previous scan")
+    if isinstance(document, dict) and document.get("schema") == SCHEMA:
+        return report_from_document(document, where).findings
     if isinstance(document, dict) and document.get("version") == "2.1.0" and isinstance(document.get("runs"), list):
         return _from_sarif(document, where)
     raise InputError("previous scan must be an auditor findings.json or SARIF file", where=where)

@@ -30,6 +30,7 @@ from typing import Any
 from . import __version__
 from .atomic import write_bytes_atomic
 from .errors import SnapshotError
+from .files import read_input
 from .jsonio import to_json
 
 SCHEMA_VERSION = 1
@@ -109,14 +110,7 @@ def save_snapshot(snapshot: Snapshot, path: Path) -> None:
 def load_snapshot(path: Path) -> Snapshot:
     """Read and check one snapshot file; anything unusable raises SnapshotError naming it."""
     where = str(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise SnapshotError("snapshot file not found", where=where) from None
-    except IsADirectoryError:
-        raise SnapshotError("is a directory, expected a snapshot file", where=where) from None
-    except OSError as exc:
-        raise SnapshotError(f"cannot read snapshot: {exc.strerror}", where=where) from None
+    raw = read_input(path, "snapshot file", SnapshotError)
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)

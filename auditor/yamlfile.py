@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from .errors import InputError
+from .files import read_input
 
 try:  # the libyaml parser is several times faster on large rule packs
     _BaseLoader = yaml.CSafeLoader
@@ -89,15 +90,9 @@ def load_yaml(path: Path) -> Any:
     """Load one YAML document from `path`, keeping line numbers; errors name file and line."""
     where = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("file not found", where=where) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, expected a YAML file", where=where) from None
+        text = read_input(path, "YAML file").decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", where=where) from None
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", where=where) from None
     return load_yaml_text(text, where)
 
 

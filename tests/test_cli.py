@@ -143,7 +143,7 @@ def test_report_renders_again_from_saved_findings(workdir, capsys):
     original = json.loads(saved.read_text())
     assert again["findings"] == original["findings"] and again["rules"] == original["rules"]
     code, _, err = run(capsys, "report", "--from", str(workdir / "again.html"), "--format", "sarif")
-    assert code == 2 and "again.html: not a findings.json" in err
+    assert code == 2 and "again.html:1: not a findings.json: invalid JSON" in err
 
 
 def test_terminal_output_neutralises_escape_sequences():

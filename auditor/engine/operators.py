@@ -429,44 +429,29 @@ def lifecycle_table(table: Table) -> LifecycleTable:
     return cached[1]
 
 
-@operator("past_eol", "the version's end of general support in the baseline table is "
-                      "before the scan date", wants_table=True)
-def _past_eol(table: Table, context: CompileContext) -> Predicate:
-    lifecycle = lifecycle_table(table)
-    today = context.today
+def _lifecycle_operator(name: str, summary: str, holds: Callable[[Any, date], bool]) -> None:
+    """Register an operator that looks the observed value up in a lifecycle table and asks
+    `holds(row, scan date)`; values the table does not know are never a match."""
+    def factory(table: Table, context: CompileContext) -> Predicate:
+        lifecycle = lifecycle_table(table)
+        today = context.today
 
-    def test(observed: Any) -> bool:
-        row = lifecycle.lookup(observed)
-        return row is not None and row.end_of_support < today
-    return test
-
-
-@operator("past_extended_support", "past end of general support and past the end of "
-                                   "extended support or ESU (or none exists)",
-          wants_table=True)
-def _past_extended(table: Table, context: CompileContext) -> Predicate:
-    lifecycle = lifecycle_table(table)
-    today = context.today
-
-    def test(observed: Any) -> bool:
-        row = lifecycle.lookup(observed)
-        if row is None or row.end_of_support >= today:
-            return False
-        return row.extended_until is None or row.extended_until < today
-    return test
+        def test(observed: Any) -> bool:
+            row = lifecycle.lookup(observed)
+            return row is not None and holds(row, today)
+        return test
+    operator(name, summary, wants_table=True)(factory)
 
 
-@operator("in_extended_support", "past end of general support but still inside extended "
-                                 "support or ESU", wants_table=True)
-def _in_extended(table: Table, context: CompileContext) -> Predicate:
-    lifecycle = lifecycle_table(table)
-    today = context.today
-
-    def test(observed: Any) -> bool:
-        row = lifecycle.lookup(observed)
-        return (row is not None and row.end_of_support < today
-                and row.extended_until is not None and row.extended_until >= today)
-    return test
+_lifecycle_operator("past_eol", "the version's end of general support in the baseline table is before the scan date",
+                    lambda row, today: row.end_of_support < today)
+_lifecycle_operator("past_extended_support", "past end of general support and past the end of extended support "
+                    "or ESU (or none exists)",
+                    lambda row, today: row.end_of_support < today
+                    and (row.extended_until is None or row.extended_until < today))
+_lifecycle_operator("in_extended_support", "past end of general support but still inside extended support or ESU",
+                    lambda row, today: row.end_of_support < today
+                    and row.extended_until is not None and row.extended_until >= today)
 
 
 @operator("unknown_to", "the baseline table has no row for the observed value",

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from ..errors import InputError
+from ..files import read_input
 from ..findings import Finding, RuleInfo, ScanReport
 from ..jsonio import to_json
 from . import ReportFormat
@@ -58,15 +59,21 @@ class FindingsJson(ReportFormat):
         return to_json(report_document(report), indent=True) + b"\n"
 
 
+def read_json(path: Path, what: str) -> Any:
+    """A JSON document from a user-supplied file; errors name the file."""
+    try:
+        return orjson.loads(read_input(path, what))
+    except orjson.JSONDecodeError as exc:
+        raise InputError(f"not a {what}: invalid JSON ({exc.msg})", where=str(path), line=exc.lineno) from None
+
+
 def load_report(path: Path) -> ScanReport:
     """Read a findings.json back into a ScanReport; errors name the file."""
-    where = str(path)
-    try:
-        document = orjson.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise InputError("findings file not found", where=where) from None
-    except (OSError, orjson.JSONDecodeError) as exc:
-        raise InputError(f"not a findings.json: {exc}", where=where) from None
+    return report_from_document(read_json(path, "findings.json"), str(path))
+
+
+def report_from_document(document: Any, where: str) -> ScanReport:
+    """Build a ScanReport from a parsed findings.json document."""
     if not isinstance(document, dict) or document.get("schema") != SCHEMA:
         raise InputError(f"not a findings.json (expected \"schema\": \"{SCHEMA}\")", where=where)
     version = document.get("schema_version")
