@@ -207,8 +207,8 @@ def _load_rule(raw: Any, where: str, line: int, pack: str) -> Rule:
     # a dry compile checks the shape of the conditions and the message now, at load time
     compiler = _Compiler(where, rule_id, baselines=None, context=None)
     if rule.where is not None:
-        compiler.condition(rule.where, raw.line_of("where"), in_item=False)
-    match = compiler.condition(rule.match, raw.line_of("match"), in_item=False)
+        compiler.condition(rule.where, raw.line_of("where"))
+    match = compiler.condition(rule.match, raw.line_of("match"))
     if rule.message is not None:
         compile_message(rule.message, where, raw.line_of("message"), rule_id,
                         has_item=_has_any_item(match))
@@ -264,7 +264,7 @@ class _Compiler:
         except ValueError as exc:
             raise self.fail(str(exc), node.line_of(key)) from None
 
-    def condition(self, node: Any, line: int | None, *, in_item: bool) -> Any:
+    def condition(self, node: Any, line: int | None) -> Any:
         if not isinstance(node, LinedDict):
             raise self.fail("a condition must be a mapping (all/any/not, any_item/all_items/"
                             "no_item, or path/op/value)", line_of(node, line))
@@ -285,22 +285,22 @@ class _Compiler:
                 if not isinstance(body, LinedList) or not body:
                     raise self.fail(f"'{kind}' needs a non-empty list of conditions",
                                     node.line_of(kind))
-                children = [self.condition(child, body.item_lines[i], in_item=in_item)
+                children = [self.condition(child, body.item_lines[i])
                             for i, child in enumerate(body)]
                 return All(children) if kind == "all" else Any_(children)
             if kind == "not":
-                return Not(self.condition(body, node.line_of(kind), in_item=in_item))
+                return Not(self.condition(body, node.line_of(kind)))
             return self.items(kind, body, node.line_of(kind))
-        return self.compare(node, in_item=in_item)
+        return self.compare(node)
 
     def items(self, kind: str, body: Any, line: int) -> Items:
         if not isinstance(body, LinedDict) or set(body) != {"path", "match"}:
             raise self.fail(f"'{kind}' needs exactly 'path' and 'match'", line_of(body, line))
         path, get = self.path(body)
-        inner = self.condition(body["match"], body.line_of("match"), in_item=True)
+        inner = self.condition(body["match"], body.line_of("match"))
         return Items(kind, path, get, inner)
 
-    def compare(self, node: LinedDict, *, in_item: bool) -> Compare:
+    def compare(self, node: LinedDict) -> Compare:
         unknown = [k for k in node if k not in ("path", "op", "value")]
         if unknown:
             raise self.fail(f"unknown condition key '{unknown[0]}' (a comparison has path, op, "
@@ -455,9 +455,9 @@ def compile_rules(ruleset: RuleSet, baselines: Baselines, today: date) -> list[C
         if not rule.enabled:
             continue
         compiler = _Compiler(rule.file, rule.id, baselines, context)
-        where_node = (compiler.condition(rule.where, line_of(rule.where, rule.line), in_item=False)
+        where_node = (compiler.condition(rule.where, line_of(rule.where, rule.line))
                       if rule.where is not None else None)
-        match = compiler.condition(rule.match, line_of(rule.match, rule.line), in_item=False)
+        match = compiler.condition(rule.match, line_of(rule.match, rule.line))
         template = rule.message or "{name}: " + rule.title
         message = compile_message(template, rule.file, rule.line, rule.id,
                                   has_item=_has_any_item(match))

@@ -472,7 +472,7 @@ def _avs(sub: str, rg: str, name: str, internet: str, location: str) -> dict[str
                                   "encryption": {"status": "Disabled"}}}, sub)
 
 
-def azure_estate(ids: _Ids, rng: random.Random, vm_scale: int = 1) -> tuple[list[Source], list[dict[str, Any]]]:
+def azure_estate(rng: random.Random, vm_scale: int = 1) -> tuple[list[Source], list[dict[str, Any]]]:
     """A tenant with a workload subscription and a shared-services subscription."""
     prod, shared = list(SUBSCRIPTIONS)
     location = "westeurope"
@@ -557,7 +557,7 @@ def build_sample_estate(*, vms_per_vcenter: tuple[int, int] = (120, 80), azure_v
     ids = _Ids(seed)
     rng = random.Random(seed + 1)
     vsphere_sources, vsphere_resources = vsphere_estate(ids, rng, vms_per_vcenter)
-    azure_sources, azure_resources = azure_estate(ids, rng, azure_vm_scale)
+    azure_sources, azure_resources = azure_estate(rng, azure_vm_scale)
     return Snapshot(collected_at=COLLECTED_AT, sources=vsphere_sources + azure_sources,
                     resources=vsphere_resources + azure_resources)
 
