@@ -59,7 +59,7 @@ def _trend(report: ScanReport) -> dict[str, Any] | None:
     if len(scans) < 2:
         return None
     largest = max(scan["total"] for scan in scans) or 1
-    width = 480 / len(scans)
+    width = min(480 / len(scans), 40.0)  # a few scans should not look like a wall
     bars = []
     for index, scan in enumerate(scans):
         y = 120.0
