@@ -106,17 +106,6 @@ class ScanReport:
         """True when a source failed to collect."""
         return any(source.get("status") != "ok" for source in self.sources)
 
-    def rule(self, rule_id: str) -> RuleInfo | None:
-        """Metadata of one rule by id."""
-        return self._rules_by_id().get(rule_id)
-
-    def _rules_by_id(self) -> dict[str, RuleInfo]:
-        cache = getattr(self, "_rule_index", None)
-        if cache is None or len(cache) != len(self.rules):
-            cache = {rule.id: rule for rule in self.rules}
-            self._rule_index = cache
-        return cache
-
     def counts_by(self, attribute: str) -> dict[str, int]:
         """Number of findings per value of one finding attribute (severity, category...)."""
         counts: dict[str, int] = {}

@@ -149,3 +149,9 @@ def test_finding_round_trips_through_dict():
                       message="m", resource_id="r", resource_name="n", resource_type="x", cloud="azure",
                       source="s", item_key="k", evidence=[{"path": "a"}], state="new")
     assert Finding.from_dict(finding.as_dict() | {"future_field": 1}) == finding
+
+
+def test_format_names_match_the_registered_formats():
+    from auditor.formats import FORMAT_NAMES, formats
+    assert tuple(formats()) == FORMAT_NAMES
+    assert len({fmt.filename for fmt in formats().values()}) == len(FORMAT_NAMES)

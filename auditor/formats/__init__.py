@@ -31,4 +31,5 @@ def formats() -> dict[str, ReportFormat]:
     return {fmt.name: fmt for fmt in (FindingsJson(), SarifReport(), HtmlReport(), JUnitReport())}
 
 
+# the names without importing the formats (jinja2), for argument parsing; a test keeps them in step
 FORMAT_NAMES = ("json", "sarif", "html", "junit")
