@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _scan(args: argparse.Namespace) -> int:
     from .gate import apply_waivers, compare, decide, load_previous, load_waivers
-    from .output import write_run
+    from .output import prepare_output, write_run
     from .sample import SAMPLE_SNAPSHOT
     from .scan import load_rule_context, load_snapshots, scan_snapshot
 
@@ -191,6 +191,7 @@ def _scan(args: argparse.Namespace) -> int:
     previous = load_previous(args.compare) if args.compare else None
     waivers = load_waivers(args.waivers) if args.waivers else []
     context = load_rule_context(args.rules, args.baseline, as_of)
+    prepare_output(args.out)  # before a live collection that may take minutes
     files = args.snapshot or ([] if args.vsphere else [SAMPLE_SNAPSHOT])
     snapshots = [load_snapshots(files)] if files else []
     if args.vsphere:

@@ -27,10 +27,7 @@ def write_run(report: ScanReport, out: Path, names: list[str]) -> Path:
     written.
     """
     available = formats()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create output folder: {exc.strerror}", where=str(out)) from None
+    prepare_output(out)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     run = out / stamp
     suffix = 1
@@ -49,6 +46,16 @@ def write_run(report: ScanReport, out: Path, names: list[str]) -> Path:
         raise
     point_latest(out, run)
     return run
+
+
+def prepare_output(out: Path) -> None:
+    """Create the output folder, or fail with one line before any work is done."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create output folder: {exc.strerror}", where=str(out)) from None
+    if not os.access(out, os.W_OK):
+        raise InputError("output folder is not writable", where=str(out))
 
 
 def point_latest(out: Path, run: Path) -> None:

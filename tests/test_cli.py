@@ -160,3 +160,11 @@ def test_console_script_and_module_entry_points(workdir):
     assert result.returncode == 1 and result.stdout == ""
     # quiet prints only why the gate failed, and which findings did it
     assert result.stderr.startswith("auditor: gate failed: 2 findings at or above critical\n  CRITICAL ")
+
+
+def test_unwritable_output_fails_before_any_work(workdir, capsys):
+    blocker = workdir / "reports"
+    blocker.write_text("a file where the output folder should be")
+    code, out, err = run(capsys, "scan", "--as-of", "2026-11-25")
+    assert code == 2 and "reports: cannot create output folder" in err and out == ""
+    assert blocker.read_text().startswith("a file")  # nothing was overwritten
