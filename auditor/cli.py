@@ -210,9 +210,10 @@ def _scan(args: argparse.Namespace) -> int:
     if previous is not None:
         report.findings = compare(report.findings, previous)
         report.compared_with = str(args.compare)
+    due: set[str] = set()
     if args.waivers:
-        report.waivers = apply_waivers(report.findings, waivers, as_of)
-    gate = decide(report.findings, report.waivers, fail_on, args.min_severity)
+        report.waivers, due = apply_waivers(report.findings, waivers, as_of)
+    gate = decide(report.findings, due, fail_on, args.min_severity)
     if not args.no_history:
         from .history import record
         record(args.history or args.out / "history.db", report)

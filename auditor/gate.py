@@ -162,13 +162,16 @@ def load_waivers(path: Path) -> list[Waiver]:
     return waivers
 
 
-def apply_waivers(findings: list[Finding], waivers: list[Waiver], today: date) -> list[dict[str, Any]]:
-    """Suppress findings covered by a current waiver; return every waiver with its status.
+def apply_waivers(findings: list[Finding], waivers: list[Waiver],
+                  today: date) -> tuple[list[dict[str, Any]], set[str]]:
+    """Suppress findings covered by a current waiver; return every waiver with its status,
+    and the fingerprints of the findings an expired waiver covers (due again).
 
     Status: `active` (matched, in date), `expired` (past its date: suppresses nothing),
     `stale` (in date but matches no finding: the risk it accepted is gone, delete it).
     """
     statuses = []
+    due: set[str] = set()
     for waiver in waivers:
         expired = waiver.expires < today
         matched = [f for f in findings if f.state != "absent" and waiver.matches(f)]
@@ -176,10 +179,11 @@ def apply_waivers(findings: list[Finding], waivers: list[Waiver], today: date) -
             for finding in matched:
                 if finding.suppression is None:
                     finding.suppression = waiver.as_dict()
+        else:
+            due.update(finding.fingerprint for finding in matched)
         status = "expired" if expired else ("active" if matched else "stale")
-        statuses.append(waiver.as_dict() | {"status": status, "matched": len(matched),
-                                            "fingerprints": [f.fingerprint for f in matched][:1000]})
-    return statuses
+        statuses.append(waiver.as_dict() | {"status": status, "matched": len(matched)})
+    return statuses, due
 
 
 # --- the decision ---------------------------------------------------------------------------
@@ -196,16 +200,16 @@ class GateResult:
         return bool(self.failing)
 
 
-def decide(findings: list[Finding], waivers: list[dict[str, Any]], fail_on: str, min_severity: str) -> GateResult:
-    """Which findings fail the gate under `--fail-on` (a severity, `new`, or `never`)."""
+def decide(findings: list[Finding], due: set[str], fail_on: str, min_severity: str) -> GateResult:
+    """Which findings fail the gate under `--fail-on` (a severity, `new`, or `never`);
+    `due` holds the fingerprints whose waiver has expired (see apply_waivers)."""
     if fail_on == "never":
         return GateResult([], "never fails")
-    expired = {fp for w in waivers if w["status"] == "expired" for fp in w["fingerprints"]}
     live = [f for f in findings if f.state != "absent" and f.suppression is None]
     if fail_on == "new":
         threshold = SEVERITY_RANK[min_severity]
         failing = [f for f in live if SEVERITY_RANK[f.severity] <= threshold
-                   and (f.state == "new" or f.fingerprint in expired)]
+                   and (f.state == "new" or f.fingerprint in due)]
         return GateResult(failing, f"new findings at or above {min_severity}, or findings whose waiver expired")
     threshold = SEVERITY_RANK[fail_on]
     failing = [f for f in live if SEVERITY_RANK[f.severity] <= threshold]
