@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_INPUT_ERROR, EXIT_OK, AuditorError, InputError
+from .files import read_input
 from .findings import SEVERITY_RANK, ScanReport
 from .formats import FORMAT_NAMES
 
@@ -242,10 +243,9 @@ def _scan(args: argparse.Namespace) -> int:
 def _vsphere_password(args: argparse.Namespace) -> str:
     if args.vsphere_password_file is not None:
         try:
-            text = args.vsphere_password_file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise InputError(f"cannot read password file: {exc.strerror}",
-                             where=str(args.vsphere_password_file)) from None
+            text = read_input(args.vsphere_password_file, "password file").decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError("password file is not UTF-8 text", where=str(args.vsphere_password_file)) from None
         password = text.splitlines()[0] if text else ""
     else:
         password = os.environ.get("VSPHERE_PASSWORD", "")
@@ -278,7 +278,8 @@ def _collect_vsphere(args: argparse.Namespace, servers: list[str]):
                                        ca_bundle=str(args.vsphere_ca_bundle) if args.vsphere_ca_bundle else None,
                                        insecure=args.vsphere_insecure, timeout=args.vsphere_timeout)
         sources.append(VSphereSource(connection, page_size=args.vsphere_page_size))
-    snapshot = collect_all(sources, Progress(enabled=None if not getattr(args, "quiet", False) else False))
+    # None lets Progress decide (a terminal outside CI); quiet turns it off
+    snapshot = collect_all(sources, Progress(enabled=False if args.quiet else None))
     for source in snapshot.sources:
         if source.status != "ok":
             print(f"auditor: error: {safe(source.error)}", file=sys.stderr)

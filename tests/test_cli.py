@@ -168,3 +168,13 @@ def test_unwritable_output_fails_before_any_work(workdir, capsys):
     code, out, err = run(capsys, "scan", "--as-of", "2026-11-25")
     assert code == 2 and "reports: cannot create output folder" in err and out == ""
     assert blocker.read_text().startswith("a file")  # nothing was overwritten
+
+
+def test_password_file_problems_are_one_line_errors(workdir, capsys, monkeypatch):
+    monkeypatch.setenv("VSPHERE_USER", "auditor")
+    (workdir / "binary").write_bytes(b"\xff\xfe\x00")
+    for path, expected in ((workdir / "missing", "missing: password file not found"),
+                           (workdir / "binary", "binary: password file is not UTF-8 text")):
+        code, _, err = run(capsys, "collect", "vsphere", "--server", "127.0.0.1:1", "--password-file", str(path),
+                           "--out", str(workdir / "s.json"))
+        assert code == 2 and expected in err and "Traceback" not in err
