@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import logging
 import os
 import re
 import sys
@@ -86,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--save-snapshot", type=Path, metavar="FILE",
                       help="also write what was collected live to FILE (.json or .json.gz)")
     _vsphere_options(scan, prefix="vsphere-")
+    scan.add_argument("--azure", action="store_true",
+                      help="collect Azure live (the --azure-* options choose what) and scan it with the rest")
+    _azure_options(scan, prefix="azure-")
 
     collect = commands.add_parser("collect", allow_abbrev=False, epilog=EPILOG,
                                   help="collect an inventory snapshot from a live estate")
@@ -101,6 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
                          help="snapshot to write (.json or .json.gz)")
     vsphere.add_argument("--quiet", "-q", action="store_true", help="print only errors")
     _vsphere_options(vsphere, prefix="")
+    azure = collect_commands.add_parser(
+        "azure", allow_abbrev=False, help="collect from Azure with Resource Graph and the Azure SDK", epilog=EPILOG,
+        description="Collect VMs, scale sets, networks, NSGs, flow logs, SQL VMs, Arc machines, AVS private "
+                    "clouds, resource groups and policy assignments and states of the given subscriptions, "
+                    "of a management group, or of every subscription the identity can read. Credentials: a "
+                    "service principal from AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, else "
+                    "DefaultAzureCredential (managed identity, Azure CLI login, ...).")
+    azure.add_argument("--out", type=Path, required=True, metavar="FILE", help="snapshot to write (.json or .json.gz)")
+    azure.add_argument("--quiet", "-q", action="store_true", help="print only errors")
+    _azure_options(azure, prefix="")
 
     rules = commands.add_parser("rules", allow_abbrev=False, help="list or validate rule packs")
     rule_commands = rules.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
@@ -148,6 +162,30 @@ def _vsphere_options(parser: argparse.ArgumentParser, prefix: str) -> None:
                        help="objects per PropertyCollector page (default: 1000)")
 
 
+def _azure_options(parser: argparse.ArgumentParser, prefix: str) -> None:
+    from .sources.azure import CLOUDS
+    group = parser.add_argument_group("Azure scope and connection")
+    group.add_argument(f"--{prefix}subscription", dest="azure_subscriptions", action="append", default=[],
+                       metavar="ID", help="subscription to collect; repeat for several (default: every one the "
+                                          "identity can read)")
+    group.add_argument(f"--{prefix}management-group", dest="azure_management_group", metavar="ID",
+                       help="collect every subscription under this management group")
+    group.add_argument(f"--{prefix}cloud", dest="azure_cloud", choices=list(CLOUDS), default="AzureCloud",
+                       help="Azure cloud (default: AzureCloud)")
+    group.add_argument(f"--{prefix}arm-endpoint", dest="azure_arm_endpoint", metavar="URL",
+                       help="Resource Manager URL, e.g. Azure Stack Hub's https://management.<region>.<fqdn>")
+    group.add_argument(f"--{prefix}authority", dest="azure_authority", metavar="URL",
+                       help="Entra ID (or AD FS) authority URL that issues tokens for --arm-endpoint")
+    group.add_argument(f"--{prefix}audience", dest="azure_audience", metavar="URL",
+                       help="token audience of Resource Manager (default: the cloud's, or --arm-endpoint)")
+    group.add_argument(f"--{prefix}tenant", dest="azure_tenant", metavar="ID",
+                       help="tenant of the service principal (default: AZURE_TENANT_ID)")
+    group.add_argument(f"--{prefix}ca-bundle", dest="azure_ca_bundle", type=Path, metavar="PEM",
+                       help="CA certificates to verify Resource Manager and the authority with")
+    group.add_argument(f"--{prefix}timeout", dest="azure_timeout", type=float, default=60.0, metavar="SECONDS",
+                       help="network timeout per request (default: 60)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `auditor` command; returns the exit code."""
     parser = build_parser()
@@ -193,15 +231,20 @@ def _scan(args: argparse.Namespace) -> int:
     waivers = load_waivers(args.waivers) if args.waivers else []
     context = load_rule_context(args.rules, args.baseline, as_of)
     prepare_output(args.out)  # before a live collection that may take minutes
-    files = args.snapshot or ([] if args.vsphere else [SAMPLE_SNAPSHOT])
+    files = args.snapshot or ([] if args.vsphere or args.azure else [SAMPLE_SNAPSHOT])
     snapshots = [load_snapshots(files)] if files else []
+    live = []
     if args.vsphere:
-        live = _collect_vsphere(args, args.vsphere)
+        live.append(_collect_vsphere(args, args.vsphere))
+    if args.azure:
+        live.append(_collect_azure(args))
+    from .snapshot import merge_snapshots
+    if live:
+        collected = merge_snapshots(live)
         if args.save_snapshot:
             from .snapshot import save_snapshot
-            save_snapshot(live, args.save_snapshot)
-        snapshots.append(live)
-    from .snapshot import merge_snapshots
+            save_snapshot(collected, args.save_snapshot)
+        snapshots.append(collected)
     snapshot = merge_snapshots(snapshots)
     # the inventory is acyclic and lives until the scan ends: keep the cyclic collector from
     # re-walking millions of its objects on every collection (refcounting still frees them)
@@ -257,7 +300,6 @@ def _vsphere_password(args: argparse.Namespace) -> str:
 
 def _collect_vsphere(args: argparse.Namespace, servers: list[str]):
     """Collect the given vCenters into one snapshot (failed ones recorded in it)."""
-    from .sources import Progress, collect_all
     from .sources.vsphere import VSphereConnection, VSphereSource, parse_server
 
     user = args.vsphere_user or os.environ.get("VSPHERE_USER", "")
@@ -278,6 +320,12 @@ def _collect_vsphere(args: argparse.Namespace, servers: list[str]):
                                        ca_bundle=str(args.vsphere_ca_bundle) if args.vsphere_ca_bundle else None,
                                        insecure=args.vsphere_insecure, timeout=args.vsphere_timeout)
         sources.append(VSphereSource(connection, page_size=args.vsphere_page_size))
+    return _collect_sources(args, sources)
+
+
+def _collect_sources(args: argparse.Namespace, sources: list):
+    from .sources import Progress, collect_all
+
     # None lets Progress decide (a terminal outside CI); quiet turns it off
     snapshot = collect_all(sources, Progress(enabled=False if args.quiet else None))
     for source in snapshot.sources:
@@ -286,10 +334,41 @@ def _collect_vsphere(args: argparse.Namespace, servers: list[str]):
     return snapshot
 
 
+def _collect_azure(args: argparse.Namespace):
+    """Collect the chosen Azure scope into one snapshot (unreadable subscriptions recorded in it)."""
+    from .sources.azure import AzureConnection, AzureScope, AzureSource
+
+    if args.azure_subscriptions and args.azure_management_group:
+        raise InputError("give --subscription or --management-group, not both")
+    if bool(args.azure_arm_endpoint) != bool(args.azure_authority):
+        raise InputError("--arm-endpoint and --authority go together: a private Resource Manager has its "
+                         "own token issuer")
+    for name in ("azure_arm_endpoint", "azure_authority", "azure_audience"):
+        value = getattr(args, name)
+        if value and not value.lower().startswith("https://"):
+            option = "--" + name.removeprefix("azure_").replace("_", "-")
+            raise InputError(f"{option} must be an https:// URL (tokens are never sent in clear text): {value}")
+    if args.azure_ca_bundle is not None and not args.azure_ca_bundle.is_file():
+        raise InputError("CA bundle not found", where=str(args.azure_ca_bundle))
+    connection = AzureConnection(
+        cloud=args.azure_cloud, arm_endpoint=args.azure_arm_endpoint, authority=args.azure_authority,
+        audience=args.azure_audience, tenant_id=args.azure_tenant,
+        ca_bundle=str(args.azure_ca_bundle) if args.azure_ca_bundle else None, timeout=args.azure_timeout)
+    # the SDK logs each failed token request as a warning of its own; the source's one-line
+    # status says the same, so keep Python's last-resort handler from printing it twice
+    logging.getLogger("azure").addHandler(logging.NullHandler())
+    scope = AzureScope(subscriptions=list(args.azure_subscriptions),
+                       management_group=args.azure_management_group)
+    return _collect_sources(args, [AzureSource(connection, scope)])
+
+
 def _collect(args: argparse.Namespace) -> int:
     from .snapshot import save_snapshot
 
-    snapshot = _collect_vsphere(args, args.server)
+    if args.collect_command == "azure":
+        snapshot = _collect_azure(args)
+    else:
+        snapshot = _collect_vsphere(args, args.server)
     if not any(source.status == "ok" for source in snapshot.sources):
         # nothing was collected: keep whatever snapshot is already at --out
         print(f"auditor: no source could be collected; {args.out} was not written", file=sys.stderr)

@@ -52,8 +52,8 @@ def ours(simulator, page_size: int) -> tuple[float, int, int]:
                                    ca_bundle=str(simulator.cert), timeout=120)
     result = VSphereSource(connection, page_size=page_size).collect(Progress(enabled=False))
     elapsed = time.perf_counter() - start
-    if result.source.status != "ok":
-        raise SystemExit(result.source.error)
+    if result.sources[0].status != "ok":
+        raise SystemExit(result.sources[0].error)
     return elapsed, sum(CALLS.values()), len(result.resources)
 
 

@@ -61,14 +61,14 @@ def by_type(resources, kind):
 
 
 def test_collects_every_object_type_with_vsphere_property_paths(collected, simulator):
-    assert collected.source.status == "ok", collected.source.error
+    assert collected.sources[0].status == "ok", collected.sources[0].error
     counts = Counter(r["type"] for r in collected.resources)
     assert counts["HostSystem"] == 4 and counts["VirtualMachine"] == 8
     assert counts["DistributedVirtualPortgroup"] == 5 and counts["vCenter"] == 1
     assert counts["License"] == 4 and counts["ClusterComputeResource"] == 1 and counts["Datastore"] >= 1
     (vcenter,) = by_type(collected.resources, "vCenter")
     assert vcenter["about"]["version"] == "7.0.3" and vcenter["about"]["apiType"] == "VirtualCenter"
-    assert collected.source.details["version"] == "7.0.3"
+    assert collected.sources[0].details["version"] == "7.0.3"
     versions = sorted(h["summary"]["config"]["product"]["version"] for h in by_type(collected.resources, "HostSystem"))
     assert versions == ["6.7.0", "7.0.3", "8.0.2", "8.0.3"]
     host = by_type(collected.resources, "HostSystem")[0]
@@ -99,7 +99,7 @@ def test_port_group_policy_vlans_and_uplinks(collected):
 def test_secrets_never_reach_the_snapshot(collected, tmp_path):
     path = tmp_path / "snap.json"
     from auditor.snapshot import save_snapshot
-    save_snapshot(Snapshot(collected_at="x", sources=[collected.source], resources=collected.resources), path)
+    save_snapshot(Snapshot(collected_at="x", sources=collected.sources, resources=collected.resources), path)
     text = path.read_text()
     assert vcsim.PASSWORD not in text
     assert "AAAAA-BBBBB-CCCCC-DDDDD" not in text and "*****-*****-*****-*****-7R4H9" in text
@@ -112,7 +112,7 @@ def test_secrets_never_reach_the_snapshot(collected, tmp_path):
 
 
 def test_shipped_rules_find_what_the_simulator_was_shaped_with(collected):
-    snapshot = Snapshot(collected_at="2026-11-25T00:00:00Z", sources=[collected.source],
+    snapshot = Snapshot(collected_at="2026-11-25T00:00:00Z", sources=collected.sources,
                         resources=json.loads(json.dumps(collected.resources)))
     as_of = date.today()
     report = scan_snapshot(snapshot, load_rule_context(None, None, as_of), as_of)
@@ -161,7 +161,7 @@ def test_fingerprints_are_stable_across_collections(simulator):
     context = load_rule_context(None, None, as_of)
 
     def fingerprints(result):
-        snapshot = Snapshot(collected_at="x", sources=[result.source], resources=result.resources)
+        snapshot = Snapshot(collected_at="x", sources=result.sources, resources=result.resources)
         return sorted(f.fingerprint for f in scan_snapshot(snapshot, context, as_of).findings)
 
     first, second = fingerprints(collect(simulator)), fingerprints(collect(simulator, page_size=3))
@@ -175,13 +175,13 @@ def test_fingerprints_are_stable_across_collections(simulator):
 ])
 def test_failures_are_one_line_source_errors(simulator, overrides, expected):
     result = collect(simulator, **overrides)
-    assert result.source.status == "failed" and result.resources == []
-    assert expected in result.source.error and "\n" not in result.source.error
-    assert vcsim.PASSWORD not in result.source.error
+    assert result.sources[0].status == "failed" and result.resources == []
+    assert expected in result.sources[0].error and "\n" not in result.sources[0].error
+    assert vcsim.PASSWORD not in result.sources[0].error
 
 
 def test_insecure_connects_without_a_ca(simulator):
-    assert collect(simulator, ca_bundle=None, insecure=True).source.status == "ok"
+    assert collect(simulator, ca_bundle=None, insecure=True).sources[0].status == "ok"
 
 
 def test_collect_cli_several_vcenters_one_down(simulator, simulator_binary, tmp_path, credentials, capsys):

@@ -22,9 +22,10 @@ from ..snapshot import Snapshot, Source, now_utc
 
 @dataclass
 class Collected:
-    """What one source produced: its status and its resources."""
+    """What one source produced: the status of each vCenter or subscription it covers (an
+    Azure scope covers many) and their resources."""
 
-    source: Source
+    sources: list[Source]
     resources: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -56,7 +57,7 @@ class Progress:
 
 
 class InventorySource(ABC):
-    """One vCenter, or one Azure scope, to collect from."""
+    """One vCenter, or one Azure scope (subscriptions or a management group), to collect from."""
 
     id: str
 
@@ -73,5 +74,5 @@ def collect_all(sources: list[InventorySource], progress: Progress | None = None
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(sources)))) as pool:
         results = list(pool.map(lambda source: source.collect(progress), sources))
     progress.finish()
-    return Snapshot(collected_at=started, sources=[r.source for r in results],
+    return Snapshot(collected_at=started, sources=[source for r in results for source in r.sources],
                     resources=[resource for r in results for resource in r.resources])

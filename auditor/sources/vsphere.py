@@ -126,13 +126,13 @@ class VSphereSource(InventorySource):
         source.details = {"version": about.get("version"), "build": about.get("build"),
                           "api_type": about.get("apiType"), "instance_uuid": about.get("instanceUuid")}
         source.resource_count = len(resources)
-        return Collected(source, resources)
+        return Collected([source], resources)
 
     @staticmethod
     def _failed(source: Source, reason: str) -> Collected:
         source.status = "failed"
         source.error = reason
-        return Collected(source, [])
+        return Collected([source], [])
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self.connection.insecure:

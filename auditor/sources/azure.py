@@ -1,0 +1,427 @@
+"""Azure source: subscriptions, resources and policy through the Azure SDK.
+
+Inventory comes from Azure Resource Graph: one KQL query over every requested subscription
+(in batches of 1,000), paged by `$skipToken` at 1,000 rows a page, covers the resource
+types the rules read, the resource groups and subscriptions themselves (ResourceContainers)
+and policy assignments and non-compliant policy states (PolicyResources). Requests then grow
+with pages, not with subscriptions or resource types. Around it:
+
+- `SubscriptionClient` (the resource SDK) lists the subscriptions the identity can see,
+  with display name and tenant; a requested subscription that is not among them is asked
+  about through `ResourceManagementClient`, whose answer (403 AuthorizationFailed, 404
+  SubscriptionNotFound) becomes that subscription's one-line failure;
+- `PolicyClient` (azure-mgmt-resource-policy) reads the custom policy definitions and
+  initiatives the assignments name; built-in ones are the same everywhere and rules name
+  them by their well-known ids.
+
+Rows are kept as Resource Graph returns them (ARM JSON plus `subscriptionId`,
+`resourceGroup`, `tenantId`), unknown fields included. azure-core retries 429 (honouring
+`Retry-After`), 408 and 5xx a bounded number of times; when Resource Graph says the
+caller's quota is used up (`x-ms-user-quota-remaining: 0`) the next query waits for
+`x-ms-user-quota-resets-after`. A token the service rejects (expired, revoked) is replaced
+once by a new credential before the subscription is given up.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..snapshot import Source, make_resource
+from . import Collected, InventorySource, Progress
+
+PAGE_SIZE = 1000
+SUBSCRIPTION_BATCH = 1000
+RETRIES = 4
+QUOTA_WAIT_LIMIT = 60.0  # seconds; Resource Graph's quota window is 5 s, this is a guard
+
+# Resource types the rules and facts read; everything is lower case, as Resource Graph has it.
+RESOURCE_TYPES = (
+    "microsoft.compute/virtualmachines", "microsoft.compute/virtualmachinescalesets",
+    "microsoft.network/networkinterfaces", "microsoft.network/publicipaddresses",
+    "microsoft.network/networksecuritygroups", "microsoft.network/virtualnetworks",
+    "microsoft.network/routetables", "microsoft.network/networkwatchers",
+    "microsoft.network/networkwatchers/flowlogs", "microsoft.network/loadbalancers",
+    "microsoft.network/azurefirewalls", "microsoft.network/bastionhosts",
+    "microsoft.sqlvirtualmachine/sqlvirtualmachines", "microsoft.hybridcompute/machines",
+    "microsoft.avs/privateclouds", "microsoft.avs/privateclouds/clusters",
+)
+CONTAINER_TYPES = ("microsoft.resources/subscriptions", "microsoft.resources/subscriptions/resourcegroups")
+POLICY_TYPES = ("microsoft.authorization/policyassignments",)
+
+
+def inventory_query() -> str:
+    """The one KQL query; `order by id` keeps `$skipToken` paging stable."""
+    def listed(types: Iterable[str]) -> str:
+        return ", ".join(f"'{t}'" for t in types)
+    return (f"Resources | where type in~ ({listed(RESOURCE_TYPES)})\n"
+            f"| union (ResourceContainers | where type in~ ({listed(CONTAINER_TYPES)}))\n"
+            f"| union (PolicyResources | where type in~ ({listed(POLICY_TYPES)}) or "
+            "(type =~ 'microsoft.policyinsights/policystates' and properties.complianceState =~ 'NonCompliant'))\n"
+            "| order by id asc")
+
+
+@dataclass(frozen=True)
+class AzureCloud:
+    """Where one Azure cloud's Resource Manager and Entra ID live."""
+
+    arm_endpoint: str
+    authority: str
+    audience: str
+
+
+CLOUDS = {
+    "AzureCloud": AzureCloud("https://management.azure.com", "https://login.microsoftonline.com",
+                             "https://management.azure.com"),
+    "AzureUSGovernment": AzureCloud("https://management.usgovcloudapi.net", "https://login.microsoftonline.us",
+                                    "https://management.core.usgovcloudapi.net"),
+    "AzureChinaCloud": AzureCloud("https://management.chinacloudapi.cn", "https://login.chinacloudapi.cn",
+                                  "https://management.chinacloudapi.cn"),
+}
+_KNOWN_AUTHORITIES = {cloud.authority for cloud in CLOUDS.values()}
+
+
+@dataclass
+class AzureConnection:
+    """Which cloud to reach and how to verify it; credentials come from the environment."""
+
+    cloud: str = "AzureCloud"
+    arm_endpoint: str | None = None  # Azure Stack Hub or a private endpoint; overrides the cloud's
+    authority: str | None = None
+    audience: str | None = None
+    tenant_id: str | None = None
+    ca_bundle: str | None = None
+    timeout: float = 60.0
+
+    @property
+    def endpoints(self) -> AzureCloud:
+        """The cloud's endpoints with explicit overrides applied."""
+        base = CLOUDS[self.cloud]
+        arm = (self.arm_endpoint or base.arm_endpoint).rstrip("/")
+        return AzureCloud(arm_endpoint=arm, authority=(self.authority or base.authority).rstrip("/"),
+                          audience=(self.audience or (arm if self.arm_endpoint else base.audience)).rstrip("/"))
+
+    @property
+    def scope(self) -> str:
+        """The OAuth scope of Resource Manager in this cloud."""
+        return f"{self.endpoints.audience}/.default"
+
+    def transport(self) -> dict[str, Any]:
+        """Keyword arguments for every SDK client and credential: CA, timeouts, retries."""
+        options: dict[str, Any] = {"connection_timeout": min(self.timeout, 30.0), "read_timeout": self.timeout,
+                                   "retry_total": RETRIES, "retry_status": RETRIES, "retry_connect": 2,
+                                   "retry_backoff_factor": 0.8, "retry_backoff_max": 60}
+        if self.ca_bundle:
+            options["connection_verify"] = self.ca_bundle
+        return options
+
+    def credential(self) -> Any:
+        """A service principal from AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET when
+        all three are set, else DefaultAzureCredential (managed identity, Azure CLI, ...)."""
+        from azure.identity import ClientSecretCredential, DefaultAzureCredential
+
+        authority = self.endpoints.authority
+        options = {"authority": authority, **self.transport()}
+        if authority not in _KNOWN_AUTHORITIES:
+            # Azure Stack Hub (ADFS) and private authorities are not in Entra's instance list
+            options["disable_instance_discovery"] = True
+        tenant = self.tenant_id or os.environ.get("AZURE_TENANT_ID")
+        client, secret = os.environ.get("AZURE_CLIENT_ID"), os.environ.get("AZURE_CLIENT_SECRET")
+        if tenant and client and secret:
+            return ClientSecretCredential(tenant, client, secret, **options)
+        return DefaultAzureCredential(exclude_interactive_browser_credential=True, **options)
+
+
+@dataclass
+class AzureScope:
+    """What to collect: given subscriptions, a management group, or all visible ones."""
+
+    subscriptions: list[str] = field(default_factory=list)
+    management_group: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How failures and progress name this scope."""
+        if self.management_group:
+            return f"management group {self.management_group}"
+        return ", ".join(self.subscriptions) or "azure"
+
+
+class TokenRejected(Exception):
+    """Resource Manager refused the access token twice, a fresh one included."""
+
+
+class AzureSource(InventorySource):
+    """One Azure scope (tenant, management group or list of subscriptions)."""
+
+    def __init__(self, connection: AzureConnection, scope: AzureScope, page_size: int = PAGE_SIZE,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.connection = connection
+        self.scope = scope
+        self.page_size = page_size
+        self.sleep = sleep
+        self.id = scope.label
+        self._clients: dict[str, Any] = {}
+        self._credential: Any = None
+        self._renewed = False
+        self.quota_waits: list[float] = []  # seconds waited for Resource Graph's quota, per wait
+
+    # -- clients -----------------------------------------------------------------------
+
+    def _client(self, kind: str, subscription: str | None = None) -> Any:
+        key = f"{kind}:{subscription or ''}"
+        if key not in self._clients:
+            if self._credential is None:
+                self._credential = self.connection.credential()
+            options = {"base_url": self.connection.endpoints.arm_endpoint,
+                       "credential_scopes": [self.connection.scope], **self.connection.transport()}
+            if kind == "subscriptions":
+                from azure.mgmt.resource.subscriptions import SubscriptionClient
+                client = SubscriptionClient(self._credential, **options)
+            elif kind == "resources":
+                from azure.mgmt.resource.resources import ResourceManagementClient
+                client = ResourceManagementClient(self._credential, subscription, **options)
+            elif kind == "policy":
+                from azure.mgmt.resource.policy import PolicyClient
+                client = PolicyClient(self._credential, subscription, **options)
+            else:
+                from azure.mgmt.resourcegraph import ResourceGraphClient
+                client = ResourceGraphClient(self._credential, **options)
+            self._clients[key] = client
+        return self._clients[key]
+
+    def _call(self, action: Callable[[], Any]) -> Any:
+        """Run one SDK call; a 401 (token expired or revoked) renews the credential once."""
+        from azure.core.exceptions import ClientAuthenticationError
+
+        try:
+            return action()
+        except ClientAuthenticationError as exc:
+            if exc.status_code != 401 or self._renewed:
+                raise
+            # the cached token is refused before its stated expiry (clock skew, revocation,
+            # continuous access evaluation): a new credential asks Entra ID for a new one
+            self._renewed = True
+            self._close()
+            self._credential = None
+            return action()
+
+    def _close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+        if self._credential is not None and hasattr(self._credential, "close"):
+            self._credential.close()
+
+    # -- collection --------------------------------------------------------------------
+
+    def collect(self, progress: Progress) -> Collected:
+        try:
+            return self._collect(progress)
+        except Exception as exc:  # every way the far end can fail becomes the status of the scope
+            reason = describe_failure(exc, self.connection, self.scope.label)
+            requested = self.scope.subscriptions or [self.scope.management_group or "azure"]
+            kind = "subscription" if self.scope.subscriptions else (
+                "management_group" if self.scope.management_group else "tenant")
+            return Collected(sources=[Source(id=s, cloud="azure", kind=kind, status="failed", error=reason)
+                                      for s in requested])
+        finally:
+            self._close()
+
+    def _collect(self, progress: Progress) -> Collected:
+        visible = {s["subscriptionId"]: s for s in self._call(
+            lambda: [item.as_dict() for item in self._client("subscriptions").subscriptions.list()])}
+        failed: list[Source] = []
+        if self.scope.management_group:
+            targets: dict[str, dict[str, Any]] = {}
+        elif self.scope.subscriptions:
+            targets = {}
+            for subscription in dict.fromkeys(self.scope.subscriptions):
+                if subscription in visible:
+                    targets[subscription] = visible[subscription]
+                else:
+                    failed.append(self._unreadable(subscription))
+        else:
+            targets = dict(visible)
+        rows = self._graph_rows(list(targets), progress)
+        for row in rows:  # a management group's subscriptions arrive as rows of its own
+            if row.get("type") == "microsoft.resources/subscriptions":
+                sid = row.get("subscriptionId")
+                targets.setdefault(sid, visible.get(sid) or {"subscriptionId": sid, "displayName": row.get("name"),
+                                                             "tenantId": row.get("tenantId")})
+        resources = _dedupe(make_resource(
+            id=row["id"], name=str(row.get("name") or row["id"].rsplit("/", 1)[-1]), cloud="azure",
+            type=str(row.get("type") or ""), source=_subscription_of(row), tags=_tags(row), native=row)
+            for row in rows if isinstance(row, dict) and isinstance(row.get("id"), str))
+        resources += self._definitions(resources, set(targets))
+        counts: dict[str, int] = {}
+        for resource in resources:
+            counts[resource["source"]] = counts.get(resource["source"], 0) + 1
+        sources = [Source(id=sid, cloud="azure", kind="subscription", resource_count=counts.get(sid, 0),
+                          details={"tenant_id": info.get("tenantId"), "display_name": info.get("displayName"),
+                                   "state": info.get("state")})
+                   for sid, info in sorted(targets.items())]
+        return Collected(sources=sources + failed, resources=resources)
+
+    def _unreadable(self, subscription: str) -> Source:
+        """Why a requested subscription is not visible, asked of the subscription itself."""
+        from azure.core.exceptions import HttpResponseError
+
+        try:
+            self._call(lambda: next(iter(self._client("resources", subscription).resource_groups.list().by_page()),
+                                    None))
+            reason = "not listed for this identity (no role assignment on the subscription?)"
+        except HttpResponseError as exc:
+            reason = _arm_error(exc)
+        return Source(id=subscription, cloud="azure", kind="subscription", status="failed",
+                      error=f"subscription {subscription}: {reason}")
+
+    def _graph_rows(self, subscriptions: list[str], progress: Progress) -> list[dict[str, Any]]:
+        from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
+
+        rows: list[dict[str, Any]] = []
+        if self.scope.management_group:
+            batches: list[dict[str, Any]] = [{"management_groups": [self.scope.management_group]}]
+        else:
+            batches = [{"subscriptions": subscriptions[i:i + SUBSCRIPTION_BATCH]}
+                       for i in range(0, len(subscriptions), SUBSCRIPTION_BATCH)]
+        query = inventory_query()
+        for batch in batches:
+            skip_token = None
+            while True:
+                # a management group with more subscriptions than one query may cover answers for
+                # those it can, rather than failing the whole query
+                request = QueryRequest(query=query, **batch, options=QueryRequestOptions(
+                    top=self.page_size, skip_token=skip_token, result_format="objectArray",
+                    allow_partial_scopes=bool(self.scope.management_group)))
+                response, headers = self._call(lambda request=request: self._client("graph").resources(
+                    request, cls=lambda pipeline, body, _: (body, pipeline.http_response.headers)))
+                if isinstance(response.data, list):
+                    rows.extend(response.data)
+                progress.update(self.id, len(rows))
+                self._respect_quota(headers)
+                skip_token = response.skip_token
+                if not skip_token:
+                    break
+        return rows
+
+    def _respect_quota(self, headers: Any) -> None:
+        """Wait out Resource Graph's per-user quota when the last answer used it up."""
+        if str(headers.get("x-ms-user-quota-remaining", "")).strip() != "0":
+            return
+        wait = min(_duration(headers.get("x-ms-user-quota-resets-after")) or 5.0, QUOTA_WAIT_LIMIT)
+        self.quota_waits.append(wait)
+        self.sleep(wait)
+
+    def _definitions(self, resources: list[dict[str, Any]], readable: set[str]) -> list[dict[str, Any]]:
+        """The custom policy definitions and initiatives that assignments name."""
+        from azure.core.exceptions import HttpResponseError
+
+        wanted: dict[str, str] = {}  # lower-case definition id -> subscription that assigns it
+        for resource in resources:
+            if resource["type"] == "microsoft.authorization/policyassignments":
+                definition = (resource.get("properties") or {}).get("policyDefinitionId")
+                if isinstance(definition, str) and _custom_definition(definition):
+                    wanted.setdefault(definition.lower(), resource["source"])
+        found = []
+        for definition_id, subscription in sorted(wanted.items()):
+            scope_sub = _subscription_of({"id": definition_id})
+            client_sub = scope_sub if scope_sub in readable else subscription
+            try:
+                item = self._call(lambda d=definition_id, c=client_sub: self._read_definition(d, c))
+            except HttpResponseError:
+                continue  # an assignment may outlive its definition; the assignment stays in the snapshot
+            arm = item.as_dict()
+            found.append(make_resource(id=arm.get("id") or definition_id,
+                                       name=arm.get("name") or definition_id.rsplit("/", 1)[-1],
+                                       cloud="azure", type=arm.get("type") or "", source=subscription,
+                                       native=arm))
+        return found
+
+
+    def _read_definition(self, definition_id: str, subscription: str) -> Any:
+        """GET one custom policy definition or initiative, at its subscription or management group."""
+        client = self._client("policy", subscription)
+        name = definition_id.rsplit("/", 1)[-1]
+        operations = client.policy_set_definitions if "/policysetdefinitions/" in definition_id \
+            else client.policy_definitions
+        group = re.search(r"/managementgroups/([^/]+)/", definition_id)
+        return operations.get_at_management_group(group.group(1), name) if group else operations.get(name)
+
+
+def _subscription_of(row: dict[str, Any]) -> str:
+    sid = row.get("subscriptionId")
+    if isinstance(sid, str) and sid:
+        return sid
+    match = re.match(r"/subscriptions/([^/]+)", str(row.get("id", "")), re.I)
+    return match.group(1) if match else "tenant"
+
+
+def _tags(row: dict[str, Any]) -> dict[str, Any]:
+    tags = row.get("tags")
+    return tags if isinstance(tags, dict) else {}
+
+
+def _dedupe(resources: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop repeated ids: pages of a changing estate can overlap, and a snapshot names each once."""
+    seen: set[str] = set()
+    unique = []
+    for resource in resources:
+        key = resource["id"].lower()
+        if key not in seen:
+            seen.add(key)
+            unique.append(resource)
+    return unique
+
+
+def _custom_definition(definition_id: str) -> bool:
+    # built-ins live at /providers/Microsoft.Authorization/...; custom ones under a scope
+    return definition_id.lower().startswith(("/subscriptions/", "/providers/microsoft.management/"))
+
+
+def _duration(text: Any) -> float | None:
+    """Seconds in Resource Graph's `hh:mm:ss` reset time."""
+    match = re.fullmatch(r"(\d+):(\d{2}):(\d{2}(?:\.\d+)?)", str(text or "").strip())
+    if not match:
+        return None
+    return int(match.group(1)) * 3600 + int(match.group(2)) * 60 + float(match.group(3))
+
+
+def _arm_error(exc: Any) -> str:
+    """`HTTP 403 AuthorizationFailed: <first sentence>` from an SDK error."""
+    error = getattr(exc, "error", None)
+    code = getattr(error, "code", None)
+    message = getattr(error, "message", None) or str(getattr(exc, "message", None) or exc)
+    first = message.strip().splitlines()[0] if message.strip() else ""
+    status = getattr(exc, "status_code", None)
+    return " ".join(part for part in (f"HTTP {status}" if status else "", f"{code}:" if code else "", first) if part)
+
+
+def describe_failure(exc: BaseException, connection: AzureConnection, label: str) -> str:
+    """One line saying what failed and what to do, for any error of the SDK or the credential."""
+    from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
+
+    endpoints = connection.endpoints
+    text = " ".join(str(exc).split())
+    if "CERTIFICATE_VERIFY_FAILED" in text:  # from the token request or from Resource Manager
+        peer = endpoints.authority if isinstance(exc, ClientAuthenticationError) else endpoints.arm_endpoint
+        return f"{label}: TLS certificate of {peer} not trusted (pass --ca-bundle with its CA)"
+    if isinstance(exc, ClientAuthenticationError) and exc.status_code == 401:
+        return (f"{label}: Resource Manager at {endpoints.arm_endpoint} rejected the access token "
+                f"({_arm_error(exc)}); a new token was refused too: check the credential and the tenant")
+    if isinstance(exc, ClientAuthenticationError) or type(exc).__name__ == "CredentialUnavailableError":
+        return (f"{label}: no Azure token from {endpoints.authority}: {_shorten(text)} (set AZURE_TENANT_ID, "
+                "AZURE_CLIENT_ID, AZURE_CLIENT_SECRET, or sign in with `az login`)")
+    if isinstance(exc, HttpResponseError):
+        return f"{label}: Resource Manager at {endpoints.arm_endpoint} answered {_arm_error(exc)}"
+    if isinstance(exc, ServiceRequestError):
+        return f"{label}: cannot reach {endpoints.arm_endpoint}: {_shorten(text)}"
+    return f"{label}: collection failed: {type(exc).__name__}: {_shorten(text)}"
+
+
+def _shorten(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -1,0 +1,298 @@
+"""The Azure source against a local HTTPS replay of Entra ID and Resource Manager.
+
+The real SDK clients (azure-identity, SubscriptionClient, ResourceGraphClient,
+ResourceManagementClient, PolicyClient) talk to tests/arm_replay.py through the switches a
+user has; nothing in the source is patched.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from auditor.cli import main
+from auditor.errors import EXIT_INCOMPLETE, EXIT_INPUT_ERROR, EXIT_OK
+from auditor.snapshot import load_snapshot
+from auditor.sources import Progress
+from auditor.sources.azure import (
+    CLOUDS,
+    RESOURCE_TYPES,
+    AzureConnection,
+    AzureScope,
+    AzureSource,
+    inventory_query,
+)
+from tests.arm_replay import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    TENANT,
+    ArmReplay,
+    Fault,
+    generated_rows,
+    standard_estate,
+)
+from tests.conftest import ROOT
+
+PCI = "9f2c4e1a-7b3d-4c5e-8f60-a1b2c3d4e5f6"
+EXAMPLES = ["subid", "{subscriptionId}", "ae640e6b-ba3e-4256-9d62-2993eecfa6f2"]
+
+
+@pytest.fixture
+def replay(tmp_path, monkeypatch):
+    server = ArmReplay(tmp_path, standard_estate()).start()
+    monkeypatch.setenv("AZURE_TENANT_ID", TENANT)
+    monkeypatch.setenv("AZURE_CLIENT_ID", CLIENT_ID)
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", CLIENT_SECRET)
+    yield server
+    server.stop()
+
+
+def endpoint_args(replay: ArmReplay) -> list[str]:
+    return ["--arm-endpoint", replay.url, "--authority", replay.url, "--ca-bundle", str(replay.cert)]
+
+
+def collect(replay: ArmReplay, *subscriptions: str, page_size: int = 1000, **scope) -> tuple:
+    connection = AzureConnection(arm_endpoint=replay.url, authority=replay.url, ca_bundle=str(replay.cert))
+    waits: list[float] = []
+    source = AzureSource(connection, AzureScope(subscriptions=list(subscriptions), **scope),
+                         page_size=page_size, sleep=waits.append)
+    return source.collect(Progress(enabled=False)), waits
+
+
+def by_id(resources: list[dict]) -> dict[str, dict]:
+    return {r["id"]: r for r in resources}
+
+
+def test_cli_collects_the_published_examples_with_a_service_principal(replay, tmp_path, capsys):
+    out = tmp_path / "azure.json.gz"
+    code = main(["collect", "azure", *endpoint_args(replay), "--out", str(out),
+                 *[arg for s in [*EXAMPLES, PCI] for arg in ("--subscription", s)]])
+    assert code == EXIT_OK, capsys.readouterr().err
+    snapshot = load_snapshot(out)
+    resources = by_id(snapshot.resources)
+    # Microsoft's examples arrive whole, placeholders and all
+    nsg = resources["/subscriptions/subid/resourceGroups/rg1/providers/Microsoft.Network/networkSecurityGroups/nsg1"]
+    assert nsg["type"] == "microsoft.network/networksecuritygroups" and nsg["source"] == "subid"
+    assert {r["name"] for r in nsg["properties"]["defaultSecurityRules"]} >= {"AllowVnetInBound", "DenyAllInBound"}
+    vm = next(r for r in snapshot.resources if r["type"] == "microsoft.compute/virtualmachines"
+              and r["source"] == "{subscriptionId}")
+    assert vm["properties"]["storageProfile"]["imageReference"]["sku"] == "2012-R2-Datacenter"
+    assignment = resources["/subscriptions/ae640e6b-ba3e-4256-9d62-2993eecfa6f2/providers/Microsoft.Authorization/"
+                           "policyAssignments/CostManagement"]
+    assert assignment["properties"]["parameters"] == {"allowedSkus": {"value": "Standard_A1"}}
+    # the custom definitions the assignments name, read with PolicyClient
+    definition = resources["/subscriptions/ae640e6b-ba3e-4256-9d62-2993eecfa6f2/providers/Microsoft.Authorization/"
+                           "policyDefinitions/storageSkus"]
+    assert definition["properties"]["policyRule"]["then"]["effect"] == "deny"
+    assert replay.requests["definition"] == 2
+    # resource groups, subscriptions and policy states come from the same paged query
+    types = {r["type"] for r in snapshot.resources}
+    assert {"microsoft.resources/subscriptions/resourcegroups", "microsoft.resources/subscriptions",
+            "microsoft.policyinsights/policystates", "microsoft.network/networkwatchers/flowlogs"} <= types
+    assert replay.requests["resources"] == 1 and replay.requests["subscriptions"] == 1
+    sources = {s.id: s for s in snapshot.sources}
+    assert set(sources) == {*EXAMPLES, PCI} and all(s.status == "ok" for s in sources.values())
+    assert sources[PCI].details == {"tenant_id": TENANT, "display_name": "pci-payments", "state": "Enabled"}
+    assert sources[PCI].resource_count == sum(1 for r in snapshot.resources if r["source"] == PCI)
+    # nothing secret is written: neither the client secret nor a token
+    raw = gzip.decompress(out.read_bytes())
+    assert CLIENT_SECRET.encode() not in raw and b"replay-token" not in raw
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_resource_graph_request_covers_every_type_and_subscription(replay):
+    collect(replay, *EXAMPLES)
+    [body] = replay.graph_bodies()
+    assert sorted(body["subscriptions"]) == sorted(EXAMPLES)
+    assert body["options"] == {"$top": 1000, "resultFormat": "objectArray", "allowPartialScopes": False}
+    assert body["query"] == inventory_query()
+    for resource_type in RESOURCE_TYPES:
+        assert f"'{resource_type}'" in body["query"]
+
+
+def test_fields_the_sdk_does_not_know_are_kept(replay):
+    collected, _ = collect(replay, PCI)
+    vm = next(r for r in collected.resources if r["name"] == "vm-pci-web-01")
+    assert vm["newTopLevelField"] == {"introducedIn": "2031-01-01"}
+    assert vm["properties"]["futureSecurityProfile"] == {"quantumSafeBoot": True}
+    assert vm["properties"]["extended"]["instanceView"]["osName"] == "Windows Server 2012 R2 Datacenter"
+    assert vm["tags"] == {"zone": "pci"} and vm["subscriptionId"] == PCI
+
+
+def test_pages_by_skip_token_until_the_last_page(replay):
+    replay.estate.rows += generated_rows(2345, PCI)
+    expected = sum(1 for r in replay.estate.rows if r["subscriptionId"] == PCI)
+    collected, _ = collect(replay, PCI)
+    bodies = replay.graph_bodies()
+    assert len(bodies) == 3
+    assert "$skipToken" not in bodies[0]["options"]
+    assert bodies[1]["options"]["$skipToken"] and bodies[2]["options"]["$skipToken"] != bodies[1]["options"]["$skipToken"]
+    graph_ids = [r["id"] for r in collected.resources if r["type"] != "microsoft.authorization/policydefinitions"]
+    assert len(graph_ids) == len(set(graph_ids)) == expected
+
+
+def test_a_429_is_retried_after_the_time_it_names(replay):
+    replay.fail("resources", Fault(429, {"Retry-After": "1"},
+                                   {"error": {"code": "RateLimiting", "message": "Please provide below info when asking "
+                                                                                 "for support: timestamp = ..."}}))
+    started = time.monotonic()
+    collected, _ = collect(replay, PCI)
+    assert time.monotonic() - started >= 1.0
+    assert replay.requests["resources"] == 2
+    assert [s.status for s in collected.sources] == ["ok"]
+    assert any(r["name"] == "vm-pci-web-01" for r in collected.resources)
+
+
+def test_a_500_then_success_is_retried(replay):
+    replay.fail("resources", Fault(500, {}, {"error": {"code": "InternalServerError", "message": "try again"}}))
+    collected, _ = collect(replay, PCI)
+    assert replay.requests["resources"] == 2 and collected.sources[0].status == "ok"
+
+
+def test_retries_are_bounded_and_the_snapshot_already_there_is_kept(replay, tmp_path, capsys):
+    out = tmp_path / "azure.json"
+    out.write_text("earlier snapshot")
+    unavailable = Fault(503, {"Retry-After": "0"}, {"error": {"code": "ServiceUnavailable", "message": "down"}})
+    replay.fail("resources", *[unavailable] * 20)
+    code = main(["collect", "azure", *endpoint_args(replay), "--subscription", PCI, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == EXIT_INCOMPLETE
+    assert replay.requests["resources"] == 5  # the first try and four retries
+    assert "HTTP 503 ServiceUnavailable" in err and "Traceback" not in err
+    assert out.read_text() == "earlier snapshot"
+
+
+def test_an_expired_token_is_replaced_once(replay):
+    replay.revoked.add("replay-token-1")  # the first token Entra ID hands out is refused by ARM
+    collected, _ = collect(replay, PCI)
+    assert collected.sources[0].status == "ok"
+    assert replay.issued == ["replay-token-1", "replay-token-2"]
+
+
+def test_a_token_refused_again_fails_the_scope_with_one_line(replay, tmp_path, capsys):
+    replay.revoked.update(f"replay-token-{n}" for n in range(1, 10))
+    code = main(["collect", "azure", *endpoint_args(replay), "--subscription", PCI,
+                 "--out", str(tmp_path / "a.json")])
+    err = capsys.readouterr().err
+    assert code == EXIT_INCOMPLETE and not (tmp_path / "a.json").exists()
+    [line] = [line for line in err.splitlines() if line.startswith("auditor: error")]
+    assert "rejected the access token" in line and "ExpiredAuthenticationToken" in line and PCI in line
+
+
+def test_a_wrong_client_secret_is_one_line_without_the_secret(replay, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", "not-the-secret")
+    code = main(["collect", "azure", *endpoint_args(replay), "--out", str(tmp_path / "a.json")])
+    err = capsys.readouterr().err
+    assert code == EXIT_INCOMPLETE
+    assert "AADSTS7000215" in err and replay.url in err and "not-the-secret" not in err
+    assert "Traceback" not in err
+
+
+def test_a_forbidden_subscription_fails_alone_and_the_scan_exits_3(replay, tmp_path, capsys):
+    replay.estate.add_subscription("0dd5e6f7-0000-4000-8000-00000000f403", "locked", readable=False)
+    out = tmp_path / "reports"
+    code = main(["scan", "--azure", "--azure-arm-endpoint", replay.url, "--azure-authority", replay.url,
+                 "--azure-ca-bundle", str(replay.cert), "--azure-subscription", PCI,
+                 "--azure-subscription", "0dd5e6f7-0000-4000-8000-00000000f403", "--out", str(out), "--quiet",
+                 "--as-of", "2026-11-25"])
+    err = capsys.readouterr().err
+    assert code == EXIT_INCOMPLETE
+    assert "HTTP 403 AuthorizationFailed" in err and "collection incomplete" in err
+    report = json.loads((out / "latest" / "findings.json").read_text())
+    statuses = {s["id"]: s["status"] for s in report["snapshot"]["sources"]}
+    assert statuses == {PCI: "ok", "0dd5e6f7-0000-4000-8000-00000000f403": "failed"}
+    # the readable subscription was still scanned: its Windows Server 2012 R2 VM is past end of support
+    assert any(f["resource_name"] == "vm-pci-web-01" and f["category"] == "support-status"
+               for f in report["findings"])
+    sarif = json.loads((out / "latest" / "results.sarif").read_text())
+    assert {run["automationDetails"]["id"].split("/")[0] for run in sarif["runs"]} == {"azure"}
+    assert any(TENANT in run["automationDetails"]["id"] for run in sarif["runs"])
+
+
+def test_scan_reads_the_published_examples(replay, tmp_path):
+    out = tmp_path / "reports"
+    code = main(["scan", "--azure", "--azure-arm-endpoint", replay.url, "--azure-authority", replay.url,
+                 "--azure-ca-bundle", str(replay.cert), "--azure-subscription", "subid", "--out", str(out),
+                 "--quiet", "--as-of", "2026-11-25", "--save-snapshot", str(tmp_path / "live.json")])
+    assert code == EXIT_OK
+    findings = json.loads((out / "latest" / "findings.json").read_text())["findings"]
+    # vnet1's subnet test-1 has no NSG in Microsoft's example
+    assert ("AZ-NET-004", "vnet1", "test-1") in {(f["rule_id"], f["resource_name"], f["item_key"]) for f in findings}
+    assert load_snapshot(tmp_path / "live.json").sources[0].id == "subid"
+
+
+def test_management_group_scope(replay):
+    collected, _ = collect(replay, management_group="mg-payments")
+    [body] = replay.graph_bodies()
+    assert body["managementGroups"] == ["mg-payments"] and "subscriptions" not in body
+    assert [(s.id, s.details["display_name"]) for s in collected.sources] == [(PCI, "pci-payments")]
+    assert {r["source"] for r in collected.resources} == {PCI}
+
+
+def test_every_visible_subscription_without_a_scope(replay):
+    collected, _ = collect(replay)
+    assert sorted(s.id for s in collected.sources) == sorted([*EXAMPLES, PCI])
+
+
+def test_waits_when_the_resource_graph_quota_is_used_up(replay):
+    replay.estate.rows += generated_rows(2100, PCI)
+    replay.quota_remaining = 1  # the first answer leaves 0
+    collected, waits = collect(replay, PCI)
+    assert waits == [1.0, 1.0]  # after the 1st and 2nd pages: x-ms-user-quota-resets-after 00:00:01
+    assert replay.requests["resources"] == 3 and collected.sources[0].status == "ok"
+
+
+def test_untrusted_certificate_and_unreachable_endpoint_are_one_line(replay, tmp_path, capsys):
+    code = main(["collect", "azure", "--arm-endpoint", replay.url, "--authority", replay.url,
+                 "--subscription", PCI, "--out", str(tmp_path / "a.json")])
+    err = capsys.readouterr().err
+    assert code == EXIT_INCOMPLETE and "Traceback" not in err
+    assert "certificate" in err.lower() and "--ca-bundle" in err
+    closed = "https://127.0.0.1:9"
+    code = main(["collect", "azure", "--arm-endpoint", closed, "--authority", closed,
+                 "--subscription", PCI, "--out", str(tmp_path / "a.json"), "--timeout", "5"])
+    err = capsys.readouterr().err
+    assert code == EXIT_INCOMPLETE and "127.0.0.1:9" in err and "Traceback" not in err
+    assert len([line for line in err.splitlines() if line.startswith("auditor: error")]) == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--arm-endpoint", "https://arm.local"], "--arm-endpoint and --authority go together"),
+    (["--arm-endpoint", "http://arm.local", "--authority", "https://login.local"], "must be an https:// URL"),
+    (["--subscription", "a", "--management-group", "b"], "not both"),
+    (["--ca-bundle", "/nonexistent/ca.pem"], "CA bundle not found"),
+])
+def test_bad_options_are_usage_errors(args, message, tmp_path, capsys):
+    assert main(["collect", "azure", *args, "--out", str(tmp_path / "a.json")]) == EXIT_INPUT_ERROR
+    assert message in capsys.readouterr().err
+
+
+def test_sovereign_clouds_use_their_own_endpoints_and_scope():
+    government = AzureConnection(cloud="AzureUSGovernment")
+    assert government.endpoints == CLOUDS["AzureUSGovernment"]
+    assert government.scope == "https://management.core.usgovcloudapi.net/.default"
+    china = AzureConnection(cloud="AzureChinaCloud")
+    assert china.endpoints.authority == "https://login.chinacloudapi.cn"
+    # Azure Stack Hub: its own ARM and AD FS authority; the audience follows the endpoint unless given
+    stack = AzureConnection(arm_endpoint="https://management.local.azurestack.external/",
+                            authority="https://adfs.local.azurestack.external/adfs")
+    assert stack.scope == "https://management.local.azurestack.external/.default"
+    assert AzureConnection(arm_endpoint="https://management.local.azurestack.external",
+                           authority="https://adfs.local.azurestack.external/adfs",
+                           audience="https://management.adfs.azurestack.local/4de154de").scope == \
+        "https://management.adfs.azurestack.local/4de154de/.default"
+
+
+def test_the_command_line_as_a_user_runs_it(replay, tmp_path):
+    out = tmp_path / "azure.json"
+    result = subprocess.run([sys.executable, "-m", "auditor", "collect", "azure", *endpoint_args(replay),
+                             "--subscription", PCI, "--out", str(out)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == EXIT_OK, result.stderr
+    assert f"wrote {len(load_snapshot(out).resources)} resources" in result.stdout
+    assert CLIENT_SECRET not in result.stdout + result.stderr
