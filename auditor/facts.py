@@ -10,7 +10,23 @@ old snapshots gain new facts too), adds `facts.` to resources:
 - `facts.networks`: the networks a VM is attached to, with VLAN where known;
 - `facts.vlan`: a distributed port group's VLAN id, or `trunk`;
 - `facts.uplink`: whether a distributed port group is its switch's uplink port group;
-- `facts.sql_version`: the SQL Server release (`2014`) of an Azure SQL VM.
+- `facts.sql_version`: the SQL Server release (`2014`) of an Azure SQL VM;
+- `facts.release`: {line, version, build, full} of an ESXi host or vCenter, where `full`
+  (`7.0.3.21477706`) compares as one dotted version against a minimum patch level;
+- `facts.tools_version`: VMware Tools as `12.5.1`, decoded from `guest.toolsVersion`;
+- `facts.cpu`: {packages, cores_per_package, licensed_cores} of a host, where
+  licensed_cores counts each package as at least 16 cores (Broadcom's per-core model);
+- `facts.license`: {edition, name} of the licence assigned to a host, and on a licence,
+  `facts.cores_required`: the licensed cores of the hosts assigned to it;
+- `facts.host_editions`: the licence editions of a cluster's hosts;
+- `facts.vcpus`: the vCPUs an Azure VM's size gives (constrained sizes: the active ones);
+- on Azure VMs, `facts.networks`: the subnets of their NICs, with address prefix;
+- `facts.flow_log`: {id, enabled, retention_days, via} of the flow log that covers an NSG
+  (its own, or its virtual network's), and `facts.network_watcher` on a virtual network:
+  whether its subscription has a Network Watcher in the network's region.
+
+Facts that need baselines (segmentation zones, licence entitlements) are added after
+these by auditor/segmentation.py and auditor/accounting.py.
 """
 
 from __future__ import annotations
@@ -116,6 +132,9 @@ def _vsphere_vm(vm: dict[str, Any], networks: dict[tuple[str, str], dict[str, An
     version = config.get("version")
     if isinstance(version, str):
         facts["hardware_version"] = _hardware_version(version)
+    tools = tools_version(guest.get("toolsVersion")) if isinstance(guest, dict) else None
+    if tools:
+        facts["tools_version"] = tools
     attached = []
     source = vm["source"]
     for moref in vm.get("network") or ():
@@ -145,6 +164,9 @@ def _port_group_vlan(port_group: dict[str, Any]) -> Any:
 
 def _azure_vm(vm: dict[str, Any]) -> None:
     facts = vm.setdefault("facts", {})
+    size = _get(vm, "properties", "hardwareProfile", "vmSize")
+    if isinstance(size, str) and vcpus_of_size(size):
+        facts["vcpus"] = vcpus_of_size(size)
     image = _get(vm, "properties", "storageProfile", "imageReference") or {}
     image_key = None
     if isinstance(image, dict) and image.get("publisher"):
@@ -178,6 +200,131 @@ def _sql_vm(sql_vm: dict[str, Any]) -> None:
         sql_vm.setdefault("facts", {})["sql_version"] = match.group(1)
 
 
+def _release(resource: dict[str, Any], product: Any) -> None:
+    if not isinstance(product, dict):
+        return
+    version, build = product.get("version"), product.get("build")
+    if not isinstance(version, str):
+        return
+    parts = version.split(".")
+    release: dict[str, Any] = {"line": ".".join(parts[:2]), "version": version}
+    if isinstance(build, (str, int)) and str(build).isdigit():
+        release["build"] = int(build)
+        release["full"] = f"{version}.{build}"
+    resource.setdefault("facts", {})["release"] = release
+
+
+def tools_version(encoded: Any) -> str | None:
+    """VMware Tools' `guest.toolsVersion` (major << 10 | minor << 5 | patch) as `12.5.1`."""
+    try:
+        number = int(encoded)
+    except (TypeError, ValueError):
+        return None
+    if number <= 0:
+        return None
+    return f"{number >> 10}.{(number >> 5) & 0x1F}.{number & 0x1F}"
+
+
+def _host(host: dict[str, Any], licences: dict[tuple[str, str], dict[str, Any]]) -> None:
+    facts = host.setdefault("facts", {})
+    _release(host, _get(host, "summary", "config", "product"))
+    packages, cores = _get(host, "summary", "hardware", "numCpuPkgs"), _get(host, "summary", "hardware", "numCpuCores")
+    if isinstance(packages, int) and isinstance(cores, int) and packages > 0:
+        per_package = cores // packages
+        facts["cpu"] = {"packages": packages, "cores_per_package": per_package,
+                        "licensed_cores": packages * max(per_package, 16)}
+    assigned = host.get("assignedLicense")
+    if isinstance(assigned, dict):
+        facts["license"] = {"edition": assigned.get("editionKey"), "name": assigned.get("name"),
+                            "key": assigned.get("licenseKey")}
+        licence = licences.get((host["source"], str(assigned.get("licenseKey"))))
+        cpu = facts.get("cpu")
+        if licence is not None and cpu:
+            licence_facts = licence.setdefault("facts", {})
+            licence_facts["cores_required"] = licence_facts.get("cores_required", 0) + cpu["licensed_cores"]
+            licence_facts["hosts"] = licence_facts.get("hosts", 0) + 1
+
+
+_SIZE = re.compile(r"^(?:standard|basic)_[a-z]+?(\d+)(?:-(\d+))?", re.I)
+
+
+@lru_cache(maxsize=1024)
+def vcpus_of_size(size: str) -> int | None:
+    """vCPUs of an Azure VM size name: D4s_v5 -> 4; constrained E8-2ds_v5 -> 2 (the active
+    ones, which are what licences count)."""
+    match = _SIZE.match(size)
+    if not match:
+        return None
+    return int(match.group(2) or match.group(1))
+
+
+def _azure_networks(vm: dict[str, Any], nics: dict[str, dict[str, Any]],
+                    subnets: dict[str, dict[str, Any]]) -> None:
+    attached = []
+    for reference in _get(vm, "properties", "networkProfile", "networkInterfaces") or ():
+        nic = nics.get(str(_get(reference, "id")).lower()) if isinstance(reference, dict) else None
+        for config in (_get(nic, "properties", "ipConfigurations") or ()) if nic else ():
+            subnet_id = _get(config, "properties", "subnet", "id")
+            if not isinstance(subnet_id, str):
+                continue
+            subnet = subnets.get(subnet_id.lower()) or {}
+            parts = subnet_id.split("/")
+            attached.append({"id": subnet_id, "name": "/".join(parts[-3::2]) if len(parts) >= 3 else subnet_id,
+                             "prefix": _get(subnet, "properties", "addressPrefix")})
+    vm.setdefault("facts", {})["networks"] = attached
+
+
+def _azure_network_joins(resources: list[dict[str, Any]]) -> None:
+    """Facts that join Azure resources: VM -> NIC -> subnet, NSG <- flow log, VNet <- watcher."""
+    nics: dict[str, dict[str, Any]] = {}
+    subnets: dict[str, dict[str, Any]] = {}
+    vnets, nsgs, vms, flow_logs = [], {}, [], []
+    watchers: set[tuple[str, str]] = set()
+    for resource in resources:
+        if resource["cloud"] != "azure":
+            continue
+        kind = resource["type"]
+        if kind == "microsoft.network/networkinterfaces":
+            nics[resource["id"].lower()] = resource
+        elif kind == "microsoft.network/virtualnetworks":
+            vnets.append(resource)
+            for subnet in _get(resource, "properties", "subnets") or ():
+                if isinstance(subnet, dict) and isinstance(subnet.get("id"), str):
+                    subnets[subnet["id"].lower()] = subnet
+        elif kind == "microsoft.network/networksecuritygroups":
+            nsgs[resource["id"].lower()] = resource
+        elif kind == "microsoft.compute/virtualmachines":
+            vms.append(resource)
+        elif kind == "microsoft.network/networkwatchers/flowlogs":
+            flow_logs.append(resource)
+        elif kind == "microsoft.network/networkwatchers":
+            watchers.add((resource["source"], str(resource.get("location", "")).lower()))
+    for vm in vms:
+        _azure_networks(vm, nics, subnets)
+    for vnet in vnets:
+        vnet.setdefault("facts", {})["network_watcher"] = (
+            vnet["source"], str(vnet.get("location", "")).lower()) in watchers
+    covered: dict[str, dict[str, Any]] = {}
+    for flow_log in flow_logs:
+        target = str(_get(flow_log, "properties", "targetResourceId") or "").lower()
+        retention = _get(flow_log, "properties", "retentionPolicy") or {}
+        # retention disabled means logs are kept for ever
+        days = retention.get("days") if isinstance(retention, dict) and retention.get("enabled") else None
+        entry = {"id": flow_log["id"], "enabled": _get(flow_log, "properties", "enabled") is not False,
+                 "retention_days": days}
+        if "/virtualnetworks/" in target:
+            vnet = next((v for v in vnets if v["id"].lower() == target), None)
+            for subnet in (_get(vnet, "properties", "subnets") or ()) if vnet else ():
+                nsg_id = str(_get(subnet, "properties", "networkSecurityGroup", "id") or "").lower()
+                if nsg_id:
+                    covered.setdefault(nsg_id, {**entry, "via": "virtual network"})
+        elif target:
+            covered[target] = {**entry, "via": "network security group"}
+    for nsg_id, nsg in nsgs.items():
+        if nsg_id in covered:
+            nsg.setdefault("facts", {})["flow_log"] = covered[nsg_id]
+
+
 def derive_facts(resources: list[dict[str, Any]]) -> None:
     """Add `facts.` to resources in place; idempotent, so re-deriving changes nothing."""
     networks: dict[tuple[str, str], dict[str, Any]] = {}
@@ -199,13 +346,36 @@ def derive_facts(resources: list[dict[str, Any]]) -> None:
             facts["vlan"] = _port_group_vlan(network)
             # vCenter 6.5 has no config.uplink; the switch's uplinkPortgroup list says it
             facts["uplink"] = key in uplinks or _get(network, "config", "uplink") is True
+    licences = {(r["source"], str(r.get("licenseKey"))): r for r in resources
+                if r["cloud"] == "vsphere" and r["type"] == "License"}
+    for licence in licences.values():  # re-derived from the hosts on every scan
+        licence.get("facts", {}).pop("cores_required", None)
+        licence.get("facts", {}).pop("hosts", None)
+    hosts_by_cluster: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for resource in resources:
         cloud, kind = resource["cloud"], resource["type"]
         if cloud == "vsphere" and kind == "VirtualMachine":
             _vsphere_vm(resource, networks)
+        elif cloud == "vsphere" and kind == "HostSystem":
+            _host(resource, licences)
+            if isinstance(resource.get("parent"), str):
+                hosts_by_cluster.setdefault((resource["source"], resource["parent"]), []).append(resource)
+        elif cloud == "vsphere" and kind == "vCenter":
+            _release(resource, resource.get("about"))
+        elif cloud == "azure" and kind == "microsoft.compute/virtualmachinescalesets":
+            image = _get(resource, "properties", "virtualMachineProfile", "storageProfile", "imageReference")
+            if isinstance(image, dict) and image.get("publisher"):
+                resource.setdefault("facts", {})["image"] = \
+                    f"{image.get('publisher')}:{image.get('offer')}:{image.get('sku')}"
         elif cloud == "azure" and kind == "microsoft.compute/virtualmachines":
             _azure_vm(resource)
         elif cloud == "azure" and kind == "microsoft.hybridcompute/machines":
             _arc_machine(resource)
         elif cloud == "azure" and kind == "microsoft.sqlvirtualmachine/sqlvirtualmachines":
             _sql_vm(resource)
+    for resource in resources:
+        if resource["cloud"] == "vsphere" and resource["type"] == "ClusterComputeResource":
+            members = hosts_by_cluster.get((resource["source"], str(resource.get("moref"))), [])
+            resource.setdefault("facts", {})["host_editions"] = sorted(
+                {str(h["facts"]["license"]["edition"]) for h in members if h.get("facts", {}).get("license")})
+    _azure_network_joins(resources)

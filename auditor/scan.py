@@ -12,12 +12,14 @@ from datetime import date
 from pathlib import Path
 
 from . import __version__
+from .accounting import account_hybrid_benefit, load_entitlements
 from .baselines import Baselines, load_baselines
 from .bundled import bundled_baselines_dir, bundled_rules_dir, display_path
 from .engine.evaluate import evaluate
 from .engine.rules import CompiledRule, RuleSet, compile_rules, load_rules
 from .facts import derive_facts
 from .findings import RuleInfo, ScanReport
+from .segmentation import assign_zones, load_zones
 from .snapshot import Snapshot, load_snapshot, merge_snapshots, now_utc
 
 
@@ -42,6 +44,8 @@ def load_rule_context(rule_paths: list[Path] | None, baseline_paths: list[Path] 
     for table in baselines.tables.values():
         table.file = display_path(Path(table.file))
     compiled = compile_rules(ruleset, baselines, as_of)
+    load_zones(baselines)  # checked now, so that a bad table stops the scan before it starts
+    load_entitlements(baselines)
     return RuleContext(ruleset, baselines, compiled)
 
 
@@ -63,6 +67,9 @@ def rule_infos(compiled: list[CompiledRule]) -> list[RuleInfo]:
 def scan_snapshot(snapshot: Snapshot, rules: RuleContext, as_of: date) -> ScanReport:
     """Evaluate compiled rules over a snapshot and build the report."""
     derive_facts(snapshot.resources)
+    # facts that need the baselines: zone membership and licence entitlements
+    assign_zones(snapshot.resources, rules.baselines)
+    account_hybrid_benefit(snapshot.resources, rules.baselines)
     findings = evaluate(rules.compiled, snapshot.resources)
     findings.sort(key=lambda finding: finding.sort_key())
     counts: dict[str, int] = {}

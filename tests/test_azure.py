@@ -221,8 +221,11 @@ def test_scan_reads_the_published_examples(replay, tmp_path):
                  "--quiet", "--as-of", "2026-11-25", "--save-snapshot", str(tmp_path / "live.json")])
     assert code == EXIT_OK
     findings = json.loads((out / "latest" / "findings.json").read_text())["findings"]
-    # vnet1's subnet test-1 has no NSG in Microsoft's example
-    assert ("AZ-NET-004", "vnet1", "test-1") in {(f["rule_id"], f["resource_name"], f["item_key"]) for f in findings}
+    found = {(f["rule_id"], f["resource_name"], f["item_key"]) for f in findings}
+    # vnet1's subnet test-1 has no NSG in Microsoft's example, and the published rule-list
+    # example (testnsg) allows port 80 from '*'
+    assert ("AZ-NET-004", "vnet1", "test-1") in found
+    assert ("AZ-NET-008", "testnsg", "rule1") in found
     assert load_snapshot(tmp_path / "live.json").sources[0].id == "subid"
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from auditor.cli import main, safe
 from auditor.sample import SAMPLE_SNAPSHOT
+from auditor.sample.generate import HARDENED_OPTIONS
 from auditor.snapshot import Snapshot, Source, make_resource, save_snapshot
 
 OUTPUTS = {"findings.json", "results.sarif", "report.html", "junit.xml"}
@@ -38,21 +39,23 @@ def snapshot_with(tmp_path: Path, *resources, failed: str | None = None) -> Path
     return path
 
 
-def host(version: str, name: str = "esx01"):
+def host(version: str, name: str = "esx01", build: str = "1"):
+    """A host hardened to the shipped rules, running `version`."""
     return make_resource(id=f"vc1/host-{name}", name=name, cloud="vsphere", type="HostSystem", source="vc1",
-                         native={"summary": {"config": {"product": {"version": version, "build": "1"}},
+                         native={"summary": {"config": {"product": {"version": version, "build": build}},
                                              "runtime": {"connectionState": "connected"}},
                                  "config": {"lockdownMode": "lockdownNormal",
                                             "dateTimeInfo": {"ntpConfig": {"server": ["ntp1.corp.example",
                                                                                       "ntp2.corp.example"]}},
                                             "option": [{"key": "Syslog.global.logHost",
-                                                        "value": "ssl://syslog.corp.example:6514"}]}})
+                                                        "value": "ssl://syslog.corp.example:6514"},
+                                                       *HARDENED_OPTIONS]}})
 
 
 def test_default_scan_writes_every_format_under_reports(workdir, capsys):
     code, out, err = run(capsys, "scan", "--as-of", "2026-11-25")
     assert code == 0, err
-    assert "Scanned 301 resources from 4 sources" in out and "Top findings:" in out
+    assert "Scanned 319 resources from 4 sources" in out and "Top findings:" in out
     latest = workdir / "reports" / "latest"
     assert latest.is_symlink() and {p.name for p in latest.iterdir()} == OUTPUTS
     document = json.loads((latest / "findings.json").read_text())
@@ -73,8 +76,9 @@ def test_fail_on(workdir, capsys):
     assert run(capsys, "scan", "--snapshot", str(old), "--fail-on", "high", "--as-of", "2026-11-25")[0] == 1
     assert run(capsys, "scan", "--snapshot", str(old), "--fail-on", "critical", "--as-of", "2026-11-25")[0] == 0
     assert run(capsys, "scan", "--snapshot", str(old), "--as-of", "2026-11-25")[0] == 0
-    current = snapshot_with(workdir, host("8.0.2"))
-    assert run(capsys, "scan", "--snapshot", str(current), "--fail-on", "info", "--as-of", "2026-11-25")[0] == 0
+    # patched to the minimum build, and more than a year before 8.0's end of support
+    current = snapshot_with(workdir, host("8.0.3", build="24674464"))
+    assert run(capsys, "scan", "--snapshot", str(current), "--fail-on", "info", "--as-of", "2026-06-01")[0] == 0
 
 
 def test_incomplete_collection_exits_3(workdir, capsys):

@@ -117,3 +117,25 @@ def test_lifecycle_longest_version_prefix_wins():
     past = OPERATORS["past_eol"].factory(table, CTX)
     assert past("8.0.2") is False
     assert past("8.1") is True
+
+
+def test_eol_within_days_between_the_scan_date_and_the_horizon():
+    table = _table({"7.0": {"end_of_support": "2025-10-02"}, "8.0": {"end_of_support": "2027-10-11"},
+                    "9.0": {"end_of_support": "2030-01-01"}})
+    within_year = OPERATORS["eol_within_days"].factory((table, 365), CTX)
+    assert within_year("8.0.3") is True  # 320 days away
+    assert within_year("7.0.3") is False  # already past: past_eol's finding, not a warning
+    assert within_year("9.0") is False and within_year("10.0") is False
+    assert OPERATORS["eol_within_days"].factory((table, 300), CTX)("8.0.3") is False
+
+
+def test_below_minimum_reads_the_minimum_of_the_release_line():
+    table = Table(name="support.minimum_builds.esxi", value={"7.0": "7.0.3.24585291", "8.0": "8.0.3.24585383"},
+                  file="t.yaml", line=1)
+    below = OPERATORS["below_minimum"].factory(table, CTX)
+    assert below("7.0.3.21313628") is True and below("7.0.3.24585291") is False
+    assert below("8.0.2.22380479") is True and below("8.0.3.24674464") is False
+    assert below("6.7.0.17700523") is False  # a line without a minimum is not judged here
+    assert below(None) is False and below("no version") is False
+    with pytest.raises(ValueError):
+        OPERATORS["below_minimum"].factory(Table(name="t", value={"7.0": "latest"}, file="t", line=1), CTX)

@@ -46,16 +46,17 @@ class Operator:
     on_absent: bool
     summary: str
     wants_table: bool = False  # the value must be a baseline table (resolved by the engine)
+    wants_days: bool = False  # with wants_table: the value also names a horizon in days
 
 
 OPERATORS: dict[str, Operator] = {}
 
 
 def operator(name: str, summary: str, *, takes_value: bool = True, on_absent: bool = False,
-             wants_table: bool = False):
+             wants_table: bool = False, wants_days: bool = False):
     """Register an operator factory under `name`."""
     def register(factory: Callable[[Any, CompileContext], Predicate]):
-        OPERATORS[name] = Operator(name, factory, takes_value, on_absent, summary, wants_table)
+        OPERATORS[name] = Operator(name, factory, takes_value, on_absent, summary, wants_table, wants_days)
         return factory
     return register
 
@@ -452,6 +453,44 @@ _lifecycle_operator("past_extended_support", "past end of general support and pa
 _lifecycle_operator("in_extended_support", "past end of general support but still inside extended support or ESU",
                     lambda row, today: row.end_of_support < today
                     and row.extended_until is not None and row.extended_until >= today)
+
+
+@operator("eol_within_days", "end of general support in the baseline table is between the scan date and N days "
+          "after it; value {baseline: TABLE, days: N or {baseline: KEY}}", wants_table=True, wants_days=True)
+def _eol_within_days(value: tuple[Table, int], context: CompileContext) -> Predicate:
+    table, days = value
+    lifecycle = lifecycle_table(table)
+    today, horizon = context.today, context.today + timedelta(days=days)
+
+    def test(observed: Any) -> bool:
+        row = lifecycle.lookup(observed)
+        return row is not None and today <= row.end_of_support <= horizon
+    return test
+
+
+@operator("below_minimum", "observed dotted version is below the minimum the table gives for its release line "
+          "(the longest key that is a prefix of it: '7.0' covers '7.0.3.21477706'); lines the table lacks "
+          "never match", wants_table=True)
+def _below_minimum(table: Table, _: CompileContext) -> Predicate:
+    if not isinstance(table.value, dict):
+        raise ValueError("needs a table of release line -> minimum version")
+    minimums = []
+    for line, minimum in table.value.items():
+        parsed_line, parsed_minimum = parse_version(str(line)), parse_version(str(minimum))
+        if parsed_line is None or parsed_minimum is None:
+            raise ValueError(f"row {line!r}: {minimum!r} is not a dotted version")
+        minimums.append((parsed_line, parsed_minimum))
+    minimums.sort(key=lambda row: len(row[0]), reverse=True)  # the most specific line first
+
+    def test(observed: Any) -> bool:
+        version = parse_version(observed) if isinstance(observed, str) else None
+        if version is None:
+            return False
+        for line, minimum in minimums:
+            if tuple(version[:len(line)]) == tuple(line):
+                return compare_versions(version, minimum) < 0
+        return False
+    return test
 
 
 @operator("unknown_to", "the baseline table has no row for the observed value",

@@ -344,9 +344,15 @@ class _Compiler:
     def baseline_compare(self, path: str, get: Getter, op: Any, value: LinedDict,
                          line: int) -> Compare:
         reference = value["baseline"]
-        if set(value) != {"baseline"} or not isinstance(reference, str) or not reference:
-            raise self.fail("a baseline value is written {baseline: TABLE[.KEY]}", line)
-        shown = {"baseline": reference}
+        allowed = {"baseline", "days"} if op.wants_days else {"baseline"}
+        if not set(value) <= allowed or not isinstance(reference, str) or not reference:
+            raise self.fail("a baseline value is written {baseline: TABLE[.KEY]}" + (
+                ", days: N" if op.wants_days else ""), line)
+        if op.wants_days and "days" not in value:
+            raise self.fail(f"operator '{op.name}' needs days: N or days: {{baseline: KEY}} beside the table", line)
+        shown: dict[str, Any] = {"baseline": reference}
+        if op.wants_days:
+            shown["days"] = value["days"]
         if self.baselines is None:  # dry check: the reference is resolved at compile time
             return Compare(path, get, op, lambda scope: False, shown)
         try:
@@ -359,12 +365,26 @@ class _Compiler:
                 raise self.fail(f"'{reference}' is not a table", line)
             constant = table if table.value is resolved else Table(
                 reference, resolved, table.file, line_of(resolved, table.line))
+            if op.wants_days:
+                constant = (constant, self.horizon_days(value["days"], line))
         try:
             predicate = op.factory(constant, self.context or _DRY)
         except ValueError as exc:
             raise self.fail(f"operator '{op.name}' with baseline '{reference}' "
                             f"({table.file}): {exc}", line) from None
         return Compare(path, get, op, constant_test(get, op, predicate), shown)
+
+
+    def horizon_days(self, days: Any, line: int) -> int:
+        """A number of days, written literally or as {baseline: KEY}."""
+        if isinstance(days, dict) and set(days) == {"baseline"} and self.baselines is not None:
+            try:
+                days, _ = self.baselines.resolve(days["baseline"])
+            except KeyError as exc:
+                raise self.fail(f"{exc.args[0]}", line) from None
+        if isinstance(days, bool) or not isinstance(days, int) or days < 0:
+            raise self.fail(f"days must be a whole number of days, not {days!r}", line)
+        return days
 
 
 _DRY = CompileContext(today=date(2000, 1, 1))

@@ -49,8 +49,8 @@ class _Ids:
 # --- vSphere ------------------------------------------------------------------------------
 
 ESXI_BUILDS = {"6.7.0": "17700523", "7.0.3": "21313628", "8.0.2": "22380479",
-               "8.0.3": "24022510"}
-VCENTER_BUILDS = {"7.0.3": "21477706", "8.0.2": "22385739"}
+               "8.0.3": "24674464"}
+VCENTER_BUILDS = {"7.0.3": "21477706", "8.0.3": "24322831"}
 
 # (guestId, tools-reported full name, weight)
 GUESTS = [
@@ -66,6 +66,16 @@ GUESTS = [
 ]
 TOOLS = [("guestToolsCurrent", 12), ("guestToolsSupportedOld", 3), ("guestToolsNeedUpgrade", 2),
          ("guestToolsTooOld", 1), ("guestToolsNotInstalled", 1)]
+# guest.toolsVersion per tools status: major << 10 | minor << 5 | patch (12449 is 12.5.1)
+TOOLS_VERSIONS = {"guestToolsCurrent": "12449", "guestToolsSupportedOld": "12352",
+                  "guestToolsNeedUpgrade": "11365", "guestToolsTooOld": "10346", "guestToolsNotInstalled": "0"}
+# ESXi advanced options of a host hardened to the security configuration guide
+HARDENED_OPTIONS = [
+    {"key": "UserVars.ESXiShellInteractiveTimeOut", "value": 900}, {"key": "UserVars.DcuiTimeOut", "value": 600},
+    {"key": "UserVars.HostClientSessionTimeout", "value": 900}, {"key": "Net.BlockGuestBPDU", "value": 1},
+    {"key": "Mem.ShareForceSalting", "value": 2}, {"key": "VMkernel.Boot.execInstalledOnly", "value": True},
+    {"key": "Config.HostAgent.plugins.solo.enableMob", "value": False},
+]
 HARDWARE = [("vmx-19", 8), ("vmx-21", 4), ("vmx-14", 4), ("vmx-13", 3), ("vmx-10", 1),
             ("vmx-08", 1)]
 
@@ -89,12 +99,17 @@ def _host(vc: str, name: str, version: str, cluster: str, port_groups: list[dict
           ids: _Ids, *, ssh: bool = False, lockdown: str = "lockdownNormal", ntp: bool = True,
           syslog: bool = True, license_edition: str = "esxEnterprisePlus", cpu_packages: int = 2,
           cores: int = 24, connected: bool = True, shell_timeout: int = 900, lock_failures: int = 5,
-          log_host: str = "ssl://syslog.corp.example:6514", ntp_servers: list[str] | None = None
-          ) -> dict[str, Any]:
+          log_host: str = "ssl://syslog.corp.example:6514", ntp_servers: list[str] | None = None,
+          license_key: str = "4K2M1", license_name: str = "VMware vSphere 8 Enterprise Plus",
+          hardened: bool = False, mob: bool = False) -> dict[str, Any]:
     moref = ids.moref("host")
     options = [{"key": "UserVars.ESXiShellTimeOut", "value": shell_timeout},
                {"key": "Security.AccountLockFailures", "value": lock_failures},
                {"key": "Syslog.global.logHost", "value": log_host if syslog else ""}]
+    if hardened:
+        options += HARDENED_OPTIONS
+    if mob:
+        options.append({"key": "Config.HostAgent.plugins.solo.enableMob", "value": True})
     services = [
         {"key": "TSM-SSH", "label": "SSH", "running": ssh, "policy": "on" if ssh else "off", "required": False},
         {"key": "TSM", "label": "ESXi Shell", "running": False, "policy": "off", "required": False},
@@ -125,9 +140,9 @@ def _host(vc: str, name: str, version: str, cluster: str, port_groups: list[dict
                 "option": options,
                 "network": {"portgroup": port_groups},
             },
-            "assignedLicense": {"editionKey": license_edition, "name": "VMware vSphere 8 Enterprise Plus"
+            "assignedLicense": {"editionKey": license_edition, "name": license_name
                                 if license_edition != "eval" else "Evaluation Mode",
-                                "licenseKey": "*****-*****-*****-*****-" + ("00000" if license_edition == "eval" else "4K2M1")},
+                                "licenseKey": "*****-*****-*****-*****-" + ("00000" if license_edition == "eval" else license_key)},
         })
 
 
@@ -160,7 +175,8 @@ def _dv_port_group(vc: str, name: str, vlan: Any, ids: _Ids, *, promiscuous: boo
 
 def _vm(vc: str, name: str, host: dict[str, Any], networks: list[dict[str, Any]], ids: _Ids,
         rng: random.Random, *, guest: tuple[Any, ...] | None = None, tools: str | None = None,
-        hardware: str | None = None, power: str = "poweredOn") -> dict[str, Any]:
+        hardware: str | None = None, power: str = "poweredOn", tags: dict[str, str] | None = None
+        ) -> dict[str, Any]:
     moref = ids.moref("vm")
     guest_id, full_name, _ = guest or _pick(rng, GUESTS)
     tools = tools or _pick(rng, TOOLS)[0]
@@ -176,7 +192,7 @@ def _vm(vc: str, name: str, host: dict[str, Any], networks: list[dict[str, Any]]
     cpus = rng.choice([2, 2, 4, 4, 8, 16])
     return make_resource(
         id=f"{vc}/{moref}", name=name, cloud="vsphere", type="VirtualMachine", source=vc,
-        tags={"owner": rng.choice(["app-team", "dba", "platform", "finance-it"])},
+        tags={"owner": rng.choice(["app-team", "dba", "platform", "finance-it"]), **(tags or {})},
         native={
             "moref": moref,
             "config": {"name": name, "guestId": guest_id, "guestFullName": full_name,
@@ -185,7 +201,7 @@ def _vm(vc: str, name: str, host: dict[str, Any], networks: list[dict[str, Any]]
                        "hardware": {"numCPU": cpus, "memoryMB": cpus * 4096, "device": nics}},
             "guest": {"guestFullName": full_name if tools != "guestToolsNotInstalled" else None,
                       "toolsStatus": "toolsOk" if tools == "guestToolsCurrent" else "toolsOld",
-                      "toolsVersionStatus2": tools,
+                      "toolsVersionStatus2": tools, "toolsVersion": TOOLS_VERSIONS[tools],
                       "toolsRunningStatus": "guestToolsRunning" if power == "poweredOn" else "guestToolsNotRunning",
                       "hostName": name.lower() if name != HOSTILE_NAME else None},
             "runtime": {"powerState": power, "host": host["moref"]},
@@ -231,7 +247,7 @@ def vsphere_estate(ids: _Ids, rng: random.Random, vms_per_vcenter: tuple[int, in
     resources: list[dict[str, Any]] = []
     sources = []
     for vc, vc_version, vm_count in (("vc-dc1.corp.example", "7.0.3", vms_per_vcenter[0]),
-                                     ("vc-dc2.corp.example", "8.0.2", vms_per_vcenter[1])):
+                                     ("vc-dc2.corp.example", "8.0.3", vms_per_vcenter[1])):
         start = len(resources)
         dc1 = vc.startswith("vc-dc1")
         resources.append(_vcenter(vc, vc_version, ids))
@@ -261,11 +277,19 @@ def vsphere_estate(ids: _Ids, rng: random.Random, vms_per_vcenter: tuple[int, in
                         _standard_port_group("vMotion", 20)]
             if dc1 and n == 3:
                 standard.append(_standard_port_group("sniffer", 999, promiscuous=True))
+            if dc1:
+                licence = ("ST8D2", "VMware vSphere 8 Standard", "esxStandard") if n == 7 else \
+                    ("7R4H9", "VMware vSphere 7 Enterprise Plus", "esxEnterprisePlus")
+            else:
+                licence = ("8C0R3", "VMware vSphere 8 Enterprise Plus (per core)", "esxEnterprisePlus") if n <= 3 \
+                    else ("VVF01", "VMware vSphere Foundation (per core)", "vsphere.foundation")
             hosts.append(_host(
                 vc, f"esx{n:02d}.{site}.corp.example", version, clusters[n % 2]["moref"], standard,
-                ids, ssh=dc1 and n in (1, 5), lockdown="lockdownDisabled" if dc1 and n <= 4 else "lockdownNormal",
+                ids, license_key=licence[0], license_name=licence[1], hardened=not dc1, mob=dc1 and n == 2,
+                cores=12 if not dc1 and n == 6 else 24,
+                ssh=dc1 and n in (1, 5), lockdown="lockdownDisabled" if dc1 and n <= 4 else "lockdownNormal",
                 ntp=not (dc1 and n == 2), syslog=not (dc1 and n in (2, 6)),
-                license_edition="eval" if dc1 and n == 8 else "esxEnterprisePlus",
+                license_edition="eval" if dc1 and n == 8 else licence[2],
                 # hosts that drifted from the desired state
                 shell_timeout=0 if dc1 and n == 4 else 900, lock_failures=10 if dc1 and n == 7 else 5,
                 log_host="udp://10.1.1.50:514" if dc1 and n == 3 else "ssl://syslog.corp.example:6514",
@@ -290,21 +314,40 @@ def vsphere_estate(ids: _Ids, rng: random.Random, vms_per_vcenter: tuple[int, in
                                  guest=GUESTS[0], tools="guestToolsTooOld", hardware="vmx-08"))
             resources.append(_vm(vc, "dc1-build01", hosts[2], [attachable[2]], ids, rng,
                                  guest=GUESTS[5], tools="guestToolsCurrent", hardware="vmx-19"))
+            # segmentation: a PCI VM on the dev port group, and one where it belongs
+            by_name = {pg["name"]: pg for pg in port_groups}
+            resources.append(_vm(vc, "dc1-pci-pay01", hosts[3], [by_name["pg-dev"]], ids, rng,
+                                 guest=GUESTS[3], tools="guestToolsCurrent", hardware="vmx-19"))
+            resources.append(_vm(vc, "dc1-pci-db01", hosts[3], [by_name["pg-pci-db"]], ids, rng,
+                                 guest=GUESTS[3], tools="guestToolsCurrent", hardware="vmx-19",
+                                 tags={"zone": "pci"}))
             resources.extend([
                 _license(vc, "7R4H9", "VMware vSphere 7 Enterprise Plus", "esxEnterprisePlus", "cpuPackage", 12, 14),
                 _license(vc, "00000", "Evaluation Mode", "eval", "cpuPackage", 0, 2, "2026-12-30T00:00:00Z"),
                 _license(vc, "K81P2", "VMware vSphere 7 Standard (term)", "esxStandard", "cpuPackage", 8, 0,
                          "2026-06-30T00:00:00Z"),
                 _license(vc, "VC7ST", "VMware vCenter Server 7 Standard", "vc.standard.instance", "server", 1, 1),
+                _license(vc, "ST8D2", "VMware vSphere 8 Standard", "esxStandard", "cpuPackage", 2, 2,
+                         "2027-06-30T00:00:00Z"),
             ])
         else:
             resources.append(_vm(vc, "dc2-web01", hosts[0], [attachable[0]], ids, rng,
                                  guest=GUESTS[3], tools="guestToolsCurrent", hardware="vmx-21"))
+            flat = _dv_port_group(vc, "pg-flat", 0, ids)
+            resources.append(flat)
+            resources.append(_vm(vc, "dc2-flat-01", hosts[1], [flat], ids, rng,
+                                 guest=GUESTS[5], tools="guestToolsCurrent", hardware="vmx-21"))
+            resources.append(_vm(vc, "dc2-appliance-01", hosts[2], [attachable[3]], ids, rng,
+                                 guest=("other4xLinux64Guest", "Other 4.x or later Linux (64-bit)", 1),
+                                 tools="guestToolsCurrent", hardware="vmx-19"))
             resources.extend([
                 _license(vc, "8C0R3", "VMware vSphere 8 Enterprise Plus (per core)", "esx.vcf.core",
                          "core", 640, 576, "2027-01-10T00:00:00Z"),
                 _license(vc, "VC8ST", "VMware vCenter Server 8 Standard", "vc.standard.instance", "server", 1, 1,
                          "2028-03-31T00:00:00Z"),
+                # vCenter counts raw cores (120); with 16 per CPU the hosts need 128
+                _license(vc, "VVF01", "VMware vSphere Foundation (per core)", "vsphere.foundation", "core",
+                         120, 120, "2027-09-30T00:00:00Z"),
             ])
         sources.append(Source(id=vc, cloud="vsphere", kind="vcenter",
                               resource_count=len(resources) - start,
@@ -381,16 +424,22 @@ IMAGES = {
                 "Windows", "Windows Server 2022 Datacenter Azure Edition", "10.0.20348"),
     "ubuntu1804": ({"publisher": "Canonical", "offer": "UbuntuServer", "sku": "18.04-LTS", "version": "latest"},
                    "Linux", "ubuntu", "18.04"),
+    "centos7": ({"publisher": "OpenLogic", "offer": "CentOS", "sku": "7_9-gen2", "version": "latest"},
+                "Linux", "CentOS Linux 7", "7.9"),
     "ubuntu2204": ({"publisher": "Canonical", "offer": "0001-com-ubuntu-server-jammy", "sku": "22_04-lts-gen2", "version": "latest"},
                    "Linux", "ubuntu", "22.04"),
     "rhel8": ({"publisher": "RedHat", "offer": "RHEL", "sku": "8-lvm-gen2", "version": "latest"},
               "Linux", "redhat", "8.9"),
+    "win2016": ({"publisher": "MicrosoftWindowsServer", "offer": "WindowsServer", "sku": "2016-Datacenter", "version": "latest"},
+                "Windows", "Windows Server 2016 Datacenter", "10.0.14393"),
+    "sles15": ({"publisher": "SUSE", "offer": "sles-15-sp5", "sku": "gen2", "version": "latest"},
+               "Linux", "SUSE Linux Enterprise Server 15 SP5", "15.5"),
 }
 
 
 def _vm_set(sub: str, rg: str, name: str, image: str, location: str, rng: random.Random, *,
             license_type: str | None = None, public_ip: bool = False, subnet_id: str = "",
-            size: str = "Standard_D4s_v5") -> list[dict[str, Any]]:
+            size: str = "Standard_D4s_v5", tags: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """An Azure VM with its NIC (and public IP), as Resource Graph returns them."""
     reference, os_type, os_name, os_version = IMAGES[image]
     vm_id = _arm_id(sub, rg, "Microsoft.Compute", "virtualMachines", name)
@@ -413,7 +462,8 @@ def _vm_set(sub: str, rg: str, name: str, image: str, location: str, rng: random
     if license_type:
         properties["licenseType"] = license_type
     resources = [_azure({"id": vm_id, "name": name, "type": "Microsoft.Compute/virtualMachines",
-                         "location": location, "tags": {"environment": rg.split("-")[1], "owner": rng.choice(["web", "data", "erp"])},
+                         "location": location, "tags": {"environment": rg.split("-")[1], "owner": rng.choice(["web", "data", "erp"]),
+                                                         **(tags or {})},
                          "properties": properties}, sub)]
     ip_config: dict[str, Any] = {"privateIPAddress": f"10.{rng.randrange(10, 30)}.{rng.randrange(256)}.{rng.randrange(4, 250)}",
                                  "privateIPAllocationMethod": "Dynamic", "primary": True,
@@ -457,6 +507,39 @@ def _arc(sub: str, rg: str, name: str, os_sku: str, os_type: str, os_version: st
                                   "detectedProperties": {"manufacturer": "VMware, Inc.", "model": "VMware7,1"}}}, sub)
 
 
+def _vmss(sub: str, rg: str, name: str, image: str, location: str, subnet_id: str) -> dict[str, Any]:
+    reference, os_type, _, _ = IMAGES[image]
+    return _azure({"id": _arm_id(sub, rg, "Microsoft.Compute", "virtualMachineScaleSets", name), "name": name,
+                   "type": "Microsoft.Compute/virtualMachineScaleSets", "location": location,
+                   "sku": {"name": "Standard_D2s_v5", "tier": "Standard", "capacity": 4}, "tags": {},
+                   "properties": {"provisioningState": "Succeeded", "orchestrationMode": "Uniform",
+                                  "upgradePolicy": {"mode": "Rolling"},
+                                  "virtualMachineProfile": {
+                                      "storageProfile": {"imageReference": dict(reference),
+                                                         "osDisk": {"osType": os_type, "createOption": "FromImage"}},
+                                      "networkProfile": {"networkInterfaceConfigurations": [
+                                          {"name": f"{name}-nic", "properties": {"primary": True, "ipConfigurations": [
+                                              {"name": "ipconfig1", "properties": {"subnet": {"id": subnet_id}}}]}}]}}}},
+                  sub)
+
+
+def _network_watcher(sub: str, location: str, flow_logs: list[tuple[str, str, int]]) -> list[dict[str, Any]]:
+    """The region's Network Watcher and its flow logs: (name, target resource id, retention days)."""
+    watcher_id = _arm_id(sub, "NetworkWatcherRG", "Microsoft.Network", "networkWatchers", f"NetworkWatcher_{location}")
+    resources = [_azure({"id": watcher_id, "name": f"NetworkWatcher_{location}",
+                         "type": "Microsoft.Network/networkWatchers", "location": location, "tags": {},
+                         "properties": {"provisioningState": "Succeeded"}}, sub)]
+    for name, target, days in flow_logs:
+        resources.append(_azure({"id": f"{watcher_id}/flowLogs/{name}", "name": name,
+                                 "type": "Microsoft.Network/networkWatchers/flowLogs", "location": location,
+                                 "properties": {"provisioningState": "Succeeded", "targetResourceId": target,
+                                                "enabled": True, "retentionPolicy": {"days": days, "enabled": True},
+                                                "format": {"type": "JSON", "version": 2},
+                                                "storageId": _arm_id(sub, "rg-shared-logs", "Microsoft.Storage",
+                                                                     "storageAccounts", "stflowlogsweu")}}, sub))
+    return resources
+
+
 def _avs(sub: str, rg: str, name: str, internet: str, location: str) -> dict[str, Any]:
     return _azure({"id": _arm_id(sub, rg, "Microsoft.AVS", "privateClouds", name), "name": name,
                    "type": "Microsoft.AVS/privateClouds", "location": location,
@@ -498,6 +581,11 @@ def azure_estate(rng: random.Random, vm_scale: int = 1) -> tuple[list[Source], l
         _nsg(prod, "rg-prod-network", "nsg-jump", [
             ("allow-mgmt-internet", 100, {"source": ["0.0.0.0/0"], "ports": ["22", "3380-3390"]}),
         ], location),
+        _nsg(prod, "rg-prod-network", "nsg-ops", [
+            ("allow-winrm-internet", 100, {"source": ["0.0.0.0/0", "::/0"], "ports": "5985-5986"}),
+            ("allow-dns-udp", 110, {"source": "*", "protocol": "Udp", "ports": "53"}),
+            ("allow-sql-internet", 120, {"source": "::/0", "ports": "1433"}),
+        ], location),
         _nsg(prod, "rg-prod-network", "nsg-legacy-ftp", [
             ("allow-any-any", 100, {"source": "Internet", "protocol": "*", "ports": "*"}),
             ("allow-udp-syslog", 110, {"source": "10.0.0.0/8", "protocol": "Udp", "ports": "514"}),
@@ -513,16 +601,27 @@ def azure_estate(rng: random.Random, vm_scale: int = 1) -> tuple[list[Source], l
         ("vm-rhel-01", "rhel8", "RHEL_BYOS", False, db), ("vm-etl-01", "ubuntu2204", "RHEL_BYOS", False, db),
         ("vm-tools-01", "ubuntu2204", "Windows_Server", False, app), ("vm-sql-01", "win2019", "Windows_Server", False, db),
         ("vm-sql-02", "win2012r2", "Windows_Server", False, db), ("vm-sql-03", "win2022", None, False, db),
+        ("vm-sql-04", "win2016", None, False, db), ("vm-sap-01", "sles15", "SLES_BYOS", False, app),
     ]
+    zones = {"vm-erp-02": "pci", "vm-sql-01": "pci"}  # VMs tagged into a segmentation zone
     for copy in range(vm_scale):
         for name, image, license_type, public, subnet in vm_plan:
             vm_name = name if copy == 0 else f"{name}-{copy:05d}"
             resources += _vm_set(prod, "rg-prod-app", vm_name, image, location, rng,
-                                 license_type=license_type, public_ip=public, subnet_id=subnet)
+                                 license_type=license_type, public_ip=public, subnet_id=subnet,
+                                 tags={"zone": zones[name]} if name in zones else None)
     resources += [
         _sql_vm(prod, "rg-prod-app", "vm-sql-01", "SQL2019-WS2019", "Enterprise", "AHUB", location),
         _sql_vm(prod, "rg-prod-app", "vm-sql-02", "SQL2014SP3-WS2012R2", "Standard", "PAYG", location),
         _sql_vm(prod, "rg-prod-app", "vm-sql-03", "sql2022-ws2022", "Developer", "AHUB", location),
+        _sql_vm(prod, "rg-prod-app", "vm-sql-04", "SQL2017-WS2016", "Standard", "PAYG", location),
+        _vmss(prod, "rg-prod-app", "vmss-batch", "centos7", location, app),
+        _vmss(prod, "rg-prod-app", "vmss-web", "ubuntu2204", location, web),
+        # flow logs: the production network's own (30 days: too short) and the jump NSG's
+        *_network_watcher(prod, location, [
+            ("fl-vnet-prod", _arm_id(prod, "rg-prod-network", "Microsoft.Network", "virtualNetworks", "vnet-prod"), 30),
+            ("fl-nsg-jump", _arm_id(prod, "rg-prod-network", "Microsoft.Network", "networkSecurityGroups", "nsg-jump"),
+             90)]),
     ]
     # shared services: hub network, Arc-enabled on-premises servers, AVS
     hub = _arm_id(shared, "rg-shared-network", "Microsoft.Network", "virtualNetworks", "vnet-hub")
@@ -536,7 +635,7 @@ def azure_estate(rng: random.Random, vm_scale: int = 1) -> tuple[list[Source], l
             ("AzureFirewallSubnet", "10.0.2.0/26", None), ("snet-shared", "10.0.3.0/24", "nsg-shared"),
             ("snet-dns", "10.0.4.0/28", None)], location),
         *_vm_set(shared, "rg-shared-infra", "vm-dc-01", "win2022", location, rng, license_type="Windows_Server",
-                 subnet_id=f"{hub}/subnets/snet-shared"),
+                 subnet_id=f"{hub}/subnets/snet-shared", size="Standard_D32s_v5"),
         _arc(shared, "rg-shared-arc", "srv-file-01", "Windows Server 2012 R2 Datacenter", "windows", "6.3.9600", "1.30.02201.1000", location),
         _arc(shared, "rg-shared-arc", "srv-print-01", "Windows Server 2022 Datacenter", "windows", "10.0.20348", "1.48.02881.1941", location),
         _arc(shared, "rg-shared-arc", "srv-mon-01", "Ubuntu 20.04.6 LTS", "linux", "20.04", "1.47.02807.1790", location),

@@ -1,0 +1,117 @@
+"""Segmentation zones across both clouds, from the `network.zones` baseline.
+
+A zone (pci, prod, dev, ...) lists the networks that belong to it: vSphere port groups by
+name pattern, Azure subnets by id pattern, and address ranges (a subnet whose prefix lies
+inside one belongs to the zone). A VM belongs to the zone named by its `zone` tag (the
+tag name is `network.zone_tag`), or else to the first zone whose `vm_names` patterns match
+its name. This stage writes, on VMs of both clouds:
+
+- `facts.zone`: the VM's own zone;
+- `facts.networks[].zone`: the zone of each attached network (absent when no zone claims it);
+- `facts.networks[].foreign`: true when that network belongs to a zone other than the VM's.
+
+So one rule reads `facts.networks[].foreign` on vSphere and Azure VMs alike.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from .baselines import Baselines
+from .errors import BaselineError
+
+VM_TYPES = {("vsphere", "VirtualMachine"), ("azure", "microsoft.compute/virtualmachines")}
+
+
+@dataclass
+class Zone:
+    """The networks and VM names one zone claims."""
+
+    name: str
+    port_groups: list[str] = field(default_factory=list)
+    subnets: list[str] = field(default_factory=list)
+    cidrs: list[Any] = field(default_factory=list)  # ip_network objects
+    vm_names: list[str] = field(default_factory=list)
+
+    def claims(self, network: dict[str, Any], cloud: str) -> bool:
+        """Whether the attached network (an entry of facts.networks) belongs to this zone."""
+        if cloud == "vsphere":
+            name = network.get("name")
+            return isinstance(name, str) and any(fnmatch.fnmatchcase(name, p) for p in self.port_groups)
+        subnet_id = str(network.get("id", "")).lower()
+        if any(fnmatch.fnmatchcase(subnet_id, p.lower()) for p in self.subnets):
+            return True
+        prefix = network.get("prefix")
+        if isinstance(prefix, str) and self.cidrs:
+            try:
+                subnet = ipaddress.ip_network(prefix, strict=False)
+            except ValueError:
+                return False
+            return any(subnet.version == c.version and subnet.subnet_of(c) for c in self.cidrs)
+        return False
+
+
+def load_zones(baselines: Baselines) -> tuple[list[Zone], str]:
+    """Zones from `network.zones` (empty when the table is not loaded) and the zone tag."""
+    table = baselines.tables.get("network.zones")
+    tag_table = baselines.tables.get("network.zone_tag")
+    tag = tag_table.value if tag_table is not None and isinstance(tag_table.value, str) else "zone"
+    if table is None:
+        return [], tag
+    if not isinstance(table.value, dict):
+        raise BaselineError("network.zones must map zone names to their networks", where=table.file,
+                            line=table.line)
+    zones = []
+    for name, spec in table.value.items():
+        if not isinstance(spec, dict):
+            raise BaselineError(f"network.zones.{name} must be a mapping (port_groups, subnets, cidrs, vm_names)",
+                                where=table.file, line=table.line)
+        unknown = set(spec) - {"port_groups", "subnets", "cidrs", "vm_names", "description"}
+        if unknown:
+            raise BaselineError(f"network.zones.{name}: unknown key {sorted(unknown)[0]!r}", where=table.file,
+                                line=table.line)
+        try:
+            cidrs = [ipaddress.ip_network(str(c), strict=False) for c in spec.get("cidrs") or ()]
+        except ValueError as exc:
+            raise BaselineError(f"network.zones.{name}: {exc}", where=table.file, line=table.line) from None
+        zones.append(Zone(str(name), [str(p) for p in spec.get("port_groups") or ()],
+                          [str(p) for p in spec.get("subnets") or ()], cidrs,
+                          [str(p) for p in spec.get("vm_names") or ()]))
+    return zones, tag
+
+
+def assign_zones(resources: list[dict[str, Any]], baselines: Baselines) -> None:
+    """Write facts.zone and facts.networks[].zone / .foreign on VMs of both clouds."""
+    zones, tag = load_zones(baselines)
+    if not zones:
+        return
+    known = {zone.name.lower(): zone.name for zone in zones}
+    for resource in resources:
+        if (resource["cloud"], resource["type"]) not in VM_TYPES:
+            continue
+        facts = resource.setdefault("facts", {})
+        own = _own_zone(resource, zones, known, tag)
+        if own is None:
+            facts.pop("zone", None)
+        else:
+            facts["zone"] = own
+        for network in facts.get("networks") or ():
+            claimed = next((zone.name for zone in zones if zone.claims(network, resource["cloud"])), None)
+            network["zone"] = claimed
+            network["foreign"] = bool(own and claimed and claimed != own)
+
+
+def _own_zone(resource: dict[str, Any], zones: list[Zone], known: dict[str, str], tag: str) -> str | None:
+    tags = resource.get("tags") or {}
+    value = next((v for k, v in tags.items() if str(k).lower() == tag.lower()), None)
+    if isinstance(value, str) and value.strip().lower() in known:
+        return known[value.strip().lower()]
+    name = resource.get("name")
+    if isinstance(name, str):
+        for zone in zones:
+            if any(fnmatch.fnmatchcase(name, pattern) for pattern in zone.vm_names):
+                return zone.name
+    return None

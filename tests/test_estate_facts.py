@@ -1,0 +1,216 @@
+"""Facts that join resources or read baselines: releases, tools versions, VM sizes, flow
+logs, licence counting, Hybrid Benefit accounting and segmentation zones."""
+
+from __future__ import annotations
+
+import pytest
+
+from auditor.accounting import account_hybrid_benefit, host_standard_cores, windows_cores
+from auditor.baselines import load_baselines
+from auditor.bundled import bundled_baselines_dir
+from auditor.errors import EXIT_INPUT_ERROR, BaselineError
+from auditor.facts import derive_facts, tools_version, vcpus_of_size
+from auditor.scan import load_rule_context
+from auditor.segmentation import assign_zones
+from auditor.snapshot import make_resource
+from tests.conftest import AS_OF, run_rule, write
+
+SUB = "00000000-0000-0000-0000-000000000001"
+
+
+def arm(kind: str, name: str, **properties) -> dict:
+    provider, _, resource_type = kind.partition("/")
+    return make_resource(id=f"/subscriptions/{SUB}/resourceGroups/rg/providers/{provider}/{resource_type}/{name}",
+                         name=name, cloud="azure", type=kind, source=SUB,
+                         native={"location": "westeurope", "properties": properties})
+
+
+def azure_vm(name: str, size: str = "Standard_D4s_v5", licence: str | None = None, os_name: str = "Windows Server 2022 Datacenter",
+             subnet: str | None = None, tags: dict | None = None) -> list[dict]:
+    vm = arm("microsoft.compute/virtualMachines", name, hardwareProfile={"vmSize": size},
+             extended={"instanceView": {"osName": os_name}},
+             networkProfile={"networkInterfaces": [{"id": f"/subscriptions/{SUB}/nic/{name}"}]})
+    if licence:
+        vm["properties"]["licenseType"] = licence
+    vm["tags"] = tags or {}
+    nic = make_resource(id=f"/subscriptions/{SUB}/nic/{name}", name=f"{name}-nic", cloud="azure",
+                        type="microsoft.network/networkinterfaces", source=SUB,
+                        native={"properties": {"ipConfigurations": [{"properties": {"subnet": {"id": subnet}}}]}})
+    return [vm, nic] if subnet else [vm]
+
+
+def host(name: str, packages: int, cores: int, moref: str, licence: str = "AAAAA") -> dict:
+    return make_resource(id=f"vc/{moref}", name=name, cloud="vsphere", type="HostSystem", source="vc", native={
+        "moref": moref, "summary": {"config": {"product": {"version": "8.0.3", "build": "24674464"}},
+                                    "hardware": {"numCpuPkgs": packages, "numCpuCores": packages * cores}},
+        "assignedLicense": {"editionKey": "esxEnterprisePlus", "name": "x", "licenseKey": f"*****-{licence}"}})
+
+
+def guest(name: str, host_moref: str, full_name: str = "Microsoft Windows Server 2019 (64-bit)") -> dict:
+    return make_resource(id=f"vc/{name}", name=name, cloud="vsphere", type="VirtualMachine", source="vc",
+                         native={"config": {"guestFullName": full_name}, "runtime": {"host": host_moref}})
+
+
+def baselines(tmp_path, text: str):
+    return load_baselines([bundled_baselines_dir(), write(tmp_path, "mine.yaml", text)])
+
+
+def test_decoded_versions_and_sizes():
+    assert tools_version("12449") == "12.5.1" and tools_version(10346) == "10.3.10"
+    assert tools_version("0") is None and tools_version("x") is None
+    assert vcpus_of_size("Standard_D4s_v5") == 4 and vcpus_of_size("Standard_M128ms") == 128
+    assert vcpus_of_size("Standard_E8-2ds_v5") == 2  # constrained: the active vCPUs count
+    assert vcpus_of_size("Basic_A1") == 1 and vcpus_of_size("custom") is None
+
+
+def test_release_cpu_and_licence_facts():
+    licence = make_resource(id="vc/license/AAAAA", name="per core", cloud="vsphere", type="License", source="vc",
+                            native={"licenseKey": "*****-AAAAA", "costUnit": "core", "total": 64})
+    small, large = host("esx1", 2, 8, "host-1"), host("esx2", 2, 24, "host-2")
+    resources = [licence, small, large]
+    derive_facts(resources)
+    derive_facts(resources)  # idempotent: the licence's sum is not counted twice
+    assert small["facts"]["release"] == {"line": "8.0", "version": "8.0.3", "build": 24674464,
+                                         "full": "8.0.3.24674464"}
+    assert small["facts"]["cpu"] == {"packages": 2, "cores_per_package": 8, "licensed_cores": 32}
+    assert licence["facts"] == {"cores_required": 32 + 48, "hosts": 2}
+
+
+def test_flow_log_of_the_virtual_network_covers_the_nsgs_of_its_subnets(tmp_path):
+    nsg_on_subnet, nsg_alone = arm("microsoft.network/networkSecurityGroups", "on-subnet"), \
+        arm("microsoft.network/networkSecurityGroups", "alone")
+    vnet = arm("microsoft.network/virtualNetworks", "vnet", subnets=[
+        {"id": "s1", "properties": {"networkSecurityGroup": {"id": nsg_on_subnet["id"]}}}])
+    watcher = arm("microsoft.network/networkWatchers", "NetworkWatcher_westeurope")
+    flow_log = arm("microsoft.network/networkWatchers/flowLogs", "fl", targetResourceId=vnet["id"], enabled=False,
+                   retentionPolicy={"days": 0, "enabled": False})
+    resources = [nsg_on_subnet, nsg_alone, vnet, watcher, flow_log]
+    derive_facts(resources)
+    assert nsg_on_subnet["facts"]["flow_log"] == {"id": flow_log["id"], "enabled": False, "retention_days": None,
+                                                  "via": "virtual network"}
+    assert "flow_log" not in nsg_alone.get("facts", {})
+    assert vnet["facts"]["network_watcher"] is True
+    # AZ-NET-011's condition: a disabled flow log covers nothing
+    findings = run_rule(tmp_path, """
+        match:
+          any:
+            - {path: facts.flow_log, op: absent}
+            - {path: facts.flow_log.enabled, op: eq, value: false}
+        message: "{name}"
+        """, resources, resource="azure:microsoft.network/networksecuritygroups")
+    assert sorted(f.resource_name for f in findings) == ["alone", "on-subnet"]
+    flow_log["properties"]["enabled"] = True
+    derive_facts(resources)
+    assert nsg_on_subnet["facts"]["flow_log"]["enabled"] is True
+
+
+def test_windows_core_counting():
+    assert [windows_cores(n) for n in (None, 2, 8, 12, 16, 20)] == [8, 8, 8, 16, 16, 24]
+    assert host_standard_cores(2, 8, 1) == 16  # at least 8 per CPU, 16 per host
+    assert host_standard_cores(2, 12, 3) == 48  # every core, again for each pair of VMs
+    assert host_standard_cores(2, 12, 0) == 0
+
+
+@pytest.mark.parametrize("edition, covered", [("datacenter", [True, True, True]), ("standard", [True, True, False])])
+def test_standard_edition_has_no_dual_use(tmp_path, edition, covered):
+    # on premises: one host with 2 x 8 cores and three Windows guests -> 16 x 2 = 32 cores
+    resources = [host("esx1", 2, 8, "host-1"), *(guest(f"g{n}", "host-1") for n in range(3)),
+                 *(vm for n in range(3) for vm in azure_vm(f"vm{n}", licence="Windows_Server"))]
+    derive_facts(resources)
+    account_hybrid_benefit(resources, baselines(tmp_path, f"""
+        baselines:
+          licensing.entitlements:
+            Windows_Server: {{edition: {edition}, cores: 56}}
+        """))
+    claims = [r["facts"]["hybrid_benefit"] for r in resources if r["type"] == "microsoft.compute/virtualmachines"]
+    assert [c["covered"] for c in claims] == covered
+    # 56 cores are three whole 16-core sets (48); Standard leaves 48 - 32 = 16 for Azure
+    assert claims[0]["usable"] == (48 if edition == "datacenter" else 16)
+
+
+def test_pay_as_you_go_windows_vm_is_eligible_only_for_unused_cores(tmp_path):
+    resources = [*azure_vm("a-claim", licence="Windows_Server"), *azure_vm("b-payg", size="Standard_D8s_v5"),
+                 *azure_vm("c-payg", size="Standard_D16s_v5"), *azure_vm("d-linux", os_name="Ubuntu 22.04")]
+    derive_facts(resources)
+    account_hybrid_benefit(resources, baselines(tmp_path, """
+        baselines:
+          licensing.entitlements:
+            Windows_Server: {edition: datacenter, cores: 32}
+        """))
+    facts = {r["name"]: r["facts"].get("hybrid_benefit") for r in resources}
+    assert facts["b-payg"] == {"licence": "Windows_Server", "payg": True, "counted": 8, "unused": 24, "eligible": True}
+    assert facts["c-payg"]["eligible"] is True and facts["c-payg"]["counted"] == 16
+    assert facts["d-linux"] is None
+
+
+def test_entitlements_are_checked_before_the_scan(tmp_path):
+    bad = write(tmp_path, "bad.yaml", """
+        baselines:
+          licensing.entitlements:
+            Windows_Datacenter: {cores: 16}
+        """)
+    with pytest.raises(BaselineError) as error:
+        load_rule_context(None, [bad], AS_OF)
+    assert error.value.exit_code == EXIT_INPUT_ERROR
+    assert "unknown licence type 'Windows_Datacenter'" in error.value.one_line() and "bad.yaml" in error.value.one_line()
+
+
+ZONES = """
+baselines:
+  network.zones:
+    pci: {port_groups: ["pg-pci-*"], cidrs: ["10.20.3.0/24"], vm_names: ["*-pci-*"]}
+    dev: {port_groups: ["pg-dev"], subnets: ["*/virtualnetworks/vnet-dev/subnets/*"]}
+"""
+
+
+def test_zones_of_both_clouds(tmp_path):
+    subnets = {"db": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/vnet-prod/subnets/db",
+               "dev": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/vnet-dev/subnets/a"}
+    vnet = make_resource(id="/subscriptions/s/vnet-prod", name="vnet-prod", cloud="azure",
+                         type="microsoft.network/virtualnetworks", source="s",
+                         native={"properties": {"subnets": [{"id": subnets["db"], "properties": {"addressPrefix": "10.20.3.0/25"}}]}})
+    azure = [vnet, *azure_vm("vm-pay", subnet=subnets["dev"], tags={"Zone": "PCI"}),
+             *azure_vm("vm-db", subnet=subnets["db"], tags={"zone": "pci"}),
+             *azure_vm("vm-free", subnet=subnets["dev"])]
+    pg_dev = make_resource(id="vc/pg1", name="pg-dev", cloud="vsphere", type="DistributedVirtualPortgroup", source="vc",
+                           native={"moref": "pg1", "config": {"defaultPortConfig": {"vlan": {"vlanId": 30}}}})
+    vsphere = [pg_dev, make_resource(id="vc/vm1", name="app-pci-01", cloud="vsphere", type="VirtualMachine",
+                                     source="vc", native={"network": ["pg1"]})]
+    resources = azure + vsphere
+    derive_facts(resources)
+    assign_zones(resources, baselines(tmp_path, ZONES))
+    by_name = {r["name"]: r["facts"] for r in resources if "facts" in r}
+    assert by_name["vm-pay"]["zone"] == "pci"  # the tag, case-insensitively
+    assert by_name["vm-pay"]["networks"][0] | {"id": None} == {"id": None, "name": "vnet-dev/a", "prefix": None,
+                                                               "zone": "dev", "foreign": True}
+    assert by_name["vm-db"]["networks"][0]["zone"] == "pci"  # 10.20.3.0/25 lies in the pci range
+    assert by_name["vm-db"]["networks"][0]["foreign"] is False
+    assert "zone" not in by_name["vm-free"] and by_name["vm-free"]["networks"][0]["foreign"] is False
+    assert by_name["app-pci-01"]["zone"] == "pci"  # by name
+    assert by_name["app-pci-01"]["networks"][0]["foreign"] is True
+
+
+def test_a_bad_zones_table_names_its_file(tmp_path):
+    bad = write(tmp_path, "zones.yaml", """
+        baselines:
+          network.zones:
+            pci: {cidrs: ["10.0.0.0/33"]}
+        """)
+    with pytest.raises(BaselineError) as error:
+        load_rule_context(None, [bad], AS_OF)
+    assert "network.zones.pci" in error.value.one_line() and "zones.yaml" in error.value.one_line()
+
+
+def test_eol_warning_rule_needs_its_horizon(tmp_path):
+    from auditor.errors import RuleError
+    with pytest.raises(RuleError, match="needs days"):
+        run_rule(tmp_path, """
+            match: {path: v, op: eol_within_days, value: {baseline: lifecycle.esxi}}
+            message: m
+            """, [])
+    findings = run_rule(tmp_path, """
+        match: {path: v, op: eol_within_days, value: {baseline: lifecycle.esxi, days: {baseline: support.eol_warning_days}}}
+        message: m
+        """, [make_resource(id="a", name="a", cloud="azure", type="test/things", source="s", native={"v": "8.0.3"}),
+              make_resource(id="b", name="b", cloud="azure", type="test/things", source="s", native={"v": "7.0.3"})])
+    assert [f.resource_name for f in findings] == ["a"]
