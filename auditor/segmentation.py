@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,11 @@ class Zone:
     subnets: list[str] = field(default_factory=list)
     cidrs: list[Any] = field(default_factory=list)  # ip_network objects
     vm_names: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # one compiled pattern for all name globs: tested once per VM of the estate
+        self.vm_name_pattern = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in self.vm_names)) \
+            if self.vm_names else None
 
     def claims(self, network: dict[str, Any], cloud: str) -> bool:
         """Whether the attached network (an entry of facts.networks) belongs to this zone."""
@@ -89,6 +95,8 @@ def assign_zones(resources: list[dict[str, Any]], baselines: Baselines) -> None:
     if not zones:
         return
     known = {zone.name.lower(): zone.name for zone in zones}
+    # an estate has few networks and many VMs on each: decide each network once
+    claimed_by: dict[tuple[str, Any, Any, Any], str | None] = {}
     for resource in resources:
         if (resource["cloud"], resource["type"]) not in VM_TYPES:
             continue
@@ -98,20 +106,29 @@ def assign_zones(resources: list[dict[str, Any]], baselines: Baselines) -> None:
             facts.pop("zone", None)
         else:
             facts["zone"] = own
+        cloud = resource["cloud"]
         for network in facts.get("networks") or ():
-            claimed = next((zone.name for zone in zones if zone.claims(network, resource["cloud"])), None)
+            key = (cloud, network.get("name"), network.get("id"), network.get("prefix"))
+            try:
+                claimed = claimed_by[key]
+            except KeyError:
+                claimed = claimed_by[key] = next((zone.name for zone in zones if zone.claims(network, cloud)), None)
+            except TypeError:  # an unhashable field: decide without the cache
+                claimed = next((zone.name for zone in zones if zone.claims(network, cloud)), None)
             network["zone"] = claimed
             network["foreign"] = bool(own and claimed and claimed != own)
 
 
 def _own_zone(resource: dict[str, Any], zones: list[Zone], known: dict[str, str], tag: str) -> str | None:
     tags = resource.get("tags") or {}
-    value = next((v for k, v in tags.items() if str(k).lower() == tag.lower()), None)
+    value = tags.get(tag)
+    if value is None and tags:
+        value = next((v for k, v in tags.items() if str(k).lower() == tag.lower()), None)
     if isinstance(value, str) and value.strip().lower() in known:
         return known[value.strip().lower()]
     name = resource.get("name")
     if isinstance(name, str):
         for zone in zones:
-            if any(fnmatch.fnmatchcase(name, pattern) for pattern in zone.vm_names):
+            if zone.vm_name_pattern is not None and zone.vm_name_pattern.match(name):
                 return zone.name
     return None

@@ -34,7 +34,9 @@ from typing import Any
 from auditor.engine.evaluate import candidates, evaluate, index_by_type
 from auditor.engine.operators import OPERATORS, CompileContext, parse_ports
 from auditor.engine.paths import ABSENT, compile_path
+from auditor.accounting import account_hybrid_benefit
 from auditor.facts import derive_facts
+from auditor.segmentation import assign_zones
 from auditor.sample.generate import build_sample_estate
 from auditor.scan import load_rule_context
 from auditor.snapshot import save_snapshot
@@ -108,10 +110,16 @@ class Translator:
             return {"type": "value", "key": key, "op": SIMPLE.get(op, VERSION.get(op, "eq")),
                     "value": raw["path"], "value_type": "expr"}
         value = self.value(raw)
+        if op == "in":
+            # ours also accepts a list with any listed element; c7n spells that `intersect`
+            return {"or": [{"type": "value", "key": key, "op": "in", "value": value},
+                           {"type": "value", "key": key, "op": "intersect", "value": value}]}
         if op in SIMPLE:
             return {"type": "value", "key": key, "op": SIMPLE[op], "value": value}
         if op in VERSION:
-            return {"type": "value", "key": key, "op": VERSION[op], "value": value, "value_type": "version"}
+            # c7n's version parser fails on a missing value; our operator treats it as no match
+            return {"and": [{"type": "value", "key": key, "value": "present"},
+                            {"type": "value", "key": key, "op": VERSION[op], "value": value, "value_type": "version"}]}
         if op in ("present", "absent", "empty"):
             return {"type": "value", "key": key, "value": op}
         if op == "not_empty":
@@ -122,8 +130,9 @@ class Translator:
                     "value": when, "value_type": "date"}
         if op == "older_than_days":
             return {"type": "value", "key": key, "op": "gt", "value": value, "value_type": "age"}
-        if op == "within_days":
-            return {"type": "value", "key": key, "op": "lt", "value": value, "value_type": "expiration"}
+        if op == "within_days":  # not yet passed, and before N days from now
+            return {"and": [{"type": "value", "key": key, "op": "gt", "value": AS_OF.isoformat(), "value_type": "date"},
+                            {"type": "value", "key": key, "op": "lt", "value": value, "value_type": "expiration"}]}
         # no c7n equivalent: an `in` list of the estate's values our operator accepts
         self.approximated.add(rule_id)
         if op == "port_overlaps":
@@ -132,9 +141,13 @@ class Translator:
                         if any(lo <= wh and wl <= hi for lo, hi in parse_ports(v) for wl, wh in wanted)]
         else:
             table = self.baselines.resolve(raw["baseline"])[1]
+            if OPERATORS[op].wants_days:
+                table = (table, self.value(raw["days"]))
             predicate = OPERATORS[op].factory(table, CompileContext(today=AS_OF))
             accepted = [v for v in self.observed(path, scopes) if predicate(v)]
-        return {"type": "value", "key": key, "op": "in", "value": sorted(accepted, key=str)}
+        accepted = sorted(accepted, key=str)
+        return {"or": [{"type": "value", "key": key, "op": "in", "value": accepted},
+                       {"type": "value", "key": key, "op": "intersect", "value": accepted}]}
 
 
 def c7n_filters(context, resources: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], list]]:
@@ -237,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
 
     derive_facts(resources)  # both engines read the same derived facts
     context, findings, pairs, compile_s, ours_s = run_ours(None, resources)
+    assign_zones(resources, context.baselines)
+    account_hybrid_benefit(resources, context.baselines)
+    findings = evaluate(context.compiled, resources)
     translated, approximated = c7n_filters(context, resources)
     copies = copy.deepcopy(translated)  # c7n annotates resources it matches; keep ours clean
     matched, c7n_s = run_c7n(copies)
@@ -246,14 +262,16 @@ def main(argv: list[str] | None = None) -> int:
     ours_ids = {}
     for finding in findings:
         ours_ids.setdefault(finding.rule_id, set()).add(finding.resource_id)
-    agree = sum(1 for rule_id, ids in matched.items() if ids == ours_ids.get(rule_id, set()))
+    differing = sorted(rule_id for rule_id, ids in matched.items() if ids != ours_ids.get(rule_id, set()))
+    agree = len(matched) - len(differing)
 
     print(f"rules: {len(context.compiled)}; resource x rule evaluations: {pairs:,}")
     print(f"auditor engine: {ours_s:.3f} s (compile {compile_s * 1000:.1f} ms) = {ours_rate:,.0f} evaluations/s, "
           f"{len(findings):,} findings")
     print(f"c7n ValueFilter: {c7n_s:.3f} s = {c7n_rate:,.0f} evaluations/s "
           f"({len(approximated)} rules via `in` lists: {', '.join(sorted(approximated))})")
-    print(f"same resources matched by both engines: {agree}/{len(matched)} rules")
+    print(f"same resources matched by both engines: {agree}/{len(matched)} rules"
+          + (f" (differ: {', '.join(differing)})" if differing else ""))
     print(f"ratio auditor/c7n: {ratio:.1f}x (target >= 3)")
     print(f"full scan of {len(resources):,} resources (load, facts, evaluate, JSON + SARIF): "
           f"{scan_seconds:.2f} s, peak {scan_mib:,.0f} MiB, {scan_findings:,} findings "
