@@ -31,14 +31,14 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from auditor.accounting import account_hybrid_benefit
 from auditor.engine.evaluate import candidates, evaluate, index_by_type
 from auditor.engine.operators import OPERATORS, CompileContext, parse_ports
 from auditor.engine.paths import ABSENT, compile_path
-from auditor.accounting import account_hybrid_benefit
 from auditor.facts import derive_facts
-from auditor.segmentation import assign_zones
 from auditor.sample.generate import build_sample_estate
 from auditor.scan import load_rule_context
+from auditor.segmentation import assign_zones
 from auditor.snapshot import save_snapshot
 
 AS_OF = date(2026, 11, 25)

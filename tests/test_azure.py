@@ -299,3 +299,15 @@ def test_the_command_line_as_a_user_runs_it(replay, tmp_path):
     assert result.returncode == EXIT_OK, result.stderr
     assert f"wrote {len(load_snapshot(out).resources)} resources" in result.stdout
     assert CLIENT_SECRET not in result.stdout + result.stderr
+
+
+def test_an_identity_that_can_read_nothing_is_an_incomplete_collection(replay, tmp_path, capsys):
+    for subscription in list(replay.estate.subscriptions):
+        replay.estate.forbidden.add(subscription)
+    code = main(["collect", "azure", *endpoint_args(replay), "--out", str(tmp_path / "a.json")])
+    err = capsys.readouterr().err
+    assert code == EXIT_INCOMPLETE and not (tmp_path / "a.json").exists()
+    assert "can read no subscription in the tenant" in err
+    collected, _ = collect(replay, management_group="mg-unknown")
+    assert [(s.id, s.status) for s in collected.sources] == [("mg-unknown", "failed")]
+    assert "no subscription in management group mg-unknown" in collected.sources[0].error

@@ -151,8 +151,8 @@ class AzureScope:
         return ", ".join(self.subscriptions) or "azure"
 
 
-class TokenRejected(Exception):
-    """Resource Manager refused the access token twice, a fresh one included."""
+class NoSubscriptions(Exception):
+    """The scope holds no subscription the identity can read: nothing to audit."""
 
 
 class AzureSource(InventorySource):
@@ -257,6 +257,11 @@ class AzureSource(InventorySource):
             id=row["id"], name=str(row.get("name") or row["id"].rsplit("/", 1)[-1]), cloud="azure",
             type=str(row.get("type") or ""), source=_subscription_of(row), tags=_tags(row), native=row)
             for row in rows if isinstance(row, dict) and isinstance(row.get("id"), str))
+        if not targets and not failed:
+            scope = f"management group {self.scope.management_group}" if self.scope.management_group \
+                else "the tenant"
+            raise NoSubscriptions(f"{self.scope.label}: the identity can read no subscription in {scope} "
+                                  "(it needs Reader on the subscriptions to audit)")
         resources += self._definitions(resources, set(targets))
         counts: dict[str, int] = {}
         for resource in resources:
@@ -407,6 +412,8 @@ def describe_failure(exc: BaseException, connection: AzureConnection, label: str
 
     endpoints = connection.endpoints
     text = " ".join(str(exc).split())
+    if isinstance(exc, NoSubscriptions):
+        return text
     if "CERTIFICATE_VERIFY_FAILED" in text:  # from the token request or from Resource Manager
         peer = endpoints.authority if isinstance(exc, ClientAuthenticationError) else endpoints.arm_endpoint
         return f"{label}: TLS certificate of {peer} not trusted (pass --ca-bundle with its CA)"
