@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+import shlex
 import sqlite3
 
 import pytest
 
-from auditor.cli import main
+from auditor.cli import build_parser, main
 from auditor.drift import diff_snapshots, volatile
 from auditor.errors import InputError
 from auditor.findings import Finding
@@ -262,7 +264,19 @@ def test_examples_parse_and_the_example_waivers_apply_to_the_sample(workdir, cap
 
     from tests.conftest import ROOT
     for name in ("github-actions.yml", "gitlab-ci.yml"):
-        assert isinstance(yaml.safe_load((ROOT / "examples" / name).read_text()), dict)
+        text = (ROOT / "examples" / name).read_text()
+        assert isinstance(yaml.safe_load(text), dict)
+        # every auditor command in the example is one this auditor accepts
+        commands = re.findall(r"^\s*(auditor (?:[^\n]*\\\n)*[^\n]*)", text, re.M)
+        assert commands, name
+        for command in commands:
+            words = []
+            for word in shlex.split(command.replace("\\\n", " ")):
+                if word in ("||", "&&", "|", ";"):
+                    break  # the shell's, not auditor's
+                if not word.startswith("$"):  # shell variables carry options tested elsewhere
+                    words.append(word)
+            build_parser().parse_args(words[1:])
     assert main(["scan", *ARGS, "--waivers", str(ROOT / "examples" / "waivers.yaml")]) == 0
     document = json.loads((workdir / "reports" / "latest" / "findings.json").read_text())
     assert [w["status"] for w in document["waivers"]] == ["active", "active"]

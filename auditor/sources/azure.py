@@ -148,6 +148,8 @@ class AzureScope:
         """How failures and progress name this scope."""
         if self.management_group:
             return f"management group {self.management_group}"
+        if len(self.subscriptions) > 3:
+            return f"{len(self.subscriptions)} subscriptions"
         return ", ".join(self.subscriptions) or "azure"
 
 
