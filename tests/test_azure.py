@@ -311,3 +311,15 @@ def test_an_identity_that_can_read_nothing_is_an_incomplete_collection(replay, t
     collected, _ = collect(replay, management_group="mg-unknown")
     assert [(s.id, s.status) for s in collected.sources] == [("mg-unknown", "failed")]
     assert "no subscription in management group mg-unknown" in collected.sources[0].error
+
+
+def test_no_credential_at_all_is_one_line_naming_what_to_set(tmp_path, capsys, monkeypatch):
+    for name in ("AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE",
+                 "IDENTITY_ENDPOINT", "MSI_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AZURE_CONFIG_DIR", str(tmp_path / "no-az-login"))  # no Azure CLI session either
+    code = main(["collect", "azure", "--subscription", PCI, "--out", str(tmp_path / "a.json"), "--timeout", "5"])
+    err = capsys.readouterr().err
+    assert code == EXIT_INCOMPLETE and "Traceback" not in err
+    [line] = [line for line in err.splitlines() if line.startswith("auditor: error")]
+    assert "no Azure token" in line and "AZURE_CLIENT_SECRET" in line and "az login" in line
