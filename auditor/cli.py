@@ -233,14 +233,13 @@ def _scan(args: argparse.Namespace) -> int:
     prepare_output(args.out)  # before a live collection that may take minutes
     files = args.snapshot or ([] if args.vsphere or args.azure else [SAMPLE_SNAPSHOT])
     snapshots = [load_snapshots(files)] if files else []
-    live = []
-    if args.vsphere:
-        live.append(_collect_vsphere(args, args.vsphere))
-    if args.azure:
-        live.append(_collect_azure(args))
+    # every live source is set up (and its options checked) before any is collected; then
+    # vCenters and Azure are collected in parallel
+    live = (_vsphere_sources(args, args.vsphere) if args.vsphere else []) + \
+        (_azure_sources(args) if args.azure else [])
     from .snapshot import merge_snapshots
     if live:
-        collected = merge_snapshots(live)
+        collected = _collect_sources(args, live)
         if args.save_snapshot:
             from .snapshot import save_snapshot
             save_snapshot(collected, args.save_snapshot)
@@ -298,8 +297,8 @@ def _vsphere_password(args: argparse.Namespace) -> str:
     return password
 
 
-def _collect_vsphere(args: argparse.Namespace, servers: list[str]):
-    """Collect the given vCenters into one snapshot (failed ones recorded in it)."""
+def _vsphere_sources(args: argparse.Namespace, servers: list[str]) -> list:
+    """One source per vCenter, with the credentials and TLS options checked."""
     from .sources.vsphere import VSphereConnection, VSphereSource, parse_server
 
     user = args.vsphere_user or os.environ.get("VSPHERE_USER", "")
@@ -320,10 +319,11 @@ def _collect_vsphere(args: argparse.Namespace, servers: list[str]):
                                        ca_bundle=str(args.vsphere_ca_bundle) if args.vsphere_ca_bundle else None,
                                        insecure=args.vsphere_insecure, timeout=args.vsphere_timeout)
         sources.append(VSphereSource(connection, page_size=args.vsphere_page_size))
-    return _collect_sources(args, sources)
+    return sources
 
 
 def _collect_sources(args: argparse.Namespace, sources: list):
+    """Collect the sources in parallel into one snapshot; failed ones are recorded in it."""
     from .sources import Progress, collect_all
 
     # None lets Progress decide (a terminal outside CI); quiet turns it off
@@ -334,8 +334,8 @@ def _collect_sources(args: argparse.Namespace, sources: list):
     return snapshot
 
 
-def _collect_azure(args: argparse.Namespace):
-    """Collect the chosen Azure scope into one snapshot (unreadable subscriptions recorded in it)."""
+def _azure_sources(args: argparse.Namespace) -> list:
+    """The Azure scope to collect, with its options checked."""
     from .sources.azure import AzureConnection, AzureScope, AzureSource
 
     if args.azure_subscriptions and args.azure_management_group:
@@ -359,16 +359,14 @@ def _collect_azure(args: argparse.Namespace):
     logging.getLogger("azure").addHandler(logging.NullHandler())
     scope = AzureScope(subscriptions=list(args.azure_subscriptions),
                        management_group=args.azure_management_group)
-    return _collect_sources(args, [AzureSource(connection, scope)])
+    return [AzureSource(connection, scope)]
 
 
 def _collect(args: argparse.Namespace) -> int:
     from .snapshot import save_snapshot
 
-    if args.collect_command == "azure":
-        snapshot = _collect_azure(args)
-    else:
-        snapshot = _collect_vsphere(args, args.server)
+    sources = _azure_sources(args) if args.collect_command == "azure" else _vsphere_sources(args, args.server)
+    snapshot = _collect_sources(args, sources)
     if not any(source.status == "ok" for source in snapshot.sources):
         # nothing was collected: keep whatever snapshot is already at --out
         print(f"auditor: no source could be collected; {args.out} was not written", file=sys.stderr)

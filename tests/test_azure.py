@@ -323,3 +323,14 @@ def test_no_credential_at_all_is_one_line_naming_what_to_set(tmp_path, capsys, m
     assert code == EXIT_INCOMPLETE and "Traceback" not in err
     [line] = [line for line in err.splitlines() if line.startswith("auditor: error")]
     assert "no Azure token" in line and "AZURE_CLIENT_SECRET" in line and "az login" in line
+
+
+def test_scan_checks_every_live_option_before_collecting_anything(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("VSPHERE_USER", "auditor@vsphere.local")
+    monkeypatch.setenv("VSPHERE_PASSWORD", "not-used")
+    code = main(["scan", "--vsphere", "127.0.0.1:9", "--azure", "--azure-arm-endpoint", "http://arm.local",
+                 "--azure-authority", "https://login.local", "--out", str(tmp_path / "reports")])
+    err = capsys.readouterr().err
+    assert code == EXIT_INPUT_ERROR and "must be an https:// URL" in err
+    assert "127.0.0.1" not in err  # the vCenter was never contacted
+    assert not (tmp_path / "reports" / "latest").exists()

@@ -374,7 +374,6 @@ class _Compiler:
                             f"({table.file}): {exc}", line) from None
         return Compare(path, get, op, constant_test(get, op, predicate), shown)
 
-
     def horizon_days(self, days: Any, line: int) -> int:
         """A number of days, written literally or as {baseline: KEY}."""
         if isinstance(days, dict) and set(days) == {"baseline"} and self.baselines is not None:
