@@ -78,6 +78,7 @@ def test_collects_every_object_type_with_vsphere_property_paths(collected, simul
     vm = next(v for v in by_type(collected.resources, "VirtualMachine") if v["name"] == HOSTILE)
     assert vm["config"]["guestId"] == "centos7_64Guest" and vm["config"]["version"] == "vmx-13"
     assert vm["guest"]["toolsVersionStatus2"] == "guestToolsNeedUpgrade"
+    assert vm["guest"]["toolsVersion"] == "11365"  # VS-SUP-009 reads it as 11.3.5
     assert vm["network"] and vm["network"][0].startswith("dvportgroup-")
     nics = vm["config"]["hardware"]["device"]
     assert nics and all("macAddress" in nic for nic in nics)
@@ -125,6 +126,8 @@ def test_shipped_rules_find_what_the_simulator_was_shaped_with(collected):
     assert ("VS-NET-004", "DC0_DVPG1") in found
     assert not any(rule == "VS-NET-004" and "DVUplinks" in name for rule, name in found)
     assert ("HY-SUP-001", HOSTILE) in found and ("VS-SUP-004", HOSTILE) in found
+    assert ("VS-SUP-009", HOSTILE) in found  # VMware Tools 11.3.5, below the 12.5.1 minimum
+    assert ("VS-SUP-007", hosts["7.0.3"]) in found  # build below the 7.0 minimum patch level
     assert any(rule == "VS-SUP-003" for rule, _ in found)  # vmx-08 guests
     assert ("VS-LIC-001", "VMware vSphere 7 Enterprise Plus") in found
     assert ("VS-LIC-003", "VMware vSphere 7 Standard (term)") in found

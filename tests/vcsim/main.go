@@ -114,6 +114,11 @@ func shapeVMs(hostile string) {
 		vm.Guest.GuestFullName = g.name
 		vm.Guest.GuestId = g.id
 		vm.Guest.ToolsVersionStatus2 = g.tools
+		// guest.toolsVersion encodes major<<10 | minor<<5 | patch: 12.5.1 when current, else 11.3.5
+		vm.Guest.ToolsVersion = "11365"
+		if g.tools == "guestToolsCurrent" {
+			vm.Guest.ToolsVersion = "12449"
+		}
 		vm.Guest.ToolsRunningStatus = "guestToolsRunning"
 	}
 }
