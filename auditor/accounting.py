@@ -85,7 +85,10 @@ def account_hybrid_benefit(resources: list[dict[str, Any]], baselines: Baselines
     for vm in vms:
         facts = vm.setdefault("facts", {})
         facts.pop("hybrid_benefit", None)
-        licence = (vm.get("properties") or {}).get("licenseType")
+        properties = vm.get("properties")
+        licence = properties.get("licenseType") if isinstance(properties, dict) else None
+        if not isinstance(licence, str) and licence is not None:
+            continue  # not a licence type Azure would accept
         if licence in UNITS:
             claims.setdefault(licence, []).append(vm)
         elif (facts.get("os") or {}).get("family") == "windows" and licence in (None, "", "None"):
@@ -130,7 +133,8 @@ def _standard_on_premises(resources: list[dict[str, Any]]) -> int:
     for vm in resources:
         windows = ((vm.get("facts") or {}).get("os") or {}).get("family") == "windows"
         if vm["cloud"] == "vsphere" and vm["type"] == "VirtualMachine" and windows:
-            host = (vm.get("runtime") or {}).get("host")
+            runtime = vm.get("runtime")
+            host = runtime.get("host") if isinstance(runtime, dict) else None
             if isinstance(host, str):
                 key = (vm["source"], host)
                 windows_per_host[key] = windows_per_host.get(key, 0) + 1

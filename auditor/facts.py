@@ -111,6 +111,12 @@ def _os_fact_uncached(*texts: Any, guest_id: Any = None) -> dict[str, Any] | Non
     return None
 
 
+def _items(value: Any) -> list[Any]:
+    """The elements of a list field; anything else (absent, or a shape a future API might
+    send) has none."""
+    return value if isinstance(value, list) else []
+
+
 def _get(obj: Any, *keys: str) -> Any:
     for key in keys:
         if not isinstance(obj, dict):
@@ -137,7 +143,7 @@ def _vsphere_vm(vm: dict[str, Any], networks: dict[tuple[str, str], dict[str, An
         facts["tools_version"] = tools
     attached = []
     source = vm["source"]
-    for moref in vm.get("network") or ():
+    for moref in _items(vm.get("network")):
         network = networks.get((source, moref)) if isinstance(moref, str) else None
         if network is None:
             attached.append({"id": moref, "name": None, "vlan": None})
@@ -184,7 +190,9 @@ def _azure_vm(vm: dict[str, Any]) -> None:
 
 
 def _arc_machine(machine: dict[str, Any]) -> None:
-    properties = machine.get("properties") or {}
+    properties = machine.get("properties")
+    if not isinstance(properties, dict):
+        return
     os_fact = _os_fact(properties.get("osSku"),
                        " ".join(str(v) for v in (properties.get("osName"),
                                                  properties.get("osVersion")) if v))
@@ -261,9 +269,9 @@ def vcpus_of_size(size: str) -> int | None:
 def _azure_networks(vm: dict[str, Any], nics: dict[str, dict[str, Any]],
                     subnets: dict[str, dict[str, Any]]) -> None:
     attached = []
-    for reference in _get(vm, "properties", "networkProfile", "networkInterfaces") or ():
+    for reference in _items(_get(vm, "properties", "networkProfile", "networkInterfaces")):
         nic = nics.get(str(_get(reference, "id")).lower()) if isinstance(reference, dict) else None
-        for config in (_get(nic, "properties", "ipConfigurations") or ()) if nic else ():
+        for config in _items(_get(nic, "properties", "ipConfigurations")) if nic else ():
             subnet_id = _get(config, "properties", "subnet", "id")
             if not isinstance(subnet_id, str):
                 continue
@@ -288,7 +296,7 @@ def _azure_network_joins(resources: list[dict[str, Any]]) -> None:
             nics[resource["id"].lower()] = resource
         elif kind == "microsoft.network/virtualnetworks":
             vnets.append(resource)
-            for subnet in _get(resource, "properties", "subnets") or ():
+            for subnet in _items(_get(resource, "properties", "subnets")):
                 if isinstance(subnet, dict) and isinstance(subnet.get("id"), str):
                     subnets[subnet["id"].lower()] = subnet
         elif kind == "microsoft.network/networksecuritygroups":
@@ -314,7 +322,7 @@ def _azure_network_joins(resources: list[dict[str, Any]]) -> None:
                  "retention_days": days}
         if "/virtualnetworks/" in target:
             vnet = next((v for v in vnets if v["id"].lower() == target), None)
-            for subnet in (_get(vnet, "properties", "subnets") or ()) if vnet else ():
+            for subnet in _items(_get(vnet, "properties", "subnets")) if vnet else ():
                 nsg_id = str(_get(subnet, "properties", "networkSecurityGroup", "id") or "").lower()
                 if nsg_id:
                     covered.setdefault(nsg_id, {**entry, "via": "virtual network"})
@@ -334,7 +342,7 @@ def derive_facts(resources: list[dict[str, Any]]) -> None:
             continue
         kind = resource["type"]
         if kind in ("DistributedVirtualSwitch", "VmwareDistributedVirtualSwitch"):
-            for moref in _get(resource, "config", "uplinkPortgroup") or ():
+            for moref in _items(_get(resource, "config", "uplinkPortgroup")):
                 uplinks.add((resource["source"], moref))
         elif kind in ("DistributedVirtualPortgroup", "Network"):
             moref = resource.get("moref")

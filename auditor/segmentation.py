@@ -80,13 +80,20 @@ def load_zones(baselines: Baselines) -> tuple[list[Zone], str]:
             raise BaselineError(f"network.zones.{name}: unknown key {sorted(unknown)[0]!r}", where=table.file,
                                 line=table.line)
         try:
-            cidrs = [ipaddress.ip_network(str(c), strict=False) for c in spec.get("cidrs") or ()]
+            cidrs = [ipaddress.ip_network(str(c), strict=False) for c in _listed(spec.get("cidrs"))]
         except ValueError as exc:
             raise BaselineError(f"network.zones.{name}: {exc}", where=table.file, line=table.line) from None
-        zones.append(Zone(str(name), [str(p) for p in spec.get("port_groups") or ()],
-                          [str(p) for p in spec.get("subnets") or ()], cidrs,
-                          [str(p) for p in spec.get("vm_names") or ()]))
+        zones.append(Zone(str(name), [str(p) for p in _listed(spec.get("port_groups"))],
+                          [str(p) for p in _listed(spec.get("subnets"))], cidrs,
+                          [str(p) for p in _listed(spec.get("vm_names"))]))
     return zones, tag
+
+
+def _listed(value: Any) -> list[Any]:
+    """A baseline field that takes a list, also written as one value."""
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
 
 
 def assign_zones(resources: list[dict[str, Any]], baselines: Baselines) -> None:
@@ -108,6 +115,8 @@ def assign_zones(resources: list[dict[str, Any]], baselines: Baselines) -> None:
             facts["zone"] = own
         cloud = resource["cloud"]
         for network in facts.get("networks") or ():
+            if not isinstance(network, dict):
+                continue
             key = (cloud, network.get("name"), network.get("id"), network.get("prefix"))
             try:
                 claimed = claimed_by[key]

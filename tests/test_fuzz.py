@@ -130,3 +130,45 @@ def test_snapshot_loader_never_raises_anything_but_snapshot_errors(document):
         return
     for resource in snapshot.resources:
         assert resource["cloud"] in ("azure", "vsphere") and isinstance(resource["tags"], dict)
+
+
+# Keys the fact stages read, so that random nesting reaches their real paths.
+FACT_KEYS = ["properties", "hardwareProfile", "vmSize", "networkProfile", "networkInterfaces", "id",
+             "ipConfigurations", "subnet", "subnets", "addressPrefix", "networkSecurityGroup", "targetResourceId",
+             "retentionPolicy", "days", "enabled", "licenseType", "extended", "instanceView", "osName",
+             "osVersion", "storageProfile", "imageReference", "publisher", "offer", "sku", "virtualMachineProfile",
+             "config", "summary", "hardware", "numCpuPkgs", "numCpuCores", "product", "version", "build", "guest",
+             "toolsVersion", "guestFullName", "guestId", "runtime", "host", "network", "assignedLicense",
+             "licenseKey", "editionKey", "parent", "moref", "about", "location", "defaultPortConfig", "vlan",
+             "vlanId", "uplinkPortgroup", "osSku", "sqlImageOffer", "name", "zone"]
+FACT_TYPES = [("vsphere", "VirtualMachine"), ("vsphere", "HostSystem"), ("vsphere", "License"),
+              ("vsphere", "ClusterComputeResource"), ("vsphere", "DistributedVirtualPortgroup"),
+              ("vsphere", "vCenter"), ("vsphere", "DistributedVirtualSwitch"),
+              ("azure", "microsoft.compute/virtualmachines"), ("azure", "microsoft.network/networkinterfaces"),
+              ("azure", "microsoft.network/virtualnetworks"), ("azure", "microsoft.network/networksecuritygroups"),
+              ("azure", "microsoft.network/networkwatchers"), ("azure", "microsoft.network/networkwatchers/flowlogs"),
+              ("azure", "microsoft.compute/virtualmachinescalesets"), ("azure", "microsoft.hybridcompute/machines"),
+              ("azure", "microsoft.sqlvirtualmachine/sqlvirtualmachines")]
+shaped = st.recursive(scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(FACT_KEYS), inner, max_size=4)), max_leaves=16)
+estate = st.lists(st.tuples(st.sampled_from(FACT_TYPES), st.dictionaries(st.sampled_from(FACT_KEYS), shaped, max_size=6),
+                            st.dictionaries(st.sampled_from(["zone", "Zone", "env"]), scalars, max_size=2)),
+                  max_size=8)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(inputs=estate)
+def test_fact_stages_survive_any_shape_of_native_data(inputs):
+    from auditor.accounting import account_hybrid_benefit
+    from auditor.facts import derive_facts
+    from auditor.segmentation import assign_zones
+
+    resources = []
+    for index, ((cloud, kind), native, tags) in enumerate(inputs):
+        resource = dict(native)
+        resource.update(id=f"/r/{index}", name=f"r{index}", cloud=cloud, type=kind, source="s", tags=tags)
+        resources.append(resource)
+    derive_facts(resources)
+    assign_zones(resources, BASELINES)
+    account_hybrid_benefit(resources, BASELINES)
+    derive_facts(resources)  # and again: re-deriving over derived facts is safe too

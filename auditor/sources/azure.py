@@ -257,8 +257,10 @@ class AzureSource(InventorySource):
                                                              "tenantId": row.get("tenantId")})
         resources = _dedupe(make_resource(
             id=row["id"], name=str(row.get("name") or row["id"].rsplit("/", 1)[-1]), cloud="azure",
-            type=str(row.get("type") or ""), source=_subscription_of(row), tags=_tags(row), native=row)
-            for row in rows if isinstance(row, dict) and isinstance(row.get("id"), str))
+            type=row["type"], source=_subscription_of(row), tags=_tags(row), native=row)
+            # a row without an id or type cannot be addressed by rules nor found again next scan
+            for row in rows if isinstance(row, dict) and isinstance(row.get("id"), str) and row["id"]
+            and isinstance(row.get("type"), str) and row["type"])
         if not targets and not failed:
             scope = f"management group {self.scope.management_group}" if self.scope.management_group \
                 else "the tenant"
