@@ -209,6 +209,8 @@ def test_a_forbidden_subscription_fails_alone_and_the_scan_exits_3(replay, tmp_p
     # the readable subscription was still scanned: its Windows Server 2012 R2 VM is past end of support
     assert any(f["resource_name"] == "vm-pci-web-01" and f["category"] == "support-status"
                for f in report["findings"])
+    # Azure Policy's own verdict, collected from PolicyResources, is reported beside the rules
+    assert any(f["rule_id"] == "DR-AZ-001" and "vm-pci-web-01" in f["message"] for f in report["findings"])
     sarif = json.loads((out / "latest" / "results.sarif").read_text())
     assert {run["automationDetails"]["id"].split("/")[0] for run in sarif["runs"]} == {"azure"}
     assert any(TENANT in run["automationDetails"]["id"] for run in sarif["runs"])

@@ -86,6 +86,8 @@ CASES: dict[str, tuple[list, list]] = {
     "AZ-LIC-004": (["vm-dc-01", "vm-rhel-01"], ["vm-web-01", "vm-etl-01", "vm-sap-01"]),
     "AZ-LIC-005": (["vm-erp-01", "vm-sql-04"], ["vm-api-01", "vm-web-01"]),
     "AZ-LIC-006": (["vm-sap-01"], ["vm-rhel-01", "vm-web-01"]),
+    "DR-AZ-001": (["1c3e07b90c6459588de4"], ["87938b39f6345087ac45"]),  # policy states: nsg-app, nsg-jump
+    "DR-AZ-002": (["require-owner-tag"], ["require-flow-logs"]),
     "DR-VS-001": ([("esx04.dc1.corp.example", "UserVars.ESXiShellTimeOut")], ["esx03.dc1.corp.example"]),
     "DR-VS-002": ([("esx07.dc1.corp.example", "Security.AccountLockFailures")], ["esx04.dc1.corp.example"]),
     "DR-VS-003": (["esx02.dc2.corp.example"], ["esx01.dc2.corp.example", "esx02.dc1.corp.example"]),

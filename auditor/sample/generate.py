@@ -540,6 +540,27 @@ def _network_watcher(sub: str, location: str, flow_logs: list[tuple[str, str, in
     return resources
 
 
+def _policy(sub: str, name: str, display: str, definition: str, enforcement: str,
+            states: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """A policy assignment at subscription scope and its states: (resource id, compliance)."""
+    assignment_id = f"/subscriptions/{sub}/providers/Microsoft.Authorization/policyAssignments/{name}"
+    definition_id = f"/providers/Microsoft.Authorization/policyDefinitions/{definition}"
+    resources = [_azure({"id": assignment_id, "name": name, "type": "Microsoft.Authorization/policyAssignments",
+                         "location": "westeurope", "tags": {},
+                         "properties": {"displayName": display, "policyDefinitionId": definition_id,
+                                        "scope": f"/subscriptions/{sub}", "notScopes": [],
+                                        "enforcementMode": enforcement, "parameters": {}}}, sub)]
+    for resource_id, state in states:
+        digest = uuid.uuid5(uuid.NAMESPACE_URL, resource_id + assignment_id).hex[:20]
+        resources.append(_azure({
+            "id": f"/subscriptions/{sub}/providers/Microsoft.PolicyInsights/policyStates/{digest}", "name": digest,
+            "type": "Microsoft.PolicyInsights/policyStates", "tags": {},
+            "properties": {"complianceState": state, "resourceId": resource_id, "policyAssignmentId": assignment_id,
+                           "policyAssignmentName": name, "policyDefinitionId": definition_id,
+                           "policyDefinitionName": definition, "timestamp": "2026-11-19T22:14:05Z"}}, sub))
+    return resources
+
+
 def _avs(sub: str, rg: str, name: str, internet: str, location: str) -> dict[str, Any]:
     return _azure({"id": _arm_id(sub, rg, "Microsoft.AVS", "privateClouds", name), "name": name,
                    "type": "Microsoft.AVS/privateClouds", "location": location,
@@ -615,6 +636,14 @@ def azure_estate(rng: random.Random, vm_scale: int = 1) -> tuple[list[Source], l
         _sql_vm(prod, "rg-prod-app", "vm-sql-02", "SQL2014SP3-WS2012R2", "Standard", "PAYG", location),
         _sql_vm(prod, "rg-prod-app", "vm-sql-03", "sql2022-ws2022", "Developer", "AHUB", location),
         _sql_vm(prod, "rg-prod-app", "vm-sql-04", "SQL2017-WS2016", "Standard", "PAYG", location),
+        # Azure Policy: flow logs required (enforced), and a tag policy still in audit-only rollout;
+        # its states say which resources comply
+        *_policy(prod, "require-flow-logs", "Flow logs should be configured for every network security group",
+                 "c251913d-7d24-4958-af87-478ed3b9ba41", "Default", [
+                     (_arm_id(prod, "rg-prod-network", "Microsoft.Network", "networkSecurityGroups", "nsg-app"), "NonCompliant"),
+                     (_arm_id(prod, "rg-prod-network", "Microsoft.Network", "networkSecurityGroups", "nsg-jump"), "Compliant")]),
+        *_policy(prod, "require-owner-tag", "Require an owner tag on resources",
+                 "871b6d14-10aa-478d-b590-94f262ecfa99", "DoNotEnforce", []),
         _vmss(prod, "rg-prod-app", "vmss-batch", "centos7", location, app),
         _vmss(prod, "rg-prod-app", "vmss-web", "ubuntu2204", location, web),
         # flow logs: the production network's own (30 days: too short) and the jump NSG's
