@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass, field
+from operator import attrgetter
 from typing import Any
 
 SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
@@ -45,7 +46,7 @@ class Finding:
     def as_dict(self) -> dict[str, Any]:
         """JSON form used in findings.json (shallow: dataclasses.asdict would deep-copy
         every evidence list, seconds for a large estate)."""
-        return {name: getattr(self, name) for name in _FINDING_FIELDS}
+        return dict(zip(_FINDING_FIELDS, _finding_values(self), strict=True))
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Finding:
@@ -60,6 +61,7 @@ class Finding:
 
 
 _FINDING_FIELDS = tuple(Finding.__dataclass_fields__)
+_finding_values = attrgetter(*_FINDING_FIELDS)  # all fields in one C call: 100,000 findings add up
 
 
 @dataclass

@@ -90,17 +90,23 @@ def sarif_rule(rule: RuleInfo) -> dict[str, Any]:
     return descriptor
 
 
-def sarif_result(finding: Finding, rule: RuleInfo | None, rule_index: int) -> dict[str, Any]:
-    """One result; `baselineState` comes from the gate when findings were compared."""
+def physical_location(rule: RuleInfo | None) -> dict[str, Any]:
+    """Where a rule is written: the location every result of the rule points at."""
     file = rule.file if rule else "rules"
     line = rule.line if rule else 1
+    return {"artifactLocation": {"uri": file}, "region": {"startLine": max(1, line)}}
+
+
+def sarif_result(finding: Finding, rule: RuleInfo | None, rule_index: int,
+                 location: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One result; `baselineState` comes from the gate when findings were compared.
+    `location` may be one shared mapping for all results of the rule (it is only read)."""
     result: dict[str, Any] = {
         "ruleId": finding.rule_id, "ruleIndex": rule_index,
         "level": LEVELS.get(finding.severity, "warning"),
         "message": {"text": finding.message},
         "locations": [{
-            "physicalLocation": {"artifactLocation": {"uri": file},
-                                 "region": {"startLine": max(1, line)}},
+            "physicalLocation": location or physical_location(rule),
             "logicalLocations": [{"kind": "resource", "name": finding.resource_name,
                                   "fullyQualifiedName": finding.resource_id}],
         }],
@@ -156,6 +162,7 @@ class SarifReport(ReportFormat):
         rules = report.rules
         index = {rule.id: position for position, rule in enumerate(rules)}
         by_id = {rule.id: rule for rule in rules}
+        locations = {rule.id: physical_location(rule) for rule in rules}
         categories: dict[str, list[dict[str, Any]]] = {}
         source_category: dict[str, str] = {}
         for source in report.sources:
@@ -168,7 +175,8 @@ class SarifReport(ReportFormat):
                 continue
             name = source_category.get(finding.source) or f"{finding.cloud}/{finding.source}/"
             grouped.setdefault(name, []).append(
-                (finding, sarif_result(finding, by_id.get(finding.rule_id), index.get(finding.rule_id, -1))))
+                (finding, sarif_result(finding, by_id.get(finding.rule_id), index.get(finding.rule_id, -1),
+                                       locations.get(finding.rule_id))))
         driver_rules = [sarif_rule(rule) for rule in rules]
         runs = []
         for name, pairs in grouped.items():
