@@ -336,3 +336,12 @@ def test_scan_checks_every_live_option_before_collecting_anything(tmp_path, caps
     assert code == EXIT_INPUT_ERROR and "must be an https:// URL" in err
     assert "127.0.0.1" not in err  # the vCenter was never contacted
     assert not (tmp_path / "reports" / "latest").exists()
+
+
+def test_a_truncated_result_without_a_page_token_fails_the_scope(replay):
+    replay.fail("resources", Fault(200, {}, {"totalRecords": 5000, "count": 1, "resultTruncated": "true",
+                                             "data": [replay.estate.rows[0]], "facets": []}))
+    collected, _ = collect(replay, PCI)
+    [source] = collected.sources
+    assert source.status == "failed" and collected.resources == []
+    assert "truncated the result at 1 of 5,000 rows" in source.error

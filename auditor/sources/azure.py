@@ -153,6 +153,10 @@ class AzureScope:
         return ", ".join(self.subscriptions) or "azure"
 
 
+class IncompleteInventory(Exception):
+    """Resource Graph returned part of the result and no way to fetch the rest."""
+
+
 class NoSubscriptions(Exception):
     """The scope holds no subscription the identity can read: nothing to audit."""
 
@@ -315,6 +319,12 @@ class AzureSource(InventorySource):
                 self._respect_quota(headers)
                 skip_token = response.skip_token
                 if not skip_token:
+                    if str(response.result_truncated).lower() == "true":
+                        # rows are missing and no token fetches them: a partial inventory
+                        # must not pass for the whole estate
+                        raise IncompleteInventory(
+                            f"{self.scope.label}: Resource Graph truncated the result at {len(rows):,} of "
+                            f"{response.total_records:,} rows without a page token")
                     break
         return rows
 
@@ -416,7 +426,7 @@ def describe_failure(exc: BaseException, connection: AzureConnection, label: str
 
     endpoints = connection.endpoints
     text = " ".join(str(exc).split())
-    if isinstance(exc, NoSubscriptions):
+    if isinstance(exc, (NoSubscriptions, IncompleteInventory)):
         return text
     if "CERTIFICATE_VERIFY_FAILED" in text:  # from the token request or from Resource Manager
         peer = endpoints.authority if isinstance(exc, ClientAuthenticationError) else endpoints.arm_endpoint
