@@ -6,7 +6,8 @@ The real SDK clients talk to it through the switches a user has (`--arm-endpoint
 It behaves as the services do where the collector depends on it:
 
 - tokens: OpenID discovery and the client-credentials grant, checked against one client
-  secret; every ARM call needs a bearer token it issued and has not revoked;
+  secret and for the scope of Resource Manager's audience (here the replay's own URL);
+  every ARM call needs a bearer token it issued and has not revoked;
 - subscriptions: `GET /subscriptions` lists only those the identity may read, as ARM does;
 - Resource Graph: `POST /providers/Microsoft.ResourceGraph/resources` pages by `$skipToken`
   (at most 1,000 rows a page), returns only rows of requested subscriptions the identity
@@ -297,6 +298,11 @@ def _handler(replay: ArmReplay) -> type[BaseHTTPRequestHandler]:
         def _token(self, tenant: str, form: dict[str, list[str]]) -> None:
             secret = (form.get("client_secret") or [""])[0]
             client = (form.get("client_id") or [""])[0]
+            scopes = (form.get("scope") or [""])[0].split()
+            if f"{replay.url}/.default" not in scopes:  # Resource Manager's audience here is the replay's URL
+                self._send(400, {"error": "invalid_scope",
+                                 "error_description": f"AADSTS70011: The provided scope {scopes} is not valid."})
+                return
             if tenant != TENANT or client != CLIENT_ID or secret != CLIENT_SECRET:
                 self._send(401, {"error": "invalid_client",
                                  "error_description": "AADSTS7000215: Invalid client secret provided. "
