@@ -11,6 +11,11 @@ its name. This stage writes, on VMs of both clouds:
 - `facts.networks[].foreign`: true when that network belongs to a zone other than the VM's.
 
 So one rule reads `facts.networks[].foreign` on vSphere and Azure VMs alike.
+
+NSGs are zoned too: `facts.zones` lists the zones of the subnets an NSG is attached to,
+and `facts.cross_zone` the inbound Allow rules whose source address range belongs to
+another zone ({name, rule, source, zone}), the traffic between zones that segmentation
+is meant to stop at a firewall.
 """
 
 from __future__ import annotations
@@ -101,6 +106,7 @@ def assign_zones(resources: list[dict[str, Any]], baselines: Baselines) -> None:
     zones, tag = load_zones(baselines)
     if not zones:
         return
+    assign_nsg_zones(resources, zones)
     known = {zone.name.lower(): zone.name for zone in zones}
     # an estate has few networks and many VMs on each: decide each network once
     claimed_by: dict[tuple[str, Any, Any, Any], str | None] = {}
@@ -126,6 +132,55 @@ def assign_zones(resources: list[dict[str, Any]], baselines: Baselines) -> None:
                 claimed = next((zone.name for zone in zones if zone.claims(network, cloud)), None)
             network["zone"] = claimed
             network["foreign"] = bool(own and claimed and claimed != own)
+
+
+def assign_nsg_zones(resources: list[dict[str, Any]], zones: list[Zone]) -> None:
+    """Write facts.zones and facts.cross_zone on NSGs attached to zoned subnets."""
+    nsg_zones: dict[str, set[str]] = {}
+    for vnet in resources:
+        if vnet["cloud"] != "azure" or vnet["type"] != "microsoft.network/virtualnetworks":
+            continue
+        properties = vnet.get("properties")
+        for subnet in (properties.get("subnets") if isinstance(properties, dict) else None) or []:
+            if not isinstance(subnet, dict) or not isinstance(subnet.get("properties"), dict):
+                continue
+            nsg = subnet["properties"].get("networkSecurityGroup")
+            nsg_id = nsg.get("id") if isinstance(nsg, dict) else None
+            network = {"id": subnet.get("id"), "prefix": subnet["properties"].get("addressPrefix")}
+            zone = next((z.name for z in zones if z.claims(network, "azure")), None)
+            if isinstance(nsg_id, str) and zone:
+                nsg_zones.setdefault(nsg_id.lower(), set()).add(zone)
+    for nsg in resources:
+        if nsg["cloud"] != "azure" or nsg["type"] != "microsoft.network/networksecuritygroups":
+            continue
+        own = nsg_zones.get(nsg["id"].lower())
+        if not own:
+            continue
+        facts = nsg.setdefault("facts", {})
+        facts["zones"] = sorted(own)
+        facts["cross_zone"] = _cross_zone_rules(nsg, own, zones)
+
+
+def _cross_zone_rules(nsg: dict[str, Any], own: set[str], zones: list[Zone]) -> list[dict[str, Any]]:
+    crossing = []
+    properties = nsg.get("properties")
+    for rule in (properties.get("securityRules") if isinstance(properties, dict) else None) or []:
+        spec = rule.get("properties") if isinstance(rule, dict) else None
+        if not isinstance(spec, dict) or spec.get("direction") != "Inbound" or spec.get("access") != "Allow":
+            continue
+        sources = _listed(spec.get("sourceAddressPrefixes")) or _listed(spec.get("sourceAddressPrefix"))
+        for source in sources:
+            try:
+                prefix = ipaddress.ip_network(str(source), strict=False)
+            except ValueError:
+                continue  # service tags and '*': the Internet rules judge those
+            for zone in zones:
+                if zone.name in own:
+                    continue
+                if any(prefix.version == c.version and prefix.overlaps(c) for c in zone.cidrs):
+                    crossing.append({"name": f"{rule.get('name')}:{source}", "rule": rule.get("name"),
+                                     "source": str(source), "zone": zone.name, "nsg_zones": sorted(own)})
+    return crossing
 
 
 def _own_zone(resource: dict[str, Any], zones: list[Zone], known: dict[str, str], tag: str) -> str | None:

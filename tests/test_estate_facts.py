@@ -214,3 +214,27 @@ def test_eol_warning_rule_needs_its_horizon(tmp_path):
         """, [make_resource(id="a", name="a", cloud="azure", type="test/things", source="s", native={"v": "8.0.3"}),
               make_resource(id="b", name="b", cloud="azure", type="test/things", source="s", native={"v": "7.0.3"})])
     assert [f.resource_name for f in findings] == ["a"]
+
+
+def test_nsg_of_a_zone_and_the_rules_that_admit_another_zone(tmp_path):
+    nsg = arm("microsoft.network/networkSecurityGroups", "nsg-pci", securityRules=[
+        {"name": "from-dev", "properties": {"direction": "Inbound", "access": "Allow",
+                                            "sourceAddressPrefixes": ["10.30.4.0/24", "VirtualNetwork"]}},
+        {"name": "deny-dev", "properties": {"direction": "Inbound", "access": "Deny", "sourceAddressPrefix": "10.30.0.0/16"}},
+        {"name": "from-internet", "properties": {"direction": "Inbound", "access": "Allow", "sourceAddressPrefix": "*"}},
+        {"name": "within", "properties": {"direction": "Inbound", "access": "Allow", "sourceAddressPrefix": "10.20.3.0/26"}}])
+    unzoned = arm("microsoft.network/networkSecurityGroups", "nsg-other", securityRules=[
+        {"name": "from-dev", "properties": {"direction": "Inbound", "access": "Allow", "sourceAddressPrefix": "10.30.4.0/24"}}])
+    vnet = arm("microsoft.network/virtualNetworks", "vnet", subnets=[
+        {"id": "/subscriptions/s/vnet/subnets/db", "properties": {"addressPrefix": "10.20.3.0/24",
+                                                                 "networkSecurityGroup": {"id": nsg["id"]}}},
+        {"id": "/subscriptions/s/vnet/subnets/x", "properties": {"addressPrefix": "192.168.0.0/24",
+                                                                "networkSecurityGroup": {"id": unzoned["id"]}}}])
+    resources = [nsg, unzoned, vnet]
+    derive_facts(resources)
+    assign_zones(resources, baselines(tmp_path, ZONES.replace('subnets: ["*/virtualnetworks/vnet-dev/subnets/*"]',
+                                                              'cidrs: ["10.30.0.0/16"]')))
+    assert nsg["facts"]["zones"] == ["pci"]
+    assert nsg["facts"]["cross_zone"] == [{"name": "from-dev:10.30.4.0/24", "rule": "from-dev", "source": "10.30.4.0/24",
+                                           "zone": "dev", "nsg_zones": ["pci"]}]
+    assert "zones" not in unzoned.get("facts", {})  # its subnet belongs to no zone

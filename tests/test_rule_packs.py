@@ -69,6 +69,8 @@ CASES: dict[str, tuple[list, list]] = {
     "AZ-NET-011": (["nsg-app", "nsg-shared"], ["nsg-web", "nsg-db", "nsg-jump"]),
     "AZ-NET-012": (["fl-vnet-prod"], ["fl-nsg-jump"]),
     "AZ-NET-013": (["vnet-hub"], ["vnet-prod"]),
+    "AZ-NET-014": ([("nsg-db", "allow-sql-app:10.20.2.0/24")],
+                   ["nsg-web", "nsg-app", ("nsg-db", "allow-ssh-bastion:10.0.1.0/26")]),
     "VS-NET-010": ([("dc2-flat-01", "pg-flat")], ["dc2-web01"]),
     "HY-NET-001": ([("dc1-pci-pay01", "pg-dev"), ("vm-erp-02", "vnet-prod/snet-app")],
                    ["dc1-pci-db01", "vm-sql-01", "dc1-build01"]),
