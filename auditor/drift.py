@@ -25,6 +25,8 @@ VOLATILE = (
     "summary.quickStats*", "summary.runtime.bootTime", "runtime.bootTime", "summary.runtime.healthSystemRuntime*",
     "summary.freeSpace", "summary.uncommitted", "summary.maxFileSize",
     "guest.guestHeartbeatStatus", "summary.overallStatus", "overallStatus",
+    # Azure Policy re-evaluates on its own schedule: a state's evaluation time is not a change
+    "properties.timestamp",
     "_missing",
 )
 _VOLATILE = [re.compile(fnmatch.translate(pattern)) for pattern in VOLATILE]

@@ -256,6 +256,7 @@ def test_diff_ignores_volatile_fields_reordering_and_escapes_names(workdir):
     from auditor.formats.drift import render_html, render_text
     assert "<script>alert" not in render_html(drift).decode()
     assert volatile("summary.quickStats.overallCpuUsage") and not volatile("config.lockdownMode")
+    assert volatile("properties.timestamp") and not volatile("properties.complianceState")
     assert "\x1b" not in render_text(drift)
 
 
