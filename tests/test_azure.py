@@ -345,3 +345,17 @@ def test_a_truncated_result_without_a_page_token_fails_the_scope(replay):
     [source] = collected.sources
     assert source.status == "failed" and collected.resources == []
     assert "truncated the result at 1 of 5,000 rows" in source.error
+
+
+def test_progress_counts_rows_per_page_on_a_terminal(replay):
+    import io
+
+    replay.estate.rows += generated_rows(1500, PCI)
+    stream = io.StringIO()
+    connection = AzureConnection(arm_endpoint=replay.url, authority=replay.url, ca_bundle=str(replay.cert))
+    progress = Progress(stream=stream, enabled=True)
+    AzureSource(connection, AzureScope(subscriptions=[PCI])).collect(progress)
+    progress.finish()
+    shown = stream.getvalue()
+    assert f"collecting {PCI}: 1,000" in shown  # after the first page
+    assert f"{PCI}: {1500 + 6:,}" in shown and shown.endswith("\n")
