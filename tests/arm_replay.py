@@ -244,10 +244,9 @@ def _handler(replay: ArmReplay) -> type[BaseHTTPRequestHandler]:
             elif not self._authorised(token):
                 return
             elif route == "subscriptions":
-                self._send(200, {"value": [s for sid, s in replay.estate.subscriptions.items()
-                                           if sid not in replay.estate.forbidden]})
-            elif route == "subscription":
-                self._subscription(params["subscription"])
+                self._send(200, {"value": [{k: v for k, v in s.items() if k != "listed"}
+                                           for sid, s in replay.estate.subscriptions.items()
+                                           if sid not in replay.estate.forbidden and s.get("listed", True)]})
             elif route == "resourcegroups":
                 self._resource_groups(params["subscription"])
             elif route == "definition":
@@ -325,13 +324,6 @@ def _handler(replay: ArmReplay) -> type[BaseHTTPRequestHandler]:
                                             'error="invalid_token", error_description="The access token has expired."'})
             return False
 
-        def _subscription(self, subscription: str) -> None:
-            estate = replay.estate
-            if subscription in estate.forbidden or subscription not in estate.subscriptions:
-                self._send(*_denied(subscription, "Microsoft.Resources/subscriptions/read"))
-            else:
-                self._send(200, estate.subscriptions[subscription])
-
         def _resource_groups(self, subscription: str) -> None:
             estate = replay.estate
             if subscription not in estate.subscriptions:
@@ -388,7 +380,6 @@ _ROUTES = [
     ("GET", re.compile(r"^/(?P<tenant>[^/]+)/v2\.0/\.well-known/openid-configuration$"), "openid"),
     ("POST", re.compile(r"^/(?P<tenant>[^/]+)/oauth2/v2\.0/token$"), "token"),
     ("GET", re.compile(r"^/subscriptions$", re.I), "subscriptions"),
-    ("GET", re.compile(r"^/subscriptions/(?P<subscription>[^/]+)$", re.I), "subscription"),
     ("GET", re.compile(r"^/subscriptions/(?P<subscription>[^/]+)/resourcegroups$", re.I), "resourcegroups"),
     ("GET", re.compile(r"^(/subscriptions/[^/]+)?/providers/microsoft\.authorization/"
                        r"policy(set)?definitions/[^/]+$", re.I), "definition"),

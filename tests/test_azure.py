@@ -344,7 +344,7 @@ def test_a_truncated_result_without_a_page_token_fails_the_scope(replay):
     collected, _ = collect(replay, PCI)
     [source] = collected.sources
     assert source.status == "failed" and collected.resources == []
-    assert "truncated the result at 1 of 5,000 rows" in source.error
+    assert "truncated the result at 1 of 5000 rows" in source.error
 
 
 def test_progress_counts_rows_per_page_on_a_terminal(replay):
@@ -359,3 +359,11 @@ def test_progress_counts_rows_per_page_on_a_terminal(replay):
     shown = stream.getvalue()
     assert f"collecting {PCI}: 1,000" in shown  # after the first page
     assert f"{PCI}: {1500 + 6:,}" in shown and shown.endswith("\n")
+
+
+def test_a_subscription_readable_but_not_listed_is_collected(replay):
+    # as for a guest identity from another tenant: the list omits it, its resources answer
+    replay.estate.subscriptions[PCI]["listed"] = False
+    collected, _ = collect(replay, PCI)
+    [source] = collected.sources
+    assert source.status == "ok" and source.resource_count > 0 and replay.requests["resourcegroups"] == 1

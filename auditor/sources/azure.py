@@ -249,8 +249,10 @@ class AzureSource(InventorySource):
             for subscription in dict.fromkeys(self.scope.subscriptions):
                 if subscription in visible:
                     targets[subscription] = visible[subscription]
-                else:
-                    failed.append(self._unreadable(subscription))
+                elif (refused := self._unreadable(subscription)) is not None:
+                    failed.append(refused)
+                else:  # readable, though not listed (a guest of another tenant, say)
+                    targets[subscription] = {"subscriptionId": subscription}
         else:
             targets = dict(visible)
         rows = self._graph_rows(list(targets), progress)
@@ -280,18 +282,18 @@ class AzureSource(InventorySource):
                    for sid, info in sorted(targets.items())]
         return Collected(sources=sources + failed, resources=resources)
 
-    def _unreadable(self, subscription: str) -> Source:
-        """Why a requested subscription is not visible, asked of the subscription itself."""
+    def _unreadable(self, subscription: str) -> Source | None:
+        """A failed source saying why a requested subscription that is not listed cannot be
+        read, asked of the subscription itself; None when it can be read after all."""
         from azure.core.exceptions import HttpResponseError
 
         try:
             self._call(lambda: next(iter(self._client("resources", subscription).resource_groups.list().by_page()),
                                     None))
-            reason = "not listed for this identity (no role assignment on the subscription?)"
         except HttpResponseError as exc:
-            reason = _arm_error(exc)
-        return Source(id=subscription, cloud="azure", kind="subscription", status="failed",
-                      error=f"subscription {subscription}: {reason}")
+            return Source(id=subscription, cloud="azure", kind="subscription", status="failed",
+                          error=f"subscription {subscription}: {_arm_error(exc)}")
+        return None
 
     def _graph_rows(self, subscriptions: list[str], progress: Progress) -> list[dict[str, Any]]:
         from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
@@ -324,7 +326,7 @@ class AzureSource(InventorySource):
                         # must not pass for the whole estate
                         raise IncompleteInventory(
                             f"{self.scope.label}: Resource Graph truncated the result at {len(rows):,} of "
-                            f"{response.total_records:,} rows without a page token")
+                            f"{response.total_records or 'more'} rows without a page token")
                     break
         return rows
 
