@@ -75,7 +75,11 @@ def load_entitlements(baselines: Baselines) -> dict[str, dict[str, Any]]:
 
 
 def account_hybrid_benefit(resources: list[dict[str, Any]], baselines: Baselines) -> None:
-    """Write facts.hybrid_benefit on Azure VMs (and facts.windows_server on vSphere hosts)."""
+    """Write facts.hybrid_benefit on Azure VMs (and facts.windows_server on vSphere hosts).
+    Nothing is counted until the organisation declares licensing.entitlements: without it
+    every claim would look unlicensed."""
+    if "licensing.entitlements" not in baselines.tables:
+        return
     entitlements = load_entitlements(baselines)
     on_premises = _standard_on_premises(resources)
     vms = sorted((r for r in resources if r["cloud"] == "azure" and r["type"] == "microsoft.compute/virtualmachines"),

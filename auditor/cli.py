@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
 def _scan(args: argparse.Namespace) -> int:
     from .gate import apply_waivers, compare, decide, load_previous, load_waivers
     from .output import prepare_output, write_run
-    from .sample import SAMPLE_SNAPSHOT
+    from .sample import SAMPLE_BASELINE, SAMPLE_SNAPSHOT, is_sample
     from .scan import load_rule_context, scan_snapshot
 
     as_of = args.as_of or date.today()
@@ -229,9 +229,11 @@ def _scan(args: argparse.Namespace) -> int:
     # every input is read before anything is collected, evaluated or written
     previous = load_previous(args.compare) if args.compare else None
     waivers = load_waivers(args.waivers) if args.waivers else []
-    context = load_rule_context(args.rules, args.baseline, as_of)
-    prepare_output(args.out)  # before a live collection that may take minutes
     files = args.snapshot or ([] if args.vsphere or args.azure else [SAMPLE_SNAPSHOT])
+    # the sample's own zones and entitlements come first, so a --baseline still overrides them
+    baselines = ([SAMPLE_BASELINE] if is_sample(files) else []) + args.baseline
+    context = load_rule_context(args.rules, baselines, as_of)
+    prepare_output(args.out)  # before a live collection that may take minutes
     snapshots = [_load_frozen(files)] if files else []
     # every live source is set up (and its options checked) before any is collected; then
     # vCenters and Azure are collected in parallel

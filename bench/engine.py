@@ -36,6 +36,7 @@ from auditor.engine.evaluate import candidates, evaluate, index_by_type
 from auditor.engine.operators import OPERATORS, CompileContext, parse_ports
 from auditor.engine.paths import ABSENT, compile_path
 from auditor.facts import derive_facts
+from auditor.sample import SAMPLE_BASELINE
 from auditor.sample.generate import build_sample_estate
 from auditor.scan import load_rule_context
 from auditor.segmentation import assign_zones
@@ -200,7 +201,8 @@ def c7n_manager():
 
 def run_ours(rule_paths, resources):
     start = time.perf_counter()
-    context = load_rule_context(rule_paths, None, AS_OF)
+    # the estate is the sample's, scaled: its zones and entitlements apply
+    context = load_rule_context(rule_paths, [SAMPLE_BASELINE], AS_OF)
     compiled_at = time.perf_counter()
     findings = evaluate(context.compiled, resources)
     end = time.perf_counter()
@@ -222,7 +224,8 @@ def run_c7n(translated):
 def run_scan_process(snapshot: Path, out: Path) -> tuple[float, float, int]:
     start = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "auditor", "scan", "--snapshot", str(snapshot), "--out", str(out),
-                             "--format", "json,sarif", "--as-of", AS_OF.isoformat(), "-q"],
+                             "--format", "json,sarif", "--as-of", AS_OF.isoformat(), "-q",
+                             "--baseline", str(SAMPLE_BASELINE)],
                             capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if result.returncode != 0:

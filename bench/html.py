@@ -19,7 +19,7 @@ from datetime import date
 from pathlib import Path
 
 from auditor.formats.html import HtmlReport
-from auditor.sample import SAMPLE_SNAPSHOT
+from auditor.sample import SAMPLE_BASELINE, SAMPLE_SNAPSHOT
 from auditor.scan import load_rule_context, load_snapshots, scan_snapshot
 
 CHROMIUM = "/usr/bin/chromium"
@@ -29,7 +29,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 
 def report_with(count: int):
     as_of = date(2026, 11, 25)
-    report = scan_snapshot(load_snapshots([SAMPLE_SNAPSHOT]), load_rule_context(None, None, as_of), as_of)
+    report = scan_snapshot(load_snapshots([SAMPLE_SNAPSHOT]), load_rule_context(None, [SAMPLE_BASELINE], as_of), as_of)
     base = report.findings
     findings = []
     for index in range(count):

@@ -83,9 +83,9 @@ SHARED = Path(os.environ.get("AUDITOR_SHARED", ROOT.parent / "shared"))
 @pytest.fixture(scope="session")
 def sample_report():
     """The sample estate scanned with the shipped packs as of AS_OF."""
-    from auditor.sample import SAMPLE_SNAPSHOT
+    from auditor.sample import SAMPLE_BASELINE, SAMPLE_SNAPSHOT
     from auditor.scan import load_rule_context, load_snapshots, scan_snapshot
-    return scan_snapshot(load_snapshots([SAMPLE_SNAPSHOT]), load_rule_context(None, None, AS_OF), AS_OF)
+    return scan_snapshot(load_snapshots([SAMPLE_SNAPSHOT]), load_rule_context(None, [SAMPLE_BASELINE], AS_OF), AS_OF)
 
 
 def multitool_binary() -> Path | None:

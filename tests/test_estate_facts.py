@@ -238,3 +238,24 @@ def test_nsg_of_a_zone_and_the_rules_that_admit_another_zone(tmp_path):
     assert nsg["facts"]["cross_zone"] == [{"name": "from-dev:10.30.4.0/24", "rule": "from-dev", "source": "10.30.4.0/24",
                                            "zone": "dev", "nsg_zones": ["pci"]}]
     assert "zones" not in unzoned.get("facts", {})  # its subnet belongs to no zone
+
+
+def test_zone_and_entitlement_rules_stay_silent_until_the_organisation_declares_them(tmp_path, capsys):
+    import json
+    import shutil
+
+    from auditor.cli import main
+    from auditor.sample import SAMPLE_BASELINE, SAMPLE_SNAPSHOT
+
+    copy = tmp_path / "estate.json"  # the sample's resources, but not the bundled file
+    shutil.copy(SAMPLE_SNAPSHOT, copy)
+    silent = {"HY-NET-001", "AZ-NET-014", "AZ-LIC-004", "AZ-LIC-005", "AZ-LIC-006"}
+
+    def rules_found(*extra: str) -> set[str]:
+        assert main(["scan", "--snapshot", str(copy), "--out", str(tmp_path / "reports"), "-q",
+                     "--as-of", "2026-11-25", "--no-history", *extra]) == 0
+        findings = json.loads((tmp_path / "reports" / "latest" / "findings.json").read_text())["findings"]
+        return {f["rule_id"] for f in findings}
+
+    assert not rules_found() & silent
+    assert rules_found("--baseline", str(SAMPLE_BASELINE)) >= silent

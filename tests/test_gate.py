@@ -15,11 +15,13 @@ from auditor.drift import diff_snapshots, volatile
 from auditor.errors import InputError
 from auditor.findings import Finding
 from auditor.gate import apply_waivers, compare, decide, load_waivers
-from auditor.sample import SAMPLE_SNAPSHOT
+from auditor.sample import SAMPLE_BASELINE, SAMPLE_SNAPSHOT
 from auditor.snapshot import load_snapshot, save_snapshot
 from tests.conftest import AS_OF
 
 ARGS = ["--as-of", AS_OF.isoformat(), "-q"]
+# a drifted copy of the sample is scanned with the sample's zones and entitlements, as the sample is
+SAMPLE_ZONES = ["--baseline", str(SAMPLE_BASELINE)]
 
 
 def finding(fingerprint, severity="high", actual="x", **extra):
@@ -133,7 +135,7 @@ def test_rescanning_the_same_estate_gives_no_new_findings(workdir):
 def test_one_changed_port_group_gives_exactly_one_new_finding_and_fails(workdir, capsys):
     previous = first_scan(workdir)
     drifted, group_id = drifted_sample(workdir)
-    assert main(["scan", *ARGS, "--snapshot", str(drifted), "--compare", str(previous)]) == 1
+    assert main(["scan", *ARGS, *SAMPLE_ZONES, "--snapshot", str(drifted), "--compare", str(previous)]) == 1
     err = capsys.readouterr().err
     assert "gate failed: 1 new findings" in err and "VS-NET-002" in err
     document = json.loads((workdir / "reports" / "latest" / "findings.json").read_text())
@@ -143,12 +145,12 @@ def test_one_changed_port_group_gives_exactly_one_new_finding_and_fails(workdir,
     states = [r["baselineState"] for run in sarif["runs"] for r in run["results"]]
     assert states.count("new") == 1 and "absent" not in states
     # below the minimum severity the same change passes
-    assert main(["scan", *ARGS, "--snapshot", str(drifted), "--compare", str(previous),
+    assert main(["scan", *ARGS, *SAMPLE_ZONES, "--snapshot", str(drifted), "--compare", str(previous),
                  "--min-severity", "high"]) == 0
 
 
 def test_fixed_findings_are_absent_and_the_sarif_can_be_the_previous_scan(workdir):
-    assert main(["scan", *ARGS, "--snapshot", str(drifted_sample(workdir)[0])]) == 0
+    assert main(["scan", *ARGS, *SAMPLE_ZONES, "--snapshot", str(drifted_sample(workdir)[0])]) == 0
     previous_sarif = workdir / "previous.sarif"
     previous_sarif.write_bytes((workdir / "reports" / "latest" / "results.sarif").read_bytes())
     assert main(["scan", *ARGS, "--compare", str(previous_sarif)]) == 0
@@ -170,7 +172,7 @@ waivers:
     expires: 2027-02-28
     ticket: CHG-4711
 """)
-    assert main(["scan", *ARGS, "--snapshot", str(drifted), "--compare", str(previous),
+    assert main(["scan", *ARGS, *SAMPLE_ZONES, "--snapshot", str(drifted), "--compare", str(previous),
                  "--waivers", str(waivers)]) == 0
     sarif = json.loads((workdir / "reports" / "latest" / "results.sarif").read_text())
     (waived,) = [r for run in sarif["runs"] for r in run["results"] if r.get("suppressions")]
@@ -180,7 +182,7 @@ waivers:
     assert "network-team" in html and "CHG-4711" in html
     capsys.readouterr()
     # the same waiver, past its date: no suppression, the gate fails, the waiver is reported
-    assert main(["scan", "--as-of", "2027-03-01", "-q", "--snapshot", str(drifted), "--compare", str(previous),
+    assert main(["scan", "--as-of", "2027-03-01", "-q", *SAMPLE_ZONES, "--snapshot", str(drifted), "--compare", str(previous),
                  "--waivers", str(waivers)]) == 1
     err = capsys.readouterr().err
     assert f"{waivers}:2 (VS-NET-002 on {group_id}, owner network-team) expired on 2027-02-28" in err
@@ -206,7 +208,7 @@ def test_gate_input_errors_exit_2(workdir, capsys):
 
 def test_history_records_scans_first_seen_and_trend(workdir, capsys):
     first_scan(workdir)
-    assert main(["scan", *ARGS, "--snapshot", str(drifted_sample(workdir)[0])]) == 0
+    assert main(["scan", *ARGS, *SAMPLE_ZONES, "--snapshot", str(drifted_sample(workdir)[0])]) == 0
     db = sqlite3.connect(workdir / "reports" / "history.db")
     totals = [row[0] for row in db.execute("SELECT total FROM scans ORDER BY id")]
     assert len(totals) == 2 and totals[1] == totals[0] + 1

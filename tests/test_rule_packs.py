@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import pytest
 
-from auditor.sample import SAMPLE_SNAPSHOT
+from auditor.sample import SAMPLE_BASELINE, SAMPLE_SNAPSHOT
 from auditor.scan import load_rule_context, load_snapshots, scan_snapshot
 from tests.conftest import AS_OF
 
@@ -100,7 +100,7 @@ CASES: dict[str, tuple[list, list]] = {
 
 @pytest.fixture(scope="module")
 def sample_findings():
-    context = load_rule_context(None, None, AS_OF)
+    context = load_rule_context(None, [SAMPLE_BASELINE], AS_OF)
     snapshot = load_snapshots([SAMPLE_SNAPSHOT])
     report = scan_snapshot(snapshot, context, AS_OF)
     by_rule = defaultdict(set)
