@@ -265,6 +265,9 @@ def _scan(args: argparse.Namespace) -> int:
     run = write_run(report, args.out, args.format)
     if not args.quiet:
         print_summary(report, run, args.format)
+        if context.waiting:
+            print("Rules off until a --baseline declares what they compare with: " + ", ".join(
+                f"{rule_id} ({', '.join(tables)})" for rule_id, tables in sorted(context.waiting.items())))
     for waiver in report.waivers:
         if waiver["status"] in ("expired", "stale"):
             what = ("expired on " + waiver["expires"] + f": {waiver['matched']} findings no longer suppressed"
@@ -472,7 +475,8 @@ def rules_markdown(rules: list) -> str:
                   "|---|---|---|---|---|"]
         for r in chosen:
             controls = "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(r.frameworks.items()))
-            lines.append(f"| {r.id} | {r.severity} | {r.title} | {', '.join(r.resource_text)} | "
+            needs = f" (needs baseline {', '.join(r.requires)})" if r.requires else ""
+            lines.append(f"| {r.id} | {r.severity} | {r.title}{needs} | {', '.join(r.resource_text)} | "
                          f"{controls} |")
         lines.append("")
     return "\n".join(lines)

@@ -16,7 +16,7 @@ from .accounting import account_hybrid_benefit, load_entitlements
 from .baselines import Baselines, load_baselines
 from .bundled import bundled_baselines_dir, bundled_rules_dir, display_path
 from .engine.evaluate import evaluate
-from .engine.rules import CompiledRule, RuleSet, compile_rules, load_rules
+from .engine.rules import CompiledRule, RuleSet, compile_rules, load_rules, missing_baselines
 from .facts import derive_facts
 from .findings import RuleInfo, ScanReport
 from .segmentation import assign_zones, load_zones
@@ -30,6 +30,12 @@ class RuleContext:
     ruleset: RuleSet
     baselines: Baselines
     compiled: list[CompiledRule]
+
+    @property
+    def waiting(self) -> dict[str, list[str]]:
+        """Enabled rules left off until their baselines are declared: id -> missing tables."""
+        return {rule.id: missing for rule in self.ruleset.rules
+                if rule.enabled and (missing := missing_baselines(rule, self.baselines))}
 
 
 def load_rule_context(rule_paths: list[Path] | None, baseline_paths: list[Path] | None,

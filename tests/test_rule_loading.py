@@ -113,6 +113,43 @@ def test_disabled_rules_load_but_do_not_compile(tmp_path):
 
 
 def test_shipped_packs_load_and_compile():
+    from auditor.sample import SAMPLE_BASELINE
+
     ruleset = load_rules([bundled_rules_dir()])
-    compiled = compile_rules(ruleset, load_baselines([bundled_baselines_dir()]), date(2026, 11, 25))
-    assert len(compiled) == len(ruleset.rules) >= 15
+    shipped = load_baselines([bundled_baselines_dir()])
+    compiled = compile_rules(ruleset, shipped, date(2026, 11, 25))
+    # only the rules that compare with the organisation's own tables wait for them
+    waiting = {rule.id for rule in ruleset.rules if rule.requires}
+    assert waiting == {"DR-VS-003", "DR-VS-004"}
+    assert len(compiled) == len(ruleset.rules) - len(waiting) >= 60
+    with_sample = load_baselines([bundled_baselines_dir(), SAMPLE_BASELINE])
+    assert len(compile_rules(ruleset, with_sample, date(2026, 11, 25))) == len(ruleset.rules)
+
+
+def test_a_rule_waits_for_the_baselines_it_requires(tmp_path, capsys):
+    from auditor.cli import main
+    from auditor.scan import load_rule_context
+    from tests.conftest import AS_OF, rule_file, write
+
+    rules = rule_file(tmp_path, """
+        requires: [desired.dns_servers]
+        match: {path: dns, op: ne, value: {baseline: desired.dns_servers}}
+        message: "{name} uses {dns}"
+        """)
+    context = load_rule_context([rules], [], AS_OF)
+    assert context.compiled == [] and context.waiting == {"T-001": ["desired.dns_servers"]}
+    mine = write(tmp_path, "mine.yaml", """
+        baselines:
+          desired.dns_servers: [10.0.0.53]
+        """)
+    context = load_rule_context([rules], [mine], AS_OF)
+    assert [c.rule.id for c in context.compiled] == ["T-001"] and context.waiting == {}
+    assert main(["scan", "--rules", str(rules), "--out", str(tmp_path / "out"), "--no-history"]) == 0
+    assert "Rules off until a --baseline declares what they compare with: T-001 (desired.dns_servers)" in \
+        capsys.readouterr().out
+    bad = rule_file(tmp_path, """
+        requires: desired.dns_servers
+        match: {path: dns, op: present}
+        """)
+    with pytest.raises(RuleError, match="'requires' must be a list"):
+        load_rule_context([bad], [], AS_OF)

@@ -28,7 +28,7 @@ CATEGORIES = ("support-status", "network-isolation", "licensing", "drift", "othe
 CLOUDS = ("vsphere", "azure")
 RULE_ID = re.compile(r"[A-Z0-9-]+")
 RULE_KEYS = {"id", "title", "severity", "category", "resource", "description", "remediation",
-             "references", "frameworks", "where", "match", "message", "enabled"}
+             "references", "frameworks", "where", "match", "message", "enabled", "requires"}
 REQUIRED_RULE_KEYS = ("id", "title", "severity", "category", "resource", "description",
                       "remediation", "match")
 FILE_KEYS = {"rules", "pack"}
@@ -57,6 +57,9 @@ class Rule:
     line: int
     pack: str
     enabled: bool = True
+    # baseline tables the organisation must declare (its NTP servers, say): until they are
+    # loaded the rule is off, since there is nothing true to compare with
+    requires: tuple[str, ...] = ()
 
     @property
     def resource_text(self) -> list[str]:
@@ -196,6 +199,10 @@ def _load_rule(raw: Any, where: str, line: int, pack: str) -> Rule:
     if not isinstance(enabled, bool):
         raise RuleError(f"rule {rule_id}: 'enabled' must be true or false", where=where,
                         line=raw.line_of("enabled"))
+    requires = raw.get("requires", [])
+    if not isinstance(requires, list) or not all(isinstance(t, str) and t for t in requires):
+        raise RuleError(f"rule {rule_id}: 'requires' must be a list of baseline table names", where=where,
+                        line=raw.line_of("requires"))
     rule = Rule(
         id=rule_id, title=_text(raw, "title", where) or "", severity=severity,
         category=category, resources=_resources(raw, rule_id, where),
@@ -203,7 +210,7 @@ def _load_rule(raw: Any, where: str, line: int, pack: str) -> Rule:
         remediation=_text(raw, "remediation", where) or "", references=list(references),
         frameworks=controls, where=raw.get("where"), match=raw["match"],
         message=_text(raw, "message", where, required=False), file=where, line=raw.line,
-        pack=pack, enabled=enabled)
+        pack=pack, enabled=enabled, requires=tuple(requires))
     # a dry compile checks the shape of the conditions and the message now, at load time
     compiler = _Compiler(where, rule_id, baselines=None, context=None)
     if rule.where is not None:
@@ -466,12 +473,18 @@ class CompiledRule:
     message: list[MessagePart]
 
 
+def missing_baselines(rule: Rule, baselines: Baselines) -> list[str]:
+    """The tables a rule requires that no loaded baseline file declares."""
+    return [name for name in rule.requires if name not in baselines.tables]
+
+
 def compile_rules(ruleset: RuleSet, baselines: Baselines, today: date) -> list[CompiledRule]:
-    """Compile every enabled rule against the loaded baselines and the scan date."""
+    """Compile every enabled rule whose required baselines are loaded, against them and
+    the scan date."""
     context = CompileContext(today=today)
     compiled = []
     for rule in ruleset.rules:
-        if not rule.enabled:
+        if not rule.enabled or missing_baselines(rule, baselines):
             continue
         compiler = _Compiler(rule.file, rule.id, baselines, context)
         where_node = (compiler.condition(rule.where, line_of(rule.where, rule.line))
@@ -486,5 +499,5 @@ def compile_rules(ruleset: RuleSet, baselines: Baselines, today: date) -> list[C
     return compiled
 
 
-__all__ = ["ABSENT", "CompiledRule", "Rule", "RuleSet", "compile_rules", "load_rules",
+__all__ = ["ABSENT", "CompiledRule", "Rule", "RuleSet", "compile_rules", "load_rules", "missing_baselines",
            "render_message", "rule_files"]
