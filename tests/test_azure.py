@@ -320,6 +320,8 @@ def test_no_credential_at_all_is_one_line_naming_what_to_set(tmp_path, capsys, m
                  "IDENTITY_ENDPOINT", "MSI_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AZURE_CONFIG_DIR", str(tmp_path / "no-az-login"))  # no Azure CLI session either
+    # developer credentials only: a CI host that happens to have a managed identity must not answer
+    monkeypatch.setenv("AZURE_TOKEN_CREDENTIALS", "dev")
     code = main(["collect", "azure", "--subscription", PCI, "--out", str(tmp_path / "a.json"), "--timeout", "5"])
     err = capsys.readouterr().err
     assert code == EXIT_INCOMPLETE and "Traceback" not in err
