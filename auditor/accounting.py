@@ -102,11 +102,8 @@ def account_hybrid_benefit(resources: list[dict[str, Any]], baselines: Baselines
         unit = UNITS[licence]
         declared = entitlements.get(licence)
         entitled = declared["amount"] if declared else 0
-        usable = entitled
-        if licence == "Windows_Server":
-            usable = entitled // CORE_SET * CORE_SET
-            if declared and declared["edition"] == "standard":
-                usable = max(0, usable - on_premises)
+        usable = _usable_windows_cores(declared, on_premises) if licence == "Windows_Server" and declared \
+            else entitled
         counted = [windows_cores(vm["facts"].get("vcpus")) if unit == "cores" else 1 for vm in claimants]
         total = sum(counted)
         used = 0
@@ -122,13 +119,19 @@ def account_hybrid_benefit(resources: list[dict[str, Any]], baselines: Baselines
         unused[licence] = usable - used
     windows = entitlements.get("Windows_Server")
     if windows is not None and "Windows_Server" not in unused:
-        usable = windows["amount"] // CORE_SET * CORE_SET
-        unused["Windows_Server"] = max(0, usable - on_premises) if windows["edition"] == "standard" else usable
+        unused["Windows_Server"] = _usable_windows_cores(windows, on_premises)
     for vm in payg:
         count = windows_cores(vm["facts"].get("vcpus"))
         left = unused.get("Windows_Server", 0)
         vm["facts"]["hybrid_benefit"] = {"licence": "Windows_Server", "payg": True, "counted": count,
                                          "unused": left, "eligible": windows is not None and count <= left}
+
+
+def _usable_windows_cores(declared: dict[str, Any], on_premises: int) -> int:
+    """Windows Server cores usable in Azure: whole 16-core sets, less what Standard edition
+    already licenses on premises (it has no dual use)."""
+    usable = declared["amount"] // CORE_SET * CORE_SET
+    return max(0, usable - on_premises) if declared["edition"] == "standard" else usable
 
 
 def _standard_on_premises(resources: list[dict[str, Any]]) -> int:

@@ -286,7 +286,9 @@ def _azure_network_joins(resources: list[dict[str, Any]]) -> None:
     """Facts that join Azure resources: VM -> NIC -> subnet, NSG <- flow log, VNet <- watcher."""
     nics: dict[str, dict[str, Any]] = {}
     subnets: dict[str, dict[str, Any]] = {}
-    vnets, nsgs, vms, flow_logs = [], {}, [], []
+    vnets: dict[str, dict[str, Any]] = {}  # by lower-case id
+    nsgs: dict[str, dict[str, Any]] = {}
+    vms, flow_logs = [], []
     watchers: set[tuple[str, str]] = set()
     for resource in resources:
         if resource["cloud"] != "azure":
@@ -295,7 +297,7 @@ def _azure_network_joins(resources: list[dict[str, Any]]) -> None:
         if kind == "microsoft.network/networkinterfaces":
             nics[resource["id"].lower()] = resource
         elif kind == "microsoft.network/virtualnetworks":
-            vnets.append(resource)
+            vnets[resource["id"].lower()] = resource
             for subnet in _items(_get(resource, "properties", "subnets")):
                 if isinstance(subnet, dict) and isinstance(subnet.get("id"), str):
                     subnets[subnet["id"].lower()] = subnet
@@ -309,7 +311,7 @@ def _azure_network_joins(resources: list[dict[str, Any]]) -> None:
             watchers.add((resource["source"], str(resource.get("location", "")).lower()))
     for vm in vms:
         _azure_networks(vm, nics, subnets)
-    for vnet in vnets:
+    for vnet in vnets.values():
         vnet.setdefault("facts", {})["network_watcher"] = (
             vnet["source"], str(vnet.get("location", "")).lower()) in watchers
     covered: dict[str, dict[str, Any]] = {}
@@ -321,7 +323,7 @@ def _azure_network_joins(resources: list[dict[str, Any]]) -> None:
         entry = {"id": flow_log["id"], "enabled": _get(flow_log, "properties", "enabled") is not False,
                  "retention_days": days}
         if "/virtualnetworks/" in target:
-            vnet = next((v for v in vnets if v["id"].lower() == target), None)
+            vnet = vnets.get(target)
             for subnet in _items(_get(vnet, "properties", "subnets")) if vnet else ():
                 nsg_id = str(_get(subnet, "properties", "networkSecurityGroup", "id") or "").lower()
                 if nsg_id:

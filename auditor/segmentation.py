@@ -94,6 +94,11 @@ def load_zones(baselines: Baselines) -> tuple[list[Zone], str]:
     return zones, tag
 
 
+def zone_of(network: dict[str, Any], cloud: str, zones: list[Zone]) -> str | None:
+    """The first zone that claims the network, or None."""
+    return next((zone.name for zone in zones if zone.claims(network, cloud)), None)
+
+
 def _listed(value: Any) -> list[Any]:
     """A baseline field that takes a list, also written as one value."""
     if value is None:
@@ -127,9 +132,9 @@ def assign_zones(resources: list[dict[str, Any]], baselines: Baselines) -> None:
             try:
                 claimed = claimed_by[key]
             except KeyError:
-                claimed = claimed_by[key] = next((zone.name for zone in zones if zone.claims(network, cloud)), None)
+                claimed = claimed_by[key] = zone_of(network, cloud, zones)
             except TypeError:  # an unhashable field: decide without the cache
-                claimed = next((zone.name for zone in zones if zone.claims(network, cloud)), None)
+                claimed = zone_of(network, cloud, zones)
             network["zone"] = claimed
             network["foreign"] = bool(own and claimed and claimed != own)
 
@@ -147,7 +152,7 @@ def assign_nsg_zones(resources: list[dict[str, Any]], zones: list[Zone]) -> None
             nsg = subnet["properties"].get("networkSecurityGroup")
             nsg_id = nsg.get("id") if isinstance(nsg, dict) else None
             network = {"id": subnet.get("id"), "prefix": subnet["properties"].get("addressPrefix")}
-            zone = next((z.name for z in zones if z.claims(network, "azure")), None)
+            zone = zone_of(network, "azure", zones)
             if isinstance(nsg_id, str) and zone:
                 nsg_zones.setdefault(nsg_id.lower(), set()).add(zone)
     for nsg in resources:
