@@ -37,8 +37,8 @@ def test_any_item_gives_one_finding_per_matching_element(tmp_path):
     assert findings[0].message == "nsg1 rule rdp opens 3389"
     assert findings[1].message == "nsg1 rule range opens 22, 3380-3390"
     evidence = {e["path"]: e["actual"] for e in findings[1].evidence}
-    assert evidence == {"properties.securityRules[1].properties.access": "Allow",
-                        "properties.securityRules[1].properties.destinationPortRanges": ["22", "3380-3390"]}
+    assert evidence == {"properties.securityRules[range].properties.access": "Allow",
+                        "properties.securityRules[range].properties.destinationPortRanges": ["22", "3380-3390"]}
 
 
 def test_fingerprints_are_stable_across_order_and_rename(tmp_path):
@@ -148,3 +148,53 @@ def test_paths():
     assert get({"a": {"b": "text"}}) is ABSENT
     assert compile_path("a.b")({"a": {"b": None}}) is ABSENT
     assert compile_path("a.b")({"a": "text"}) is ABSENT
+
+
+def test_needs_leaves_resources_without_the_data_unjudged(tmp_path):
+    from auditor.baselines import load_baselines
+    from auditor.bundled import bundled_baselines_dir
+    from auditor.engine.evaluate import evaluate_rules
+    from auditor.engine.rules import compile_rules, load_rules
+    from tests.conftest import AS_OF, rule_file
+
+    body = """
+    needs: [properties.version]
+    match: {path: properties.version, op: version_lt, value: "7.0"}
+    """
+    old, current, unknown = (thing("old", properties={"version": "6.7"}), thing("new", properties={"version": "8.0"}),
+                             thing("blind", properties={"version": None}))
+    compiled = compile_rules(load_rules([rule_file(tmp_path, body)]), load_baselines([bundled_baselines_dir()]), AS_OF)
+    result = evaluate_rules(compiled, [old, current, unknown])
+    assert [f.resource_name for f in result.findings] == ["old"]
+    tally = result.tallies["T-001"]
+    # the resource with no version is neither a pass nor a finding
+    assert tally.checked == 2 and tally.not_evaluated == [unknown["id"].lower()]
+
+
+def test_evidence_of_a_reordered_list_is_the_same(tmp_path):
+    body = """
+    match:
+      all_items:
+        path: properties.securityRules
+        match: {path: properties.access, op: eq, value: Allow}
+    """
+    a = nsg("nsg1", ("a", {"access": "Allow"}), ("b", {"access": "Allow"}))
+    b = nsg("nsg1", ("b", {"access": "Allow"}), ("a", {"access": "Allow"}))
+    first, second = run_rule(tmp_path, body, [a])[0], run_rule(tmp_path, body, [b])[0]
+    assert sorted(e["path"] for e in first.evidence) == sorted(e["path"] for e in second.evidence) == [
+        "properties.securityRules[a].properties.access", "properties.securityRules[b].properties.access"]
+
+
+def test_set_comparison_ignores_order_and_shows_the_set_sorted(tmp_path):
+    body = """
+    match: {path: properties.ntp, op: set_ne, value: [ntp1, ntp2]}
+    """
+    same, reversed_, other = (thing("same", properties={"ntp": ["ntp1", "ntp2"]}),
+                              thing("rev", properties={"ntp": ["ntp2", "ntp1"]}),
+                              thing("other", properties={"ntp": ["ntp2", "ntp9"]}))
+    findings = run_rule(tmp_path, body, [same, reversed_, other])
+    assert [f.resource_name for f in findings] == ["other"]
+    assert findings[0].evidence[0]["actual"] == ["ntp2", "ntp9"]
+    eq = run_rule(tmp_path, "match: {path: properties.ntp, op: set_eq, value: [ntp1, ntp2]}",
+                  [same, reversed_, other])
+    assert [f.resource_name for f in eq] == ["same", "rev"]

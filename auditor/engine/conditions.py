@@ -38,6 +38,8 @@ class Compare:
 
     def observe(self, scope: Any, evidence: Evidence, prefix: str, result: bool) -> None:
         observed = self._get(scope)
+        if self.op.unordered and isinstance(observed, list):
+            observed = sorted(observed, key=str)  # a set: its order is no evidence
         entry = {"path": prefix + self.path, "op": self.op.name,
                  "actual": None if observed is ABSENT else _observed(observed),
                  "result": result}
@@ -221,7 +223,8 @@ class Items:
                              "absent": True, "result": True})
             return True
         for index, item in enumerate(items):
-            item_prefix = f"{prefix}{self.path}[{index}]."
+            # keyed by the element's name, not its position: a reordered list is the same evidence
+            item_prefix = f"{prefix}{self.path}[{item_key(item, index)}]."
             if self.kind == "any_item":
                 if self.inner.explain(item, evidence, item_prefix):
                     return True  # the first matching element is the evidence

@@ -1,8 +1,10 @@
-"""Evaluation: compiled rules over a snapshot's resources, producing findings."""
+"""Evaluation: compiled rules over a snapshot's resources, producing findings and, per rule,
+how many resources it judged and which it could not judge for want of data."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..findings import Finding, fingerprint
@@ -31,27 +33,53 @@ def candidates(rule: CompiledRule, index: dict[tuple[str, str], list[dict[str, A
             yield from index.get((cloud, kind), ())
 
 
-def evaluate(rules: list[CompiledRule], resources: list[dict[str, Any]]) -> list[Finding]:
-    """Run every rule over the resources of its types; findings come in rule order."""
+@dataclass
+class RuleTally:
+    """What one rule looked at: resources its `where` admitted and that had the data it
+    needs (`checked`), and the keys of those that lacked it (not evaluated)."""
+
+    checked: int = 0
+    not_evaluated: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Evaluation:
+    """Findings in rule order, and a tally per rule id."""
+
+    findings: list[Finding]
+    tallies: dict[str, RuleTally]
+
+
+def evaluate_rules(rules: list[CompiledRule], resources: list[dict[str, Any]]) -> Evaluation:
+    """Run every rule over the resources of its types."""
     index = index_by_type(resources)
     findings: list[Finding] = []
+    tallies: dict[str, RuleTally] = {}
     for compiled in rules:
+        tally = tallies[compiled.rule.id] = RuleTally()
         where = compiled.where
+        needs = compiled.needs
         match = compiled.match
-        if compiled.per_item:
-            for resource in candidates(compiled, index):
-                if where is not None and not where(resource):
-                    continue
+        checked = 0
+        for resource in candidates(compiled, index):
+            if where is not None and not where(resource):
+                continue
+            if needs and any(get(resource) is ABSENT for get in needs):
+                tally.not_evaluated.append(resource_key(resource))
+                continue
+            checked += 1
+            if compiled.per_item:
                 for position, item in match.matching(resource):
                     findings.append(_finding(compiled, resource, item, position))
-        else:
-            test = match.test
-            for resource in candidates(compiled, index):
-                if where is not None and not where(resource):
-                    continue
-                if test(resource):
-                    findings.append(_finding(compiled, resource, ABSENT, None))
-    return findings
+            elif match.test(resource):
+                findings.append(_finding(compiled, resource, ABSENT, None))
+        tally.checked = checked
+    return Evaluation(findings, tallies)
+
+
+def evaluate(rules: list[CompiledRule], resources: list[dict[str, Any]]) -> list[Finding]:
+    """Only the findings of `evaluate_rules`."""
+    return evaluate_rules(rules, resources).findings
 
 
 def _finding(compiled: CompiledRule, resource: dict[str, Any], item: Any,
@@ -59,10 +87,10 @@ def _finding(compiled: CompiledRule, resource: dict[str, Any], item: Any,
     rule = compiled.rule
     evidence: list[dict[str, Any]] = []
     if position is not None:
-        # per-element finding: evidence and item are this element's
+        # per-element finding: evidence and item are this element's, keyed by its name
         match = compiled.match
-        match.inner.explain(item, evidence, f"{match.path}[{position}].")
         key: str | None = item_key(item, position)
+        match.inner.explain(item, evidence, f"{match.path}[{key}].")
     else:
         compiled.match.explain(resource, evidence, "")
         item = first_item(compiled.match, resource)

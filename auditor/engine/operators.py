@@ -47,16 +47,18 @@ class Operator:
     summary: str
     wants_table: bool = False  # the value must be a baseline table (resolved by the engine)
     wants_days: bool = False  # with wants_table: the value also names a horizon in days
+    unordered: bool = False  # compares lists as sets: evidence shows them sorted, so order is no change
 
 
 OPERATORS: dict[str, Operator] = {}
 
 
 def operator(name: str, summary: str, *, takes_value: bool = True, on_absent: bool = False,
-             wants_table: bool = False, wants_days: bool = False):
+             wants_table: bool = False, wants_days: bool = False, unordered: bool = False):
     """Register an operator factory under `name`."""
     def register(factory: Callable[[Any, CompileContext], Predicate]):
-        OPERATORS[name] = Operator(name, factory, takes_value, on_absent, summary, wants_table, wants_days)
+        OPERATORS[name] = Operator(name, factory, takes_value, on_absent, summary, wants_table, wants_days,
+                                   unordered)
         return factory
     return register
 
@@ -115,6 +117,32 @@ def _not_in(expected: Any, _: CompileContext) -> Predicate:
 
 def _hashable(value: Any) -> bool:
     return not isinstance(value, (dict, list))
+
+
+def _as_set(value: Any) -> frozenset | None:
+    """A list of plain values (or one plain value) as a set; None for any other shape."""
+    items = value if isinstance(value, list) else [value]
+    if not all(_hashable(item) for item in items):
+        return None
+    return frozenset(items)
+
+
+@operator("set_eq", "observed list holds exactly the listed values, in any order (repeats ignored)",
+          unordered=True)
+def _set_eq(expected: Any, _: CompileContext) -> Predicate:
+    members = _as_set(expected)
+    if members is None:
+        raise ValueError("needs a list of plain values")
+    return lambda observed: _as_set(observed) == members
+
+
+@operator("set_ne", "observed list differs from the listed values as a set: order is no difference "
+          "(absent counts as different)", on_absent=True, unordered=True)
+def _set_ne(expected: Any, _: CompileContext) -> Predicate:
+    members = _as_set(expected)
+    if members is None:
+        raise ValueError("needs a list of plain values")
+    return lambda observed: _as_set(observed) != members
 
 
 @operator("contains", "observed list holds the value, text has it as a substring, "

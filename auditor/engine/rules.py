@@ -28,7 +28,7 @@ CATEGORIES = ("support-status", "network-isolation", "licensing", "drift", "othe
 CLOUDS = ("vsphere", "azure")
 RULE_ID = re.compile(r"[A-Z0-9-]+")
 RULE_KEYS = {"id", "title", "severity", "category", "resource", "description", "remediation",
-             "references", "frameworks", "where", "match", "message", "enabled", "requires"}
+             "references", "frameworks", "where", "match", "message", "enabled", "requires", "needs"}
 REQUIRED_RULE_KEYS = ("id", "title", "severity", "category", "resource", "description",
                       "remediation", "match")
 FILE_KEYS = {"rules", "pack"}
@@ -60,6 +60,9 @@ class Rule:
     # baseline tables the organisation must declare (its NTP servers, say): until they are
     # loaded the rule is off, since there is nothing true to compare with
     requires: tuple[str, ...] = ()
+    # paths a resource must have for the rule to judge it: where one is absent the resource
+    # is "not evaluated" for this rule, never a pass (a disconnected host has no config)
+    needs: tuple[str, ...] = ()
 
     @property
     def resource_text(self) -> list[str]:
@@ -203,6 +206,14 @@ def _load_rule(raw: Any, where: str, line: int, pack: str) -> Rule:
     if not isinstance(requires, list) or not all(isinstance(t, str) and t for t in requires):
         raise RuleError(f"rule {rule_id}: 'requires' must be a list of baseline table names", where=where,
                         line=raw.line_of("requires"))
+    needs = raw.get("needs", [])
+    if not isinstance(needs, list) or not all(isinstance(p, str) and p for p in needs):
+        raise RuleError(f"rule {rule_id}: 'needs' must be a list of paths", where=where, line=raw.line_of("needs"))
+    for path in needs:
+        try:
+            compile_path(path)
+        except ValueError as exc:
+            raise RuleError(f"rule {rule_id}: needs: {exc}", where=where, line=raw.line_of("needs")) from None
     rule = Rule(
         id=rule_id, title=_text(raw, "title", where) or "", severity=severity,
         category=category, resources=_resources(raw, rule_id, where),
@@ -210,7 +221,7 @@ def _load_rule(raw: Any, where: str, line: int, pack: str) -> Rule:
         remediation=_text(raw, "remediation", where) or "", references=list(references),
         frameworks=controls, where=raw.get("where"), match=raw["match"],
         message=_text(raw, "message", where, required=False), file=where, line=raw.line,
-        pack=pack, enabled=enabled, requires=tuple(requires))
+        pack=pack, enabled=enabled, requires=tuple(requires), needs=tuple(needs))
     # a dry compile checks the shape of the conditions and the message now, at load time
     compiler = _Compiler(where, rule_id, baselines=None, context=None)
     if rule.where is not None:
@@ -471,6 +482,7 @@ class CompiledRule:
     match: Any
     per_item: bool
     message: list[MessagePart]
+    needs: tuple[Getter, ...] = ()
 
 
 def missing_baselines(rule: Rule, baselines: Baselines) -> list[str]:
@@ -495,7 +507,8 @@ def compile_rules(ruleset: RuleSet, baselines: Baselines, today: date) -> list[C
                                   has_item=_has_any_item(match))
         compiled.append(CompiledRule(
             rule=rule, where=where_node.test if where_node is not None else None, match=match,
-            per_item=isinstance(match, Items) and match.kind == "any_item", message=message))
+            per_item=isinstance(match, Items) and match.kind == "any_item", message=message,
+            needs=tuple(compile_path(path) for path in rule.needs)))
     return compiled
 
 
