@@ -1,5 +1,5 @@
 """A local HTTPS peer for the Azure source: Entra ID's token endpoint plus Azure Resource
-Manager, replaying Microsoft's published REST examples from ../shared and our own rows.
+Manager, replaying Microsoft's published REST examples (tests/fixtures/azure-rest-examples) and our own rows.
 
 The real SDK clients talk to it through the switches a user has (`--arm-endpoint`,
 `--authority`, `--ca-bundle`), so the path from CLI to token to inventory is the real one.
@@ -33,9 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import SHARED
-
-EXAMPLES = SHARED / "data" / "azure-rest-examples"
+EXAMPLES = Path(__file__).resolve().parent / "fixtures" / "azure-rest-examples"
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CLIENT_ID = "3b7e2a51-6f0e-4d7c-9a43-0c8b5f1e2d77"
 CLIENT_SECRET = "replay-only-secret"  # a test server's credential, not a secret anyone relies on
@@ -71,7 +69,12 @@ def example_rows() -> list[dict[str, Any]]:
                      "network/NetworkSecurityGroupListAll.json", "network/VirtualNetworkListAll.json",
                      "policy/listPolicyAssignments.json"):
         rows += [graph_row(item) for item in example_body(relative)["value"]]
-    return rows
+    # the examples reuse placeholder ids ({virtualMachineName} twice); Resource Graph never
+    # returns one id twice, and the collector rightly fails a scope whose pages do
+    unique = {}
+    for row in rows:
+        unique.setdefault(row["id"].lower(), row)
+    return list(unique.values())
 
 
 def make_certificate(workdir: Path) -> tuple[Path, Path]:

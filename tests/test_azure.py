@@ -267,7 +267,7 @@ def test_untrusted_certificate_and_unreachable_endpoint_are_one_line(replay, tmp
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--arm-endpoint", "https://arm.local"], "--arm-endpoint and --authority go together"),
+    (["--arm-endpoint", "https://arm.local"], "--arm-endpoint and --azure-authority go together"),
     (["--arm-endpoint", "http://arm.local", "--authority", "https://login.local"], "must be an https:// URL"),
     (["--subscription", "a", "--management-group", "b"], "not both"),
     (["--ca-bundle", "/nonexistent/ca.pem"], "CA bundle not found"),
@@ -369,3 +369,28 @@ def test_a_subscription_readable_but_not_listed_is_collected(replay):
     collected, _ = collect(replay, PCI)
     [source] = collected.sources
     assert source.status == "ok" and source.resource_count > 0 and replay.requests["resourcegroups"] == 1
+
+
+@pytest.mark.parametrize("answer, reason", [
+    # rows short of totalRecords with no page token: 1,000 of 2,511 must not pass for the estate
+    (lambda rows: {"totalRecords": 2511, "count": 1, "resultTruncated": "false", "data": rows[:1], "facets": []},
+     "pages add up to 1 rows where it counted 2,511 (totalRecords)"),
+    (lambda rows: {"totalRecords": 5, "count": 0, "resultTruncated": "false", "data": [], "facets": []},
+     "answered an empty page after 0 of 5 rows"),
+    (lambda rows: {"totalRecords": 5, "count": 0, "resultTruncated": "false", "data": {"rows": []}, "facets": []},
+     "data is not a list of rows"),
+    (lambda rows: {"totalRecords": 2, "count": 2, "resultTruncated": "false", "data": [rows[0], dict(
+        rows[0], id=rows[0]["id"].upper())], "facets": []}, "twice (ids compare case-insensitively)"),
+])
+def test_a_resource_graph_answer_that_does_not_add_up_fails_the_scope(replay, tmp_path, capsys, answer, reason):
+    replay.fail("resources", Fault(200, {}, answer(replay.estate.rows)))
+    collected, _ = collect(replay, PCI)
+    [source] = collected.sources
+    assert source.status == "failed" and collected.resources == [] and reason in source.error
+    # and through the command: exit 3, nothing written, the earlier snapshot kept
+    out = tmp_path / "azure.json"
+    out.write_text("earlier snapshot")
+    replay.fail("resources", Fault(200, {}, answer(replay.estate.rows)))
+    code = main(["collect", "azure", *endpoint_args(replay), "--subscription", PCI, "--output", str(out), "-q"])
+    assert code == EXIT_INCOMPLETE and out.read_text() == "earlier snapshot"
+    assert reason in capsys.readouterr().err

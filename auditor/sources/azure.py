@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..inventory import AZURE_CONTAINER_TYPES, AZURE_POLICY_TYPES, AZURE_RESOURCE_TYPES
 from ..snapshot import Source, make_resource
 from . import Collected, InventorySource, Progress
 
@@ -39,19 +40,10 @@ SUBSCRIPTION_BATCH = 1000
 RETRIES = 4
 QUOTA_WAIT_LIMIT = 60.0  # seconds; Resource Graph's quota window is 5 s, this is a guard
 
-# Resource types the rules and facts read; everything is lower case, as Resource Graph has it.
-RESOURCE_TYPES = (
-    "microsoft.compute/virtualmachines", "microsoft.compute/virtualmachinescalesets",
-    "microsoft.network/networkinterfaces", "microsoft.network/publicipaddresses",
-    "microsoft.network/networksecuritygroups", "microsoft.network/virtualnetworks",
-    "microsoft.network/routetables", "microsoft.network/networkwatchers",
-    "microsoft.network/networkwatchers/flowlogs", "microsoft.network/loadbalancers",
-    "microsoft.network/azurefirewalls", "microsoft.network/bastionhosts",
-    "microsoft.sqlvirtualmachine/sqlvirtualmachines", "microsoft.hybridcompute/machines",
-    "microsoft.avs/privateclouds", "microsoft.avs/privateclouds/clusters",
-)
-CONTAINER_TYPES = ("microsoft.resources/subscriptions", "microsoft.resources/subscriptions/resourcegroups")
-POLICY_TYPES = ("microsoft.authorization/policyassignments",)
+# Resource types the rules and facts read (auditor/inventory.py, which the rule loader also checks)
+RESOURCE_TYPES = AZURE_RESOURCE_TYPES
+CONTAINER_TYPES = AZURE_CONTAINER_TYPES
+POLICY_TYPES = AZURE_POLICY_TYPES
 
 
 def inventory_query() -> str:
@@ -261,12 +253,12 @@ class AzureSource(InventorySource):
                 sid = row.get("subscriptionId")
                 targets.setdefault(sid, visible.get(sid) or {"subscriptionId": sid, "displayName": row.get("name"),
                                                              "tenantId": row.get("tenantId")})
-        resources = _dedupe(make_resource(
+        resources = _unique_ids(self.scope.label, (make_resource(
             id=row["id"], name=str(row.get("name") or row["id"].rsplit("/", 1)[-1]), cloud="azure",
             type=row["type"], source=_subscription_of(row), tags=_tags(row), native=row)
             # a row without an id or type cannot be addressed by rules nor found again next scan
             for row in rows if isinstance(row, dict) and isinstance(row.get("id"), str) and row["id"]
-            and isinstance(row.get("type"), str) and row["type"])
+            and isinstance(row.get("type"), str) and row["type"]))
         if not targets and not failed:
             scope = f"management group {self.scope.management_group}" if self.scope.management_group \
                 else "the tenant"
@@ -307,6 +299,7 @@ class AzureSource(InventorySource):
         query = inventory_query()
         for batch in batches:
             skip_token = None
+            batch_rows = 0
             while True:
                 # a management group with more subscriptions than one query may cover answers for
                 # those it can, rather than failing the whole query
@@ -315,18 +308,33 @@ class AzureSource(InventorySource):
                     allow_partial_scopes=bool(self.scope.management_group)))
                 response, headers = self._call(lambda request=request: self._client("graph").resources(
                     request, cls=lambda pipeline, body, _: (body, pipeline.http_response.headers)))
-                if isinstance(response.data, list):
-                    rows.extend(response.data)
+                page = response.data
+                skip_token = response.skip_token
+                total = response.total_records
+                # every page must add up: rows that never arrive would read as resources
+                # removed, and their findings as fixed
+                if not isinstance(page, list) or not all(isinstance(row, dict) for row in page):
+                    raise IncompleteInventory(f"{self.scope.label}: Resource Graph answered a page whose data is "
+                                              "not a list of rows")
+                if not page and (skip_token or not isinstance(total, int) or total > batch_rows):
+                    counted = f"{total:,}" if isinstance(total, int) else "an unknown number of"
+                    raise IncompleteInventory(f"{self.scope.label}: Resource Graph answered an empty page after "
+                                              f"{batch_rows:,} of {counted} rows")
+                rows.extend(page)
+                batch_rows += len(page)
                 progress.update(self.id, len(rows))
                 self._respect_quota(headers)
-                skip_token = response.skip_token
                 if not skip_token:
                     if str(response.result_truncated).lower() == "true":
                         # rows are missing and no token fetches them: a partial inventory
                         # must not pass for the whole estate
                         raise IncompleteInventory(
-                            f"{self.scope.label}: Resource Graph truncated the result at {len(rows):,} of "
-                            f"{response.total_records or 'more'} rows without a page token")
+                            f"{self.scope.label}: Resource Graph truncated the result at {batch_rows:,} of "
+                            f"{total or 'more'} rows without a page token")
+                    if isinstance(total, int) and total != batch_rows:
+                        raise IncompleteInventory(
+                            f"{self.scope.label}: Resource Graph's pages add up to {batch_rows:,} rows where it "
+                            f"counted {total:,} (totalRecords)")
                     break
         return rows
 
@@ -387,15 +395,18 @@ def _tags(row: dict[str, Any]) -> dict[str, Any]:
     return tags if isinstance(tags, dict) else {}
 
 
-def _dedupe(resources: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Drop repeated ids: pages of a changing estate can overlap, and a snapshot names each once."""
+def _unique_ids(label: str, resources: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The resources, each id once. An id twice means pages overlapped while the estate
+    changed, so another row may be missing though the count adds up: fail the scope."""
     seen: set[str] = set()
     unique = []
     for resource in resources:
         key = resource["id"].lower()
-        if key not in seen:
-            seen.add(key)
-            unique.append(resource)
+        if key in seen:
+            raise IncompleteInventory(f"{label}: Resource Graph returned {resource['id']} twice (ids compare "
+                                      "case-insensitively): its pages overlapped; collect again")
+        seen.add(key)
+        unique.append(resource)
     return unique
 
 

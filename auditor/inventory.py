@@ -1,0 +1,55 @@
+"""The resource types the collectors produce: one catalogue that the sources collect by and
+the rule loader checks `resource:` selectors against, so a typo such as
+`vsphere:VirtualMachines` is refused at load time instead of matching nothing for ever.
+
+Kept apart from the sources so that the engine need not import pyvmomi or the Azure SDK.
+"""
+
+from __future__ import annotations
+
+# Managed object types, as vSphere names them (`_wsdlName`); `vCenter` is the service
+# instance's about info, `License` a licence of the licence manager.
+VSPHERE_TYPES = (
+    "vCenter", "HostSystem", "VirtualMachine", "Network", "DistributedVirtualPortgroup",
+    "DistributedVirtualSwitch", "VmwareDistributedVirtualSwitch", "ClusterComputeResource", "Datastore",
+    "License",
+)
+
+# ARM types, lower case as Resource Graph returns them, that the inventory query asks for.
+AZURE_RESOURCE_TYPES = (
+    "microsoft.compute/virtualmachines", "microsoft.compute/virtualmachinescalesets",
+    "microsoft.network/networkinterfaces", "microsoft.network/publicipaddresses",
+    "microsoft.network/networksecuritygroups", "microsoft.network/virtualnetworks",
+    "microsoft.network/routetables", "microsoft.network/networkwatchers",
+    "microsoft.network/networkwatchers/flowlogs", "microsoft.network/loadbalancers",
+    "microsoft.network/azurefirewalls", "microsoft.network/bastionhosts",
+    "microsoft.sqlvirtualmachine/sqlvirtualmachines", "microsoft.hybridcompute/machines",
+    "microsoft.avs/privateclouds", "microsoft.avs/privateclouds/clusters",
+)
+AZURE_CONTAINER_TYPES = ("microsoft.resources/subscriptions", "microsoft.resources/subscriptions/resourcegroups")
+AZURE_POLICY_TYPES = ("microsoft.authorization/policyassignments",)
+# not asked for by type, but in every snapshot that has them: non-compliant policy states
+# (PolicyResources) and the custom definitions that assignments name (policy SDK)
+AZURE_OTHER_TYPES = ("microsoft.policyinsights/policystates", "microsoft.authorization/policydefinitions",
+                     "microsoft.authorization/policysetdefinitions")
+AZURE_TYPES = AZURE_RESOURCE_TYPES + AZURE_CONTAINER_TYPES + AZURE_POLICY_TYPES + AZURE_OTHER_TYPES
+
+KNOWN_TYPES = {"vsphere": VSPHERE_TYPES, "azure": AZURE_TYPES}
+
+
+def known(cloud: str, kind: str) -> bool:
+    """Whether a collector produces resources of `kind` in `cloud` (`*`: in either)."""
+    if cloud == "*":
+        return kind in VSPHERE_TYPES or kind.lower() in AZURE_TYPES
+    return kind in KNOWN_TYPES.get(cloud, ())
+
+
+def nearest(cloud: str, kind: str) -> str | None:
+    """The known selector closest to a mistyped one, for 'did you mean'."""
+    import difflib
+
+    choices = {f"{c}:{t}": t for c, types in KNOWN_TYPES.items() for t in types if cloud in (c, "*")}
+    by_type = difflib.get_close_matches(kind.lower(), [t.lower() for t in choices.values()], n=1, cutoff=0.6)
+    if not by_type:
+        return None
+    return next(selector for selector, t in choices.items() if t.lower() == by_type[0])
