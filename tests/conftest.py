@@ -47,7 +47,7 @@ rules:
 """
 
 
-def rule_file(tmp_path: Path, body: str, resource: str = "azure:test/things") -> Path:
+def rule_file(tmp_path: Path, body: str, resource: str = "azure:microsoft.network/routetables") -> Path:
     """A one-rule file with the metadata filled in; `body` is the rest of the rule (indented 4)."""
     text = RULE_HEAD.format(resource=resource) + textwrap.indent(textwrap.dedent(body).strip("\n"), "    ") + "\n"
     path = tmp_path / "rule.yaml"
@@ -56,7 +56,7 @@ def rule_file(tmp_path: Path, body: str, resource: str = "azure:test/things") ->
 
 
 def run_rule(tmp_path: Path, body: str, resources: list[dict[str, Any]], *,
-             resource: str = "azure:test/things", baseline: str | None = None,
+             resource: str = "azure:microsoft.network/routetables", baseline: str | None = None,
              today: date = AS_OF) -> list[Finding]:
     """Load, compile and evaluate one rule over `resources`."""
     ruleset = load_rules([rule_file(tmp_path, body, resource)])
@@ -68,16 +68,15 @@ def run_rule(tmp_path: Path, body: str, resources: list[dict[str, Any]], *,
 
 
 def thing(name: str = "r1", **native: Any) -> dict[str, Any]:
-    """An Azure-shaped test resource of type test/things."""
+    """An Azure-shaped test resource (a route table: no fact stage reads those)."""
     resource = {"id": f"/subscriptions/s/providers/test/things/{name}", "name": name,
-                "cloud": "azure", "type": "test/things", "source": "s", "tags": {}}
+                "cloud": "azure", "type": "microsoft.network/routetables", "source": "s", "tags": {}}
     resource.update(native)
     return resource
 
 
 ROOT = Path(__file__).resolve().parent.parent
-# ../shared beside the checkout (CI lays a copy there); AUDITOR_SHARED points elsewhere
-SHARED = Path(os.environ.get("AUDITOR_SHARED", ROOT.parent / "shared"))
+FIXTURES = ROOT / "tests" / "fixtures"  # everything the tests read: they pass with nothing beside the clone
 
 
 @pytest.fixture(scope="session")

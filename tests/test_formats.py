@@ -15,14 +15,13 @@ from auditor.formats.findings_json import FindingsJson
 from auditor.formats.html import HtmlReport, script_json
 from auditor.formats.junit import JUnitReport
 from auditor.formats.sarif import SarifReport, gzipped_size
-from tests.conftest import ROOT, SHARED, need_peer
+from tests.conftest import FIXTURES, ROOT
 
-SCHEMA = SHARED / "data" / "sarif" / "sarif-schema-2.1.0.json"
+SCHEMA = FIXTURES / "sarif" / "sarif-schema-2.1.0.json"
 
 
 @pytest.fixture(scope="module")
 def sarif_validator():
-    need_peer(SCHEMA.exists(), f"SARIF schema not found at {SCHEMA}")
     from jsonschema import Draft4Validator
     schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
     Draft4Validator.check_schema(schema)
