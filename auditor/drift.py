@@ -67,6 +67,9 @@ class Drift:
     added: list[dict[str, Any]]
     removed: list[dict[str, Any]]
     changed: list[ResourceDrift]
+    # sources that failed in either snapshot ({id, snapshot: old|new, error}): their
+    # resources are not compared, since a failed collection is not a removal
+    unavailable: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -138,9 +141,14 @@ def diff_values(old: Any, new: Any, path: str, changes: list[Change]) -> None:
 
 
 def diff_snapshots(old: Snapshot, new: Snapshot) -> Drift:
-    """Resources added, removed and changed from `old` to `new`."""
-    before = {resource_key(r): r for r in old.resources}
-    after = {resource_key(r): r for r in new.resources}
+    """Resources added, removed and changed from `old` to `new`. Resources of a source that
+    failed in either snapshot are left out of the comparison and the source is reported:
+    what a failed collection did not see has not been removed."""
+    unavailable = [{"id": s.id, "snapshot": label, "error": s.error}
+                   for label, snapshot in (("old", old), ("new", new)) for s in snapshot.sources if s.status != "ok"]
+    skipped = {entry["id"] for entry in unavailable}
+    before = {resource_key(r): r for r in old.resources if r["source"] not in skipped}
+    after = {resource_key(r): r for r in new.resources if r["source"] not in skipped}
     changed = []
     for key in sorted(set(before) & set(after)):
         changes: list[Change] = []
@@ -152,4 +160,4 @@ def diff_snapshots(old: Snapshot, new: Snapshot) -> Drift:
     return Drift(old_collected_at=old.collected_at, new_collected_at=new.collected_at,
                  added=[_summary(after[k]) for k in sorted(set(after) - set(before))],
                  removed=[_summary(before[k]) for k in sorted(set(before) - set(after))],
-                 changed=changed)
+                 changed=changed, unavailable=unavailable)

@@ -26,6 +26,10 @@ class AuditorError(Exception):
         self.line = line
         super().__init__(self.one_line())
 
+    def lines(self) -> list[str]:
+        """Every problem as one line (most errors have one)."""
+        return [self.one_line()]
+
     def one_line(self) -> str:
         """The message as `file:line: what is wrong`, the form editors and CI logs link."""
         if self.where is None:

@@ -39,7 +39,10 @@ class Finding:
     source: str
     item_key: str | None = None
     evidence: list[dict[str, Any]] = field(default_factory=list)
-    state: str | None = None  # new / unchanged / updated / absent, set by the gate
+    # set by the gate: new / unchanged / updated (compared with a previous scan), absent
+    # (fixed since), unknown (its rule or source was not evaluated this time: neither open
+    # nor fixed), waiver-expired (an expired waiver covers it: due again)
+    state: str | None = None
     suppression: dict[str, Any] | None = None  # the waiver that accepts this finding, if any
     first_seen: str | None = None  # from the scan history, when one is kept
 
@@ -59,6 +62,11 @@ class Finding:
         return (SEVERITY_RANK.get(self.severity, 9), self.rule_id, self.resource_id,
                 self.item_key or "")
 
+
+# states of findings that describe the estate now; absent and unknown ones are kept for the
+# record (what was fixed, what could not be looked at) but are not current findings
+NOT_CURRENT = frozenset({"absent", "unknown"})
+STATES = ("new", "unchanged", "updated", "waiver-expired", "absent", "unknown")
 
 _FINDING_FIELDS = tuple(Finding.__dataclass_fields__)
 _finding_values = attrgetter(*_FINDING_FIELDS)  # all fields in one C call: 100,000 findings add up
@@ -80,6 +88,45 @@ class RuleInfo:
     file: str
     line: int
     pack: str
+    # how the rule fared in this scan: evaluated, partial (some resources or sources could
+    # not be looked at) or not_evaluated, with why, and per-resource counts (see RULE_COUNTS)
+    status: str = "evaluated"
+    reason: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form used in findings.json."""
+        return asdict(self)
+
+
+# per rule: resources checked (admitted by `where` and with the data it needs), of those
+# passed, failed (an open finding) and waived (only waived findings); and not evaluated
+# (admitted, but lacking data the rule needs)
+RULE_COUNTS = ("checked", "passed", "failed", "waived", "not_evaluated")
+RULE_STATUSES = ("evaluated", "partial", "not_evaluated")
+
+
+@dataclass
+class Summary:
+    """The counts every output shows, computed once so that they agree everywhere.
+
+    `total` counts current findings (not absent, not unknown), waived ones included;
+    `open` those of them not waived. `by_*` count current findings; `by_state` every
+    finding, and `by_category_severity` is what the category chart draws.
+    """
+
+    total: int
+    open: int
+    suppressed: int
+    absent: int
+    unknown: int
+    by_state: dict[str, int]
+    by_severity: dict[str, int]
+    by_category: dict[str, int]
+    by_cloud: dict[str, int]
+    by_source: dict[str, int]
+    by_category_severity: dict[str, dict[str, int]]
+    rules_by_status: dict[str, int]
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form used in findings.json."""
@@ -102,18 +149,42 @@ class ScanReport:
     compared_with: str | None = None  # the previous scan the states are relative to
     waivers: list[dict[str, Any]] = field(default_factory=list)  # each waiver with its status
     history: list[dict[str, Any]] = field(default_factory=list)  # recent scans' counts, oldest first
+    sample: bool = False  # the bundled sample estate was scanned: nothing here is a real estate
 
     @property
     def incomplete(self) -> bool:
         """True when a source failed to collect."""
         return any(source.get("status") != "ok" for source in self.sources)
 
-    def counts_by(self, attribute: str) -> dict[str, int]:
-        """Number of findings per value of one finding attribute (severity, category...)."""
-        counts: dict[str, int] = {}
+    @property
+    def current(self) -> list[Finding]:
+        """Findings that describe the estate now (not absent, not unknown)."""
+        return [f for f in self.findings if f.state not in NOT_CURRENT]
+
+    def summary(self) -> Summary:
+        """The counts console, HTML, findings.json and JUnit all show."""
+        by: dict[str, dict[str, int]] = {name: {} for name in ("severity", "category", "cloud", "source")}
+        by_state: dict[str, int] = {}
+        chart: dict[str, dict[str, int]] = {}
+        total = suppressed = 0
         for finding in self.findings:
-            if finding.state == "absent" and attribute != "state":
-                continue  # fixed since the previous scan: not a current finding
-            key = getattr(finding, attribute)
-            counts[key] = counts.get(key, 0) + 1
-        return counts
+            if finding.state is not None:
+                by_state[finding.state] = by_state.get(finding.state, 0) + 1
+            if finding.state in NOT_CURRENT:
+                continue
+            total += 1
+            if finding.suppression:
+                suppressed += 1
+            for name, counts in by.items():
+                key = getattr(finding, name)
+                counts[key] = counts.get(key, 0) + 1
+            row = chart.setdefault(finding.category, {})
+            row[finding.severity] = row.get(finding.severity, 0) + 1
+        statuses: dict[str, int] = {}
+        for rule in self.rules:
+            statuses[rule.status] = statuses.get(rule.status, 0) + 1
+        return Summary(total=total, open=total - suppressed, suppressed=suppressed,
+                       absent=by_state.get("absent", 0), unknown=by_state.get("unknown", 0),
+                       by_state=by_state, by_severity=by["severity"], by_category=by["category"],
+                       by_cloud=by["cloud"], by_source=by["source"], by_category_severity=chart,
+                       rules_by_status=statuses)

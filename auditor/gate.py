@@ -1,13 +1,19 @@
 """The CI gate: compare findings with a previous scan, apply waivers, decide the exit code.
 
 - States: `new` (fingerprint not in the previous scan), `unchanged`, `updated` (same
-  fingerprint, different evidence or severity), `absent` (in the previous scan, gone now).
+  fingerprint, different evidence or severity), `absent` (in the previous scan, and its
+  rule and source were evaluated this time without finding it: fixed), `unknown` (in the
+  previous scan, but its source failed or was not collected, or its rule did not run or
+  could not judge the resource: neither fixed nor open), `waiver-expired` (an expired
+  waiver covers it).
 - Waivers (YAML): rule id (or glob) + resource pattern + reason + owner + expiry date. A
   waived finding is reported as suppressed. An expired waiver suppresses nothing and is
   reported, and the findings it used to cover fail the gate even though they are not new:
-  accepted risk that has fallen due. A waiver that matches nothing is reported as stale.
-- Exit: with `--fail-on new`, 1 only when a new, unsuppressed finding at or above the
-  minimum severity exists (or a waiver expired over one); 3 when collection was incomplete.
+  accepted risk that has fallen due. A waiver that matches nothing is reported as stale; one
+  that waives everything (`*` for rule and resource) or very many findings is flagged.
+- Exit: with `--fail-on new`, 1 only when a new or waiver-expired, unsuppressed finding at
+  or above the minimum severity exists; unknown and absent findings never fail it. 3 when
+  collection was incomplete.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -24,7 +31,7 @@ import orjson
 
 from .baselines import parse_date
 from .errors import InputError
-from .findings import SEVERITY_RANK, Finding
+from .findings import NOT_CURRENT, SEVERITY_RANK, Finding
 from .yamlfile import LinedDict, LinedList, line_of, load_yaml
 
 WAIVER_KEYS = {"rule", "resource", "reason", "owner", "expires", "ticket"}
@@ -40,7 +47,9 @@ def load_previous(path: Path) -> list[Finding]:
     where = str(path)
     document = read_json(path, "previous scan")
     if isinstance(document, dict) and document.get("schema") == SCHEMA:
-        return report_from_document(document, where).findings
+        # what that scan found fixed is not a finding any more; what it could not look at
+        # (unknown) is still believed open and carries forward
+        return [f for f in report_from_document(document, where).findings if f.state != "absent"]
     if isinstance(document, dict) and document.get("version") == "2.1.0" and isinstance(document.get("runs"), list):
         return _from_sarif(document, where)
     raise InputError("previous scan must be an auditor findings.json or SARIF file", where=where)
@@ -73,8 +82,11 @@ def _evidence_key(finding: Finding) -> bytes:
     return orjson.dumps(sorted(observed, key=lambda item: str(item[0])), option=orjson.OPT_NON_STR_KEYS)
 
 
-def compare(current: list[Finding], previous: list[Finding]) -> list[Finding]:
-    """Mark each current finding's state; append previous findings that are gone as `absent`."""
+def compare(current: list[Finding], previous: list[Finding],
+            evaluated: Callable[[Finding], bool] = lambda finding: True) -> list[Finding]:
+    """Mark each current finding's state; append previous findings that are gone, as
+    `absent` where `evaluated(old)` says this scan looked at its rule and resource, and as
+    `unknown` where it could not (failed source, rule not run, data missing)."""
     before = {finding.fingerprint: finding for finding in previous}
     seen = set()
     for finding in current:
@@ -89,9 +101,10 @@ def compare(current: list[Finding], previous: list[Finding]) -> list[Finding]:
     gone = []
     for fingerprint, old in before.items():
         if fingerprint not in seen:
-            absent = copy.copy(old)
-            absent.state = "absent"
-            gone.append(absent)
+            gone_finding = copy.copy(old)
+            gone_finding.state = "absent" if evaluated(old) else "unknown"
+            gone_finding.suppression = None
+            gone.append(gone_finding)
     return current + sorted(gone, key=lambda f: f.sort_key())
 
 
@@ -162,28 +175,49 @@ def load_waivers(path: Path) -> list[Waiver]:
     return waivers
 
 
-def apply_waivers(findings: list[Finding], waivers: list[Waiver],
-                  today: date) -> tuple[list[dict[str, Any]], set[str]]:
-    """Suppress findings covered by a current waiver; return every waiver with its status,
-    and the fingerprints of the findings an expired waiver covers (due again).
+def apply_waivers(findings: list[Finding], waivers: list[Waiver], today: date) -> list[dict[str, Any]]:
+    """Suppress findings covered by a current waiver, mark those an expired waiver covers
+    `waiver-expired`; return every waiver with its status.
 
     Status: `active` (matched, in date), `expired` (past its date: suppresses nothing),
     `stale` (in date but matches no finding: the risk it accepted is gone, delete it).
+    A `warning` says when a waiver is broad enough to hide real findings.
     """
     statuses = []
-    due: set[str] = set()
+    current = [f for f in findings if f.state not in NOT_CURRENT]
+    expired_over: list[Finding] = []
     for waiver in waivers:
         expired = waiver.expires < today
-        matched = [f for f in findings if f.state != "absent" and waiver.matches(f)]
+        matched = [f for f in current if waiver.matches(f)]
         if not expired:  # an expired waiver suppresses nothing, whatever order waivers come in
             for finding in matched:
                 if finding.suppression is None:
                     finding.suppression = waiver.as_dict()
         else:
-            due.update(finding.fingerprint for finding in matched)
+            expired_over.extend(matched)
         status = "expired" if expired else ("active" if matched else "stale")
-        statuses.append(waiver.as_dict() | {"status": status, "matched": len(matched)})
-    return statuses, due
+        entry = waiver.as_dict() | {"status": status, "matched": len(matched)}
+        warning = waiver_warning(waiver, len(matched), len(current))
+        if warning:
+            entry["warning"] = warning
+        statuses.append(entry)
+    for finding in expired_over:
+        if finding.suppression is None:  # another, current waiver still accepts it
+            finding.state = "waiver-expired"
+    return statuses
+
+
+BROAD_WAIVER_FINDINGS = 50  # a waiver matching more findings than this is flagged
+
+
+def waiver_warning(waiver: Waiver, matched: int, current: int) -> str | None:
+    """Why a waiver deserves a second look: it waives everything, or very many findings."""
+    if waiver.rule.strip() == "*" and waiver.resource.strip() == "*":
+        return "waives every rule on every resource: it hides any finding, including future ones"
+    if matched > BROAD_WAIVER_FINDINGS:
+        return (f"waives {matched} of {current} findings (more than {BROAD_WAIVER_FINDINGS}): "
+                "narrow it to the resources whose risk was accepted")
+    return None
 
 
 # --- the decision ---------------------------------------------------------------------------
@@ -200,16 +234,16 @@ class GateResult:
         return bool(self.failing)
 
 
-def decide(findings: list[Finding], due: set[str], fail_on: str, min_severity: str) -> GateResult:
-    """Which findings fail the gate under `--fail-on` (a severity, `new`, or `never`);
-    `due` holds the fingerprints whose waiver has expired (see apply_waivers)."""
+def decide(findings: list[Finding], fail_on: str, min_severity: str) -> GateResult:
+    """Which findings fail the gate under `--fail-on` (a severity, `new`, or `never`).
+    Absent and unknown findings never fail it; waived ones neither."""
     if fail_on == "never":
         return GateResult([], "never fails")
-    live = [f for f in findings if f.state != "absent" and f.suppression is None]
+    live = [f for f in findings if f.state not in NOT_CURRENT and f.suppression is None]
     if fail_on == "new":
         threshold = SEVERITY_RANK[min_severity]
         failing = [f for f in live if SEVERITY_RANK[f.severity] <= threshold
-                   and (f.state == "new" or f.fingerprint in due)]
+                   and f.state in ("new", "waiver-expired")]
         return GateResult(failing, f"new findings at or above {min_severity}, or findings whose waiver expired")
     threshold = SEVERITY_RANK[fail_on]
     failing = [f for f in live if SEVERITY_RANK[f.severity] <= threshold]

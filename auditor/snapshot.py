@@ -183,8 +183,15 @@ def snapshot_from_document(document: Any, where: str) -> Snapshot:
                               status=status, error=error if isinstance(error, str) else None,
                               resource_count=count if isinstance(count, int) else 0,
                               details=details if isinstance(details, dict) else {}))
+    seen: dict[str, int] = {}
     for index, resource in enumerate(resources):
         _check_resource(resource, index, where)
+        key = resource_key(resource)
+        if key in seen:
+            # two resources under one id would share fingerprints and hide each other's findings
+            raise _fail(where, f"resources[{index}] ({resource['id']}) has the same id as resources[{seen[key]}]"
+                        + (" (Azure ids are case-insensitive)" if resource["cloud"] == "azure" else ""))
+        seen[key] = index
     return Snapshot(collected_at=collected_at, sources=sources, resources=resources,
                     origin=[where])
 

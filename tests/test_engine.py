@@ -125,12 +125,14 @@ def test_past_eol_against_a_baseline_table(tmp_path):
 def test_rule_applies_only_to_its_types_and_star_spans_clouds(tmp_path):
     body = "match: {path: flag, op: eq, value: true}"
     azure = thing("az", flag=True)
-    vsphere = {"id": "vc/vm-1", "name": "vm", "cloud": "vsphere", "type": "test/things",
+    vsphere = {"id": "vc/vm-1", "name": "vm", "cloud": "vsphere", "type": "Datastore",
                "source": "vc", "tags": {}, "flag": True}
-    other = dict(thing("other", flag=True), type="test/others")
+    other = dict(thing("other", flag=True), type="microsoft.network/loadbalancers")
     assert [f.resource_name for f in run_rule(tmp_path, body, [azure, vsphere, other])] == ["az"]
-    found = run_rule(tmp_path, body, [azure, vsphere, other], resource="'*:test/things'")
-    assert sorted(f.resource_name for f in found) == ["az", "vm"]
+    # `*:TYPE` names the type in either cloud (ARM types compared lower-case)
+    azure_datastore = dict(thing("az-ds", flag=True), type="datastore")
+    found = run_rule(tmp_path, body, [azure, vsphere, other, azure_datastore], resource="'*:Datastore'")
+    assert sorted(f.resource_name for f in found) == ["az-ds", "vm"]
 
 
 def test_message_marks_absent_fields_and_default_message(tmp_path):

@@ -211,8 +211,8 @@ def test_eol_warning_rule_needs_its_horizon(tmp_path):
     findings = run_rule(tmp_path, """
         match: {path: v, op: eol_within_days, value: {baseline: lifecycle.esxi, days: {baseline: support.eol_warning_days}}}
         message: m
-        """, [make_resource(id="a", name="a", cloud="azure", type="test/things", source="s", native={"v": "8.0.3"}),
-              make_resource(id="b", name="b", cloud="azure", type="test/things", source="s", native={"v": "7.0.3"})])
+        """, [make_resource(id="a", name="a", cloud="azure", type="microsoft.network/routetables", source="s", native={"v": "8.0.3"}),
+              make_resource(id="b", name="b", cloud="azure", type="microsoft.network/routetables", source="s", native={"v": "7.0.3"})])
     assert [f.resource_name for f in findings] == ["a"]
 
 

@@ -56,7 +56,7 @@ def rules_documents(draw):
     rule = {"id": draw(st.sampled_from(["R-1", "r1", "R-2"])), "title": "t",
             "severity": draw(st.sampled_from(["high", "low", "urgent"])),
             "category": draw(st.sampled_from(["other", "licensing", "misc"])),
-            "resource": draw(st.sampled_from(["azure:x/y", "vsphere:HostSystem", "*:x/y", "aws:z", ["azure:x/y"]])),
+            "resource": draw(st.sampled_from(["azure:microsoft.network/routetables", "vsphere:HostSystem", "*:Datastore", "aws:z", ["azure:microsoft.network/routetables"]])),
             "description": "d", "remediation": "r", "match": draw(conditions())}
     if draw(st.booleans()):
         rule["message"] = draw(st.sampled_from(["{name}", "{item.name}", "{a|b}", "{", "{a..b}", "plain"]))
@@ -84,7 +84,7 @@ def test_rule_loader_and_engine_never_raise_anything_but_input_errors(tmp_path_f
     except InputError as error:
         assert str(path) in error.one_line() and "\n" not in error.one_line()
         return
-    typed = [dict(r, id=f"x/{i}", name=f"n{i}", cloud="azure", type="x/y", source="s") for i, r in enumerate(inputs)]
+    typed = [dict(r, id=f"x/{i}", name=f"n{i}", cloud="azure", type="microsoft.network/routetables", source="s") for i, r in enumerate(inputs)]
     evaluate(compiled, typed)
 
 

@@ -56,23 +56,24 @@ waivers:
 """)
     waivers = load_waivers(path)
     findings = [finding("a1"), finding("b"), finding("c")]
-    statuses, due = apply_waivers(findings, waivers, AS_OF)
-    assert [s["status"] for s in statuses] == ["active", "expired", "stale"]
-    assert due == {"b"}
-    assert findings[0].suppression["owner"] == "team-a" and findings[0].suppression["ticket"] == "SEC-1"
-    assert findings[1].suppression is None and findings[2].suppression is None
     for f in findings:
         f.state = "unchanged"
-    gate = decide(findings, due, "new", "info")
+    statuses = apply_waivers(findings, waivers, AS_OF)
+    assert [s["status"] for s in statuses] == ["active", "expired", "stale"]
+    # the finding an expired waiver covers has a state of its own, in every output
+    assert [f.state for f in findings] == ["unchanged", "waiver-expired", "unchanged"]
+    assert findings[0].suppression["owner"] == "team-a" and findings[0].suppression["ticket"] == "SEC-1"
+    assert findings[1].suppression is None and findings[2].suppression is None
+    gate = decide(findings, "new", "info")
     assert [f.fingerprint for f in gate.failing] == ["b"]  # not new, but its waiver fell due
 
 
 def test_every_finding_of_an_expired_waiver_fails_however_many(tmp_path):
     path = waivers_file(tmp_path, "waivers:\n  - {rule: R-1, resource: '*', reason: r, owner: o, expires: 2020-01-01}\n")
     findings = [finding(f"f{index}", state="unchanged") for index in range(2500)]
-    statuses, due = apply_waivers(findings, load_waivers(path), AS_OF)
-    assert statuses[0]["matched"] == 2500 and len(due) == 2500
-    assert len(decide(findings, due, "new", "info").failing) == 2500
+    statuses = apply_waivers(findings, load_waivers(path), AS_OF)
+    assert statuses[0]["matched"] == 2500 and {f.state for f in findings} == {"waiver-expired"}
+    assert len(decide(findings, "new", "info").failing) == 2500
 
 
 def test_an_expired_waiver_never_undoes_an_active_one(tmp_path):

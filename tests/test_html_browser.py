@@ -161,3 +161,35 @@ def test_report_written_by_scan_opens_too(browser, tmp_path):
     assert page.locator("h1").inner_text() == "Compliance and drift audit"
     page.close()
     assert (ROOT / "auditor" / "formats" / "templates" / "report.html.j2").exists()
+
+
+def test_table_cards_and_chart_agree_with_absent_unknown_and_waived_findings(browser, tmp_path):
+    import copy
+
+    from auditor.formats.findings_json import report_document
+    from auditor.scan import load_rule_context, load_snapshots, scan_snapshot
+    from auditor.sample import SAMPLE_BASELINE, SAMPLE_SNAPSHOT
+    from tests.conftest import AS_OF
+
+    report = scan_snapshot(load_snapshots([SAMPLE_SNAPSHOT]), load_rule_context(None, [SAMPLE_BASELINE], AS_OF), AS_OF)
+    report.compared_with = "previous.json"
+    for finding in report.findings:
+        finding.state = "unchanged"
+    gone, unseen = copy.copy(report.findings[0]), copy.copy(report.findings[1])
+    gone.fingerprint, gone.state = "gone", "absent"
+    unseen.fingerprint, unseen.state = "unseen", "unknown"
+    report.findings[2].suppression = {"reason": "r", "owner": "o", "expires": "2027-01-01", "file": "w", "line": 1}
+    report.findings += [gone, unseen]
+    summary = report_document(report)["summary"]
+    path = tmp_path / "report.html"
+    path.write_bytes(HtmlReport().render(report))
+    page = browser.new_page()
+    page.goto(path.as_uri())
+    page.wait_for_selector("#findings tbody tr.finding")
+    shown = page.locator("#shown-count").inner_text()
+    assert shown == f"showing {summary['total']} of {summary['total']} findings" and summary["total"] < 500
+    assert page.locator("#total-count").inner_text() == str(summary["total"]) == str(len(report.findings) - 2)
+    assert rows(page).count() == summary["total"]  # absent and unknown are not current findings
+    page.select_option("#filter-state", "unknown")
+    expect(rows(page)).to_have_count(1)
+    page.close()

@@ -23,7 +23,7 @@ def test_every_v1_operator_is_registered():
 
 def test_absent_is_false_except_absent_and_ne():
     true_on_absent = {name for name, op in OPERATORS.items() if op.on_absent}
-    assert true_on_absent == {"absent", "ne"}
+    assert true_on_absent == {"absent", "ne", "set_ne"}
 
 
 @pytest.mark.parametrize("op, expected, observed, result", [

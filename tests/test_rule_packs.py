@@ -152,7 +152,7 @@ def test_rule_spares_true_negatives(sample_findings, rule_id):
 
 
 def test_rule_catalogue_in_docs_is_current(sample_findings):
-    from auditor.cli import rules_markdown
+    from auditor.catalogue import rules_markdown
     from tests.conftest import ROOT
     context, _, _ = sample_findings
     written = (ROOT / "docs" / "rules.md").read_text(encoding="utf-8")

@@ -16,6 +16,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from .. import inventory
 from ..baselines import Baselines, Table
 from ..errors import InputError, RuleError
 from ..yamlfile import LinedDict, LinedList, line_of, load_yaml
@@ -103,23 +104,53 @@ def _is_baseline(file: Path) -> bool:
 
 
 def load_rules(paths: list[Path], display: Callable[[Path], str] = str) -> RuleSet:
-    """Load and validate every rule file; the first problem raises RuleError."""
+    """Load and validate every rule file. Every problem in every file is reported at once
+    (RuleErrors, one line each); a rule set with no rule at all is refused, since it would
+    pass every estate."""
     ruleset = RuleSet()
     seen: dict[str, Rule] = {}
-    for file in rule_files(paths):
+    errors: list[InputError] = []
+    files = rule_files(paths)
+    for file in files:
         where = display(file)
-        document = load_yaml(file)
         try:
-            _load_document(document, where, ruleset, seen)
+            document = load_yaml(file)
         except InputError as error:
+            errors.append(error)
+            continue
+        problems: list[InputError] = []
+        try:
+            _load_document(document, where, ruleset, seen, problems)
+        except InputError as error:
+            problems.append(error)
+        for error in problems:
             if error.where is None:
                 error.where = where
-            raise
+        errors.extend(problems)
         ruleset.files.append(where)
+    if errors:
+        raise errors[0] if len(errors) == 1 else RuleErrors(errors)
+    if not ruleset.rules:
+        named = ", ".join(str(path) for path in paths)
+        raise RuleError(f"no rules found ({len(files)} rule file{'s' if len(files) != 1 else ''}): a scan "
+                        "without rules would pass any estate", where=named)
     return ruleset
 
 
-def _load_document(document: Any, where: str, ruleset: RuleSet, seen: dict[str, Rule]) -> None:
+class RuleErrors(RuleError):
+    """Several problems in rule files, each one line."""
+
+    def __init__(self, errors: list[InputError]):
+        self.errors = errors
+        super().__init__(errors[0].message, where=errors[0].where, line=errors[0].line)
+
+    def lines(self) -> list[str]:
+        """Every problem as `file:line: what is wrong`."""
+        return [error.one_line() for error in self.errors]
+
+
+def _load_document(document: Any, where: str, ruleset: RuleSet, seen: dict[str, Rule],
+                   problems: list[InputError]) -> None:
     if not isinstance(document, LinedDict) or "rules" not in document:
         raise RuleError("a rule file needs a top-level 'rules:' list", where=where,
                         line=line_of(document, 1))
@@ -141,11 +172,16 @@ def _load_document(document: Any, where: str, ruleset: RuleSet, seen: dict[str, 
         raise RuleError("'rules' must be a list of rules", where=where,
                         line=document.line_of("rules"))
     for index, raw in enumerate(rules):
-        rule = _load_rule(raw, where, rules.item_lines[index], pack_name)
+        try:
+            rule = _load_rule(raw, where, rules.item_lines[index], pack_name)
+        except InputError as error:  # report it, and go on with the next rule
+            problems.append(error)
+            continue
         if rule.id in seen:
             first = seen[rule.id]
-            raise RuleError(f"duplicate rule id {rule.id} (first defined at "
-                            f"{first.file}:{first.line})", where=where, line=rule.line)
+            problems.append(RuleError(f"duplicate rule id {rule.id} (first defined at "
+                                      f"{first.file}:{first.line})", where=where, line=rule.line))
+            continue
         seen[rule.id] = rule
         ruleset.rules.append(rule)
 
@@ -242,6 +278,11 @@ def _resources(raw: LinedDict, rule_id: str, where: str) -> tuple[tuple[str, str
         if cloud not in (*CLOUDS, "*") or not kind:
             raise RuleError(f"rule {rule_id}: resource {entry!r} must be CLOUD:TYPE with "
                             "CLOUD vsphere, azure or *", where=where, line=raw.line_of("resource"))
+        if not inventory.known(cloud, kind):
+            guess = inventory.nearest(cloud, kind)
+            raise RuleError(f"rule {rule_id}: resource {entry!r} is no type the collectors produce"
+                            + (f" (did you mean {guess}?)" if guess else " (see auditor/inventory.py)"),
+                            where=where, line=raw.line_of("resource"))
         # ARM types are case-insensitive; vSphere managed object types are not
         selectors.append((cloud, kind.lower() if cloud == "azure" else kind))
     if not selectors:
@@ -495,22 +536,32 @@ def compile_rules(ruleset: RuleSet, baselines: Baselines, today: date) -> list[C
     the scan date."""
     context = CompileContext(today=today)
     compiled = []
+    errors: list[InputError] = []
     for rule in ruleset.rules:
         if not rule.enabled or missing_baselines(rule, baselines):
             continue
-        compiler = _Compiler(rule.file, rule.id, baselines, context)
-        where_node = (compiler.condition(rule.where, line_of(rule.where, rule.line))
-                      if rule.where is not None else None)
-        match = compiler.condition(rule.match, line_of(rule.match, rule.line))
-        template = rule.message or "{name}: " + rule.title
-        message = compile_message(template, rule.file, rule.line, rule.id,
-                                  has_item=_has_any_item(match))
-        compiled.append(CompiledRule(
-            rule=rule, where=where_node.test if where_node is not None else None, match=match,
-            per_item=isinstance(match, Items) and match.kind == "any_item", message=message,
-            needs=tuple(compile_path(path) for path in rule.needs)))
+        try:
+            compiled.append(_compile(rule, baselines, context))
+        except InputError as error:
+            errors.append(error)
+    if errors:
+        raise errors[0] if len(errors) == 1 else RuleErrors(errors)
     return compiled
 
 
-__all__ = ["ABSENT", "CompiledRule", "Rule", "RuleSet", "compile_rules", "load_rules", "missing_baselines",
-           "render_message", "rule_files"]
+def _compile(rule: Rule, baselines: Baselines, context: CompileContext) -> CompiledRule:
+    """One rule against the baselines and the scan date."""
+    compiler = _Compiler(rule.file, rule.id, baselines, context)
+    where_node = (compiler.condition(rule.where, line_of(rule.where, rule.line))
+                  if rule.where is not None else None)
+    match = compiler.condition(rule.match, line_of(rule.match, rule.line))
+    template = rule.message or "{name}: " + rule.title
+    message = compile_message(template, rule.file, rule.line, rule.id, has_item=_has_any_item(match))
+    return CompiledRule(
+        rule=rule, where=where_node.test if where_node is not None else None, match=match,
+        per_item=isinstance(match, Items) and match.kind == "any_item", message=message,
+        needs=tuple(compile_path(path) for path in rule.needs))
+
+
+__all__ = ["ABSENT", "CompiledRule", "Rule", "RuleErrors", "RuleSet", "compile_rules", "load_rules",
+           "missing_baselines", "render_message", "rule_files"]

@@ -29,6 +29,8 @@ def render_text(drift: Drift) -> str:
     """One line per added/removed resource and per changed path."""
     lines = [f"drift from {drift.old_collected_at} to {drift.new_collected_at}: {len(drift.added)} added, "
              f"{len(drift.removed)} removed, {len(drift.changed)} changed"]
+    lines += [_clean(f"! source {s['id']} failed in the {s['snapshot']} snapshot ({s['error']}): its resources "
+                     "were not compared") for s in drift.unavailable]
     lines += [_clean(f"+ {r['type']} {r['name']} ({r['id']})") for r in drift.added]
     lines += [_clean(f"- {r['type']} {r['name']} ({r['id']})") for r in drift.removed]
     for resource in drift.changed:
@@ -41,7 +43,6 @@ def render_text(drift: Drift) -> str:
 def render_json(drift: Drift) -> bytes:
     """The drift as a JSON document (schema `auditor.drift`, version 1)."""
     return to_json({"schema": "auditor.drift", "schema_version": 1, **asdict(drift)}, indent=True) + b"\n"
-
 
 
 

@@ -13,24 +13,12 @@ import orjson
 
 from ..errors import InputError
 from ..files import read_input
-from ..findings import Finding, RuleInfo, ScanReport
+from ..findings import RULE_STATUSES, STATES, Finding, RuleInfo, ScanReport
 from ..jsonio import to_json
 from . import ReportFormat
 
 SCHEMA = "auditor.findings"
 SCHEMA_VERSION = 1
-
-
-def summary(report: ScanReport) -> dict[str, Any]:
-    """Counts by severity, category, cloud and source."""
-    live = [f for f in report.findings if f.state != "absent"]
-    return {"total": len(live),
-            "suppressed": sum(1 for f in live if f.suppression),
-            "by_state": report.counts_by("state") if report.compared_with else {},
-            "by_severity": report.counts_by("severity"),
-            "by_category": report.counts_by("category"),
-            "by_cloud": report.counts_by("cloud"),
-            "by_source": report.counts_by("source")}
 
 
 def report_document(report: ScanReport) -> dict[str, Any]:
@@ -42,7 +30,8 @@ def report_document(report: ScanReport) -> dict[str, Any]:
         "snapshot": {"collected_at": report.collected_at, "resource_count": report.resource_count,
                      "resource_counts": report.resource_counts,
                      "sources": report.sources, "incomplete": report.incomplete},
-        "summary": summary(report),
+        "sample": report.sample,
+        "summary": report.summary().as_dict(),
         "compared_with": report.compared_with,
         "waivers": report.waivers,
         "history": report.history,
@@ -73,25 +62,114 @@ def load_report(path: Path) -> ScanReport:
 
 
 def report_from_document(document: Any, where: str) -> ScanReport:
-    """Build a ScanReport from a parsed findings.json document."""
+    """Build a ScanReport from a parsed findings.json document; any field of the wrong
+    shape is a one-line error naming it, never a traceback."""
     if not isinstance(document, dict) or document.get("schema") != SCHEMA:
         raise InputError(f"not a findings.json (expected \"schema\": \"{SCHEMA}\")", where=where)
     version = document.get("schema_version")
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version > SCHEMA_VERSION:
         raise InputError(f"findings schema_version {version!r} is not one this auditor reads "
                          f"(<= {SCHEMA_VERSION}); upgrade auditor", where=where)
-    try:
-        snapshot = document["snapshot"]
-        rules = [RuleInfo(**{k: rule[k] for k in RuleInfo.__dataclass_fields__})
-                 for rule in document["rules"]]
-        findings = [Finding.from_dict(finding) for finding in document["findings"]]
-        return ScanReport(
-            tool_version=document["tool"]["version"], scanned_at=document["scanned_at"],
-            as_of=document["as_of"], collected_at=snapshot["collected_at"],
-            sources=snapshot["sources"], resource_count=snapshot["resource_count"],
-            rules=rules, findings=findings, resource_counts=snapshot.get("resource_counts", {}),
-            compared_with=document.get("compared_with"), waivers=document.get("waivers") or [],
-            history=document.get("history") or [])
-    except (KeyError, TypeError) as exc:
-        raise InputError(f"findings.json is missing or has a malformed field ({exc})",
-                         where=where) from None
+    check = _Checker(where)
+    snapshot = check.mapping(document, "snapshot")
+    tool = check.mapping(document, "tool")
+    rules = [_rule(check, rule, f"rules[{i}]") for i, rule in enumerate(check.items(document, "rules"))]
+    findings = [_finding(check, finding, f"findings[{i}]")
+                for i, finding in enumerate(check.items(document, "findings"))]
+    sources = check.items(snapshot, "sources", "snapshot.")
+    for index, source in enumerate(sources):
+        if not isinstance(source, dict) or not isinstance(source.get("id"), str):
+            raise InputError(f"snapshot.sources[{index}] must be an object with a text id", where=where)
+    return ScanReport(
+        tool_version=check.text(tool, "version", "tool."), scanned_at=check.text(document, "scanned_at"),
+        as_of=check.text(document, "as_of"), collected_at=check.text(snapshot, "collected_at", "snapshot."),
+        sources=sources, resource_count=check.number(snapshot, "resource_count", "snapshot."),
+        rules=rules, findings=findings,
+        resource_counts=check.optional(snapshot, "resource_counts", dict, {}, "snapshot."),
+        compared_with=check.optional(document, "compared_with", str, None),
+        waivers=check.optional(document, "waivers", list, []),
+        history=check.optional(document, "history", list, []),
+        sample=check.optional(document, "sample", bool, False))
+
+
+class _Checker:
+    """Reads fields of a findings document, naming the first one of a wrong shape."""
+
+    def __init__(self, where: str):
+        self.where = where
+
+    def fail(self, field: str, what: str) -> InputError:
+        return InputError(f"findings.json field {field} {what}", where=self.where)
+
+    def mapping(self, parent: dict[str, Any], key: str, prefix: str = "") -> dict[str, Any]:
+        value = parent.get(key)
+        if not isinstance(value, dict):
+            raise self.fail(prefix + key, "is missing or not an object")
+        return value
+
+    def items(self, parent: dict[str, Any], key: str, prefix: str = "") -> list[Any]:
+        value = parent.get(key)
+        if not isinstance(value, list):
+            raise self.fail(prefix + key, "is missing or not a list")
+        return value
+
+    def text(self, parent: dict[str, Any], key: str, prefix: str = "") -> str:
+        value = parent.get(key)
+        if not isinstance(value, str):
+            raise self.fail(prefix + key, "is missing or not text")
+        return value
+
+    def number(self, parent: dict[str, Any], key: str, prefix: str = "") -> int:
+        value = parent.get(key)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self.fail(prefix + key, "is missing or not a whole number")
+        return value
+
+    def optional(self, parent: dict[str, Any], key: str, kind: type, default: Any, prefix: str = "") -> Any:
+        value = parent.get(key, default)
+        if value is None:
+            return default
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            raise self.fail(prefix + key, f"must be {kind.__name__}")
+        return value
+
+
+_RULE_TEXT = ("id", "title", "severity", "category", "description", "remediation", "file", "pack")
+_FINDING_TEXT = ("rule_id", "fingerprint", "severity", "category", "title", "message", "resource_id",
+                 "resource_name", "resource_type", "cloud", "source")
+
+
+def _rule(check: _Checker, raw: Any, label: str) -> RuleInfo:
+    if not isinstance(raw, dict):
+        raise check.fail(label, "is not an object")
+    values = {key: check.text(raw, key, f"{label}.") for key in _RULE_TEXT}
+    resources = check.items(raw, "resources", f"{label}.")
+    references = check.items(raw, "references", f"{label}.")
+    frameworks = check.mapping(raw, "frameworks", f"{label}.")
+    if not all(isinstance(v, str) for v in resources + references) or not all(
+            isinstance(ids, list) and all(isinstance(i, str) for i in ids) for ids in frameworks.values()):
+        raise check.fail(label, "has resources, references or frameworks that are not text")
+    counts = check.optional(raw, "counts", dict, {}, f"{label}.")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in counts.values()):
+        raise check.fail(f"{label}.counts", "must map names to whole numbers")
+    status = check.optional(raw, "status", str, "evaluated", f"{label}.")
+    if status not in RULE_STATUSES:
+        raise check.fail(f"{label}.status", f"must be one of {', '.join(RULE_STATUSES)}")
+    return RuleInfo(**values, resources=resources, references=references, frameworks=frameworks,
+                    line=check.number(raw, "line", f"{label}."), status=status,
+                    reason=check.optional(raw, "reason", str, None, f"{label}."), counts=counts)
+
+
+def _finding(check: _Checker, raw: Any, label: str) -> Finding:
+    if not isinstance(raw, dict):
+        raise check.fail(label, "is not an object")
+    values: dict[str, Any] = {key: check.text(raw, key, f"{label}.") for key in _FINDING_TEXT}
+    evidence = check.optional(raw, "evidence", list, [], f"{label}.")
+    if not all(isinstance(entry, dict) for entry in evidence):
+        raise check.fail(f"{label}.evidence", "must be a list of objects")
+    state = check.optional(raw, "state", str, None, f"{label}.")
+    if state is not None and state not in STATES:
+        raise check.fail(f"{label}.state", f"must be one of {', '.join(STATES)}")
+    return Finding(**values, item_key=check.optional(raw, "item_key", str, None, f"{label}."), evidence=evidence,
+                   state=state, suppression=check.optional(raw, "suppression", dict, None, f"{label}."),
+                   first_seen=check.optional(raw, "first_seen", str, None, f"{label}."))

@@ -13,14 +13,15 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from ..findings import SEVERITY_RANK, ScanReport
+from ..findings import SEVERITY_RANK, STATES, ScanReport, Summary
 from ..jsonio import to_json
 from . import ReportFormat
-from .findings_json import summary
 
 TEMPLATES = Path(__file__).with_name("templates")
 SEVERITIES = list(SEVERITY_RANK)
 CATEGORY_ORDER = ["support-status", "network-isolation", "licensing", "drift", "other"]
+STATE_LABELS = {"new": "new", "unchanged": "unchanged", "updated": "updated", "waiver-expired": "waiver expired",
+                "absent": "fixed (absent)", "unknown": "unknown (not evaluated)"}
 
 
 def script_json(value: Any) -> str:
@@ -30,12 +31,10 @@ def script_json(value: Any) -> str:
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
-def _chart(report: ScanReport) -> dict[str, Any]:
-    """Bars of findings per category, split by severity, sized for an inline SVG."""
-    counts: dict[str, dict[str, int]] = {}
-    for finding in report.findings:
-        counts.setdefault(finding.category, {}).setdefault(finding.severity, 0)
-        counts[finding.category][finding.severity] += 1
+def _chart(summary: Summary) -> dict[str, Any]:
+    """Bars of current findings per category, split by severity, sized for an inline SVG:
+    the same counts as the cards and the console."""
+    counts = summary.by_category_severity
     categories = [c for c in CATEGORY_ORDER if c in counts] + sorted(set(counts) - set(CATEGORY_ORDER))
     largest = max((sum(v.values()) for v in counts.values()), default=0) or 1
     bars = []
@@ -100,16 +99,17 @@ class HtmlReport(ReportFormat):
                            "category": rule.category, "description": rule.description,
                            "remediation": rule.remediation, "references": rule.references,
                            "frameworks": rule.frameworks, "file": rule.file, "line": rule.line,
-                           "resources": rule.resources}
+                           "resources": rule.resources, "status": rule.status, "reason": rule.reason,
+                           "counts": rule.counts}
                  for rule in report.rules}
         fields = ("rule_id", "fingerprint", "severity", "category", "title", "message",
                   "resource_id", "resource_name", "resource_type", "cloud", "source", "item_key",
                   "evidence", "state", "suppression", "first_seen")
         findings = [[getattr(f, name) for name in fields] for f in report.findings]
+        summary = report.summary()
         page = template.render(
-            report=report, summary=summary(report), severities=SEVERITIES,
-            chart=_chart(report), trend=_trend(report), payload={"fields": fields, "findings": findings, "rules": rules,
-                                           "severities": SEVERITIES,
-                                           "source_labels": source_labels(report),
-                                           "scanned_at": report.scanned_at})
+            report=report, summary=summary, severities=SEVERITIES, states=STATES, state_labels=STATE_LABELS,
+            chart=_chart(summary), trend=_trend(report),
+            payload={"fields": fields, "findings": findings, "rules": rules, "severities": SEVERITIES,
+                     "source_labels": source_labels(report), "scanned_at": report.scanned_at})
         return page.encode("utf-8")

@@ -1,12 +1,15 @@
-"""JUnit XML for CI systems that show test reports: one testcase per rule that ran,
-one failure per finding of that rule, grouped in a testsuite per category."""
+"""JUnit XML for CI systems that show test results: one testcase per rule, grouped in a
+testsuite per category. A rule with open findings fails (one failure per finding); a rule
+that was not evaluated (its sources failed, it waits for a baseline table, no resource of
+its types) is skipped with the reason, never shown as passing; a partial one says in its
+output what it could not look at."""
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 
-from ..findings import Finding, ScanReport
+from ..findings import NOT_CURRENT, Finding, RuleInfo, ScanReport
 from . import ReportFormat
 
 
@@ -22,6 +25,13 @@ def _failure_text(finding: Finding) -> str:
     return "\n".join(lines)
 
 
+def _counts_text(rule: RuleInfo) -> str:
+    counts = rule.counts
+    text = ", ".join(f"{name.replace('_', ' ')} {counts.get(name, 0)}"
+                     for name in ("checked", "passed", "failed", "waived", "not_evaluated"))
+    return f"resources: {text}" + (f"\n{rule.status.replace('_', ' ')}: {rule.reason}" if rule.reason else "")
+
+
 class JUnitReport(ReportFormat):
     name = "junit"
     filename = "junit.xml"
@@ -29,26 +39,33 @@ class JUnitReport(ReportFormat):
     def render(self, report: ScanReport) -> bytes:
         by_rule: dict[str, list[Finding]] = defaultdict(list)
         for finding in report.findings:
-            if finding.state != "absent" and not finding.suppression:  # waived risk is not a failure
+            if finding.state not in NOT_CURRENT and not finding.suppression:  # waived risk is not a failure
                 by_rule[finding.rule_id].append(finding)
+
+        def skipped(rule: RuleInfo) -> bool:
+            return rule.status == "not_evaluated" and not by_rule.get(rule.id)
+
         suites = ET.Element("testsuites", name="auditor", tests=str(len(report.rules)),
                             failures=str(sum(1 for r in report.rules if by_rule.get(r.id))),
+                            skipped=str(sum(1 for r in report.rules if skipped(r))),
                             timestamp=report.scanned_at)
-        categories: dict[str, list] = defaultdict(list)
+        categories: dict[str, list[RuleInfo]] = defaultdict(list)
         for rule in report.rules:
             categories[rule.category].append(rule)
         for category, rules in categories.items():
-            failing = sum(1 for rule in rules if by_rule.get(rule.id))
             suite = ET.SubElement(suites, "testsuite", name=category, tests=str(len(rules)),
-                                  failures=str(failing), errors="0", skipped="0",
+                                  failures=str(sum(1 for rule in rules if by_rule.get(rule.id))), errors="0",
+                                  skipped=str(sum(1 for rule in rules if skipped(rule))),
                                   timestamp=report.scanned_at)
             for rule in rules:
                 case = ET.SubElement(suite, "testcase", classname=f"auditor.{category}",
-                                     name=f"{rule.id} {rule.title}", file=rule.file,
-                                     line=str(rule.line))
+                                     name=f"{rule.id} {rule.title}", file=rule.file, line=str(rule.line))
+                if skipped(rule):
+                    ET.SubElement(case, "skipped", message=f"not evaluated: {rule.reason}")
                 for finding in by_rule.get(rule.id, []):
                     failure = ET.SubElement(case, "failure", type=finding.severity,
                                             message=f"[{finding.severity}] {finding.message}")
                     failure.text = _failure_text(finding)
+                ET.SubElement(case, "system-out").text = _counts_text(rule)
         ET.indent(suites)
         return ET.tostring(suites, encoding="utf-8", xml_declaration=True) + b"\n"

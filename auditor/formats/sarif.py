@@ -120,6 +120,12 @@ def sarif_result(finding: Finding, rule: RuleInfo | None, rule_index: int,
         result["properties"]["item"] = finding.item_key
     if finding.state in ("new", "unchanged", "updated", "absent"):
         result["baselineState"] = finding.state
+    elif finding.state == "unknown":
+        # not looked at this time (source failed, rule not run): still believed open, so it
+        # stays in the upload and its alert stays open; the state says why it is here
+        result["baselineState"] = "unchanged"
+    if finding.state is not None:
+        result["properties"]["state"] = finding.state
     if finding.suppression:
         waiver = finding.suppression
         result["suppressions"] = [{
@@ -127,6 +133,10 @@ def sarif_result(finding: Finding, rule: RuleInfo | None, rule_index: int,
             "properties": {"owner": waiver["owner"], "expires": waiver["expires"], "ticket": waiver.get("ticket"),
                            "waiver": f"{waiver['file']}:{waiver['line']}"}}]
     return result
+
+
+def _applies_to(rule: RuleInfo, cloud: str) -> bool:
+    return any(selector.split(":", 1)[0] in ("*", cloud) for selector in rule.resources)
 
 
 def _fit(results: list[tuple[Finding, dict[str, Any]]], limit: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
@@ -203,10 +213,20 @@ class SarifReport(ReportFormat):
             failed = [s for s in sources if s.get("status") != "ok"]
             invocation: dict[str, Any] = {"executionSuccessful": not failed,
                                           "endTimeUtc": report.scanned_at}
-            if failed:
-                invocation["toolExecutionNotifications"] = [
-                    {"level": "error", "message": {"text": f"collection from {s['id']} failed: {s.get('error')}"}}
-                    for s in failed]
+            notifications = [
+                {"level": "error", "message": {"text": f"collection from {s['id']} failed: {s.get('error')}"}}
+                for s in failed]
+            cloud = name.split("/", 1)[0]
+            # a rule that did not judge this run's resources is no pass: say so, per rule
+            notifications += [
+                {"level": "note" if rule.status == "partial" else "warning",
+                 "message": {"text": f"rule {rule.id} {rule.status.replace('_', ' ')}: {rule.reason}"},
+                 "associatedRule": {"id": rule.id, "index": index[rule.id]}}
+                for rule in rules if rule.status != "evaluated" and _applies_to(rule, cloud)]
+            if notifications:
+                invocation["toolExecutionNotifications"] = notifications
+            if report.sample:
+                properties["sample"] = True
             runs.append({
                 "tool": {"driver": {"name": "auditor", "version": report.tool_version,
                                     "semanticVersion": report.tool_version,

@@ -77,6 +77,8 @@ class VSphereConnection:
     ca_bundle: str | None = None
     insecure: bool = False
     timeout: float = 60.0
+    # where the user and password came from, for the message of a failed login
+    credentials_from: str = "VSPHERE_USER and VSPHERE_PASSWORD"
 
     @property
     def label(self) -> str:
@@ -331,8 +333,7 @@ def describe_failure(exc: BaseException, connection: VSphereConnection, during: 
     """One line that says what went wrong with a vCenter and what to do about it."""
     where = f"{connection.label} ({during})"
     if isinstance(exc, vim.fault.InvalidLogin):
-        return (f"{where}: login failed for user '{connection.user}': check VSPHERE_USER and "
-                "VSPHERE_PASSWORD (or --password-file)")
+        return f"{where}: login failed for user '{connection.user}': check {connection.credentials_from}"
     if isinstance(exc, vim.fault.NoPermission):
         return f"{where}: user '{connection.user}' lacks the privilege to read {exc.object or 'the inventory'}"
     if isinstance(exc, ssl.SSLCertVerificationError):

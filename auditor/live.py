@@ -1,0 +1,125 @@
+"""Live collection: sources built from options (credentials and TLS checked), collected together.
+
+Every live source is set up (and its options checked) before any is collected, so a bad
+Azure option is reported before minutes of vSphere collection, not after.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import EXIT_INCOMPLETE, EXIT_OK, InputError
+from .files import read_input
+from .options import AzureOptions, CollectOptions, VSphereOptions
+from .snapshot import Snapshot
+from .sources import InventorySource, Progress, collect_all
+
+
+def vsphere_password(options: VSphereOptions) -> str:
+    """The password from the password file, else VSPHERE_PASSWORD; never from a flag."""
+    if options.password_file is not None:
+        try:
+            text = read_input(options.password_file, "password file").decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError("password file is not UTF-8 text", where=str(options.password_file)) from None
+        password = text.splitlines()[0] if text else ""
+    else:
+        password = os.environ.get("VSPHERE_PASSWORD", "")
+    if not password:
+        raise InputError(f"no vSphere password: set VSPHERE_PASSWORD or pass {options.flag('password-file')} "
+                         "(never the password itself on the command line)")
+    return password
+
+
+def vsphere_sources(options: VSphereOptions, warn: Callable[[str], None]) -> list[InventorySource]:
+    """One source per vCenter, with the credentials and TLS options checked."""
+    from .sources.vsphere import VSphereConnection, VSphereSource, parse_server
+
+    user = options.user or os.environ.get("VSPHERE_USER", "")
+    if not user:
+        raise InputError(f"no vSphere user: pass {options.flag('user')} or set VSPHERE_USER")
+    password = vsphere_password(options)
+    # what a failed login tells the user to check: what they actually gave
+    credentials_from = (f"the user from {options.flag('user') if options.user else 'VSPHERE_USER'} and the password "
+                        f"from {options.flag('password-file') if options.password_file else 'VSPHERE_PASSWORD'}")
+    if options.ca_bundle is not None and not options.ca_bundle.is_file():
+        raise InputError("CA bundle not found", where=str(options.ca_bundle))
+    sources: list[InventorySource] = []
+    for server in options.servers:
+        host, port = parse_server(server)
+        if options.insecure:
+            warn(f"TLS certificate verification is disabled for {host}; the connection can be intercepted")
+        connection = VSphereConnection(host=host, port=port, user=user, password=password,
+                                       ca_bundle=str(options.ca_bundle) if options.ca_bundle else None,
+                                       insecure=options.insecure, timeout=options.timeout,
+                                       credentials_from=credentials_from)
+        sources.append(VSphereSource(connection, page_size=options.page_size))
+    return sources
+
+
+def azure_sources(options: AzureOptions) -> list[InventorySource]:
+    """The Azure scope to collect, with its options checked."""
+    from .sources.azure import AzureConnection, AzureScope, AzureSource
+
+    if options.subscriptions and options.management_group:
+        raise InputError(f"give {options.flag('subscription')} or {options.flag('management-group')}, not both")
+    if bool(options.arm_endpoint) != bool(options.authority):
+        raise InputError(f"{options.flag('arm-endpoint')} and {options.flag('authority')} go together: a private "
+                         "Resource Manager has its own token issuer")
+    for option, value in (("arm-endpoint", options.arm_endpoint), ("authority", options.authority),
+                          ("audience", options.audience)):
+        if value and not value.lower().startswith("https://"):
+            raise InputError(f"{options.flag(option)} must be an https:// URL (tokens are never sent in clear "
+                             f"text): {value}")
+    if options.ca_bundle is not None and not options.ca_bundle.is_file():
+        raise InputError("CA bundle not found", where=str(options.ca_bundle))
+    connection = AzureConnection(
+        cloud=options.cloud, arm_endpoint=options.arm_endpoint, authority=options.authority,
+        audience=options.audience, tenant_id=options.tenant,
+        ca_bundle=str(options.ca_bundle) if options.ca_bundle else None, timeout=options.timeout)
+    # the SDK logs each failed token request as a warning of its own; the source's one-line
+    # status says the same, so keep Python's last-resort handler from printing it twice
+    logging.getLogger("azure").addHandler(logging.NullHandler())
+    scope = AzureScope(subscriptions=list(options.subscriptions), management_group=options.management_group)
+    return [AzureSource(connection, scope)]
+
+
+def live_sources(vsphere: VSphereOptions, azure: AzureOptions,
+                 warn: Callable[[str], None]) -> list[InventorySource]:
+    """Every live source the options name, all checked before any is collected."""
+    sources = vsphere_sources(vsphere, warn) if vsphere.servers else []
+    if azure.enabled:
+        sources += azure_sources(azure)
+    return sources
+
+
+@dataclass
+class CollectOutcome:
+    """What `collect` gathered and whether it wrote the snapshot."""
+
+    snapshot: Snapshot
+    output: Path
+    written: bool
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every source was collected, 3 when any failed (nothing written if all did)."""
+        return EXIT_INCOMPLETE if self.snapshot.incomplete else EXIT_OK
+
+
+def run_collect(options: CollectOptions, warn: Callable[[str], None], progress: Progress) -> CollectOutcome:
+    """Collect one kind of live source into a snapshot file. When every source failed,
+    nothing is written, so the snapshot already at the output path stays."""
+    from .snapshot import save_snapshot
+
+    # the options of the other kind of source are left at their defaults: off
+    sources = live_sources(options.vsphere, options.azure, warn)
+    snapshot = collect_all(sources, progress)
+    written = any(source.status == "ok" for source in snapshot.sources)
+    if written:
+        save_snapshot(snapshot, options.output)
+    return CollectOutcome(snapshot, options.output, written)
