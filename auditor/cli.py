@@ -8,10 +8,13 @@ file into typed options, and handed to the pipeline functions (`scan.run_scan`,
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import logging
 import os
 import re
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,7 @@ from typing import Any
 from . import __version__
 from .errors import EXIT_INCOMPLETE, EXIT_INPUT_ERROR, EXIT_OK, AuditorError, InputError
 from .findings import SEVERITY_RANK, STATES, ScanReport
-from .options import add_arguments, collect_options, scan_options, settings_for
+from .options import add_arguments, collect_options, log_level, scan_options, settings_for
 
 EPILOG = """exit codes: 0 no finding at or above --fail-on; 1 findings at or above it (with --compare: new
 ones); 2 usage or input error; 3 collection incomplete (a source failed)"""
@@ -91,6 +94,8 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
                                      getattr(args, "rules_command", None)) if part)
     try:
         settings = settings_for(key, args, sys.argv[1:] if argv is None else argv, environ)
+        if "log-level" in settings:
+            configure_logging(log_level(settings))
         if key == "scan":
             return _scan(settings)
         if key.startswith("collect"):
@@ -116,6 +121,25 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
     return EXIT_INPUT_ERROR
 
 
+class _SafeFormatter(logging.Formatter):
+    """Log lines with a UTC timestamp; text from the estate cannot forge lines or escapes."""
+
+    converter = time.gmtime
+
+    def format(self, record: logging.LogRecord) -> str:
+        return safe(super().format(record))
+
+
+def configure_logging(level: str) -> None:
+    """Timestamped log lines of auditor (and of the Azure SDK at debug) on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_SafeFormatter("%(asctime)sZ auditor %(levelname)s: %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    logger = logging.getLogger("auditor")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level.upper())
+    logger.propagate = False
+
+
 def _warn(text: str) -> None:
     print(f"auditor: warning: {safe(text)}", file=sys.stderr)
 
@@ -132,11 +156,17 @@ def _scan(settings: dict) -> int:
     options = scan_options(settings)
     outcome = run_scan(options, _warn, _progress(options.quiet))
     report = outcome.report
+    if outcome.payload is not None:
+        sys.stdout.buffer.write(outcome.payload)
+        sys.stdout.flush()
     # one Azure scope that fails is a failed source per subscription, all for one reason
     for reason in dict.fromkeys(s.get("error") or f"{s['id']} failed" for s in outcome.failed_sources):
         print(f"auditor: error: {safe(reason)}", file=sys.stderr)
     if not options.quiet:
-        print_summary(report, outcome)
+        # with the findings on standard output, the summary goes beside them, to stderr
+        print_summary(report, outcome, sys.stderr if options.to_stdout else sys.stdout)
+        for framework in options.selection.frameworks:
+            print_compliance(report, framework, sys.stderr if options.to_stdout else sys.stdout)
     if outcome.no_previous is not None:
         _warn(f"no earlier scan at {outcome.no_previous}: every finding counts as new")
     for waiver in report.waivers:
@@ -163,49 +193,69 @@ SAMPLE_NOTICE = ("SAMPLE ESTATE: these findings are about the bundled sample, no
                  "(name one with --snapshot, --vsphere or --azure)")
 
 
-def print_summary(report: ScanReport, outcome: Any) -> None:
+def print_summary(report: ScanReport, outcome: Any, stream: Any = None) -> None:
     """The terminal summary: counts by severity and category, rules by status, then the top findings."""
     from .formats import formats
 
+    out = functools.partial(print, file=stream or sys.stdout)
     summary = report.summary()
     if report.sample:
-        print(SAMPLE_NOTICE)
+        out(SAMPLE_NOTICE)
     sources = len(report.sources)
     waived = f" ({summary.suppressed} waived)" if summary.suppressed else ""
-    print(f"Scanned {report.resource_count} resources from {sources} source{'s' if sources != 1 else ''} with "
-          f"{len(report.rules)} rules (as of {report.as_of}): {summary.total} findings{waived}")
+    out(f"Scanned {report.resource_count} resources from {sources} source{'s' if sources != 1 else ''} with "
+        f"{len(report.rules)} rules (as of {report.as_of}): {summary.total} findings{waived}")
     if report.compared_with:
-        print(f"  compared with {safe(report.compared_with)}: " + "  ".join(
+        out(f"  compared with {safe(report.compared_with)}: " + "  ".join(
             f"{state} {summary.by_state.get(state, 0)}" for state in STATES))
     elif summary.by_state:
-        print("  " + "  ".join(f"{state} {count}" for state, count in sorted(summary.by_state.items())))
+        out("  " + "  ".join(f"{state} {count}" for state, count in sorted(summary.by_state.items())))
     if report.waivers:
         statuses = [w["status"] for w in report.waivers]
-        print(f"  waivers  active {statuses.count('active')}  expired {statuses.count('expired')}  "
-              f"stale {statuses.count('stale')}  ({summary.suppressed} findings suppressed)")
-    print("  severity  " + "  ".join(f"{name} {summary.by_severity.get(name, 0)}" for name in SEVERITY_RANK))
+        out(f"  waivers  active {statuses.count('active')}  expired {statuses.count('expired')}  "
+            f"stale {statuses.count('stale')}  ({summary.suppressed} findings suppressed)")
+    out("  severity  " + "  ".join(f"{name} {summary.by_severity.get(name, 0)}" for name in SEVERITY_RANK))
     if summary.by_category:
-        print("  category  " + "  ".join(f"{name} {count}" for name, count in sorted(summary.by_category.items())))
+        out("  category  " + "  ".join(f"{name} {count}" for name, count in sorted(summary.by_category.items())))
     statuses = summary.rules_by_status
-    print(f"  rules     evaluated {statuses.get('evaluated', 0)}  partial {statuses.get('partial', 0)}  "
-          f"not evaluated {statuses.get('not_evaluated', 0)}")
+    out(f"  rules     evaluated {statuses.get('evaluated', 0)}  partial {statuses.get('partial', 0)}  "
+        f"not evaluated {statuses.get('not_evaluated', 0)}")
     unjudged: dict[str, list[str]] = {}
     for rule in report.rules:
         if rule.status != "evaluated":
             unjudged.setdefault(f"{rule.status.replace('_', ' ')}: {rule.reason}", []).append(rule.id)
     for reason, ids in sorted(unjudged.items()):
-        print(f"    {safe(reason)}: {', '.join(ids)}")
+        out(f"    {safe(reason)}: {', '.join(ids)}")
     top = [f for f in report.current if not f.suppression][:10]
     if top:
-        print("Top findings:")
+        out("Top findings:")
         width = max(len(f.rule_id) for f in top)
         for finding in top:
-            print(f"  {finding.severity.upper():8} {finding.rule_id:{width}}  {safe(finding.message)}")
+            out(f"  {finding.severity.upper():8} {finding.rule_id:{width}}  {safe(finding.message)}")
         if summary.open > len(top):
-            print(f"  ... and {summary.open - len(top)} more")
-    available = formats()
-    files = ", ".join(available[name].filename for name in outcome.formats)
-    print(f"Reports: {outcome.run}/ ({files}); latest: {outcome.run.parent / 'latest'}")
+            out(f"  ... and {summary.open - len(top)} more")
+    if outcome.run is not None:
+        available = formats()
+        files = ", ".join(available[name].filename for name in outcome.formats)
+        out(f"Reports: {outcome.run}/ ({files}); latest: {outcome.run.parent / 'latest'}")
+
+
+def print_compliance(report: ScanReport, framework: str, stream: Any) -> None:
+    """One framework's compliance summary: controls by status, then the failed ones."""
+    from .compliance import compliance
+
+    found = compliance(report).get(framework)
+    if found is None:
+        stream.write(f"Compliance with {safe(framework)}: no rule that ran maps to it\n")
+        return
+    totals = found["totals"]
+    stream.write(f"Compliance with {safe(found['name'])} ({safe(framework)}): {len(found['controls'])} controls: "
+                 + "  ".join(f"{status.replace('_', ' ')} {totals[status]}" for status in totals) + "\n")
+    for control in found["controls"]:
+        if control["status"] != "passed":
+            stream.write(f"  {control['status'].replace('_', ' '):14} {safe(control['id']):12} "
+                         f"rules {', '.join(control['rules'])}" + (f"; {control['findings']} open findings"
+                                                                   if control["findings"] else "") + "\n")
 
 
 def _collect(options: Any) -> int:
@@ -239,7 +289,10 @@ def _rules_list(settings: dict) -> int:
     from .catalogue import rules_markdown
     from .scan import load_rule_context
 
-    context = load_rule_context(settings["rules"].value, [], date.today())
+    default_rules = not settings["no-default-rules"].value
+    if not default_rules and not settings["rules"].value:
+        raise InputError("--no-default-rules needs --rules PATH: with neither there is no rule to list")
+    context = load_rule_context(settings["rules"].value, [], date.today(), default_rules=default_rules)
     rules = context.ruleset.rules
     fmt = settings["format"].value
     if fmt == "json":
@@ -261,7 +314,8 @@ def _rules_validate(paths: list, settings: dict) -> int:
 
     from .scan import load_rule_context
 
-    context = load_rule_context(paths, settings["baseline"].value, date.today())
+    # only the files named: their ids may still clash with the shipped packs at scan time
+    context = load_rule_context(paths, settings["baseline"].value, date.today(), default_rules=False)
     print(f"ok: {len(context.ruleset.rules)} rules in {len(context.ruleset.files)} files")
     return EXIT_OK
 
@@ -277,6 +331,9 @@ def _report(settings: dict) -> int:
     report = load_report(source)
     fmt = formats()[fmt_name]
     payload = fmt.render(report)
+    if settings["output"].value == Path("-"):
+        sys.stdout.buffer.write(payload)
+        return EXIT_OK
     target = settings["output"].value or source.with_name(fmt.filename)
     if target.resolve() == source.resolve():
         raise InputError("refusing to overwrite the findings file it reads; pass --output", where=str(target))

@@ -33,7 +33,8 @@ from typing import Any
 from .errors import InputError
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
-REPORT_FORMATS = ("json", "sarif", "html", "junit")
+REPORT_FORMATS = ("json", "sarif", "html", "junit", "csv")
+DEFAULT_FORMATS = ("json", "sarif", "html", "junit")
 AZURE_CLOUDS = ("AzureCloud", "AzureUSGovernment", "AzureChinaCloud")
 CONFIG_FILE = "auditor.yaml"
 ENV_PREFIX = "AUDITOR_"
@@ -182,6 +183,15 @@ def _azure_specs(prefixed: bool) -> list[Spec]:
 
 
 QUIET = Spec("quiet", "print only errors", switch=True, default=False, aliases=("q",))
+VERBOSE = Spec("verbose", "log each step with its timing on stderr (the same as --log-level info)", switch=True,
+               default=False, aliases=("v",))
+LOG_LEVEL = Spec("log-level", "how much to log on stderr, with timestamps (default: warning)",
+                 choices=("debug", "info", "warning", "error"))
+NO_DEFAULT_RULES = Spec("no-default-rules", "do not run the shipped rule packs, only those --rules names",
+                        switch=True, default=False)
+RULES = Spec("rules", "rule files or folders to run beside the shipped packs (see --no-default-rules)",
+             parse=as_path, many=True, default=[], metavar="PATH")
+STDOUT = Path("-")  # `--output -`: the one format to standard output
 CONFIG = Spec("config", f"config file of options (default: ./{CONFIG_FILE} when it exists)", parse=as_path,
               metavar="FILE")
 
@@ -191,14 +201,23 @@ SPECS: dict[str, list[Spec]] = {
              metavar="FILE"),
         Spec("sample", "scan the bundled sample estate (also the default when no source is named)", switch=True,
              default=False),
-        Spec("rules", "rule files or folders (default: the shipped rule packs)", parse=as_path, many=True,
-             default=[], metavar="PATH"),
+        RULES,
+        NO_DEFAULT_RULES,
+        Spec("checks", "run only the rules whose ids match these globs (AZ-NET-*, VS-SUP-001)", many=True,
+             default=[], metavar="ID"),
+        Spec("skip-checks", "do not run the rules whose ids match these globs", many=True, default=[],
+             metavar="ID"),
+        Spec("severity", "run and report only rules of these severities (the gate's threshold is --fail-on)",
+             many=True, default=[], choices=SEVERITIES, metavar="LIST"),
+        Spec("framework", "run only the rules mapped to these frameworks (cis-azure-2.0, vsphere-scg-8, ...) "
+             "and print their compliance summary", many=True, default=[], metavar="NAME"),
         Spec("baseline", "baseline files; their tables replace shipped tables of the same name", parse=as_path,
              many=True, default=[], metavar="FILE"),
-        Spec("output", "output folder: each run writes DIR/<timestamp>/ and DIR/latest (default: reports)",
-             parse=as_path, default=Path("reports"), metavar="DIR", aliases=("out",)),
-        Spec("format", f"comma-separated formats to write (default: {','.join(REPORT_FORMATS)})", many=True,
-             default=list(REPORT_FORMATS), choices=REPORT_FORMATS, metavar="LIST"),
+        Spec("output", "output folder: each run writes DIR/<timestamp>/ and DIR/latest (default: reports); "
+             "`-` writes the one --format to standard output", parse=as_path, default=Path("reports"),
+             metavar="DIR", aliases=("out", "o")),
+        Spec("format", f"comma-separated formats to write (default: {','.join(DEFAULT_FORMATS)}; also csv)",
+             many=True, default=list(DEFAULT_FORMATS), choices=REPORT_FORMATS, metavar="LIST", aliases=("f",)),
         Spec("fail-on", "exit 1 on findings at or above this severity, or on `new` ones (see --compare); "
              "default: new with --compare, else never", choices=(*SEVERITIES, "new", "never")),
         Spec("min-severity", "with --compare: the lowest severity of a new finding that fails (default: info)",
@@ -212,6 +231,8 @@ SPECS: dict[str, list[Spec]] = {
         Spec("as-of", "evaluate dates (end of support, expiry) as of this day (default: today)", parse=as_date,
              metavar="DATE"),
         QUIET,
+        VERBOSE,
+        LOG_LEVEL,
         Spec("vsphere", "collect these vCenters live (HOST or HOST:PORT) and scan them with the rest", many=True,
              default=[], metavar="HOST"),
         *_vsphere_specs(prefixed=True),
@@ -225,23 +246,29 @@ SPECS: dict[str, list[Spec]] = {
     "collect vsphere": [
         Spec("vsphere", "vCenter or ESXi host to collect (HOST, HOST:PORT or https://HOST/sdk); repeat for "
              "several", many=True, default=[], metavar="HOST", aliases=("server",)),
-        Spec("output", "snapshot to write (.json or .json.gz)", parse=as_path, metavar="FILE", aliases=("out",)),
+        Spec("output", "snapshot to write (.json or .json.gz)", parse=as_path, metavar="FILE",
+             aliases=("out", "o")),
         QUIET,
+        VERBOSE,
+        LOG_LEVEL,
         *_vsphere_specs(prefixed=False),
         CONFIG,
     ],
     "collect azure": [
-        Spec("output", "snapshot to write (.json or .json.gz)", parse=as_path, metavar="FILE", aliases=("out",)),
+        Spec("output", "snapshot to write (.json or .json.gz)", parse=as_path, metavar="FILE",
+             aliases=("out", "o")),
         QUIET,
+        VERBOSE,
+        LOG_LEVEL,
         *_azure_specs(prefixed=False),
         CONFIG,
     ],
     "rules list": [
-        Spec("rules", "rule files or folders (default: the shipped rule packs)", parse=as_path, many=True,
-             default=[], metavar="PATH"),
+        RULES,
+        NO_DEFAULT_RULES,
         Spec("format", "table, markdown or json (default: table)", choices=("table", "markdown", "json"),
-             default="table"),
-        Spec("output", "write to FILE instead of standard output", parse=as_path, metavar="FILE"),
+             default="table", aliases=("f",)),
+        Spec("output", "write to FILE instead of standard output", parse=as_path, metavar="FILE", aliases=("o",)),
         CONFIG,
     ],
     "rules validate": [
@@ -250,8 +277,9 @@ SPECS: dict[str, list[Spec]] = {
         CONFIG,
     ],
     "diff": [
-        Spec("format", "text, json or html (default: text)", choices=("text", "json", "html"), default="text"),
-        Spec("output", "write to FILE instead of standard output", parse=as_path, metavar="FILE"),
+        Spec("format", "text, json or html (default: text)", choices=("text", "json", "html"), default="text",
+             aliases=("f",)),
+        Spec("output", "write to FILE instead of standard output", parse=as_path, metavar="FILE", aliases=("o",)),
         CONFIG,
     ],
     "history": [
@@ -262,9 +290,9 @@ SPECS: dict[str, list[Spec]] = {
     ],
     "report": [
         Spec("from", "the findings.json of an earlier scan", parse=as_path, metavar="FINDINGS_JSON"),
-        Spec("format", "the format to write", choices=REPORT_FORMATS),
-        Spec("output", "output file (default: the format's file name beside the input)", parse=as_path,
-             metavar="FILE"),
+        Spec("format", "the format to write", choices=REPORT_FORMATS, aliases=("f",)),
+        Spec("output", "output file (default: the format's file name beside the input; `-`: standard output)",
+             parse=as_path, metavar="FILE", aliases=("o",)),
         CONFIG,
     ],
 }
@@ -537,9 +565,11 @@ class ScanOptions:
     snapshots: list[Path] = field(default_factory=list)
     sample: bool = False
     rules: list[Path] = field(default_factory=list)
+    default_rules: bool = True  # run the shipped packs too
+    selection: RuleSelection = field(default_factory=lambda: RuleSelection())
     baselines: list[Path] = field(default_factory=list)
     output: Path = Path("reports")
-    formats: list[str] = field(default_factory=lambda: list(REPORT_FORMATS))
+    formats: list[str] = field(default_factory=lambda: list(DEFAULT_FORMATS))
     fail_on: str = "never"
     min_severity: str = "info"
     compare: str | None = None  # a path, or "latest"
@@ -555,6 +585,38 @@ class ScanOptions:
     def live(self) -> bool:
         """Whether any live source is to be collected."""
         return bool(self.vsphere.servers) or self.azure.enabled
+
+    @property
+    def to_stdout(self) -> bool:
+        """`--output -`: the one format goes to standard output, no run folder is written."""
+        return self.output == STDOUT
+
+
+@dataclass
+class RuleSelection:
+    """Which of the loaded rules run: id globs to keep and to skip, severities, frameworks.
+    Empty means no restriction."""
+
+    checks: list[str] = field(default_factory=list)
+    skip: list[str] = field(default_factory=list)
+    severities: list[str] = field(default_factory=list)
+    frameworks: list[str] = field(default_factory=list)
+
+    def admits(self, rule_id: str, severity: str, frameworks: Mapping[str, Any]) -> bool:
+        """Whether a rule with this id, severity and framework mapping is selected."""
+        from fnmatch import fnmatchcase
+
+        if self.checks and not any(fnmatchcase(rule_id, glob) for glob in self.checks):
+            return False
+        if any(fnmatchcase(rule_id, glob) for glob in self.skip):
+            return False
+        if self.severities and severity not in self.severities:
+            return False
+        return not self.frameworks or any(name in frameworks for name in self.frameworks)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.checks or self.skip or self.severities or self.frameworks)
 
 
 @dataclass
@@ -631,18 +693,41 @@ def scan_options(settings: dict[str, Setting]) -> ScanOptions:
     if settings["no-history"].value and settings["history"].given:
         raise UsageError(f"{_named('history', settings['history'])} and --no-history contradict each other")
     output: Path = settings["output"].value
-    history = None if settings["no-history"].value else (settings["history"].value or output / "history.db")
+    formats = _unique(settings["format"].value)
+    if output == STDOUT:
+        if len(formats) != 1:
+            raise UsageError(f"{_named('output', settings['output'])} - writes one format to standard output: "
+                             f"name it with -f (json, sarif, csv, ...), not {len(formats)}")
+        if compare == "latest":
+            raise UsageError("--compare latest reads the output folder's latest run; with --output - there is "
+                             "none: name the previous findings.json")
+    history = None if settings["no-history"].value or (output == STDOUT and not settings["history"].given) \
+        else (settings["history"].value or output / "history.db")
     fail_on = settings["fail-on"].value or ("new" if compare else "never")
     snapshots = _unique(settings["snapshot"].value)
     sample = settings["sample"].value or not (snapshots or servers or azure)
+    default_rules = not settings["no-default-rules"].value
+    if not default_rules and not settings["rules"].value:
+        raise UsageError(f"{_named('no-default-rules', settings['no-default-rules'])} needs --rules PATH: "
+                         "with neither there is no rule to run")
+    selection = RuleSelection(checks=_unique(settings["checks"].value), skip=_unique(settings["skip-checks"].value),
+                              severities=_unique(settings["severity"].value),
+                              frameworks=_unique(settings["framework"].value))
     return ScanOptions(
-        snapshots=snapshots, sample=sample, rules=_unique(settings["rules"].value),
-        baselines=_unique(settings["baseline"].value), output=output,
-        formats=_unique(settings["format"].value), fail_on=fail_on,
+        snapshots=snapshots, sample=sample, rules=_unique(settings["rules"].value), default_rules=default_rules,
+        selection=selection, baselines=_unique(settings["baseline"].value), output=output,
+        formats=formats, fail_on=fail_on,
         min_severity=settings["min-severity"].value or "info", compare=compare, history=history,
         waivers=_unique(settings["waivers"].value), as_of=settings["as-of"].value or date.today(),
         quiet=settings["quiet"].value, vsphere=_vsphere(settings, servers), azure=_azure(settings, azure),
         save_snapshot=settings["save-snapshot"].value)
+
+
+def log_level(settings: dict[str, Setting]) -> str:
+    """The logging level the command runs with: --log-level, else info for -v, else warning."""
+    if settings["log-level"].value:
+        return settings["log-level"].value
+    return "info" if settings["verbose"].value else "warning"
 
 
 def collect_options(source: str, settings: dict[str, Setting]) -> CollectOptions:
@@ -656,3 +741,29 @@ def collect_options(source: str, settings: dict[str, Setting]) -> CollectOptions
             raise UsageError("collect vsphere needs --server HOST (repeat for several)")
         return CollectOptions(source, output, settings["quiet"].value, vsphere=_vsphere(settings, servers))
     return CollectOptions(source, output, settings["quiet"].value, azure=_azure(settings, True))
+
+
+def options_markdown() -> str:
+    """The README's table of every option of every command (from SPECS, so it cannot drift).
+    An option whose meaning differs between commands (`--output`) has a row per meaning."""
+    lines = ["| option | commands | environment | what it does |", "|---|---|---|---|"]
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for command, specs in SPECS.items():
+        for spec in specs:
+            row = rows.setdefault((spec.name, spec.help), {"spec": spec, "commands": [], "aliases": set()})
+            row["commands"].append(command)
+            row["aliases"].update(spec.aliases)
+    for row in rows.values():
+        spec: Spec = row["spec"]
+        spellings = ", ".join([f"`--{spec.name}`"] + [f"`-{a}`" if len(a) == 1 else f"`--{a}`"
+                                                       for a in sorted(row["aliases"], key=len)])
+        value = "" if spec.switch else f" {spec.metavar or ('{' + ','.join(spec.choices or ()) + '}')}"
+        many = " (repeatable)" if spec.many else ""
+        commands = ", ".join(row["commands"]) if len(row["commands"]) < len(SPECS) else "every command"
+        cells = (f"{spellings}{value}{many}", commands, f"`{spec.env}`", spec.help)
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m auditor.options: the README's options table
+    print(options_markdown(), end="")

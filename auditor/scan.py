@@ -11,7 +11,10 @@ or written, so a bad input never leaves a partial report behind.
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -22,12 +25,12 @@ from .baselines import Baselines, load_baselines
 from .bundled import bundled_baselines_dir, bundled_rules_dir, display_path
 from .coverage import assess, judged, settle_counts
 from .engine.evaluate import Evaluation, evaluate_rules
-from .engine.rules import CompiledRule, RuleSet, compile_rules, load_rules, missing_baselines
-from .errors import EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK
+from .engine.rules import CompiledRule, RuleSet, compile_rules, load_rules, missing_baselines, rule_files
+from .errors import EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK, InputError
 from .facts import derive_facts
 from .findings import Finding, ScanReport
 from .gate import GateResult, apply_waivers, compare, decide, load_previous, load_waivers
-from .options import ScanOptions
+from .options import RuleSelection, ScanOptions
 from .segmentation import assign_zones, load_zones
 from .snapshot import Snapshot, load_snapshot, merge_snapshots, now_utc
 from .sources import Progress
@@ -49,13 +52,25 @@ class RuleContext:
 
 
 def load_rule_context(rule_paths: list[Path] | None, baseline_paths: list[Path] | None,
-                      as_of: date) -> RuleContext:
-    """Load rule packs (default: the shipped ones) and baselines, and compile the rules.
+                      as_of: date, *, default_rules: bool = True,
+                      selection: RuleSelection | None = None) -> RuleContext:
+    """Load rule packs (the shipped ones unless `default_rules` is off, then those of
+    `rule_paths`) and baselines, keep the rules `selection` admits, and compile them.
 
     Shipped baselines always load first, so a user's file only needs the tables it
     overrides.
     """
-    ruleset = load_rules(rule_paths or [bundled_rules_dir()], display=display_path)
+    paths = ([bundled_rules_dir()] if default_rules else []) + list(rule_paths or [])
+    ruleset = load_rules(paths, display=display_path)
+    for path in rule_paths or []:  # a named path that adds nothing is a mistake, not a pass
+        files = {display_path(file) for file in rule_files([path])}
+        if not any(rule.file in files for rule in ruleset.rules):
+            raise InputError(f"no rules found ({len(files)} rule file{'s' if len(files) != 1 else ''}): a rule "
+                             "path that adds no rule is a mistake", where=str(path))
+    if selection is not None and selection.active:
+        ruleset.rules = [r for r in ruleset.rules if selection.admits(r.id, r.severity, r.frameworks)]
+        if not ruleset.rules:
+            raise InputError("no loaded rule matches --checks / --skip-checks / --severity / --framework")
     baselines = load_baselines([bundled_baselines_dir(), *(baseline_paths or [])])
     for table in baselines.tables.values():
         table.file = display_path(Path(table.file))
@@ -108,12 +123,13 @@ class ScanOutcome:
     """What a scan produced and decided, for the CLI to print."""
 
     report: ScanReport
-    run: Path
+    run: Path | None  # None with --output -: the one format is in `payload`
     formats: list[str]
     gate: GateResult
     exit_code: int
     waiting: dict[str, list[str]] = field(default_factory=dict)
     no_previous: Path | None = None  # `--compare latest` found no earlier scan here
+    payload: bytes | None = None  # the format for standard output (--output -)
 
     @property
     def failed_sources(self) -> list[dict]:
@@ -132,50 +148,88 @@ def previous_findings(compare: str, output: Path) -> tuple[list[Finding], str, P
     return load_previous(Path(compare)), compare, None
 
 
+LOG = logging.getLogger("auditor")
+
+
+class Steps:
+    """The long steps of a run: each shown on a terminal while it runs and logged with its
+    duration (`--log-level info`), so a 100,000-resource scan is never silent."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+
+    @contextmanager
+    def step(self, text: str) -> Iterator[None]:
+        self.progress.stage(f"{text}...")
+        started = time.perf_counter()
+        yield
+        LOG.info("%s (%.2f s)", text, time.perf_counter() - started)
+
+
 def run_scan(options: ScanOptions, warn: Callable[[str], None], progress: Progress | None = None) -> ScanOutcome:
     """Scan what the options name and write the reports; see the module docstring."""
+    from .formats import formats as registered
     from .live import live_sources
     from .output import prepare_output, write_run
     from .sample import SAMPLE_BASELINE, SAMPLE_SNAPSHOT
     from .sources import collect_all
 
+    progress = progress or Progress(enabled=False)
+    steps = Steps(progress)
     # every input is read before anything is collected, evaluated or written
     previous = compared_with = no_previous = None
-    if options.compare:
-        previous, compared_with, no_previous = previous_findings(options.compare, options.output)
-    waivers = [waiver for path in options.waivers for waiver in load_waivers(path)]
-    files = ([SAMPLE_SNAPSHOT] if options.sample else []) + options.snapshots
-    # the sample's own zones and entitlements come first, so a --baseline still overrides them
-    baselines = ([SAMPLE_BASELINE] if options.sample else []) + options.baselines
-    context = load_rule_context(options.rules, baselines, options.as_of)
-    sources = live_sources(options.vsphere, options.azure, warn)  # credentials and TLS options checked
-    prepare_output(options.output)  # before a live collection that may take minutes
-    snapshots = [_load_frozen(files)] if files else []
+    with steps.step("reading rules, baselines, waivers and the previous scan"):
+        if options.compare:
+            previous, compared_with, no_previous = previous_findings(options.compare, options.output)
+        waivers = [waiver for path in options.waivers for waiver in load_waivers(path)]
+        files = ([SAMPLE_SNAPSHOT] if options.sample else []) + options.snapshots
+        # the sample's own zones and entitlements come first, so a --baseline still overrides them
+        baselines = ([SAMPLE_BASELINE] if options.sample else []) + options.baselines
+        context = load_rule_context(options.rules, baselines, options.as_of, default_rules=options.default_rules,
+                                    selection=options.selection)
+        sources = live_sources(options.vsphere, options.azure, warn)  # credentials and TLS options checked
+        if not options.to_stdout:
+            prepare_output(options.output)  # before a live collection that may take minutes
+    LOG.info("%d rules from %d files, %d compiled", len(context.ruleset.rules), len(context.ruleset.files),
+             len(context.compiled))
+    with steps.step(f"loading {len(files)} snapshot file{'s' if len(files) != 1 else ''}"):
+        snapshots = [_load_frozen(files)] if files else []
     if sources:
-        collected = collect_all(sources, progress or Progress(enabled=False))
-        if options.save_snapshot:
-            save_live_snapshot(collected, options.save_snapshot, warn)
+        with steps.step(f"collecting {len(sources)} live source{'s' if len(sources) != 1 else ''}"):
+            collected = collect_all(sources, progress)
+            if options.save_snapshot:
+                save_live_snapshot(collected, options.save_snapshot, warn)
         snapshots.append(collected)
     snapshot = merge_snapshots(snapshots)
+    LOG.info("%d resources from %d sources", len(snapshot.resources), len(snapshot.sources))
     # the inventory is acyclic and lives until the scan ends: keep the cyclic collector from
     # re-walking millions of its objects on every collection (refcounting still frees them)
     gc.freeze()
-    report, evaluation = evaluate_snapshot(snapshot, context, options.as_of, sample=options.sample)
+    with steps.step(f"evaluating {len(context.compiled)} rules over {len(snapshot.resources):,} resources"):
+        report, evaluation = evaluate_snapshot(snapshot, context, options.as_of, sample=options.sample)
     del snapshot  # findings hold what the reports need; free the inventory before rendering
-    if previous is not None:
-        report.findings = compare(report.findings, previous, judged(report, evaluation.tallies))
-        report.compared_with = compared_with
-    if waivers:
-        report.waivers = apply_waivers(report.findings, waivers, options.as_of)
-    settle_counts(report)
-    gate = decide(report.findings, options.fail_on, options.min_severity)
+    with steps.step("comparing and applying waivers"):
+        if previous is not None:
+            report.findings = compare(report.findings, previous, judged(report, evaluation.tallies))
+            report.compared_with = compared_with
+        if waivers:
+            report.waivers = apply_waivers(report.findings, waivers, options.as_of)
+        settle_counts(report)
+        gate = decide(report.findings, options.fail_on, options.min_severity)
     if options.history is not None:
         from .history import record
-        record(options.history, report)
-    run = write_run(report, options.output, options.formats)
+        with steps.step("recording the scan history"):
+            record(options.history, report)
+    run, payload = None, None
+    with steps.step(f"writing {', '.join(options.formats)}"):
+        if options.to_stdout:
+            payload = registered()[options.formats[0]].render(report)
+        else:
+            run = write_run(report, options.output, options.formats)
+    progress.done()
     code = EXIT_INCOMPLETE if report.incomplete else EXIT_FINDINGS if gate.failed else EXIT_OK
     return ScanOutcome(report=report, run=run, formats=options.formats, gate=gate, exit_code=code,
-                       waiting=context.waiting, no_previous=no_previous)
+                       waiting=context.waiting, no_previous=no_previous, payload=payload)
 
 
 def save_live_snapshot(collected: Snapshot, path: Path, warn: Callable[[str], None]) -> None:

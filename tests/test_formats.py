@@ -151,6 +151,7 @@ def test_finding_round_trips_through_dict():
 
 
 def test_format_names_match_the_registered_formats():
-    from auditor.formats import FORMAT_NAMES, formats
-    assert tuple(formats()) == FORMAT_NAMES
-    assert len({fmt.filename for fmt in formats().values()}) == len(FORMAT_NAMES)
+    from auditor.formats import formats
+    from auditor.options import REPORT_FORMATS
+    assert tuple(formats()) == REPORT_FORMATS
+    assert len({fmt.filename for fmt in formats().values()}) == len(REPORT_FORMATS)

@@ -303,8 +303,11 @@ def test_an_empty_rule_set_is_refused(workdir, capsys, files):
         (folder / name).write_text(text)
     assert main(["rules", "validate", str(folder)]) == 2
     assert "no rules found" in capsys.readouterr().err
-    assert main(["scan", *ARGS, "--rules", str(folder)]) == 2
+    assert main(["scan", *ARGS, "--no-default-rules", "--rules", str(folder)]) == 2
     assert "a scan without rules would pass any estate" in capsys.readouterr().err
+    # beside the shipped packs, a named path that adds no rule is a mistake too
+    assert main(["scan", *ARGS, "--rules", str(folder)]) == 2
+    assert "a rule path that adds no rule is a mistake" in capsys.readouterr().err
 
 
 # --- snapshots ----------------------------------------------------------------------------

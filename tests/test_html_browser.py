@@ -167,8 +167,8 @@ def test_table_cards_and_chart_agree_with_absent_unknown_and_waived_findings(bro
     import copy
 
     from auditor.formats.findings_json import report_document
-    from auditor.scan import load_rule_context, load_snapshots, scan_snapshot
     from auditor.sample import SAMPLE_BASELINE, SAMPLE_SNAPSHOT
+    from auditor.scan import load_rule_context, load_snapshots, scan_snapshot
     from tests.conftest import AS_OF
 
     report = scan_snapshot(load_snapshots([SAMPLE_SNAPSHOT]), load_rule_context(None, [SAMPLE_BASELINE], AS_OF), AS_OF)

@@ -48,7 +48,8 @@ def test_every_command_has_its_list_options_in_the_table():
     assert {command for command, _ in LIST_OPTIONS} >= {"scan", "collect vsphere", "collect azure", "rules list",
                                                         "rules validate"}
     assert {spec.name for command, spec in LIST_OPTIONS if command == "scan"} == {
-        "snapshot", "rules", "baseline", "format", "waivers", "vsphere", "azure-subscription"}
+        "snapshot", "rules", "baseline", "format", "waivers", "vsphere", "azure-subscription", "checks", "skip-checks",
+        "severity", "framework"}
 
 
 @pytest.mark.parametrize("command, spec", LIST_OPTIONS, ids=[f"{c}--{s.name}" for c, s in LIST_OPTIONS])
@@ -163,3 +164,12 @@ def test_the_sample_only_when_nothing_is_named_or_asked_for(workdir):
     assert both.sample and both.snapshots == [Path("a.json")]
     with pytest.raises(UsageError):
         typed(["--azure-subscription", "abc"])
+
+
+def test_the_readme_options_table_is_current():
+    from auditor.options import options_markdown
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("<!-- options:start -->\n", 1)[1].split("<!-- options:end -->", 1)[0]
+    assert table == options_markdown(), "run `python -m auditor.options` and paste the table into README.md"

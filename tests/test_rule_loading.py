@@ -136,13 +136,13 @@ def test_a_rule_waits_for_the_baselines_it_requires(tmp_path, capsys):
         match: {path: dns, op: ne, value: {baseline: desired.dns_servers}}
         message: "{name} uses {dns}"
         """)
-    context = load_rule_context([rules], [], AS_OF)
+    context = load_rule_context([rules], [], AS_OF, default_rules=False)
     assert context.compiled == [] and context.waiting == {"T-001": ["desired.dns_servers"]}
     mine = write(tmp_path, "mine.yaml", """
         baselines:
           desired.dns_servers: [10.0.0.53]
         """)
-    context = load_rule_context([rules], [mine], AS_OF)
+    context = load_rule_context([rules], [mine], AS_OF, default_rules=False)
     assert [c.rule.id for c in context.compiled] == ["T-001"] and context.waiting == {}
     assert main(["scan", "--rules", str(rules), "--out", str(tmp_path / "out"), "--no-history"]) == 0
     assert "not evaluated: waits for baseline table desired.dns_servers: declare it in a --baseline file: T-001" \
@@ -152,4 +152,4 @@ def test_a_rule_waits_for_the_baselines_it_requires(tmp_path, capsys):
         match: {path: dns, op: present}
         """)
     with pytest.raises(RuleError, match="'requires' must be a list"):
-        load_rule_context([bad], [], AS_OF)
+        load_rule_context([bad], [], AS_OF, default_rules=False)

@@ -24,12 +24,9 @@ class ReportFormat(ABC):
 
 def formats() -> dict[str, ReportFormat]:
     """All formats by name (imported here, not at package import, to keep start-up fast)."""
+    from .csv import CsvReport
     from .findings_json import FindingsJson
     from .html import HtmlReport
     from .junit import JUnitReport
     from .sarif import SarifReport
-    return {fmt.name: fmt for fmt in (FindingsJson(), SarifReport(), HtmlReport(), JUnitReport())}
-
-
-# the names without importing the formats (jinja2), for argument parsing; a test keeps them in step
-FORMAT_NAMES = ("json", "sarif", "html", "junit")
+    return {fmt.name: fmt for fmt in (FindingsJson(), SarifReport(), HtmlReport(), JUnitReport(), CsvReport())}

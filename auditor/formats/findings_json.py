@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from ..compliance import compliance
 from ..errors import InputError
 from ..files import read_input
 from ..findings import RULE_STATUSES, STATES, Finding, RuleInfo, ScanReport
@@ -36,6 +37,7 @@ def report_document(report: ScanReport) -> dict[str, Any]:
         "waivers": report.waivers,
         "history": report.history,
         "rules": [rule.as_dict() for rule in report.rules],
+        "compliance": compliance(report),
         "findings": [finding.as_dict() for finding in report.findings],
     }
 

@@ -9,14 +9,12 @@ say the picture is incomplete (exit 3).
 
 from __future__ import annotations
 
-import os
-import sys
-import threading
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any
 
+from ..progress import Progress
 from ..snapshot import Snapshot, Source, now_utc
 
 
@@ -27,33 +25,6 @@ class Collected:
 
     sources: list[Source]
     resources: list[dict[str, Any]] = field(default_factory=list)
-
-
-class Progress:
-    """Objects collected per source, shown on a terminal; silent in CI and in pipes."""
-
-    def __init__(self, stream: TextIO | None = None, enabled: bool | None = None):
-        self.stream = stream or sys.stderr
-        if enabled is None:
-            enabled = self.stream.isatty() and not os.environ.get("CI")
-        self.enabled = enabled
-        self.counts: dict[str, int] = {}
-        self.lock = threading.Lock()
-
-    def update(self, source: str, count: int) -> None:
-        """`source` has now collected `count` objects."""
-        with self.lock:
-            self.counts[source] = count
-            if self.enabled:
-                line = "  ".join(f"{name}: {n:,}" for name, n in self.counts.items())
-                self.stream.write(f"\r\x1b[Kcollecting {line}")
-                self.stream.flush()
-
-    def finish(self) -> None:
-        """End the progress line."""
-        if self.enabled and self.counts:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 class InventorySource(ABC):
@@ -76,3 +47,6 @@ def collect_all(sources: list[InventorySource], progress: Progress | None = None
     progress.finish()
     return Snapshot(collected_at=started, sources=[source for r in results for source in r.sources],
                     resources=[resource for r in results for resource in r.resources])
+
+
+__all__ = ["Collected", "InventorySource", "Progress", "collect_all"]

@@ -1,0 +1,47 @@
+"""CSV: one row per finding, for spreadsheets and ticket imports.
+
+Cells that a spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, tab or
+carriage return) are prefixed with `'`: resource names and messages come from the estate,
+and a VM named `=HYPERLINK(...)` must stay text (OWASP's CSV injection advice).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from ..findings import Finding, ScanReport
+from . import ReportFormat
+
+COLUMNS = ("severity", "state", "waived", "rule_id", "title", "category", "resource_name", "resource_id",
+           "resource_type", "cloud", "source", "item_key", "message", "first_seen", "waiver_owner",
+           "waiver_expires", "fingerprint")
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def cell(value: object) -> str:
+    """A value as a CSV cell that no spreadsheet evaluates."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA) else text
+
+
+def row(finding: Finding) -> list[str]:
+    """The cells of one finding, in COLUMNS order."""
+    waiver = finding.suppression or {}
+    values = (finding.severity, finding.state, "yes" if finding.suppression else "no", finding.rule_id,
+              finding.title, finding.category, finding.resource_name, finding.resource_id, finding.resource_type,
+              finding.cloud, finding.source, finding.item_key, finding.message, finding.first_seen,
+              waiver.get("owner"), waiver.get("expires"), finding.fingerprint)
+    return [cell(value) for value in values]
+
+
+class CsvReport(ReportFormat):
+    name = "csv"
+    filename = "findings.csv"
+
+    def render(self, report: ScanReport) -> bytes:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\r\n")  # RFC 4180 line ends
+        writer.writerow(COLUMNS)
+        writer.writerows(row(finding) for finding in report.findings)
+        return buffer.getvalue().encode("utf-8")
