@@ -153,3 +153,19 @@ def test_a_rule_waits_for_the_baselines_it_requires(tmp_path, capsys):
         """)
     with pytest.raises(RuleError, match="'requires' must be a list"):
         load_rule_context([bad], [], AS_OF, default_rules=False)
+
+
+def test_every_shipped_yaml_file_loads_the_same_without_libyaml():
+    # PyYAML falls back to its pure-Python scanner where libyaml is missing, and that
+    # scanner rejects some flow sequences libyaml accepts (an unquoted URL with a `?`)
+    import yaml
+
+    from tests.conftest import ROOT
+    files = [*(ROOT / "rules").rglob("*.yaml"), *(ROOT / "examples").rglob("*.y*ml"),
+             ROOT / "auditor" / "sample" / "baselines.yaml"]
+    assert len(files) > 8
+    for file in files:
+        text = file.read_text(encoding="utf-8")
+        pure = yaml.load(text, Loader=yaml.SafeLoader)
+        if hasattr(yaml, "CSafeLoader"):
+            assert yaml.load(text, Loader=yaml.CSafeLoader) == pure, file
