@@ -15,8 +15,9 @@ from pathlib import Path
 from .errors import EXIT_INCOMPLETE, EXIT_OK, InputError
 from .files import read_input
 from .options import AzureOptions, CollectOptions, VSphereOptions
+from .progress import Progress
 from .snapshot import Snapshot
-from .sources import InventorySource, Progress, collect_all
+from .sources import InventorySource, collect_all
 
 
 def vsphere_password(options: VSphereOptions) -> str:

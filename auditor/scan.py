@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -31,9 +31,9 @@ from .facts import derive_facts
 from .findings import Finding, ScanReport
 from .gate import GateResult, apply_waivers, compare, decide, load_previous, load_waivers
 from .options import RuleSelection, ScanOptions
+from .progress import Progress
 from .segmentation import assign_zones, load_zones
 from .snapshot import Snapshot, load_snapshot, merge_snapshots, now_utc
-from .sources import Progress
 
 
 @dataclass
@@ -127,7 +127,6 @@ class ScanOutcome:
     formats: list[str]
     gate: GateResult
     exit_code: int
-    waiting: dict[str, list[str]] = field(default_factory=dict)
     no_previous: Path | None = None  # `--compare latest` found no earlier scan here
     payload: bytes | None = None  # the format for standard output (--output -)
 
@@ -229,7 +228,7 @@ def run_scan(options: ScanOptions, warn: Callable[[str], None], progress: Progre
     progress.done()
     code = EXIT_INCOMPLETE if report.incomplete else EXIT_FINDINGS if gate.failed else EXIT_OK
     return ScanOutcome(report=report, run=run, formats=options.formats, gate=gate, exit_code=code,
-                       waiting=context.waiting, no_previous=no_previous, payload=payload)
+                       no_previous=no_previous, payload=payload)
 
 
 def save_live_snapshot(collected: Snapshot, path: Path, warn: Callable[[str], None]) -> None:
