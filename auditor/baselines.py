@@ -9,7 +9,6 @@ names nothing is an error when the rules are compiled, never during a scan.
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BaselineError
+from .patterns import fullmatch, glob
 from .yamlfile import LinedDict, line_of, load_yaml
 
 ALLOWED_FILE_KEYS = {"baselines", "description", "version"}
@@ -126,7 +126,10 @@ def parse_version(text: Any) -> tuple[int, ...] | None:
     match = _VERSION.search(text)
     if match is None:
         return None
-    return tuple(int(part) for part in match.group(1).split("."))
+    parts = match.group(1).split(".")
+    if any(len(part) > 18 for part in parts):  # no real version has such a component, and
+        return None                            # int() refuses past 4,300 digits
+    return tuple(int(part) for part in parts)
 
 
 def compare_versions(left: tuple[int, ...], right: tuple[int, ...]) -> int:
@@ -137,11 +140,17 @@ def compare_versions(left: tuple[int, ...], right: tuple[int, ...]) -> int:
     return (a > b) - (a < b)
 
 
+# an ISO date, optionally with a time of day (ARM writes 7 fractional digits) and offset
+_ISO_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}"
+                            r"(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:[Zz]|[+-]\d{2}:?\d{2})?)?")
+
+
 def parse_date(value: Any) -> date | None:
-    """An ISO date or date-time as a date; None when it is neither."""
+    """An ISO date or date-time as a date; None when it is neither (`2027-01-01Tgarbage`
+    is not a date)."""
     if isinstance(value, date):
         return value
-    if not isinstance(value, str) or len(value) < 10:
+    if not isinstance(value, str) or not value.isascii() or _ISO_DATE_TIME.fullmatch(value) is None:
         return None
     try:
         return date.fromisoformat(value[:10])
@@ -181,8 +190,7 @@ class LifecycleTable:
             ((parse_version(k), r) for k, r in self.rows.items()
              if re.fullmatch(r"\d+(\.\d+)*", k)),
             key=lambda pair: -len(pair[0] or ()))
-        self._globs = [(re.compile(fnmatch.translate(k)), r) for k, r in self.rows.items()
-                       if any(c in k for c in "*?[")]
+        self._globs = [(glob(k), r) for k, r in self.rows.items() if any(c in k for c in "*?[")]
         self._memo: dict[Any, LifecycleRow | None] = {}
 
     @staticmethod
@@ -230,6 +238,6 @@ class LifecycleTable:
                 if key_version and version[:len(key_version)] == key_version:
                     return row
         for pattern, row in self._globs:
-            if pattern.match(text):
+            if fullmatch(pattern, text):
                 return row
         return None

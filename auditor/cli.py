@@ -12,7 +12,6 @@ import functools
 import json
 import logging
 import os
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -23,16 +22,10 @@ from . import __version__
 from .errors import EXIT_INCOMPLETE, EXIT_INPUT_ERROR, EXIT_OK, AuditorError, InputError
 from .findings import SEVERITY_RANK, STATES, ScanReport
 from .options import add_arguments, collect_options, log_level, scan_options, settings_for
+from .text import for_terminal as safe
 
 EPILOG = """exit codes: 0 no finding at or above --fail-on; 1 findings at or above it (with --compare: new
 ones); 2 usage or input error; 3 collection incomplete (a source failed)"""
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def safe(text: object) -> str:
-    """Text fit for a terminal: control characters (escape sequences) shown, not obeyed."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
-
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for all subcommands, built from the option table."""
@@ -328,7 +321,7 @@ def _report(settings: dict) -> int:
     source, fmt_name = settings["from"].value, settings["format"].value
     if source is None or fmt_name is None:
         raise InputError("report needs --from FINDINGS_JSON and --format FORMAT")
-    report = load_report(source)
+    report = load_report(source, settings["max-input-size"].value)
     fmt = formats()[fmt_name]
     payload = fmt.render(report)
     if settings["output"].value == Path("-"):
@@ -347,7 +340,8 @@ def _diff(old: Any, new: Any, settings: dict) -> int:
     from .formats.drift import render_html, render_json, render_text
     from .snapshot import load_snapshot
 
-    drift = diff_snapshots(load_snapshot(old), load_snapshot(new))
+    limit = settings["max-input-size"].value
+    drift = diff_snapshots(load_snapshot(old, limit), load_snapshot(new, limit))
     renderers: dict[str, Callable[[], bytes]] = {"text": lambda: render_text(drift).encode("utf-8"),
                                                  "json": lambda: render_json(drift),
                                                  "html": lambda: render_html(drift)}

@@ -35,23 +35,26 @@ import re
 from functools import lru_cache
 from typing import Any
 
-# Ordered: the first pattern that matches the OS text wins.
-_OS_PATTERNS: list[tuple[re.Pattern[str], str, Any]] = [
-    (re.compile(r"windows\s+server\s+(\d{4})(\s*r2)?", re.I), "windows",
+from .patterns import Pattern, linear, search
+
+# Ordered: the first pattern that matches the OS text wins. RE2, not `re`: the text is a
+# guest's own description, and `ubuntu\D*?` over "ubuntu" * 10000 backtracks quadratically.
+_OS_PATTERNS: list[tuple[Pattern, str, Any]] = [
+    (linear(r"windows\s+server\s+(\d{4})(\s*r2)?", ignore_case=True), "windows",
      lambda m: f"windows-server-{m.group(1)}{'-r2' if m.group(2) else ''}"),
-    (re.compile(r"windowsserver[^:]*:(\d{4})(-r2)?", re.I), "windows",
+    (linear(r"windowsserver[^:]*:(\d{4})(-r2)?", ignore_case=True), "windows",
      lambda m: f"windows-server-{m.group(1)}{'-r2' if m.group(2) else ''}"),
-    (re.compile(r"ubuntu\D*?(\d{2})[._-](\d{2})", re.I), "linux",
+    (linear(r"ubuntu\D*?(\d{2})[._-](\d{2})", ignore_case=True), "linux",
      lambda m: f"ubuntu-{m.group(1)}.{m.group(2)}"),
-    (re.compile(r"(?:ubuntu.*?|com-ubuntu-server-)(bionic|focal|jammy|noble)", re.I), "linux",
+    (linear(r"(?:ubuntu.*?|com-ubuntu-server-)(bionic|focal|jammy|noble)", ignore_case=True), "linux",
      lambda m: {"bionic": "ubuntu-18.04", "focal": "ubuntu-20.04", "jammy": "ubuntu-22.04",
                 "noble": "ubuntu-24.04"}[m.group(1).lower()]),
-    (re.compile(r"centos\D*(\d+)", re.I), "linux", lambda m: f"centos-{m.group(1)}"),
-    (re.compile(r"(?:red\s*hat\s+enterprise\s+linux|rhel)\D*(\d+)", re.I), "linux",
+    (linear(r"centos\D*(\d+)", ignore_case=True), "linux", lambda m: f"centos-{m.group(1)}"),
+    (linear(r"(?:red\s*hat\s+enterprise\s+linux|rhel)\D*(\d+)", ignore_case=True), "linux",
      lambda m: f"rhel-{m.group(1)}"),
-    (re.compile(r"(?:suse\s+linux\s+enterprise(?:\s+server)?|sles)\D*(\d+)(?:\D*sp(\d+))?", re.I),
+    (linear(r"(?:suse\s+linux\s+enterprise(?:\s+server)?|sles)\D*(\d+)(?:\D*sp(\d+))?", ignore_case=True),
      "linux", lambda m: f"sles-{m.group(1)}" + (f"-sp{m.group(2)}" if m.group(2) else "")),
-    (re.compile(r"debian\D*(\d+)", re.I), "linux", lambda m: f"debian-{m.group(1)}"),
+    (linear(r"debian\D*(\d+)", ignore_case=True), "linux", lambda m: f"debian-{m.group(1)}"),
 ]
 
 # vSphere guest ids that name one product; generic ids (ubuntu64Guest) say no version.
@@ -72,7 +75,7 @@ _GUEST_IDS = {
 def os_product(text: str) -> tuple[str, str] | None:
     """(family, product key) named by an OS description, or None if none is recognised."""
     for pattern, family, key in _OS_PATTERNS:
-        match = pattern.search(text)
+        match = search(pattern, text)
         if match:
             return family, key(match)
     return None
@@ -156,7 +159,7 @@ def _vsphere_vm(vm: dict[str, Any], networks: dict[tuple[str, str], dict[str, An
 
 @lru_cache(maxsize=256)
 def _hardware_version(version: str) -> int | None:
-    digits = re.search(r"(\d+)", version)
+    digits = re.search(r"([0-9]{1,6})", version)
     return int(digits.group(1)) if digits else None
 
 
@@ -216,7 +219,8 @@ def _release(resource: dict[str, Any], product: Any) -> None:
         return
     parts = version.split(".")
     release: dict[str, Any] = {"line": ".".join(parts[:2]), "version": version}
-    if isinstance(build, (str, int)) and str(build).isdigit():
+    if isinstance(build, (str, int)) and not isinstance(build, bool) and str(build).isascii() \
+            and str(build).isdigit() and len(str(build)) < 19:
         release["build"] = int(build)
         release["full"] = f"{version}.{build}"
     resource.setdefault("facts", {})["release"] = release
@@ -253,7 +257,7 @@ def _host(host: dict[str, Any], licences: dict[tuple[str, str], dict[str, Any]])
             licence_facts["hosts"] = licence_facts.get("hosts", 0) + 1
 
 
-_SIZE = re.compile(r"^(?:standard|basic)_[a-z]+?(\d+)(?:-(\d+))?", re.I)
+_SIZE = re.compile(r"^(?:standard|basic)_[a-z]+?([0-9]{1,4})(?:-([0-9]{1,4}))?", re.I)
 
 
 @lru_cache(maxsize=1024)

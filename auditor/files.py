@@ -1,20 +1,103 @@
-"""Reading user-supplied files with errors a person can act on (one line, file named)."""
+"""Reading user-supplied files with errors a person can act on (one line, file named), and
+within limits that a real estate never reaches and an attack always does.
+
+- Only regular files are read: a FIFO would hang the scan, `/dev/zero` would fill memory.
+- Rule, baseline, waiver, config and password files: at most `TEXT_FILE_LIMIT` bytes.
+- Snapshots and earlier findings: at most `--max-input-size` bytes (default
+  `DEFAULT_INPUT_LIMIT`), counted after gzip decompression, so a small `.json.gz` cannot
+  expand into gigabytes.
+"""
 
 from __future__ import annotations
 
+import gzip
+import io
+import os
+import stat
+import zlib
 from pathlib import Path
 
 from .errors import InputError
 
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+# rule packs, baselines, waivers and config files are hand-written: the shipped packs are
+# under 100 KiB together
+TEXT_FILE_LIMIT = 64 * MIB
+# a 100,000-resource estate is about 200 MiB of snapshot JSON; the default leaves room for
+# a million resources
+DEFAULT_INPUT_LIMIT = 2 * GIB
+GZIP_MAGIC = b"\x1f\x8b"
 
-def read_input(path: Path, what: str, error: type[InputError] = InputError) -> bytes:
-    """The bytes of `path`; a missing, unreadable or folder path raises `error` naming it."""
+
+def size_text(size: int) -> str:
+    """A byte count as people write it (`2 GiB`, `512 MiB`, `1,234 bytes`)."""
+    for unit, name in ((GIB, "GiB"), (MIB, "MiB"), (1024, "KiB")):
+        if size >= unit and size % unit == 0:
+            return f"{size // unit:,} {name}"
+    return f"{size:,} bytes"
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "directory"
+    if stat.S_ISFIFO(mode):
+        return "named pipe"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "special file"
+
+
+def read_input(path: Path, what: str, error: type[InputError] = InputError, *,
+               limit: int = TEXT_FILE_LIMIT, raise_with: str = "") -> bytes:
+    """The bytes of the regular file `path`, at most `limit` of them.
+
+    A missing, unreadable, special or oversized file raises `error` naming it; `raise_with`
+    tells the user how to raise the limit where they can."""
     where = str(path)
     try:
-        return path.read_bytes()
+        # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer for ever
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise error(f"{what} not found", where=where) from None
     except IsADirectoryError:
         raise error(f"is a directory, expected a {what}", where=where) from None
     except OSError as exc:
         raise error(f"cannot read {what}: {exc.strerror}", where=where) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise error(f"is a directory, expected a {what}", where=where)
+        raise error(f"is a {_kind(mode)}, not a regular file: expected a {what}", where=where)
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            payload = handle.read(limit + 1)
+        except OSError as exc:
+            raise error(f"cannot read {what}: {exc.strerror}", where=where) from None
+    if len(payload) > limit:
+        raise error(_over(what, limit, raise_with), where=where)
+    return payload
+
+
+def decompress_bounded(payload: bytes, where: str, what: str, error: type[InputError] = InputError, *,
+                       limit: int = DEFAULT_INPUT_LIMIT, raise_with: str = "") -> bytes:
+    """`payload` itself, or, when it is gzip data, its decompressed bytes, stopping as soon
+    as they pass `limit` (a gzip bomb is refused after `limit` bytes, not after memory runs out)."""
+    if payload[:2] != GZIP_MAGIC:
+        return payload
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(payload)) as stream:
+            data = stream.read(limit + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise error(f"broken gzip data ({exc})", where=where) from None
+    if len(data) > limit:
+        raise error(_over(f"{what} (decompressed)", limit, raise_with), where=where)
+    return data
+
+
+def _over(what: str, limit: int, raise_with: str) -> str:
+    hint = f"; raise the limit with {raise_with}" if raise_with else ""
+    return f"{what} is larger than the limit of {size_text(limit)}{hint}"

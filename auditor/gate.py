@@ -19,8 +19,6 @@
 from __future__ import annotations
 
 import copy
-import fnmatch
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -31,7 +29,9 @@ import orjson
 
 from .baselines import parse_date
 from .errors import InputError
+from .files import DEFAULT_INPUT_LIMIT
 from .findings import NOT_CURRENT, SEVERITY_RANK, Finding
+from .patterns import Pattern, fullmatch, glob
 from .yamlfile import LinedDict, LinedList, line_of, load_yaml
 
 WAIVER_KEYS = {"rule", "resource", "reason", "owner", "expires", "ticket"}
@@ -40,12 +40,13 @@ REQUIRED_WAIVER_KEYS = ("rule", "resource", "reason", "owner", "expires")
 
 # --- previous findings ----------------------------------------------------------------------
 
-def load_previous(path: Path) -> list[Finding]:
-    """Findings of a previous scan, from our findings.json or our SARIF."""
+def load_previous(path: Path, limit: int = DEFAULT_INPUT_LIMIT) -> list[Finding]:
+    """Findings of a previous scan (a file of at most `limit` bytes), from our findings.json
+    or our SARIF."""
     from .formats.findings_json import SCHEMA, read_json, report_from_document
 
     where = str(path)
-    document = read_json(path, "previous scan")
+    document = read_json(path, "previous scan", limit)
     if isinstance(document, dict) and document.get("schema") == SCHEMA:
         # what that scan found fixed is not a finding any more; what it could not look at
         # (unknown) is still believed open and carries forward
@@ -56,24 +57,50 @@ def load_previous(path: Path) -> list[Finding]:
 
 
 def _from_sarif(document: dict[str, Any], where: str) -> list[Finding]:
+    from .formats.findings_json import DocumentChecker
+
+    check = DocumentChecker(where, "SARIF")
     findings = []
-    for run in document["runs"]:
-        if (run.get("tool", {}).get("driver", {}).get("name")) != "auditor":
+    for index, run in enumerate(document["runs"]):
+        label = f"runs[{index}]."
+        if not isinstance(run, dict):
+            raise check.fail(label[:-1], "is not an object")
+        driver = check.optional(check.optional(run, "tool", dict, {}, label), "driver", dict, {}, f"{label}tool.")
+        if driver.get("name") != "auditor":
             raise InputError("SARIF was not written by auditor: its fingerprints cannot be compared",
                              where=where)
-        for result in run.get("results", []):
-            props = result.get("properties", {})
-            fingerprint = result.get("partialFingerprints", {}).get("primaryLocationLineHash")
-            if not fingerprint or result.get("baselineState") == "absent":
-                continue
-            findings.append(Finding(
-                rule_id=result.get("ruleId", ""), fingerprint=fingerprint,
-                severity=props.get("severity", "info"), category=props.get("category", "other"),
-                title="", message=result.get("message", {}).get("text", ""),
-                resource_id=props.get("resourceId", ""), resource_name=props.get("resourceName", ""),
-                resource_type=props.get("resourceType", ""), cloud=props.get("cloud", ""),
-                source=props.get("source", ""), item_key=props.get("item"), evidence=props.get("evidence", [])))
+        for number, result in enumerate(check.optional(run, "results", list, [], label)):
+            findings.extend(_sarif_result(check, result, f"{label}results[{number}]"))
     return findings
+
+
+def _sarif_result(check: Any, result: Any, label: str) -> list[Finding]:
+    """The finding one SARIF result of ours stands for (none for a fixed one); fields of a
+    wrong shape are one-line errors."""
+    if not isinstance(result, dict):
+        raise check.fail(label, "is not an object")
+    props = check.optional(result, "properties", dict, {}, f"{label}.")
+    fingerprints = check.optional(result, "partialFingerprints", dict, {}, f"{label}.")
+    fingerprint = check.optional(fingerprints, "primaryLocationLineHash", str, None, f"{label}.partialFingerprints.")
+    if not fingerprint or result.get("baselineState") == "absent":
+        return []
+    message = check.optional(result, "message", dict, {}, f"{label}.")
+    evidence = check.optional(props, "evidence", list, [], f"{label}.properties.")
+    if not all(isinstance(entry, dict) for entry in evidence):
+        raise check.fail(f"{label}.properties.evidence", "must be a list of objects")
+    severity = check.severity(props, "severity", f"{label}.properties.") if "severity" in props else "info"
+
+    def text(parent: dict[str, Any], key: str, prefix: str, default: str = "") -> str:
+        return check.optional(parent, key, str, default, prefix)
+    return [Finding(
+        rule_id=text(result, "ruleId", f"{label}."), fingerprint=fingerprint, severity=severity,
+        category=text(props, "category", f"{label}.properties.", "other"), title="",
+        message=text(message, "text", f"{label}.message."),
+        resource_id=text(props, "resourceId", f"{label}.properties."),
+        resource_name=text(props, "resourceName", f"{label}.properties."),
+        resource_type=text(props, "resourceType", f"{label}.properties."),
+        cloud=text(props, "cloud", f"{label}.properties."), source=text(props, "source", f"{label}.properties."),
+        item_key=check.optional(props, "item", str, None, f"{label}.properties."), evidence=evidence)]
 
 
 def _evidence_key(finding: Finding) -> bytes:
@@ -122,20 +149,20 @@ class Waiver:
     ticket: str | None
     file: str
     line: int
-    _rule_pattern: re.Pattern[str] | None = None
-    _resource_pattern: re.Pattern[str] | None = None
+    _rule_pattern: Pattern | None = None
+    _resource_pattern: Pattern | None = None
 
     def __post_init__(self) -> None:
-        self._rule_pattern = re.compile(fnmatch.translate(self.rule))
+        self._rule_pattern = glob(self.rule)
         # resource ids of Azure are case-insensitive; globs are matched case-insensitively
-        self._resource_pattern = re.compile(fnmatch.translate(self.resource), re.IGNORECASE)
+        self._resource_pattern = glob(self.resource, ignore_case=True)
 
     def matches(self, finding: Finding) -> bool:
         """True when this waiver names the finding's rule and its resource (id or name)."""
-        if not self._rule_pattern.match(finding.rule_id):
+        if not fullmatch(self._rule_pattern, finding.rule_id):
             return False
-        return bool(self._resource_pattern.match(finding.resource_id)
-                    or self._resource_pattern.match(finding.resource_name))
+        return (fullmatch(self._resource_pattern, finding.resource_id)
+                or fullmatch(self._resource_pattern, finding.resource_name))
 
     def as_dict(self) -> dict[str, Any]:
         """The waiver as reports show it."""

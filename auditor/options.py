@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .files import DEFAULT_INPUT_LIMIT
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 REPORT_FORMATS = ("json", "sarif", "html", "junit", "csv")
@@ -74,6 +75,18 @@ def as_count(text: str) -> int:
     if not text.isascii() or not text.strip().isdigit() or len(text.strip()) > 9 or int(text) < 1:
         raise ValueError(f"'{text}' is not a whole number of at least 1")
     return int(text)
+
+
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
+
+
+def as_size(text: str) -> int:
+    """A size in bytes: a whole number with an optional K, M, G or T (powers of 1024)."""
+    spoken = text.strip().upper().removesuffix("IB").removesuffix("B")
+    number, unit = (spoken[:-1], spoken[-1]) if spoken and spoken[-1] in _SIZE_UNITS else (spoken, "")
+    if not (number.isascii() and number.isdigit()) or len(number) > 12 or int(number) < 1:
+        raise ValueError(f"'{text}' is not a size (a whole number of bytes, or with K, M, G or T)")
+    return int(number) * _SIZE_UNITS[unit]
 
 
 def as_flag(text: str) -> bool:
@@ -192,6 +205,8 @@ NO_DEFAULT_RULES = Spec("no-default-rules", "do not run the shipped rule packs, 
 RULES = Spec("rules", "rule files or folders to run beside the shipped packs (see --no-default-rules)",
              parse=as_path, many=True, default=[], metavar="PATH")
 STDOUT = Path("-")  # `--output -`: the one format to standard output
+MAX_INPUT_SIZE = Spec("max-input-size", "largest snapshot or earlier findings file to read, counted after "
+                      "gzip decompression (default: 2G)", parse=as_size, default=DEFAULT_INPUT_LIMIT, metavar="SIZE")
 CONFIG = Spec("config", f"config file of options (default: ./{CONFIG_FILE} when it exists)", parse=as_path,
               metavar="FILE")
 
@@ -241,6 +256,7 @@ SPECS: dict[str, list[Spec]] = {
         Spec("azure", "collect Azure live (the --azure-* options choose what) and scan it with the rest",
              switch=True, default=False),
         *_azure_specs(prefixed=True),
+        MAX_INPUT_SIZE,
         CONFIG,
     ],
     "collect vsphere": [
@@ -280,6 +296,7 @@ SPECS: dict[str, list[Spec]] = {
         Spec("format", "text, json or html (default: text)", choices=("text", "json", "html"), default="text",
              aliases=("f",)),
         Spec("output", "write to FILE instead of standard output", parse=as_path, metavar="FILE", aliases=("o",)),
+        MAX_INPUT_SIZE,
         CONFIG,
     ],
     "history": [
@@ -293,6 +310,7 @@ SPECS: dict[str, list[Spec]] = {
         Spec("format", "the format to write", choices=REPORT_FORMATS, aliases=("f",)),
         Spec("output", "output file (default: the format's file name beside the input; `-`: standard output)",
              parse=as_path, metavar="FILE", aliases=("o",)),
+        MAX_INPUT_SIZE,
         CONFIG,
     ],
 }
@@ -580,6 +598,7 @@ class ScanOptions:
     vsphere: VSphereOptions = field(default_factory=VSphereOptions)
     azure: AzureOptions = field(default_factory=AzureOptions)
     save_snapshot: Path | None = None
+    max_input_size: int = DEFAULT_INPUT_LIMIT  # bytes of a snapshot or earlier findings file
 
     @property
     def live(self) -> bool:
@@ -720,7 +739,7 @@ def scan_options(settings: dict[str, Setting]) -> ScanOptions:
         min_severity=settings["min-severity"].value or "info", compare=compare, history=history,
         waivers=_unique(settings["waivers"].value), as_of=settings["as-of"].value or date.today(),
         quiet=settings["quiet"].value, vsphere=_vsphere(settings, servers), azure=_azure(settings, azure),
-        save_snapshot=settings["save-snapshot"].value)
+        save_snapshot=settings["save-snapshot"].value, max_input_size=settings["max-input-size"].value)
 
 
 def log_level(settings: dict[str, Setting]) -> str:

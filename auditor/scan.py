@@ -28,6 +28,7 @@ from .engine.evaluate import Evaluation, evaluate_rules
 from .engine.rules import CompiledRule, RuleSet, compile_rules, load_rules, missing_baselines, rule_files
 from .errors import EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK, InputError
 from .facts import derive_facts
+from .files import DEFAULT_INPUT_LIMIT
 from .findings import Finding, ScanReport
 from .gate import GateResult, apply_waivers, compare, decide, load_previous, load_waivers
 from .options import RuleSelection, ScanOptions
@@ -80,9 +81,9 @@ def load_rule_context(rule_paths: list[Path] | None, baseline_paths: list[Path] 
     return RuleContext(ruleset, baselines, compiled)
 
 
-def load_snapshots(paths: list[Path]) -> Snapshot:
-    """Read and merge snapshot files."""
-    return merge_snapshots([load_snapshot(path) for path in paths])
+def load_snapshots(paths: list[Path], limit: int = DEFAULT_INPUT_LIMIT) -> Snapshot:
+    """Read and merge snapshot files of at most `limit` bytes each."""
+    return merge_snapshots([load_snapshot(path, limit) for path in paths])
 
 
 def evaluate_snapshot(snapshot: Snapshot, rules: RuleContext, as_of: date,
@@ -136,15 +137,16 @@ class ScanOutcome:
         return [s for s in self.report.sources if s.get("status") != "ok"]
 
 
-def previous_findings(compare: str, output: Path) -> tuple[list[Finding], str, Path | None]:
+def previous_findings(compare: str, output: Path,
+                      limit: int = DEFAULT_INPUT_LIMIT) -> tuple[list[Finding], str, Path | None]:
     """The previous scan's findings, what to call it, and (for `latest` with no earlier scan
     yet) the path that was looked for: then every finding counts as new."""
     if compare == "latest":
         path = output / "latest" / "findings.json"
         if not path.is_file():
             return [], f"{path} (no earlier scan yet)", path
-        return load_previous(path), str(path), None
-    return load_previous(Path(compare)), compare, None
+        return load_previous(path, limit), str(path), None
+    return load_previous(Path(compare), limit), compare, None
 
 
 LOG = logging.getLogger("auditor")
@@ -179,7 +181,8 @@ def run_scan(options: ScanOptions, warn: Callable[[str], None], progress: Progre
     previous = compared_with = no_previous = None
     with steps.step("reading rules, baselines, waivers and the previous scan"):
         if options.compare:
-            previous, compared_with, no_previous = previous_findings(options.compare, options.output)
+            previous, compared_with, no_previous = previous_findings(options.compare, options.output,
+                                                                         options.max_input_size)
         waivers = [waiver for path in options.waivers for waiver in load_waivers(path)]
         files = ([SAMPLE_SNAPSHOT] if options.sample else []) + options.snapshots
         # the sample's own zones and entitlements come first, so a --baseline still overrides them
@@ -192,7 +195,7 @@ def run_scan(options: ScanOptions, warn: Callable[[str], None], progress: Progre
     LOG.info("%d rules from %d files, %d compiled", len(context.ruleset.rules), len(context.ruleset.files),
              len(context.compiled))
     with steps.step(f"loading {len(files)} snapshot file{'s' if len(files) != 1 else ''}"):
-        snapshots = [_load_frozen(files)] if files else []
+        snapshots = [_load_frozen(files, options.max_input_size)] if files else []
     if sources:
         with steps.step(f"collecting {len(sources)} live source{'s' if len(sources) != 1 else ''}"):
             collected = collect_all(sources, progress)
@@ -241,14 +244,14 @@ def save_live_snapshot(collected: Snapshot, path: Path, warn: Callable[[str], No
     save_snapshot(collected, path)
 
 
-def _load_frozen(files: list[Path]) -> Snapshot:
+def _load_frozen(files: list[Path], limit: int) -> Snapshot:
     """Load snapshots and move them out of the cyclic collector's sight before it runs
     again: re-enabled on a fresh million-object tree, its first full pass costs half a
     second for nothing (a JSON tree has no cycles; refcounting still frees it)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
-        snapshot = load_snapshots(files)
+        snapshot = load_snapshots(files, limit)
         gc.freeze()
         return snapshot
     finally:

@@ -20,14 +20,13 @@ is meant to stop at a firewall.
 
 from __future__ import annotations
 
-import fnmatch
 import ipaddress
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from .baselines import Baselines
 from .errors import BaselineError
+from .patterns import Pattern, fullmatch, glob_pattern, linear
 
 VM_TYPES = {("vsphere", "VirtualMachine"), ("azure", "microsoft.compute/virtualmachines")}
 
@@ -43,17 +42,20 @@ class Zone:
     vm_names: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        # one compiled pattern for all name globs: tested once per VM of the estate
-        self.vm_name_pattern = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in self.vm_names)) \
-            if self.vm_names else None
+        # one compiled pattern per kind of glob: tested once per VM or network of the estate,
+        # in linear time whatever the names (they come from the estate)
+        self.vm_name_pattern = _any_glob(self.vm_names)
+        self.port_group_pattern = _any_glob(self.port_groups)
+        self.subnet_pattern = _any_glob(self.subnets, ignore_case=True)  # ARM ids are case-insensitive
 
     def claims(self, network: dict[str, Any], cloud: str) -> bool:
         """Whether the attached network (an entry of facts.networks) belongs to this zone."""
         if cloud == "vsphere":
             name = network.get("name")
-            return isinstance(name, str) and any(fnmatch.fnmatchcase(name, p) for p in self.port_groups)
-        subnet_id = str(network.get("id", "")).lower()
-        if any(fnmatch.fnmatchcase(subnet_id, p.lower()) for p in self.subnets):
+            return isinstance(name, str) and self.port_group_pattern is not None and \
+                fullmatch(self.port_group_pattern, name)
+        subnet_id = str(network.get("id", ""))
+        if self.subnet_pattern is not None and fullmatch(self.subnet_pattern, subnet_id):
             return True
         prefix = network.get("prefix")
         if isinstance(prefix, str) and self.cidrs:
@@ -63,6 +65,13 @@ class Zone:
                 return False
             return any(subnet.version == c.version and subnet.subnet_of(c) for c in self.cidrs)
         return False
+
+
+def _any_glob(globs: list[str], ignore_case: bool = False) -> Pattern | None:
+    """One pattern matching what any of `globs` matches, or None for no globs."""
+    if not globs:
+        return None
+    return linear("|".join(glob_pattern(pattern) for pattern in globs), ignore_case=ignore_case)
 
 
 def load_zones(baselines: Baselines) -> tuple[list[Zone], str]:
@@ -198,6 +207,6 @@ def _own_zone(resource: dict[str, Any], zones: list[Zone], known: dict[str, str]
     name = resource.get("name")
     if isinstance(name, str):
         for zone in zones:
-            if zone.vm_name_pattern is not None and zone.vm_name_pattern.match(name):
+            if zone.vm_name_pattern is not None and fullmatch(zone.vm_name_pattern, name):
                 return zone.name
     return None

@@ -20,6 +20,7 @@ from __future__ import annotations
 import gc
 import gzip
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,8 +31,9 @@ from typing import Any
 from . import __version__
 from .atomic import write_bytes_atomic
 from .errors import SnapshotError
-from .files import read_input
+from .files import DEFAULT_INPUT_LIMIT, decompress_bounded, read_input
 from .jsonio import to_json
+from .text import without_lone_surrogates
 
 SCHEMA_VERSION = 1
 KIND = "auditor.snapshot"
@@ -107,15 +109,15 @@ def save_snapshot(snapshot: Snapshot, path: Path) -> None:
     write_bytes_atomic(path, payload)
 
 
-def load_snapshot(path: Path) -> Snapshot:
-    """Read and check one snapshot file; anything unusable raises SnapshotError naming it."""
+MAX_INPUT_FLAG = "--max-input-size"
+
+
+def load_snapshot(path: Path, limit: int = DEFAULT_INPUT_LIMIT) -> Snapshot:
+    """Read and check one snapshot file of at most `limit` bytes (after decompression);
+    anything unusable raises SnapshotError naming it."""
     where = str(path)
-    raw = read_input(path, "snapshot file", SnapshotError)
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise SnapshotError(f"broken gzip data ({exc})", where=where) from None
+    raw = read_input(path, "snapshot file", SnapshotError, limit=limit, raise_with=MAX_INPUT_FLAG)
+    raw = decompress_bounded(raw, where, "snapshot", SnapshotError, limit=limit, raise_with=MAX_INPUT_FLAG)
     # the stdlib parser, not orjson: as fast here, and it shares one string per distinct key
     # across the document, which is ~150 MiB less for a 100,000-resource estate
     try:
@@ -126,9 +128,30 @@ def load_snapshot(path: Path) -> Snapshot:
     except json.JSONDecodeError as exc:
         raise SnapshotError(f"not a snapshot: invalid JSON ({exc.msg})", where=where,
                             line=exc.lineno) from None
+    except ValueError as exc:  # an integer of more digits than Python converts (4,300)
+        raise SnapshotError(f"not a snapshot: {str(exc).split(';')[0]}", where=where) from None
     except RecursionError:
         raise SnapshotError("not a snapshot: JSON nested too deeply", where=where) from None
+    if _SURROGATE_ESCAPE.search(raw):
+        # rare, so the walk is paid only by documents that hold such an escape at all
+        document = replace_lone_surrogates(document)
     return snapshot_from_document(document, where)
+
+
+# `\ud800`-`\udfff` escapes: the only way a UTF-8 JSON document can carry a lone surrogate
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+
+
+def replace_lone_surrogates(value: Any) -> Any:
+    """`value` with every unpaired surrogate in its texts (keys too) replaced by U+FFFD:
+    reports are UTF-8, which cannot carry them."""
+    if isinstance(value, str):
+        return without_lone_surrogates(value)
+    if isinstance(value, list):
+        return [replace_lone_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {replace_lone_surrogates(key): replace_lone_surrogates(item) for key, item in value.items()}
+    return value
 
 
 @contextmanager
@@ -211,6 +234,9 @@ def _check_resource(resource: Any, index: int, where: str) -> None:
         resource["tags"] = {}
     elif not isinstance(tags, dict):
         raise _fail(where, f"resources[{index}] ({resource['id']}): tags must be an object")
+    if "facts" in resource and not isinstance(resource["facts"], dict):
+        # facts are what auditor derives; a collector that wrote them wrote an object
+        raise _fail(where, f"resources[{index}] ({resource['id']}): facts must be an object")
     if cloud == "azure":
         # ARM types are case-insensitive; rules address them lower-case
         resource["type"] = resource["type"].lower()

@@ -5,6 +5,12 @@ Two deliberate departures from plain PyYAML:
   hide a rule author's mistake);
 - unquoted decimals and dates stay text: `6.10` is a version, not the float 6.1, and
   `2027-10-11` is compared by the date operators, which parse ISO text themselves.
+
+And two limits that hand-written rules, baselines and waivers never reach and a hostile
+file always does, checked on the event stream before any node is built: nesting deeper
+than `MAX_DEPTH` (the parser recurses and would overflow the C stack), and aliases that
+expand to more than `MAX_ALIAS_EXPANSION` nodes beyond those written ("billion laughs":
+547 bytes would otherwise become gigabytes).
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ except AttributeError:  # pragma: no cover - depends on how PyYAML was built
     _BaseLoader = yaml.SafeLoader
 
 _TEXT_TAGS = {"tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp"}
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+MAX_DEPTH = 100  # the shipped packs nest 12 deep
+MAX_ALIAS_EXPANSION = 100_000  # nodes that aliases may add; `<<: *defaults` on every rule adds hundreds
 
 
 class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
@@ -61,16 +70,27 @@ def line_of(value: Any, default: int | None = None) -> int | None:
 def _convert(node: yaml.Node, loader: _Loader, where: str) -> Any:
     line = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)  # resolve `<<:` merge keys the way PyYAML does
+        written = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)
+        loader.flatten_mapping(node)  # resolve `<<:` merge keys the way PyYAML does: merged pairs first
+        merged = len(node.value) - written
         result = LinedDict()
         result.line = line
         result.key_lines = {}
-        for key_node, value_node in node.value:
+        from_merge: set[str] = set()
+        for position, (key_node, value_node) in enumerate(node.value):
             key = _convert(key_node, loader, where)
             if isinstance(key, (dict, list)):
                 raise InputError("a mapping key must be a plain value", where=where,
                                  line=key_node.start_mark.line + 1)
             key = str(key) if not isinstance(key, str) else key
+            if position < merged:  # merged values: a later one wins, the mapping's own keys override all
+                result[key] = _convert(value_node, loader, where)
+                result.key_lines[key] = key_node.start_mark.line + 1
+                from_merge.add(key)
+                continue
+            if key in from_merge:
+                from_merge.discard(key)
+                del result[key]
             if key in result:
                 raise InputError(
                     f"duplicate key '{key}' (first at line {result.key_lines[key]})",
@@ -96,10 +116,41 @@ def load_yaml(path: Path) -> Any:
     return load_yaml_text(text, where)
 
 
+def check_shape(text: str, where: str) -> None:
+    """Refuse YAML nested deeper than MAX_DEPTH or whose aliases expand to more than
+    MAX_ALIAS_EXPANSION nodes, reading events only (no recursion, nothing built)."""
+    anchored: dict[str, int] = {}  # anchor -> how many nodes its value expands to
+    open_collections: list[tuple[str | None, int]] = []  # anchor and the count where it began
+    expanded = written = 0
+    for event in yaml.parse(text, Loader=_BaseLoader):
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            open_collections.append((event.anchor, expanded))
+            expanded += 1
+            written += 1
+            if len(open_collections) > MAX_DEPTH:
+                raise InputError(f"YAML nested more than {MAX_DEPTH} levels deep", where=where,
+                                 line=event.start_mark.line + 1)
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            anchor, began = open_collections.pop()
+            if anchor is not None:
+                anchored[anchor] = expanded - began
+        elif isinstance(event, yaml.ScalarEvent):
+            expanded += 1
+            written += 1
+            if event.anchor is not None:
+                anchored[event.anchor] = 1
+        elif isinstance(event, yaml.AliasEvent):
+            expanded += anchored.get(event.anchor, 1)
+            if expanded - written > MAX_ALIAS_EXPANSION:
+                raise InputError(f"YAML aliases expand to more than {MAX_ALIAS_EXPANSION:,} nodes (an alias "
+                                 "bomb?); write the values out", where=where, line=event.start_mark.line + 1)
+
+
 def load_yaml_text(text: str, where: str) -> Any:
     """Load one YAML document from text; `where` names it in error messages."""
     loader = _Loader(text)
     try:
+        check_shape(text, where)
         node = loader.get_single_node()
         if node is None:
             return None
@@ -113,5 +164,7 @@ def load_yaml_text(text: str, where: str) -> Any:
         raise InputError(f"YAML error: {str(exc).splitlines()[0]}", where=where) from None
     except RecursionError:
         raise InputError("YAML nesting too deep", where=where) from None
+    except ValueError as exc:  # an integer of more digits than Python converts (4,300)
+        raise InputError(f"YAML value: {str(exc).split(';')[0]}", where=where) from None
     finally:
         loader.dispose()

@@ -58,7 +58,9 @@ def test_report_renders_to_standard_output_too(workdir, capsys):
 def test_csv_cells_never_run_as_formulas(sample_report):
     assert cell("=HYPERLINK(\"http://x\")") == "'=HYPERLINK(\"http://x\")"
     assert [cell(v) for v in ("+1", "-1", "@SUM(A1)", "\tx", "plain", None)] == [
-        "'+1", "'-1", "'@SUM(A1)", "'\tx", "plain", ""]
+        "'+1", "'-1", "'@SUM(A1)", "'\\x09x", "plain", ""]
+    # a name cannot forge a line where the CSV is printed (findings to standard output in CI)
+    assert cell("vm\n::error title=auditor::all clear") == "vm\\x0a::error title=auditor::all clear"
     rows = list(csv.DictReader(io.StringIO(CsvReport().render(sample_report).decode())))
     assert len(rows) == len(sample_report.findings)
     hostile = next(r for r in rows if "onerror" in r["resource_name"])

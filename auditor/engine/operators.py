@@ -15,9 +15,7 @@ plural fields); `contains`, `empty` and `not_empty` look at the list itself.
 
 from __future__ import annotations
 
-import fnmatch
 import ipaddress
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -25,6 +23,7 @@ from functools import lru_cache
 from typing import Any
 
 from ..baselines import LifecycleTable, Table, compare_versions, parse_date, parse_version
+from ..patterns import fullmatch, glob, linear, search
 
 Predicate = Callable[[Any], bool]
 
@@ -169,18 +168,16 @@ def _as_text(observed: Any) -> str | None:
     return None
 
 
-@operator("regex", "observed text matches the regular expression (search, not full match)")
+@operator("regex", "observed text matches the regular expression (search, not full match; RE2 syntax, "
+                   "linear time: no backreferences or lookaround)")
 def _regex(expected: Any, _: CompileContext) -> Predicate:
     if not isinstance(expected, str):
         raise ValueError("needs a regular expression as text")
-    try:
-        pattern = re.compile(expected)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression: {exc}") from None
+    pattern = linear(expected)  # RE2: a rule's pattern cannot make a scan take minutes
 
     def test(observed: Any) -> bool:
         text = _as_text(observed)
-        return text is not None and pattern.search(text) is not None
+        return text is not None and search(pattern, text) is not None
     return _each(test)
 
 
@@ -188,11 +185,11 @@ def _regex(expected: Any, _: CompileContext) -> Predicate:
 def _glob(expected: Any, _: CompileContext) -> Predicate:
     if not isinstance(expected, str):
         raise ValueError("needs a glob pattern as text")
-    pattern = re.compile(fnmatch.translate(expected))
+    pattern = glob(expected)
 
     def test(observed: Any) -> bool:
         text = _as_text(observed)
-        return text is not None and pattern.match(text) is not None
+        return text is not None and fullmatch(pattern, text)
     return _each(test)
 
 
@@ -319,7 +316,7 @@ def _date_after(expected: Any, context: CompileContext) -> Predicate:
 def _older_than_days(expected: Any, context: CompileContext) -> Predicate:
     if not isinstance(expected, int) or isinstance(expected, bool) or expected < 0:
         raise ValueError("needs a whole number of days")
-    limit = context.today - timedelta(days=expected)
+    limit = shift(context.today, -expected)
 
     def test(observed: Any) -> bool:
         when = parse_date(observed)
@@ -331,7 +328,7 @@ def _older_than_days(expected: Any, context: CompileContext) -> Predicate:
 def _within_days(expected: Any, context: CompileContext) -> Predicate:
     if not isinstance(expected, int) or isinstance(expected, bool) or expected < 0:
         raise ValueError("needs a whole number of days")
-    start, end = context.today, context.today + timedelta(days=expected)
+    start, end = context.today, shift(context.today, expected)
 
     def test(observed: Any) -> bool:
         when = parse_date(observed)
@@ -401,6 +398,19 @@ def _cidr_overlaps(expected: Any, _: CompileContext) -> Predicate:
 PortRanges = tuple[tuple[int, int], ...]
 
 
+def shift(day: date, days: int) -> date:
+    """`day` moved by `days`, held at the calendar's ends (`--as-of 9999-12-31` plus a
+    warning window is still a date, not an OverflowError)."""
+    try:
+        return day + timedelta(days=days)
+    except OverflowError:
+        return date.max if days > 0 else date.min
+
+
+def _is_number(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= 5
+
+
 @lru_cache(maxsize=65_536)
 def _port_text(text: str) -> PortRanges:
     text = text.strip()
@@ -409,7 +419,8 @@ def _port_text(text: str) -> PortRanges:
     ranges = []
     for part in text.split(","):
         low, dash, high = part.strip().partition("-")
-        if not low.isdigit() or (dash and not high.isdigit()):
+        # ASCII digits only: `"²".isdigit()` is true, and int() refuses it
+        if not _is_number(low) or (dash and not _is_number(high)):
             return ()
         start, end = int(low), int(high) if dash else int(low)
         if start > end:
@@ -488,7 +499,7 @@ _lifecycle_operator("in_extended_support", "past end of general support but stil
 def _eol_within_days(value: tuple[Table, int], context: CompileContext) -> Predicate:
     table, days = value
     lifecycle = lifecycle_table(table)
-    today, horizon = context.today, context.today + timedelta(days=days)
+    today, horizon = context.today, shift(context.today, days)
 
     def test(observed: Any) -> bool:
         row = lifecycle.lookup(observed)

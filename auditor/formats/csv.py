@@ -2,7 +2,8 @@
 
 Cells that a spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, tab or
 carriage return) are prefixed with `'`: resource names and messages come from the estate,
-and a VM named `=HYPERLINK(...)` must stay text (OWASP's CSV injection advice).
+and a VM named `=HYPERLINK(...)` must stay text (OWASP's CSV injection advice). Control
+characters are shown escaped, so a name cannot forge lines where the CSV is printed.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import csv
 import io
 
 from ..findings import Finding, ScanReport
+from ..text import for_terminal
 from . import ReportFormat
 
 COLUMNS = ("severity", "state", "waived", "rule_id", "title", "category", "resource_name", "resource_id",
@@ -20,9 +22,11 @@ _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
 def cell(value: object) -> str:
-    """A value as a CSV cell that no spreadsheet evaluates."""
+    """A value as a CSV cell that no spreadsheet evaluates and no terminal obeys."""
     text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA) else text
+    # then control characters escaped: a newline in a name would forge lines where the CSV is
+    # printed (a CI log)
+    return for_terminal("'" + text if text.startswith(_FORMULA) else text)
 
 
 def row(finding: Finding) -> list[str]:

@@ -10,6 +10,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from ..drift import Drift
 from ..jsonio import to_json
+from ..text import for_terminal
 from .html import TEMPLATES
 
 DRIFT_FORMATS = ("text", "json", "html")
@@ -20,23 +21,19 @@ def _short(value: Any, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _clean(text: str) -> str:
-    # names come from the estate: control characters must not reach a terminal
-    return "".join(c if c.isprintable() or c == " " else f"\\x{ord(c):02x}" for c in text)
-
-
 def render_text(drift: Drift) -> str:
-    """One line per added/removed resource and per changed path."""
+    """One line per added/removed resource and per changed path; names come from the estate,
+    so each line is made terminal-safe (a name cannot forge a line of its own)."""
     lines = [f"drift from {drift.old_collected_at} to {drift.new_collected_at}: {len(drift.added)} added, "
              f"{len(drift.removed)} removed, {len(drift.changed)} changed"]
-    lines += [_clean(f"! source {s['id']} failed in the {s['snapshot']} snapshot ({s['error']}): its resources "
+    lines += [for_terminal(f"! source {s['id']} failed in the {s['snapshot']} snapshot ({s['error']}): its resources "
                      "were not compared") for s in drift.unavailable]
-    lines += [_clean(f"+ {r['type']} {r['name']} ({r['id']})") for r in drift.added]
-    lines += [_clean(f"- {r['type']} {r['name']} ({r['id']})") for r in drift.removed]
+    lines += [for_terminal(f"+ {r['type']} {r['name']} ({r['id']})") for r in drift.added]
+    lines += [for_terminal(f"- {r['type']} {r['name']} ({r['id']})") for r in drift.removed]
     for resource in drift.changed:
-        lines.append(_clean(f"~ {resource.type} {resource.name} ({resource.id})"))
+        lines.append(for_terminal(f"~ {resource.type} {resource.name} ({resource.id})"))
         for change in resource.changes:
-            lines.append(_clean(f"    {change.path}: {_short(change.old)} -> {_short(change.new)}"))
+            lines.append(for_terminal(f"    {change.path}: {_short(change.old)} -> {_short(change.new)}"))
     return "\n".join(lines) + "\n"
 
 

@@ -13,8 +13,8 @@ import orjson
 
 from ..compliance import compliance
 from ..errors import InputError
-from ..files import read_input
-from ..findings import RULE_STATUSES, STATES, Finding, RuleInfo, ScanReport
+from ..files import DEFAULT_INPUT_LIMIT, read_input
+from ..findings import RULE_STATUSES, SEVERITY_RANK, STATES, Finding, RuleInfo, ScanReport
 from ..jsonio import to_json
 from . import ReportFormat
 
@@ -50,17 +50,17 @@ class FindingsJson(ReportFormat):
         return to_json(report_document(report), indent=True) + b"\n"
 
 
-def read_json(path: Path, what: str) -> Any:
-    """A JSON document from a user-supplied file; errors name the file."""
+def read_json(path: Path, what: str, limit: int = DEFAULT_INPUT_LIMIT) -> Any:
+    """A JSON document of at most `limit` bytes from a user-supplied file; errors name the file."""
     try:
-        return orjson.loads(read_input(path, what))
+        return orjson.loads(read_input(path, what, limit=limit, raise_with="--max-input-size"))
     except orjson.JSONDecodeError as exc:
         raise InputError(f"not a {what}: invalid JSON ({exc.msg})", where=str(path), line=exc.lineno) from None
 
 
-def load_report(path: Path) -> ScanReport:
-    """Read a findings.json back into a ScanReport; errors name the file."""
-    return report_from_document(read_json(path, "findings.json"), str(path))
+def load_report(path: Path, limit: int = DEFAULT_INPUT_LIMIT) -> ScanReport:
+    """Read a findings.json of at most `limit` bytes back into a ScanReport; errors name the file."""
+    return report_from_document(read_json(path, "findings.json", limit), str(path))
 
 
 def report_from_document(document: Any, where: str) -> ScanReport:
@@ -72,7 +72,7 @@ def report_from_document(document: Any, where: str) -> ScanReport:
     if not isinstance(version, int) or isinstance(version, bool) or version > SCHEMA_VERSION:
         raise InputError(f"findings schema_version {version!r} is not one this auditor reads "
                          f"(<= {SCHEMA_VERSION}); upgrade auditor", where=where)
-    check = _Checker(where)
+    check = DocumentChecker(where)
     snapshot = check.mapping(document, "snapshot")
     tool = check.mapping(document, "tool")
     rules = [_rule(check, rule, f"rules[{i}]") for i, rule in enumerate(check.items(document, "rules"))]
@@ -94,14 +94,22 @@ def report_from_document(document: Any, where: str) -> ScanReport:
         sample=check.optional(document, "sample", bool, False))
 
 
-class _Checker:
-    """Reads fields of a findings document, naming the first one of a wrong shape."""
+class DocumentChecker:
+    """Reads fields of an earlier report (findings.json or SARIF), naming the first one of
+    a wrong shape: a one-line error, never a traceback further on."""
 
-    def __init__(self, where: str):
+    def __init__(self, where: str, kind: str = "findings.json"):
         self.where = where
+        self.kind = kind
 
     def fail(self, field: str, what: str) -> InputError:
-        return InputError(f"findings.json field {field} {what}", where=self.where)
+        return InputError(f"{self.kind} field {field} {what}", where=self.where)
+
+    def severity(self, parent: dict[str, Any], key: str, prefix: str = "") -> str:
+        value = self.text(parent, key, prefix)
+        if value not in SEVERITY_RANK:
+            raise self.fail(prefix + key, f"must be one of {', '.join(SEVERITY_RANK)}")
+        return value
 
     def mapping(self, parent: dict[str, Any], key: str, prefix: str = "") -> dict[str, Any]:
         value = parent.get(key)
@@ -141,7 +149,7 @@ _FINDING_TEXT = ("rule_id", "fingerprint", "severity", "category", "title", "mes
                  "resource_name", "resource_type", "cloud", "source")
 
 
-def _rule(check: _Checker, raw: Any, label: str) -> RuleInfo:
+def _rule(check: DocumentChecker, raw: Any, label: str) -> RuleInfo:
     if not isinstance(raw, dict):
         raise check.fail(label, "is not an object")
     values = {key: check.text(raw, key, f"{label}.") for key in _RULE_TEXT}
@@ -162,10 +170,11 @@ def _rule(check: _Checker, raw: Any, label: str) -> RuleInfo:
                     reason=check.optional(raw, "reason", str, None, f"{label}."), counts=counts)
 
 
-def _finding(check: _Checker, raw: Any, label: str) -> Finding:
+def _finding(check: DocumentChecker, raw: Any, label: str) -> Finding:
     if not isinstance(raw, dict):
         raise check.fail(label, "is not an object")
     values: dict[str, Any] = {key: check.text(raw, key, f"{label}.") for key in _FINDING_TEXT}
+    check.severity(raw, "severity", f"{label}.")
     evidence = check.optional(raw, "evidence", list, [], f"{label}.")
     if not all(isinstance(entry, dict) for entry in evidence):
         raise check.fail(f"{label}.evidence", "must be a list of objects")

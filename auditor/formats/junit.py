@@ -2,7 +2,8 @@
 testsuite per category. A rule with open findings fails (one failure per finding); a rule
 that was not evaluated (its sources failed, it waits for a baseline table, no resource of
 its types) is skipped with the reason, never shown as passing; a partial one says in its
-output what it could not look at."""
+output what it could not look at. Text from the estate goes through `for_xml`: a control byte in a VM
+name would otherwise make the whole file unreadable XML."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import xml.etree.ElementTree as ET
 from collections import defaultdict
 
 from ..findings import NOT_CURRENT, Finding, RuleInfo, ScanReport
+from ..text import for_xml
 from . import ReportFormat
 
 
@@ -22,14 +24,14 @@ def _failure_text(finding: Finding) -> str:
         observed = "(absent)" if entry.get("absent") else entry.get("actual")
         lines.append(f"evidence: {entry.get('path')} {entry.get('op')} "
                      f"{entry.get('expected', '')} -> {observed}")
-    return "\n".join(lines)
+    return for_xml("\n".join(lines))
 
 
 def _counts_text(rule: RuleInfo) -> str:
     counts = rule.counts
     text = ", ".join(f"{name.replace('_', ' ')} {counts.get(name, 0)}"
                      for name in ("checked", "passed", "failed", "waived", "not_evaluated"))
-    return f"resources: {text}" + (f"\n{rule.status.replace('_', ' ')}: {rule.reason}" if rule.reason else "")
+    return for_xml(f"resources: {text}" + (f"\n{rule.status.replace('_', ' ')}: {rule.reason}" if rule.reason else ""))
 
 
 class JUnitReport(ReportFormat):
@@ -59,12 +61,13 @@ class JUnitReport(ReportFormat):
                                   timestamp=report.scanned_at)
             for rule in rules:
                 case = ET.SubElement(suite, "testcase", classname=f"auditor.{category}",
-                                     name=f"{rule.id} {rule.title}", file=rule.file, line=str(rule.line))
+                                     name=for_xml(f"{rule.id} {rule.title}"), file=for_xml(rule.file),
+                                     line=str(rule.line))
                 if skipped(rule):
-                    ET.SubElement(case, "skipped", message=f"not evaluated: {rule.reason}")
+                    ET.SubElement(case, "skipped", message=for_xml(f"not evaluated: {rule.reason}"))
                 for finding in by_rule.get(rule.id, []):
                     failure = ET.SubElement(case, "failure", type=finding.severity,
-                                            message=f"[{finding.severity}] {finding.message}")
+                                            message=for_xml(f"[{finding.severity}] {finding.message}"))
                     failure.text = _failure_text(finding)
                 ET.SubElement(case, "system-out").text = _counts_text(rule)
         ET.indent(suites)

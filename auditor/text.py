@@ -1,0 +1,55 @@
+"""Text from the estate made safe for where it is shown.
+
+Names, tags and rule values are chosen by whoever can create a VM, a tag or an NSG rule.
+Printed as they are, a newline in a VM name forges a line of its own in a CI log
+(`::error title=auditor::all clear` is a GitHub Actions command), an escape sequence
+rewrites the terminal, and a control byte makes an XML report unreadable. Every text that
+reaches a terminal, a log or an XML file passes through one of these functions, which show
+such characters visibly instead of obeying or dropping them.
+"""
+
+from __future__ import annotations
+
+import re
+
+# C0 and C1 controls (newline and tab included: one finding is one line), DEL, the Unicode
+# line and paragraph separators, bidirectional overrides and isolates (they reorder what a
+# reader sees: "Trojan Source"), and lone surrogates, which no UTF-8 stream can carry.
+_TERMINAL_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069"
+                              "\ud800-\udfff]")
+# characters XML 1.0 forbids (https://www.w3.org/TR/xml/#charsets), plus the ones above that
+# would forge lines in a CI system's view of the JUnit file
+_XML_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e"
+                         "\u2066-\u2069\ud800-\udfff\ufffe\uffff]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def for_terminal(text: object) -> str:
+    """One line fit for a terminal or a CI log: control characters, newlines and
+    direction overrides shown as `\\xNN` / `\\uNNNN`, never obeyed."""
+    return _TERMINAL_UNSAFE.sub(_escape, str(text))
+
+
+def for_xml(text: object) -> str:
+    """Text an XML 1.0 file can hold: forbidden characters shown as `\\xNN` / `\\uNNNN`.
+    Newlines and tabs stay (multi-line failure text is legitimate in JUnit)."""
+    return _XML_UNSAFE.sub(_escape, str(text))
+
+
+def without_lone_surrogates(text: str) -> str:
+    """`text` with each unpaired UTF-16 surrogate replaced by U+FFFD.
+
+    JSON's `\\ud800` escapes decode to such code points, which no UTF-8 output can encode;
+    they can only come from a broken or hostile writer, and the replacement keeps the rest
+    of the resource usable."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """Whether `text` holds an unpaired surrogate."""
+    return _LONE_SURROGATE.search(text) is not None

@@ -1,0 +1,407 @@
+"""Hostile input: bounded in time and memory, never a traceback, nothing forged.
+
+Snapshots carry names anyone who can create a VM or a tag controls, and rule, waiver and
+baseline files come from pull requests. Each case here once hung, exhausted memory,
+crashed or forged output (see issue "Hostile input and faults"); each must now end with a
+documented exit code and, on bad input, one line naming the file."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import json
+import os
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from auditor.baselines import load_baselines
+from auditor.bundled import bundled_baselines_dir
+from auditor.cli import main
+from auditor.engine.operators import OPERATORS, CompileContext
+from auditor.facts import os_product
+from auditor.patterns import fullmatch, glob
+from auditor.sample import SAMPLE_BASELINE, SAMPLE_SNAPSHOT
+from auditor.scan import evaluate_snapshot, load_rule_context
+from auditor.snapshot import load_snapshot
+from tests.conftest import AS_OF, ROOT
+
+ARGS = ["--as-of", AS_OF.isoformat(), "--no-history"]
+FORGED = "evil\n::error title=auditor::all clear, gate passed\r\x1b[2J\x07\u202e"
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def auditor(*argv: str, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The real command in its own process: a regression may hang or crash the interpreter."""
+    return subprocess.run([sys.executable, "-m", "auditor", *argv], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})}, errors="replace")
+
+
+def one_line_error(result: subprocess.CompletedProcess, *expected: str) -> None:
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("auditor: error:")]
+    assert len(errors) == 1, result.stderr
+    for text in expected:
+        assert text in errors[0], errors[0]
+
+
+def sample_document() -> dict:
+    return json.loads(SAMPLE_SNAPSHOT.read_text())
+
+
+def save(path: Path, document: dict) -> Path:
+    path.write_text(json.dumps(document))
+    return path
+
+
+# --- YAML: alias bombs and nesting -----------------------------------------------------------
+
+BOMB = "".join(f"{name}: &{name} [{', '.join([f'*{prev}'] * 9 if prev else ['lol'] * 9)}]\n"
+               for prev, name in zip(["", *"abcdefgh"], "abcdefghi", strict=True))
+
+
+@pytest.mark.parametrize("option, body", [
+    ("--rules", BOMB + "rules: []\n"),
+    ("--waivers", BOMB + "waivers: []\n"),
+    ("--baseline", BOMB + "baselines: {}\n"),
+])
+def test_a_yaml_alias_bomb_is_refused_at_once(workdir, option, body):
+    # nine levels of nine aliases: 387 million nodes once expanded, in 250 bytes
+    (workdir / "bomb.yaml").write_text(body)
+    started = time.monotonic()
+    result = auditor("scan", *ARGS, option, "bomb.yaml", timeout=60)
+    one_line_error(result, "bomb.yaml:", "aliases expand to more than 100,000 nodes")
+    assert time.monotonic() - started < 30
+
+
+def test_merge_keys_of_an_ordinary_rule_pack_still_load(workdir):
+    first = """rules:
+  - &first
+    id: M-000
+    title: t
+    severity: low
+    category: other
+    resource: azure:microsoft.network/routetables
+    description: d
+    remediation: r
+    match: {path: properties.open, op: eq, value: true}
+"""
+    others = "".join(f"  - <<: *first\n    id: M-{i:03}\n" for i in range(1, 300))
+    (workdir / "merged.yaml").write_text(first + others)
+    assert main(["rules", "validate", "merged.yaml"]) == 0
+
+
+def test_yaml_nested_thirty_thousand_deep_is_an_error_not_a_crash(workdir):
+    (workdir / "deep.yaml").write_text("rules: " + "[" * 30_000 + "]" * 30_000 + "\n")
+    result = auditor("rules", "validate", "deep.yaml")
+    one_line_error(result, "deep.yaml:1:", "nested more than 100 levels deep")
+
+
+# --- snapshots: size, gzip bombs, special files ----------------------------------------------
+
+def test_a_gzip_bomb_stops_at_the_size_limit(workdir):
+    # 64 MiB of one JSON string in 64 KiB of gzip: refused after the limit, not after memory
+    document = b'{"kind": "auditor.snapshot", "pad": "' + b"0" * (64 << 20) + b'"}'
+    (workdir / "bomb.json.gz").write_bytes(gzip.compress(document, compresslevel=9))
+    assert (workdir / "bomb.json.gz").stat().st_size < 1 << 20
+    for how in (["--max-input-size", "8M"], []):
+        env = {} if how else {"AUDITOR_MAX_INPUT_SIZE": "8M"}
+        result = auditor("scan", *ARGS, "--snapshot", "bomb.json.gz", *how, env=env)
+        one_line_error(result, "bomb.json.gz:", "snapshot (decompressed) is larger than the limit of 8 MiB",
+                       "--max-input-size")
+    assert not (workdir / "reports" / "latest").exists()  # no report of a snapshot that was not read
+
+
+def test_a_plain_snapshot_over_the_limit_is_refused_before_it_is_read(workdir):
+    save(workdir / "big.json", sample_document())
+    result = auditor("scan", *ARGS, "--snapshot", "big.json", "--max-input-size", "100K")
+    one_line_error(result, "big.json:", "larger than the limit of 100 KiB")
+    # the same file within the limit scans
+    assert auditor("scan", *ARGS, "--snapshot", "big.json", "--max-input-size", "1M", "-q").returncode == 0
+
+
+def test_the_size_limit_takes_sizes_people_write():
+    from auditor.files import DEFAULT_INPUT_LIMIT
+    from auditor.options import as_size
+
+    assert DEFAULT_INPUT_LIMIT == 2 << 30
+    assert [as_size(t) for t in ("2G", "512M", "100k", "1GiB", "4096")] == [2 << 30, 512 << 20, 100 << 10, 1 << 30,
+                                                                            4096]
+    for bad in ("", "G", "-1", "1.5G", "²M", "0"):
+        with pytest.raises(ValueError):
+            as_size(bad)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory"])
+def test_special_files_are_refused_without_reading(workdir, kind):
+    target = {"fifo": workdir / "pipe", "device": Path("/dev/zero"), "directory": workdir / "folder"}[kind]
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "directory":
+        target.mkdir()
+    # a FIFO with no writer used to hang the scan; /dev/zero used to fill memory
+    for argv in (["scan", *ARGS, "--snapshot", str(target)], ["scan", *ARGS, "--rules", str(target) + "/x.yaml"]
+                 if kind == "directory" else ["scan", *ARGS, "--waivers", str(target)],
+                 ["diff", str(target), str(SAMPLE_SNAPSHOT)], ["report", "--from", str(target), "-f", "html"]):
+        result = auditor(*argv, timeout=30)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, (argv, result.stderr)
+        assert str(target) in result.stderr
+
+
+# --- linear time over names of any length ------------------------------------------------------
+
+def _timed(function, *args) -> float:
+    started = time.perf_counter()
+    function(*args)
+    return time.perf_counter() - started
+
+
+HOSTILE_SHAPES = ("ubuntu", "a", "1.", "-", "*", "9", "windows server ", "rhel ", "suse linux enterprise ", "é")
+
+
+def _hostile(length: int) -> list[str]:
+    # the repeated unit ends without the digits a pattern hunts for, so nothing matches
+    # early; a trailing `!` defeats anchored patterns
+    return [(shape * (length // len(shape) + 1))[:length] + "!" for shape in HOSTILE_SHAPES]
+
+
+def _os_detection(texts: list[str]) -> None:
+    for text in texts:
+        os_product.__wrapped__(text)
+
+
+def _user_patterns(texts: list[str]) -> None:
+    context = CompileContext(AS_OF)
+    catastrophic = OPERATORS["regex"].factory(r"^([a-z0-9]+-?)+$", context)  # 52 s on 29 characters with `re`
+    evil_glob = OPERATORS["glob"].factory("*a*a*a*a*a*a*a*a*b", context)
+    ports = OPERATORS["port_overlaps"].factory(3389, context)
+    versions = OPERATORS["version_lt"].factory("8.0.3", context)
+    dates = OPERATORS["date_before"].factory("2027-01-01", context)
+    cidrs = OPERATORS["cidr_overlaps"].factory("10.0.0.0/8", context)
+    for text in texts:
+        for predicate in (catastrophic, evil_glob, ports, versions, dates, cidrs):
+            predicate(text)
+
+
+def _waiver_globs(texts: list[str]) -> None:
+    for text in texts:
+        fullmatch(glob("*a*a*a*a*a*a*a*b"), text)
+        fullmatch(glob("/subscriptions/*/resourceGroups/*-prod-*/*"), text)
+
+
+@pytest.mark.parametrize("stage", [_os_detection, _user_patterns, _waiver_globs])
+def test_every_pattern_is_linear_in_the_length_of_a_name(stage):
+    # a ratio, not a wall-clock limit: ten times the text may take about ten times as long
+    # (quadratic would be a hundred); the absolute bound only catches a hang
+    stage(_hostile(1_000))  # warm caches and compiled patterns
+    short = min(_timed(stage, _hostile(10_000)) for _ in range(3))
+    long = min(_timed(stage, _hostile(100_000)) for _ in range(2))
+    assert long < 5.0, f"{stage.__name__}: {long:.2f} s for 100,000-character names"
+    assert long < max(short, 0.002) * 40, f"{stage.__name__}: {short:.4f} s -> {long:.4f} s"
+
+
+def test_a_whole_scan_of_hundred_thousand_character_values_is_bounded():
+    # every text of the sample estate replaced by long hostile text, through every shipped
+    # rule and fact stage; OS descriptions and names get the shapes patterns hunt for
+    def scan_with(length: int) -> float:
+        snapshot = load_snapshot(SAMPLE_SNAPSHOT)
+        texts = _hostile(length)
+
+        def poison(value, counter=[0]):  # noqa: B006 - a running index across the walk
+            if isinstance(value, dict):
+                return {k: (v if k in ("id", "cloud", "type", "source") else poison(v)) for k, v in value.items()}
+            if isinstance(value, list):
+                return [poison(v) for v in value]
+            if isinstance(value, str):
+                counter[0] += 1
+                return texts[counter[0] % len(texts)]
+            return value
+        snapshot.resources = [poison(resource) for resource in snapshot.resources]
+        context = load_rule_context(None, [SAMPLE_BASELINE], AS_OF)
+        return _timed(evaluate_snapshot, snapshot, context, AS_OF)
+    short = scan_with(1_000)
+    long = scan_with(100_000)
+    assert long < 60, f"{long:.1f} s"
+    assert long < max(short, 0.05) * 150, f"{short:.2f} s -> {long:.2f} s"
+
+
+def test_a_rule_regex_that_needs_backtracking_is_refused_at_load(workdir):
+    (workdir / "r.yaml").write_text("""rules:
+  - id: X-001
+    title: t
+    severity: low
+    category: other
+    resource: azure:microsoft.network/routetables
+    description: d
+    remediation: r
+    match: {path: name, op: regex, value: '^(a)\\1$'}
+""")
+    result = auditor("rules", "validate", "r.yaml")
+    assert result.returncode == 2 and "r.yaml:9:" in result.stderr and "backreferences" in result.stderr
+    assert "re2.cc" not in result.stderr  # RE2's own log line stays out of the user's terminal
+
+
+def test_shipped_lifecycle_globs_still_match():
+    tables = load_baselines([bundled_baselines_dir()]).tables
+    assert tables  # the shipped tables loaded through the linear glob translation
+
+
+# --- output a name cannot forge ----------------------------------------------------------------
+
+def test_a_name_cannot_forge_lines_in_a_ci_log_or_break_xml(workdir):
+    document = sample_document()
+    targets = [r for r in document["resources"] if r["type"] in ("VirtualMachine", "microsoft.network/networksecuritygroups")]
+    for resource in targets:
+        resource["name"] = FORGED + resource["name"]
+        resource.setdefault("tags", {})["owner"] = FORGED
+    save(workdir / "forged.json", document)
+    outputs = []
+    for argv in (["scan", *ARGS, "--snapshot", "forged.json", "--fail-on", "high"],
+                 ["scan", *ARGS, "--snapshot", "forged.json", "-o", "-", "-f", "csv"],
+                 ["diff", str(SAMPLE_SNAPSHOT), "forged.json"]):
+        result = auditor(*argv)
+        assert result.returncode in (0, 1), result.stderr
+        outputs.append(result.stdout + result.stderr)
+    for text in outputs:
+        for line in text.splitlines():
+            assert not line.startswith("::"), line
+        assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text and "\r" not in text
+    assert "evil\\x0a::error" in outputs[0]  # shown, escaped: the reader still sees what the name holds
+    junit = (workdir / "reports" / "latest" / "junit.xml").read_bytes()
+    ET.fromstring(junit)  # control bytes once made this unreadable XML
+    assert b"\x1b" not in junit and b"\x07" not in junit
+    sarif = json.loads((workdir / "reports" / "latest" / "results.sarif").read_text())
+    assert any("evil" in r["message"]["text"] for run in sarif["runs"] for r in run["results"])
+
+
+# --- values of the wrong shape: exit codes, never tracebacks -----------------------------------
+
+def _first(document: dict, type_name: str) -> dict:
+    return next(r for r in document["resources"] if r["type"] == type_name)
+
+
+def _nsg_port(document: dict, value) -> None:
+    rule = _first(document, "microsoft.network/networksecuritygroups")["properties"]["securityRules"][0]
+    rule["properties"]["destinationPortRange"] = value
+
+
+CASES = {
+    "facts not an object": (lambda d: d["resources"][0].__setitem__("facts", "x"), 2, "facts must be an object"),
+    "superscript build": (lambda d: _first(d, "HostSystem")["summary"]["config"]["product"].__setitem__("build", "²"),
+                          None, None),
+    "superscript port": (lambda d: _nsg_port(d, "²"), None, None),
+    "arabic-indic port": (lambda d: _nsg_port(d, "٣٣٨٩"), None, None),
+    "superscript version": (lambda d: _first(d, "HostSystem")["summary"]["config"]["product"].__setitem__(
+        "version", "8.²"), None, None),
+    "lone surrogate in a name": (lambda d: d["resources"][3].__setitem__("name", "\ud800vm"), None, None),
+    "lone surrogate in a tag key": (lambda d: d["resources"][3]["tags"].__setitem__("\udfff", "x"), None, None),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_values_of_any_shape_end_in_an_exit_code(workdir, case):
+    change, code, message = CASES[case]
+    document = sample_document()
+    change(document)
+    # ensure_ascii keeps a lone surrogate as its `\ud800` escape, as a hostile writer would
+    (workdir / "odd.json").write_text(json.dumps(document, ensure_ascii=True))
+    result = auditor("scan", *ARGS, "--snapshot", "odd.json")
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    if code is None:
+        assert result.returncode in (0, 1), result.stderr
+        json.loads((workdir / "reports" / "latest" / "findings.json").read_text())
+        ET.fromstring((workdir / "reports" / "latest" / "junit.xml").read_bytes())
+    else:
+        one_line_error(result, "odd.json:", message)
+
+
+def test_an_integer_of_five_thousand_digits(workdir):
+    text = SAMPLE_SNAPSHOT.read_text().replace('"resources":', '"padding": ' + "9" * 5000 + ', "resources":', 1)
+    (workdir / "big.json").write_text(text)
+    one_line_error(auditor("scan", *ARGS, "--snapshot", "big.json"), "big.json:", "4300 digits")
+    (workdir / "big.yaml").write_text("waivers:\n  - rule: " + "9" * 5000 + "\n")
+    one_line_error(auditor("scan", *ARGS, "--waivers", "big.yaml"), "big.yaml:", "4300 digits")
+
+
+@pytest.mark.parametrize("as_of", ["9999-12-31", "0001-01-01"])
+def test_the_ends_of_the_calendar_are_dates_to_scan_as_of(workdir, as_of):
+    result = auditor("scan", "--as-of", as_of, "--no-history", "-q")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+
+
+def test_a_waiver_expiry_with_garbage_after_the_date_is_refused(workdir):
+    (workdir / "w.yaml").write_text("""waivers:
+  - rule: AZ-NET-001
+    resource: '*'
+    reason: accepted
+    owner: secops
+    expires: '2027-01-01Tgarbage'
+""")
+    one_line_error(auditor("scan", *ARGS, "--waivers", "w.yaml"), "w.yaml:6:", "expires")
+
+
+def test_a_blanket_waiver_is_reported_everywhere(workdir):
+    (workdir / "w.yaml").write_text("""waivers:
+  - rule: '*'
+    resource: '*'
+    reason: quiet please
+    owner: someone
+    expires: '2027-01-01'
+""")
+    result = auditor("scan", *ARGS, "--waivers", "w.yaml")
+    assert result.returncode == 0
+    assert "waives every rule on every resource" in result.stderr
+    findings = json.loads((workdir / "reports" / "latest" / "findings.json").read_text())
+    assert "waives every rule on every resource" in findings["waivers"][0]["warning"]
+    assert "waives every rule on every resource" in (workdir / "reports" / "latest" / "report.html").read_text()
+
+
+def test_a_waiver_for_most_findings_is_reported_as_broad(workdir):
+    (workdir / "w.yaml").write_text("""waivers:
+  - rule: '*-SUP-*'
+    resource: '*'
+    reason: quiet please
+    owner: someone
+    expires: '2027-01-01'
+""")
+    result = auditor("scan", *ARGS, "--waivers", "w.yaml")
+    assert "narrow it to the resources whose risk was accepted" in result.stderr
+    # a narrow waiver is not
+    (workdir / "w.yaml").write_text(
+        (workdir / "w.yaml").read_text().replace("'*-SUP-*'", "AZ-NET-001").replace("'*'", "'*nsg-web*'"))
+    assert "narrow it" not in auditor("scan", *ARGS, "--waivers", "w.yaml").stderr
+
+
+def test_previous_scans_of_the_wrong_shape_are_one_line_errors(workdir):
+    assert auditor("scan", *ARGS, "-q").returncode == 0
+    good = json.loads((workdir / "reports" / "latest" / "findings.json").read_text())
+    for mutate in (lambda d: d.__setitem__("findings", "x"), lambda d: d["findings"][0].__setitem__("severity", 7),
+                   lambda d: d.__setitem__("rules", [None]), lambda d: d["findings"][0].__setitem__("evidence", 3)):
+        document = copy.deepcopy(good)
+        mutate(document)
+        (workdir / "prev.json").write_text(json.dumps(document))
+        for argv in (["scan", *ARGS, "--compare", "prev.json", "-o", "again"],
+                     ["report", "--from", "prev.json", "-f", "html", "-o", "r.html"]):
+            result = auditor(*argv)
+            assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+            assert "prev.json" in result.stderr
+    # SARIF of another shape than ours
+    (workdir / "prev.sarif").write_text(json.dumps({"version": "2.1.0", "runs": [None, 3]}))
+    result = auditor("scan", *ARGS, "--compare", "prev.sarif", "-o", "again")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+
+
+def test_readme_documents_the_limits():
+    readme = (ROOT / "README.md").read_text()
+    for text in ("--max-input-size", "100 levels", "100,000 nodes", "named pipe", "RE2"):
+        assert text in readme, text
