@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import EXIT_INCOMPLETE, EXIT_INPUT_ERROR, EXIT_OK, AuditorError, InputError
+from .errors import EXIT_INCOMPLETE, EXIT_INPUT_ERROR, EXIT_INTERNAL, EXIT_OK, AuditorError, InputError
 from .findings import SEVERITY_RANK, STATES, ScanReport
 from .options import add_arguments, collect_options, log_level, scan_options, settings_for
 from .text import for_terminal as safe
 
 EPILOG = """exit codes: 0 no finding at or above --fail-on; 1 findings at or above it (with --compare: new
-ones); 2 usage or input error; 3 collection incomplete (a source failed)"""
+ones); 2 usage or input error; 3 collection incomplete (a source failed); 70 internal error (a bug)"""
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for all subcommands, built from the option table."""
@@ -382,6 +382,14 @@ def run() -> None:
         # the reader (`| head`) went away: not an error of ours, and no traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = EXIT_OK
+    except Exception as exc:
+        # a bug of ours: one line in the CI log, with its own exit code so that it is never
+        # taken for findings (1) or bad input (2); AUDITOR_TRACEBACK=1 shows where
+        if os.environ.get("AUDITOR_TRACEBACK"):
+            raise
+        print(f"auditor: internal error (a bug in auditor, please report it): {type(exc).__name__}: {safe(exc)}; "
+              "set AUDITOR_TRACEBACK=1 for the traceback", file=sys.stderr)
+        code = EXIT_INTERNAL
     sys.exit(code)
 
 

@@ -5,6 +5,7 @@ Exit codes are part of the CLI contract (see README):
   1  findings at or above the threshold (or, with --compare, new findings)
   2  usage or input error (bad YAML, bad snapshot, unknown rule, unreadable file)
   3  collection incomplete: at least one source failed, the picture is partial
+ 70  internal error: a bug in auditor (one line; AUDITOR_TRACEBACK=1 shows the traceback)
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_INPUT_ERROR = 2
 EXIT_INCOMPLETE = 3
+EXIT_INTERNAL = 70  # EX_SOFTWARE of sysexits.h
 
 
 class AuditorError(Exception):

@@ -124,3 +124,45 @@ def test_waivers_of_any_shape(site, capsys, entries, top):
     write_json(waivers, {top: entries} if top else entries)  # JSON is YAML
     code = main(["scan", *base(root), "-o", str(root / "out"), "-q", "--waivers", str(waivers)])
     assert_one_line_errors(code, capsys.readouterr().err, "waivers.yaml")
+
+
+@pytest.fixture(scope="module")
+def estate_slice(tmp_path_factory):
+    """A few resources of every type of the sample, as a snapshot document to mutate: every
+    shipped rule and fact stage sees them."""
+    from auditor.sample import SAMPLE_SNAPSHOT
+
+    document = json.loads(SAMPLE_SNAPSHOT.read_text())
+    kept, per_type = [], {}
+    for resource in document["resources"]:
+        per_type[resource["type"]] = per_type.get(resource["type"], 0) + 1
+        if per_type[resource["type"]] <= 2:
+            kept.append(resource)
+    document["resources"] = kept
+    return tmp_path_factory.mktemp("estate"), document
+
+
+@SETTINGS
+@given(data=st.data())
+def test_a_snapshot_of_any_shape(estate_slice, capsys, data):
+    # any field of any resource (names, versions, ports, prefixes, facts) replaced by a
+    # hostile value: the scan evaluates it or refuses the file in one line
+    root, document = estate_slice
+    path = data.draw(st.sampled_from([p for p in paths_of(document) if len(p) >= 3 and p[0] == "resources"]))
+    snapshot = root / "odd.json"
+    write_json(snapshot, mutated(document, path, data.draw(HOSTILE)))
+    code = main(["scan", "--snapshot", str(snapshot), "--no-history", "--as-of", "2026-11-25", "-o",
+                 str(root / "out"), "-q"])
+    assert_one_line_errors(code, capsys.readouterr().err, "odd.json")
+
+
+@SETTINGS
+@given(data=st.data())
+def test_a_previous_sarif_of_any_shape(site, capsys, data):
+    root, _ = site
+    sarif = json.loads((root / "first" / "latest" / "results.sarif").read_text())
+    path = data.draw(st.sampled_from(list(paths_of(sarif))))
+    previous = root / "previous.sarif"
+    write_json(previous, mutated(sarif, path, data.draw(HOSTILE)))
+    code = main(["scan", *base(root), "-o", str(root / "out"), "-q", "--compare", str(previous)])
+    assert_one_line_errors(code, capsys.readouterr().err, "previous.sarif")

@@ -405,3 +405,15 @@ def test_readme_documents_the_limits():
     readme = (ROOT / "README.md").read_text()
     for text in ("--max-input-size", "100 levels", "100,000 nodes", "named pipe", "RE2"):
         assert text in readme, text
+
+
+def test_a_bug_of_ours_is_one_line_with_its_own_exit_code():
+    crash = ("import auditor.cli as cli\n"
+             "def broken():\n    raise RuntimeError('oops\\n::error::forged')\n"
+             "cli.main = broken\ncli.run()\n")
+    result = subprocess.run([sys.executable, "-c", crash], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 70 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and "internal error" in result.stderr and "\\x0a::error" in result.stderr
+    shown = subprocess.run([sys.executable, "-c", crash], capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "AUDITOR_TRACEBACK": "1"})
+    assert "Traceback" in shown.stderr and shown.returncode == 1
