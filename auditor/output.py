@@ -1,15 +1,40 @@
 """Writing a scan's outputs: `OUT/<timestamp>/` plus `OUT/latest` pointing at it.
 
-Every file is rendered in memory first, then written into a hidden staging folder that is
-renamed into place, and only then does `latest` move (an atomic symlink swap). A failure
-at any step leaves earlier runs and the previous `latest` untouched.
+Every file is rendered in memory first, then written into a hidden staging folder
+(`.auditor-staging.<pid>.XXXXXXXX`) that is renamed into place, and only then does `latest`
+move (an atomic symlink swap). A failure at any step leaves earlier runs and the previous
+`latest` untouched.
+
+Several scans may write into one output folder at once:
+
+- a run claims its folder by renaming its complete staging folder to `<timestamp>`; the
+  rename fails when another run already holds that name, and the run takes the next free
+  `<timestamp>-<n>`, so no two runs share a folder and no name is checked then taken;
+- `latest` moves by `os.replace` of a symlink with a name of its own (pid and random), so
+  two runs never clash on the temporary link; the run that moves it last wins;
+- each run holds an flock on its staging folder for as long as it lives (the kernel drops
+  it when the process dies, `kill -9` included). At start a scan removes the staging folders
+  whose lock is free: they belong to runs that were killed. A folder another process is
+  still writing is locked, so it stays. Creating a staging folder, sweeping and moving
+  `latest` each hold a short flock on the output folder itself, so a sweep never sees a
+  staging folder between its creation and its lock.
+
+Where flock is missing (Windows, some network filesystems) runs still never collide, but
+nothing is swept: without a lock a live run's folder cannot be told from a dead one's.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import logging
 import os
+import re
+import secrets
 import shutil
 import tempfile
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,38 +43,64 @@ from .errors import InputError
 from .findings import ScanReport
 from .formats import formats
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
+LOG = logging.getLogger("auditor")
+
+STAGING_PREFIX = ".auditor-staging."
+LATEST_TEMP_PREFIX = ".auditor-latest."
+# what auditor versions before the staging locks left behind when killed: `.<stamp>.XXXXXXXX`
+# staging folders and `.latest.XXXXXXXX` copies (mkdtemp's 8 characters), `.latest.<pid>`
+# links. They carry no lock, so they go only once no run could still be writing them.
+_LEGACY_FOLDER = re.compile(r"\.(\d{8}T\d{6}Z(-\d+)?|latest)\.[a-z0-9_]{8}")
+_LEGACY_LINK = re.compile(r"\.latest\.\d+")
+LEGACY_LEFTOVER_AGE = 3600.0  # seconds
+_MAX_SUFFIX = 10_000
+
 
 def write_run(report: ScanReport, out: Path, names: list[str]) -> Path:
-    """Write the outputs of one run; returns the run folder.
+    """Write the outputs of one run and point `latest` at it; returns the run folder."""
+    run = write_run_folder(report, out, names)
+    point_latest(out, run)
+    return run
+
+
+def write_run_folder(report: ScanReport, out: Path, names: list[str]) -> Path:
+    """Write the outputs of one run into a new run folder of `out` and return it; `latest`
+    does not move (see `point_latest`).
 
     Formats are rendered and written one at a time into the staging folder, so memory
     holds one rendered file at most; the folder only appears under its name when all are
     written.
     """
     available = formats()
-    prepare_output(out)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    run = out / stamp
-    suffix = 1
-    while run.exists():
-        suffix += 1
-        run = out / f"{stamp}-{suffix}"
-    staging = Path(tempfile.mkdtemp(prefix=f".{run.name}.", dir=out))
+    _create_folder(out)
+    staging, held = _make_staging(out)
     try:
         for name in names:
             fmt = available[name]
             write_bytes_atomic(staging / fmt.filename, fmt.render(report))
         os.chmod(staging, 0o755)
-        os.rename(staging, run)
+        return _claim(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    point_latest(out, run)
-    return run
+    finally:
+        if held is not None:
+            os.close(held)  # the run folder is in place (or gone): the lock has done its work
 
 
 def prepare_output(out: Path) -> None:
-    """Create the output folder, or fail with one line before any work is done."""
+    """Create the output folder, or fail with one line before any work is done; then remove
+    what killed runs left in it (see `remove_leftovers`)."""
+    _create_folder(out)
+    remove_leftovers(out)
+
+
+def _create_folder(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -58,26 +109,170 @@ def prepare_output(out: Path) -> None:
         raise InputError("output folder is not writable", where=str(out))
 
 
+def _claim(staging: Path, out: Path) -> Path:
+    """Rename the complete staging folder to the first free `<timestamp>[-n]` of `out`.
+
+    The rename is the claim: it fails with EEXIST/ENOTEMPTY when a run (a non-empty folder)
+    already has the name, even one that took it a moment ago in another process.
+    """
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    for suffix in range(1, _MAX_SUFFIX):
+        run = out / (stamp if suffix == 1 else f"{stamp}-{suffix}")
+        if os.path.lexists(run):
+            continue  # the common case, without a failed syscall
+        try:
+            os.rename(staging, run)
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
+                continue  # taken between the look and the rename
+            raise
+        return run
+    raise InputError(f"no free run folder name for {stamp} after {_MAX_SUFFIX} tries", where=str(out))
+
+
 def point_latest(out: Path, run: Path) -> None:
     """Make `out/latest` refer to `run`: a symlink swapped atomically, or a copy."""
     latest = out / "latest"
-    link = out / f".latest.{os.getpid()}"
+    # a name no other process uses (a pid alone repeats across containers sharing a folder)
+    link = out / f"{LATEST_TEMP_PREFIX}{os.getpid()}.{secrets.token_hex(4)}"
+    with _folder_lock(out):
+        try:
+            os.symlink(run.name, link)
+            if latest.is_dir() and not latest.is_symlink():
+                shutil.rmtree(latest)  # an old copy from a filesystem without symlinks
+            os.replace(link, latest)
+        except OSError:
+            # no symlinks here (some Windows setups): copy instead
+            if link.is_symlink():
+                link.unlink()
+            staging = Path(tempfile.mkdtemp(prefix=LATEST_TEMP_PREFIX, dir=out))
+            for file in run.iterdir():
+                shutil.copy2(file, staging / file.name)
+            if latest.is_symlink() or latest.is_file():
+                latest.unlink()
+            elif latest.exists():
+                shutil.rmtree(latest)
+            os.rename(staging, latest)
+
+
+def remove_leftovers(out: Path) -> list[Path]:
+    """Remove what killed runs left in `out` and return it: staging folders no live process
+    holds, temporary `latest` links and copies, and the leftovers of older auditor versions
+    once they are an hour old. Never fails: a leftover that cannot go stays for next time."""
+    removed: list[Path] = []
+    with _folder_lock(out, patience=5.0) as locked:
+        if not locked:
+            return removed  # no flock here: a live run's staging folder looks like a dead one's
+        try:
+            entries = list(os.scandir(out))
+        except OSError:
+            return removed
+        now = time.time()
+        for entry in entries:
+            name = entry.name
+            if name.startswith(STAGING_PREFIX):
+                stale = entry.is_dir(follow_symlinks=False) and _abandoned(entry.path)
+            elif name.startswith(LATEST_TEMP_PREFIX):
+                stale = True  # made and consumed under the folder lock that this sweep holds
+            elif ((_LEGACY_FOLDER.fullmatch(name) and entry.is_dir(follow_symlinks=False))
+                  or (_LEGACY_LINK.fullmatch(name) and entry.is_symlink())):
+                stale = _age(entry, now) > LEGACY_LEFTOVER_AGE
+            else:
+                continue
+            if stale and _remove(entry):
+                LOG.info("removed %s, left by an interrupted run", entry.path)
+                removed.append(Path(entry.path))
+    return removed
+
+
+def _make_staging(out: Path) -> tuple[Path, int | None]:
+    """A new staging folder of `out` and the descriptor holding its lock (None without flock)."""
+    with _folder_lock(out):
+        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}.", dir=out))
+        held = _open_locked(str(staging))
+    return staging, held
+
+
+def _open_locked(path: str) -> int | None:
+    """Open `path` and flock it without waiting: the descriptor, or None when it is locked
+    elsewhere or cannot be locked here."""
+    if fcntl is None:
+        return None
     try:
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        os.symlink(run.name, link)
-        if latest.is_dir() and not latest.is_symlink():
-            shutil.rmtree(latest)  # an old copy from a filesystem without symlinks
-        os.replace(link, latest)
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
-        # no symlinks here (some Windows setups): copy instead
-        if link.is_symlink():
-            link.unlink()
-        staging = Path(tempfile.mkdtemp(prefix=".latest.", dir=out))
-        for file in run.iterdir():
-            shutil.copy2(file, staging / file.name)
-        if latest.is_symlink() or latest.is_file():
-            latest.unlink()
-        elif latest.exists():
-            shutil.rmtree(latest)
-        os.rename(staging, latest)
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _abandoned(path: str) -> bool:
+    """True when no process holds the lock of this staging folder: its run was killed."""
+    fd = _open_locked(path)
+    if fd is None:
+        return False
+    os.close(fd)  # the owner is dead, and new staging folders wait for the folder lock we hold
+    return True
+
+
+@contextlib.contextmanager
+def _folder_lock(out: Path, patience: float = 30.0) -> Iterator[bool]:
+    """Hold an flock on the output folder itself for a short critical section; yields
+    whether it is held. Other runs hold it for milliseconds (a sweep: its removals), so after
+    `patience` seconds the holder is taken to be stopped or hung and the section runs
+    unguarded, as it does where flock is missing: a scan never waits forever on another."""
+    if fcntl is None:
+        yield False
+        return
+    try:
+        fd = os.open(out, os.O_RDONLY)
+    except OSError:
+        yield False
+        return
+    try:
+        yield _lock_patiently(fd, out, patience)
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _lock_patiently(fd: int, out: Path, patience: float) -> bool:
+    deadline = time.monotonic() + patience
+    pause = 0.005
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                LOG.warning("another auditor process has held the lock of %s for %.0f s; going on without it",
+                            out, patience)
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+        except OSError:
+            return False  # e.g. NFS, where flock on a folder is refused
+
+
+def _age(entry: os.DirEntry[str], now: float) -> float:
+    try:
+        return now - entry.stat(follow_symlinks=False).st_mtime
+    except OSError:
+        return 0.0
+
+
+def _remove(entry: os.DirEntry[str]) -> bool:
+    try:
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
+    except FileNotFoundError:
+        return False  # its run failed and removed it meanwhile
+    except OSError as exc:
+        LOG.warning("could not remove %s, left by an interrupted run: %s", entry.path, exc.strerror or exc)
+        return False
+    return True

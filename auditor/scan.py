@@ -171,7 +171,7 @@ def run_scan(options: ScanOptions, warn: Callable[[str], None], progress: Progre
     """Scan what the options name and write the reports; see the module docstring."""
     from .formats import formats as registered
     from .live import live_sources
-    from .output import prepare_output, write_run
+    from .output import point_latest, prepare_output, write_run_folder
     from .sample import SAMPLE_BASELINE, SAMPLE_SNAPSHOT
     from .sources import collect_all
 
@@ -219,15 +219,22 @@ def run_scan(options: ScanOptions, warn: Callable[[str], None], progress: Progre
         settle_counts(report)
         gate = decide(report.findings, options.fail_on, options.min_severity)
     if options.history is not None:
-        from .history import record
-        with steps.step("recording the scan history"):
-            record(options.history, report)
+        from .history import prepare, record
+        with steps.step("reading the scan history"):
+            prepare(options.history, report)  # first-seen dates and the trend, for the report
     run, payload = None, None
     with steps.step(f"writing {', '.join(options.formats)}"):
         if options.to_stdout:
             payload = registered()[options.formats[0]].render(report)
         else:
-            run = write_run(report, options.output, options.formats)
+            run = write_run_folder(report, options.output, options.formats)
+    # the history row only once the run folder is complete and in place, and `latest` last:
+    # a scan killed at any point leaves no row without its report, and `latest` on a whole run
+    if options.history is not None:
+        with steps.step("recording the scan history"):
+            record(options.history, report, run)
+    if run is not None:
+        point_latest(options.output, run)
     progress.done()
     code = EXIT_INCOMPLETE if report.incomplete else EXIT_FINDINGS if gate.failed else EXIT_OK
     return ScanOutcome(report=report, run=run, formats=options.formats, gate=gate, exit_code=code,
