@@ -14,7 +14,9 @@ It behaves as the services do where the collector depends on it:
   may read (ARG leaves out the others silently), and sends the quota headers;
 - resource groups: 403 AuthorizationFailed for a subscription the identity may not read;
 - policy definitions by id (custom and built-in);
-- faults queued per route (429 with Retry-After, 500, ...), consumed in order.
+- faults queued per route (429 with Retry-After, 500, ...), consumed in order;
+- held routes: a request is read and then never answered (a stalled service) until stop(),
+  from the first request of the route or after a number answered normally.
 """
 
 from __future__ import annotations
@@ -152,6 +154,8 @@ class ArmReplay:
         self.issued: list[str] = []
         self.revoked: set[str] = set()  # tokens ARM answers 401 for (expired)
         self.quota_remaining: int | None = None  # sent as x-ms-user-quota-remaining when set
+        self.held: dict[str, int] = {}  # route -> requests still answered before the rest are held
+        self.released = threading.Event()  # set by stop(): held requests end without an answer
         self.lock = threading.Lock()
         self._by_id: dict[str, dict[str, Any]] | None = None
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -172,12 +176,18 @@ class ArmReplay:
 
     def stop(self) -> None:
         """Stop serving and close the socket."""
+        self.released.set()
         self.server.shutdown()
         self.server.server_close()
 
     def fail(self, route: str, *faults: Fault) -> None:
         """Answer the next requests of `route` with these faults, in order."""
         self.faults.setdefault(route, []).extend(faults)
+
+    def hold(self, route: str, after: int = 0) -> None:
+        """Answer `after` more requests of `route`, then read every later one and never answer
+        it, as a stalled service does: TCP and TLS up, the request taken, then silence until stop()."""
+        self.held[route] = after
 
     def by_id(self) -> dict[str, dict[str, Any]]:
         """Rows by lower-case id (built once; the estate does not change while serving)."""
@@ -233,8 +243,15 @@ def _handler(replay: ArmReplay) -> type[BaseHTTPRequestHandler]:
             with replay.lock:
                 replay.requests[route] += 1
                 replay.log.append((route, token, body))
-                queued = replay.faults.get(route)
+                held = replay.held.get(route) == 0
+                if route in replay.held and not held:
+                    replay.held[route] -= 1
+                queued = None if held else replay.faults.get(route)
                 fault = queued.pop(0) if queued else None
+            if held:
+                replay.released.wait()
+                self.close_connection = True  # the client gave up long ago; nothing more to read
+                return
             if fault is not None:
                 self._send(fault.status, fault.body, fault.headers)
                 return

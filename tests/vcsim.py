@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import urllib.parse
 from dataclasses import dataclass
@@ -45,6 +46,17 @@ class Simulator:
     @property
     def port(self) -> int:
         return urllib.parse.urlparse(self.url).port
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the process is stopped (state T), as `-stop-on` leaves it."""
+        stat = Path(f"/proc/{self.process.pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] == "T"
+
+    def resume(self) -> None:
+        """Let a stopped simulator run again (SIGCONT)."""
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGCONT)
 
     def stop(self) -> None:
         if self.process.poll() is None:

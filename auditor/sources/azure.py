@@ -20,10 +20,16 @@ Rows are kept as Resource Graph returns them (ARM JSON plus `subscriptionId`,
 caller's quota is used up (`x-ms-user-quota-remaining: 0`) the next query waits for
 `x-ms-user-quota-resets-after`. A token the service rejects (expired, revoked) is replaced
 once by a new credential before the subscription is given up.
+
+`--timeout` bounds every request: the transport's connect and read timeouts (requests and
+urllib3 set them on the socket, so a peer that accepts and then says nothing is cut off),
+and a request that timed out is not tried again, so a stalled Resource Manager or token
+endpoint fails the scope after one timeout rather than after one per retry.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import time
@@ -102,14 +108,26 @@ class AzureConnection:
         """The OAuth scope of Resource Manager in this cloud."""
         return f"{self.endpoints.audience}/.default"
 
+    @property
+    def connect_timeout(self) -> float:
+        """Seconds to wait for a TCP connection (a live endpoint connects in far less than 30 s)."""
+        return min(self.timeout, 30.0)
+
     def transport(self) -> dict[str, Any]:
         """Keyword arguments for every SDK client and credential: CA, timeouts, retries."""
-        options: dict[str, Any] = {"connection_timeout": min(self.timeout, 30.0), "read_timeout": self.timeout,
+        options: dict[str, Any] = {"connection_timeout": self.connect_timeout, "read_timeout": self.timeout,
                                    "retry_total": RETRIES, "retry_status": RETRIES, "retry_connect": 2,
                                    "retry_backoff_factor": 0.8, "retry_backoff_max": 60}
         if self.ca_bundle:
             options["connection_verify"] = self.ca_bundle
         return options
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments for the Resource Manager clients: the transport's, with a retry
+        policy that does not try a timed-out request again."""
+        options = self.transport()
+        retries = {key: value for key, value in options.items() if key.startswith("retry_")}
+        return {**options, "retry_policy": timeout_final_retry_policy()(**retries)}
 
     def credential(self) -> Any:
         """A service principal from AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET when
@@ -124,8 +142,29 @@ class AzureConnection:
         tenant = self.tenant_id or os.environ.get("AZURE_TENANT_ID")
         client, secret = os.environ.get("AZURE_CLIENT_ID"), os.environ.get("AZURE_CLIENT_SECRET")
         if tenant and client and secret:
-            return ClientSecretCredential(tenant, client, secret, **options)
+            # azure-identity builds its pipeline's retry policy from this class (a token request
+            # that timed out is not repeated either); DefaultAzureCredential cannot take it: its
+            # managed identity credential brings a retry policy class of its own
+            return ClientSecretCredential(tenant, client, secret, retry_policy_class=timeout_final_retry_policy(),
+                                          **options)
         return DefaultAzureCredential(exclude_interactive_browser_credential=True, **options)
+
+
+@functools.cache
+def timeout_final_retry_policy() -> type:
+    """azure-core's RetryPolicy, except that a request that timed out (no connection, or no
+    answer, within --timeout) is not tried again: each try of a stalled endpoint would wait
+    the whole timeout again (four tries and their back-off: about 4x the timeout)."""
+    from azure.core.exceptions import ServiceRequestTimeoutError, ServiceResponseTimeoutError
+    from azure.core.pipeline.policies import RetryPolicy
+
+    class TimeoutFinalRetryPolicy(RetryPolicy):
+        def increment(self, settings: dict[str, Any], response: Any = None, error: Exception | None = None) -> bool:
+            if isinstance(error, (ServiceRequestTimeoutError, ServiceResponseTimeoutError)):
+                return False
+            return super().increment(settings, response=response, error=error)
+
+    return TimeoutFinalRetryPolicy
 
 
 @dataclass
@@ -176,7 +215,7 @@ class AzureSource(InventorySource):
             if self._credential is None:
                 self._credential = self.connection.credential()
             options = {"base_url": self.connection.endpoints.arm_endpoint,
-                       "credential_scopes": [self.connection.scope], **self.connection.transport()}
+                       "credential_scopes": [self.connection.scope], **self.connection.client_options()}
             if kind == "subscriptions":
                 from azure.mgmt.resource.subscriptions import SubscriptionClient
                 client = SubscriptionClient(self._credential, **options)
@@ -435,12 +474,24 @@ def _arm_error(exc: Any) -> str:
 
 def describe_failure(exc: BaseException, connection: AzureConnection, label: str) -> str:
     """One line saying what failed and what to do, for any error of the SDK or the credential."""
-    from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
+    from azure.core.exceptions import (
+        ClientAuthenticationError,
+        HttpResponseError,
+        ServiceRequestError,
+        ServiceRequestTimeoutError,
+    )
 
     endpoints = connection.endpoints
     text = " ".join(str(exc).split())
     if isinstance(exc, (NoSubscriptions, IncompleteInventory)):
         return text
+    if (timeout := _timeout_of(exc)) is not None:
+        # azure-identity wraps the transport's timeout of a token request in its own error
+        seconds = connection.connect_timeout if isinstance(timeout, ServiceRequestTimeoutError) else connection.timeout
+        token = isinstance(exc, ClientAuthenticationError) or type(exc).__name__ == "CredentialUnavailableError"
+        peer = (f"no Azure token from {endpoints.authority}:" if token
+                else f"Resource Manager at {endpoints.arm_endpoint}")
+        return f"{label}: {peer} timed out after {seconds:g} s"
     if "CERTIFICATE_VERIFY_FAILED" in text:  # from the token request or from Resource Manager
         peer = endpoints.authority if isinstance(exc, ClientAuthenticationError) else endpoints.arm_endpoint
         return f"{label}: TLS certificate of {peer} not trusted (pass --ca-bundle with its CA)"
@@ -455,6 +506,20 @@ def describe_failure(exc: BaseException, connection: AzureConnection, label: str
     if isinstance(exc, ServiceRequestError):
         return f"{label}: cannot reach {endpoints.arm_endpoint}: {_shorten(text)}"
     return f"{label}: collection failed: {type(exc).__name__}: {_shorten(text)}"
+
+
+def _timeout_of(exc: BaseException) -> BaseException | None:
+    """The timeout (the transport's, or the socket's) behind an error, if one is."""
+    from azure.core.exceptions import ServiceRequestTimeoutError, ServiceResponseTimeoutError
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, (ServiceRequestTimeoutError, ServiceResponseTimeoutError, TimeoutError)):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _shorten(text: str, limit: int = 300) -> str:

@@ -5,6 +5,13 @@ property paths, then ContinueRetrievePropertiesEx while the vCenter hands back a
 the round trips grow with pages (1,000 objects each), not with objects. Per-object
 attribute access (`vm.config.version`) would cost one round trip per property per object.
 
+Every request (the API version probe, login, RetrievePropertiesEx, ContinueRetrievePropertiesEx,
+logout) runs on a socket with `--timeout` as its timeout: connecting, the TLS handshake and
+each read. pyVim's SmartConnect is not used: its version probe opens a connection without
+one, and its `connectionPoolTimeout` only closes idle pooled connections. A vCenter that
+accepts and then says nothing fails the source after one timeout; the cleanup requests
+after it (DestroyView, logout) are not sent to it, as each would wait the timeout again.
+
 Resources keep vSphere's property paths as nested mappings (`summary.config.product.version`).
 What is left out on purpose: licence keys (only the last group is kept), advanced options
 other than the hardening settings listed below (options can carry secrets), and virtual
@@ -20,13 +27,16 @@ import socket
 import ssl
 from dataclasses import dataclass
 from typing import Any
+from xml.etree import ElementTree
 
-from pyVmomi import VmomiSupport, vim, vmodl
+from pyVmomi import SoapStubAdapter, VmomiSupport, vim, vmodl
 
 from ..snapshot import Source, make_resource
 from . import Collected, InventorySource, Progress
 
 PAGE_SIZE = 1000
+VERSIONS_DOCUMENT = "/sdk/vimServiceVersions.xml"
+VERSIONS_LIMIT = 1 << 20  # bytes; the document is a few kB, a peer that sends more is not a vCenter
 
 # Property paths per managed object type. The whole `config` of a distributed port group is
 # small and entirely relevant (VLAN, security policy); for hosts and VMs only the parts the
@@ -104,6 +114,52 @@ def parse_server(text: str) -> tuple[str, int]:
     return text, 443
 
 
+class NotVSphere(Exception):
+    """The peer answers HTTPS but offers no vSphere API version pyVmomi speaks."""
+
+
+class TimedStub(SoapStubAdapter):
+    """pyVmomi's SOAP stub (its connections get `httpConnectionTimeout` as their socket
+    timeout) that stops asking a vCenter which let a request time out: later requests of the
+    session fail at once rather than each waiting out the timeout again."""
+
+    stalled: TimeoutError | None = None
+
+    def InvokeMethod(self, mo: Any, info: Any, args: Any, outerStub: Any = None) -> Any:
+        """Send one SOAP request, unless an earlier one timed out."""
+        if self.stalled is not None:
+            raise TimeoutError("not sent: an earlier request to this vCenter timed out") from self.stalled
+        try:
+            return super().InvokeMethod(mo, info, args, outerStub)
+        except TimeoutError as exc:  # socket.timeout, and TLS handshakes that time out
+            self.stalled = exc
+            raise
+
+
+def api_version(host: str, port: int, context: ssl.SSLContext, timeout: float) -> str:
+    """The newest vim25 API version both the peer and pyVmomi speak, chosen from the peer's
+    vimServiceVersions.xml as SmartConnect chooses it, over a connection with a timeout."""
+    connection = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+    try:
+        connection.request("GET", VERSIONS_DOCUMENT)
+        response = connection.getresponse()
+        body = response.read(VERSIONS_LIMIT)
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise NotVSphere(f"{VERSIONS_DOCUMENT} answered HTTP {response.status}")
+    try:
+        root = ElementTree.fromstring(body)
+    except ElementTree.ParseError:
+        raise NotVSphere(f"{VERSIONS_DOCUMENT} is not XML") from None
+    offered = {element.text for namespace in root.iter("namespace")
+               for element in [*namespace.findall("version"), *namespace.findall("priorVersions/version")]}
+    for version in VmomiSupport.GetServiceVersions("vim25"):  # newest first
+        if VmomiSupport.versionIdMap[version] in offered:
+            return version
+    raise NotVSphere(f"{VERSIONS_DOCUMENT} offers no vSphere API version pyVmomi speaks")
+
+
 class VSphereSource(InventorySource):
     """One vCenter (or ESXi host) collected with the PropertyCollector."""
 
@@ -123,7 +179,7 @@ class VSphereSource(InventorySource):
         except Exception as exc:
             return self._failed(source, describe_failure(exc, self.connection, during="collecting"))
         finally:
-            _disconnect(service)
+            _logout(service)
         about = next((r["about"] for r in resources if r["type"] == "vCenter"), {})
         source.details = {"version": about.get("version"), "build": about.get("build"),
                           "api_type": about.get("apiType"), "instance_uuid": about.get("instanceUuid")}
@@ -145,10 +201,19 @@ class VSphereSource(InventorySource):
         return ssl.create_default_context(cafile=self.connection.ca_bundle)
 
     def _connect(self) -> Any:
-        from pyVim.connect import SmartConnect
-        return SmartConnect(host=self.connection.host, port=self.connection.port, user=self.connection.user,
-                            pwd=self.connection.password, sslContext=self._ssl_context(),
-                            connectionPoolTimeout=self.connection.timeout)
+        """Log in; the session's every request has the connection's timeout on its socket."""
+        connection = self.connection
+        context = self._ssl_context()
+        version = api_version(connection.host, connection.port, context, connection.timeout)
+        stub = TimedStub(host=connection.host, port=connection.port, version=version, sslContext=context,
+                         httpConnectionTimeout=connection.timeout)
+        service = vim.ServiceInstance("ServiceInstance", stub)
+        try:
+            service.RetrieveContent().sessionManager.Login(connection.user, connection.password, None)
+        except BaseException:
+            stub.DropConnections()
+            raise
+        return service
 
     def _inventory(self, service: Any, progress: Progress) -> list[dict[str, Any]]:
         content = service.RetrieveContent()
@@ -322,11 +387,13 @@ def _custom_field_names(content: Any) -> dict[int, str]:
     return {field.key: field.name for field in manager.field or ()}
 
 
-def _disconnect(service: Any) -> None:
-    from pyVim.connect import Disconnect
-    # the session may already be gone with the connection; there is nothing left to close
+def _logout(service: Any) -> None:
+    stub = service._stub
+    # the session may already be gone with the connection, or the vCenter stalled (the stub
+    # then refuses at once): there is nothing left to close
     with contextlib.suppress(Exception):
-        Disconnect(service)
+        service.RetrieveContent().sessionManager.Logout()
+    stub.DropConnections()
 
 
 def describe_failure(exc: BaseException, connection: VSphereConnection, during: str) -> str:
@@ -343,8 +410,10 @@ def describe_failure(exc: BaseException, connection: VSphereConnection, during: 
         return f"{where}: TLS error ({exc.reason or exc})"
     if isinstance(exc, ConnectionRefusedError):
         return f"{where}: connection refused: is vCenter listening on port {connection.port}?"
-    if isinstance(exc, (socket.timeout, TimeoutError)):
+    if isinstance(exc, TimeoutError):  # socket.timeout is TimeoutError
         return f"{where}: timed out after {connection.timeout:g} s"
+    if isinstance(exc, NotVSphere):
+        return f"{where}: not a vCenter or ESXi host: {exc}"
     if isinstance(exc, socket.gaierror):
         return f"{where}: cannot resolve host name ({exc.strerror})"
     if isinstance(exc, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,

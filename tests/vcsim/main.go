@@ -3,20 +3,30 @@
 // hostile names, port groups with weak security policy and VLAN 4095, and licences.
 //
 // It prints one JSON line {"url": ..., "cert": ...} on stdout once serving, and runs until
-// stdin closes or it is killed. Built by the tests with
-// GOPATH=/usr/share/gocode GO111MODULE=off go build (Debian's golang-github-vmware-govmomi-dev).
+// stdin closes or it is killed. With -stop-on METHOD[:N] it stops itself (SIGSTOP) when the
+// Nth request of that SOAP method arrives, before answering it: a vCenter that hangs
+// mid-session (the kernel still accepts connections, nothing answers) until SIGCONT.
+// Built by the tests with GOPATH=/usr/share/gocode GO111MODULE=off go build (Debian's
+// golang-github-vmware-govmomi-dev).
 package main
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
+	"regexp"
+	"runtime"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/vmware/govmomi/simulator"
@@ -168,6 +178,58 @@ func shapePortgroups() {
 	}
 }
 
+// stopOn wraps the simulator's handler: when the nth request whose SOAP body calls method
+// arrives, the whole process stops itself, as a hung vCenter does, before answering it.
+func stopOn(next http.Handler, method string, nth int) http.Handler {
+	call := regexp.MustCompile(`<(\w+:)?` + regexp.QuoteMeta(method) + `[\s>/]`)
+	var mu sync.Mutex
+	seen := 0
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			body, err := io.ReadAll(r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			if call.Match(body) {
+				mu.Lock()
+				seen++
+				stop := seen == nth
+				mu.Unlock()
+				if stop {
+					fmt.Fprintf(os.Stderr, "vcsim-auditor: stopping on %s #%d\n", method, nth)
+					stopProcess()
+				}
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// stopProcess sends SIGSTOP to this thread, which then stops the whole process before it
+// returns from the system call. Sent to the process, the signal goes to the main thread,
+// and this one could answer the request before the stop reaches it.
+func stopProcess() {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	_ = syscall.Tgkill(syscall.Getpid(), syscall.Gettid(), syscall.SIGSTOP)
+}
+
+// parseStopOn reads METHOD or METHOD:N (N counts from 1).
+func parseStopOn(text string) (string, int, error) {
+	method, count, found := strings.Cut(text, ":")
+	nth := 1
+	if found {
+		n, err := strconv.Atoi(count)
+		if err != nil || n < 1 {
+			return "", 0, fmt.Errorf("-stop-on %q: N must be a whole number of at least 1", text)
+		}
+		nth = n
+	}
+	return method, nth, nil
+}
+
 func main() {
 	vms := flag.Int("vms", 4, "virtual machines per resource pool")
 	clusterHosts := flag.Int("cluster-hosts", 3, "hosts per cluster")
@@ -179,9 +241,15 @@ func main() {
 	delay := flag.Int("delay-ms", 0, "delay every RetrievePropertiesEx/ContinueRetrievePropertiesEx by this much")
 	latency := flag.Int("latency-ms", 0, "delay every SOAP call by this much (network and vCenter service time)")
 	hostile := flag.String("hostile-name", "<img src=x onerror=alert(1)>", "name of the first VM")
+	stopOnCall := flag.String("stop-on", "", "METHOD or METHOD:N: stop the process (SIGSTOP) when the Nth call of this SOAP method arrives")
 	flag.Parse()
 	if *password == "" {
 		fmt.Fprintln(os.Stderr, "vcsim-auditor: -password is required")
+		os.Exit(2)
+	}
+	stopMethod, stopNth, err := parseStopOn(*stopOnCall)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vcsim-auditor:", err)
 		os.Exit(2)
 	}
 
@@ -223,6 +291,10 @@ func main() {
 	model.Service.TLS = &tls.Config{Certificates: []tls.Certificate{certificate}}
 	server := model.Service.NewServer()
 	defer server.Close()
+	if stopMethod != "" {
+		// set before the URL is printed: no client knows the address yet
+		server.Config.Handler = stopOn(server.Config.Handler, stopMethod, stopNth)
+	}
 
 	certPath := ""
 	if *certOut != "" {

@@ -1,0 +1,292 @@
+"""Peers that stall: they accept the connection (and the TLS handshake), take the request,
+and never answer. `--timeout` must cut them off: the source fails with one line naming the
+peer and the timeout, the command exits 3 soon after the timeout, and the snapshot already
+at the output path is kept byte for byte.
+
+The peers are real: a TCP server that holds what it accepts, govmomi's vCenter simulator
+that stops itself (SIGSTOP) when a chosen SOAP call arrives, and the ARM replay holding a
+route unanswered. The commands run as a user runs them, in a subprocess killed after
+GUARD seconds, so a collection that hangs fails its test instead of hanging the suite.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tests import vcsim
+from tests.arm_replay import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    TENANT,
+    ArmReplay,
+    Estate,
+    generated_rows,
+    make_certificate,
+    standard_estate,
+)
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.peer
+
+TIMEOUT = 2
+# the timeout, then a Python start-up and a noisy machine's margin; one more timeout would pass
+# only on a quick machine, a retry of the stalled request or a hang never
+BOUND = 2 * TIMEOUT + 5
+GUARD = 60  # seconds: a run still going then hangs on the stalled peer
+EARLIER = b'{"an": "earlier snapshot, to be kept"}\n'
+PCI = "9f2c4e1a-7b3d-4c5e-8f60-a1b2c3d4e5f6"
+
+
+def run_auditor(*args: str, env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run the command line; the elapsed seconds from start to exit."""
+    started = time.monotonic()
+    try:
+        result = subprocess.run([sys.executable, "-m", "auditor", *args], capture_output=True, text=True,
+                                cwd=ROOT, env=env, timeout=GUARD)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"auditor {' '.join(args[:2])} still running after {GUARD} s: the stalled peer hangs it",
+                    pytrace=False)
+    return result, time.monotonic() - started
+
+
+def assert_timed_out(result: subprocess.CompletedProcess[str], elapsed: float, message: str) -> None:
+    """Exit 3 within BOUND, one error line with `message`, no traceback."""
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("auditor: error")]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert elapsed < BOUND, f"took {elapsed:.1f} s with --timeout {TIMEOUT}"
+
+
+# -- vSphere -----------------------------------------------------------------------------
+
+
+class StalledPeer:
+    """A TCP server on 127.0.0.1 that accepts and then never sends a byte; with a
+    certificate it first completes the TLS handshake."""
+
+    def __init__(self, context: ssl.SSLContext | None = None):
+        self.context = context
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.1)  # closing a socket does not wake a thread blocked in accept()
+        self.port = self.listener.getsockname()[1]
+        self.accepted = 0
+        self.held: list[socket.socket] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.done.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            self.accepted += 1
+            if self.context is not None:
+                connection.settimeout(10)  # a client that never handshakes must not block the others
+                try:
+                    connection = self.context.wrap_socket(connection, server_side=True)
+                except OSError:
+                    connection.close()
+                    continue
+            self.held.append(connection)
+
+    def stop(self) -> None:
+        """Close the listener and every connection held."""
+        self.done.set()
+        self.thread.join(timeout=10)
+        self.listener.close()
+        for connection in self.held:
+            connection.close()
+
+
+@pytest.fixture(params=["tcp", "tls"])
+def stalled_peer(request, tmp_path):
+    cert, key = make_certificate(tmp_path)
+    context = None
+    if request.param == "tls":
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+    peer = StalledPeer(context)
+    peer.cert = cert
+    yield peer
+    peer.stop()
+
+
+@pytest.fixture
+def vsphere_env() -> dict[str, str]:
+    return {**os.environ, "VSPHERE_USER": "auditor", "VSPHERE_PASSWORD": vcsim.PASSWORD}
+
+
+def test_collect_vsphere_from_a_peer_that_accepts_and_never_answers(stalled_peer, tmp_path, vsphere_env):
+    out = tmp_path / "estate.json"
+    out.write_bytes(EARLIER)
+    result, elapsed = run_auditor("collect", "vsphere", "--server", f"127.0.0.1:{stalled_peer.port}",
+                                  "--ca-bundle", str(stalled_peer.cert), "--timeout", str(TIMEOUT),
+                                  "--out", str(out), "-q", env=vsphere_env)
+    assert stalled_peer.accepted >= 1
+    assert_timed_out(result, elapsed, f"127.0.0.1:{stalled_peer.port} (connecting): timed out after {TIMEOUT} s")
+    assert out.read_bytes() == EARLIER
+
+
+def test_scan_vsphere_from_a_peer_that_accepts_and_never_answers(stalled_peer, tmp_path, vsphere_env):
+    saved = tmp_path / "live.json"
+    saved.write_bytes(EARLIER)
+    result, elapsed = run_auditor("scan", "--vsphere", f"127.0.0.1:{stalled_peer.port}", "--vsphere-ca-bundle",
+                                  str(stalled_peer.cert), "--vsphere-timeout", str(TIMEOUT), "--save-snapshot",
+                                  str(saved), "--out", str(tmp_path / "reports"), "--no-history", "-q",
+                                  env=vsphere_env)
+    assert_timed_out(result, elapsed, f"127.0.0.1:{stalled_peer.port} (connecting): timed out after {TIMEOUT} s")
+    assert saved.read_bytes() == EARLIER
+
+
+class Relay:
+    """A TCP relay in front of the simulator that counts the connections opened while the
+    simulator is stopped: each is a request sent to a vCenter that already let one time out,
+    and would wait out the timeout again."""
+
+    def __init__(self, simulator: vcsim.Simulator):
+        self.simulator = simulator
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.1)
+        self.port = self.listener.getsockname()[1]
+        self.late = 0
+        self.sockets: list[socket.socket] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.done.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            if self.simulator.stopped:
+                self.late += 1
+            upstream = socket.create_connection(("127.0.0.1", self.simulator.port))
+            self.sockets += [client, upstream]
+            for source, target in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+            target.shutdown(socket.SHUT_WR)
+        except OSError:  # either side closed
+            pass
+
+    def stop(self) -> None:
+        """Stop accepting and close every relayed connection."""
+        self.done.set()
+        self.thread.join(timeout=10)
+        self.listener.close()
+        for sock in self.sockets:
+            sock.close()
+
+
+def test_a_peer_that_answers_but_is_no_vcenter_is_told_apart(tmp_path, vsphere_env):
+    # the ARM replay: HTTPS that answers at once, 404 for the vSphere API versions document
+    web = ArmReplay(tmp_path, Estate()).start()
+    port = web.server.server_address[1]
+    try:
+        result, elapsed = run_auditor("collect", "vsphere", "--server", f"127.0.0.1:{port}", "--ca-bundle",
+                                      str(web.cert), "--timeout", str(TIMEOUT), "--out", str(tmp_path / "s.json"),
+                                      "-q", env=vsphere_env)
+    finally:
+        web.stop()
+    assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr
+    assert (f"127.0.0.1:{port} (connecting): not a vCenter or ESXi host: /sdk/vimServiceVersions.xml answered "
+            "HTTP 404") in result.stderr
+    assert elapsed < BOUND
+
+
+@pytest.fixture(scope="module")
+def simulator_binary(tmp_path_factory):
+    return vcsim.build(tmp_path_factory.mktemp("vcsim-bin"))
+
+
+@pytest.mark.parametrize("call, during", [
+    ("Login", "connecting"),
+    ("RetrievePropertiesEx", "collecting"),
+    ("ContinueRetrievePropertiesEx:2", "collecting"),  # two pages in, with --page-size 3
+])
+def test_a_vcenter_that_hangs_mid_session(simulator_binary, tmp_path, vsphere_env, call, during):
+    simulator = vcsim.start(simulator_binary, tmp_path, "-stop-on", call)
+    relay = Relay(simulator)
+    server = f"127.0.0.1:{relay.port}"
+    out = tmp_path / "estate.json"
+    out.write_bytes(EARLIER)
+    try:
+        result, elapsed = run_auditor("collect", "vsphere", "--server", server, "--ca-bundle",
+                                      str(simulator.cert), "--timeout", str(TIMEOUT), "--page-size", "3",
+                                      "--out", str(out), "-q", env=vsphere_env)
+        assert simulator.stopped, "the simulator never got the call it stops on"
+    finally:
+        simulator.resume()
+        relay.stop()
+        simulator.stop()
+    assert_timed_out(result, elapsed, f"{server} ({during}): timed out after {TIMEOUT} s")
+    # neither DestroyView nor the logout is sent after the timeout: each would wait it out again
+    assert relay.late == 0
+    assert out.read_bytes() == EARLIER
+
+
+def test_a_vcenter_that_hangs_at_logout_still_gives_its_snapshot(simulator_binary, tmp_path, vsphere_env):
+    simulator = vcsim.start(simulator_binary, tmp_path, "-stop-on", "Logout")
+    out = tmp_path / "estate.json"
+    try:
+        result, elapsed = run_auditor("collect", "vsphere", "--server", simulator.server, "--ca-bundle",
+                                      str(simulator.cert), "--timeout", str(TIMEOUT), "--out", str(out), "-q",
+                                      env=vsphere_env)
+        assert simulator.stopped, "the simulator never got the logout"
+    finally:
+        simulator.resume()
+        simulator.stop()
+    # everything was collected before the logout: the snapshot is whole, the logout is given up
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert elapsed < BOUND, f"took {elapsed:.1f} s with --timeout {TIMEOUT}"
+    assert b"VirtualMachine" in out.read_bytes()
+
+
+# -- Azure -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def replay(tmp_path):
+    estate = standard_estate()
+    estate.rows += generated_rows(2500, PCI)  # three pages of Resource Graph
+    server = ArmReplay(tmp_path, estate).start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("route, after, peer", [
+    ("resources", 0, "Resource Manager at {url}"),  # Resource Graph's first page
+    ("resources", 1, "Resource Manager at {url}"),  # its second page
+    ("subscriptions", 0, "Resource Manager at {url}"),  # a GET, which azure-core would retry
+    ("token", 0, "no Azure token from {url}:"),  # Entra ID's token endpoint
+])
+def test_collect_azure_from_a_stalled_endpoint(replay, tmp_path, route, after, peer):
+    replay.hold(route, after=after)
+    out = tmp_path / "azure.json"
+    out.write_bytes(EARLIER)
+    env = {**os.environ, "AZURE_TENANT_ID": TENANT, "AZURE_CLIENT_ID": CLIENT_ID,
+           "AZURE_CLIENT_SECRET": CLIENT_SECRET}
+    result, elapsed = run_auditor("collect", "azure", "--arm-endpoint", replay.url, "--authority", replay.url,
+                                  "--ca-bundle", str(replay.cert), "--subscription", PCI, "--timeout",
+                                  str(TIMEOUT), "--out", str(out), "-q", env=env)
+    assert replay.requests[route] == after + 1  # the held request was sent once, not retried
+    assert_timed_out(result, elapsed, f"{PCI}: {peer.format(url=replay.url)} timed out after {TIMEOUT} s")
+    assert out.read_bytes() == EARLIER
