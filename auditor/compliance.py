@@ -24,6 +24,7 @@ FRAMEWORK_NAMES = {
     "iso-27001-2022": "ISO/IEC 27001:2022 Annex A",
     "nist-800-53": "NIST SP 800-53 Rev. 5",
     "azure-policy": "Azure Policy built-in definitions",
+    "mcsb": "Microsoft cloud security benchmark v1",
 }
 CONTROL_STATUSES = ("passed", "failed", "waived", "not_evaluated")
 

@@ -35,6 +35,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
+from .exposure import assess_exposure
 from .patterns import Pattern, linear, search
 
 # Ordered: the first pattern that matches the OS text wins. RE2, not `re`: the text is a
@@ -393,3 +394,5 @@ def derive_facts(resources: list[dict[str, Any]]) -> None:
             resource.setdefault("facts", {})["host_editions"] = sorted(
                 {str(h["facts"]["license"]["edition"]) for h in members if h.get("facts", {}).get("license")})
     _azure_network_joins(resources)
+    # last: it reads the NIC, subnet and VM joins above
+    assess_exposure(resources)

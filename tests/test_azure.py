@@ -225,9 +225,10 @@ def test_scan_reads_the_published_examples(replay, tmp_path):
     findings = json.loads((out / "latest" / "findings.json").read_text())["findings"]
     found = {(f["rule_id"], f["resource_name"], f["item_key"]) for f in findings}
     # vnet1's subnet test-1 has no NSG in Microsoft's example, and the published rule-list
-    # example (testnsg) allows port 80 from '*'
+    # example (testnsg) allows port 80 from '*' while guarding nothing reachable
     assert ("AZ-NET-004", "vnet1", "test-1") in found
-    assert ("AZ-NET-008", "testnsg", "rule1") in found
+    assert ("AZ-NET-015", "testnsg", "tcp::testnsg/rule1") in found
+    assert not any(rule == "AZ-NET-008" and name == "testnsg" for rule, name, _ in found)
     assert load_snapshot(tmp_path / "live.json").sources[0].id == "subid"
 
 

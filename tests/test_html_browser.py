@@ -107,7 +107,7 @@ def test_finding_opens_to_evidence_remediation_and_references(page):
     rows(page).first.click()
     detail = page.locator("tr.detail").first
     text = detail.inner_text()
-    assert "Evidence" in text and "properties.securityRules[" in text and "Remediation" in text
+    assert "Evidence" in text and "facts.exposure.admits[" in text and "Remediation" in text
     assert detail.locator("a[href^='https://']").count() >= 1
     rows(page).first.click()
     assert page.locator("tr.detail").count() == 0

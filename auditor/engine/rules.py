@@ -419,6 +419,8 @@ class _Compiler:
         except KeyError as exc:
             raise self.fail(f"{exc.args[0]}", line) from None
         constant: Any = resolved
+        if not op.wants_table:  # evidence shows what was compared with, not only the table's name
+            shown["value"] = resolved
         if op.wants_table:
             if not isinstance(resolved, dict):
                 raise self.fail(f"'{reference}' is not a table", line)

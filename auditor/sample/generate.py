@@ -439,7 +439,8 @@ IMAGES = {
 
 def _vm_set(sub: str, rg: str, name: str, image: str, location: str, rng: random.Random, *,
             license_type: str | None = None, public_ip: bool = False, subnet_id: str = "",
-            size: str = "Standard_D4s_v5", tags: dict[str, str] | None = None) -> list[dict[str, Any]]:
+            size: str = "Standard_D4s_v5", tags: dict[str, str] | None = None,
+            nic_nsg: str | None = None) -> list[dict[str, Any]]:
     """An Azure VM with its NIC (and public IP), as Resource Graph returns them."""
     reference, os_type, os_name, os_version = IMAGES[image]
     vm_id = _arm_id(sub, rg, "Microsoft.Compute", "virtualMachines", name)
@@ -481,6 +482,7 @@ def _vm_set(sub: str, rg: str, name: str, image: str, location: str, rng: random
                              "properties": {"provisioningState": "Succeeded",
                                             "ipConfigurations": [{"id": f"{nic_id}/ipConfigurations/ipconfig1",
                                                                   "name": "ipconfig1", "properties": ip_config}],
+                                            **({"networkSecurityGroup": {"id": nic_nsg}} if nic_nsg else {}),
                                             "virtualMachine": {"id": vm_id}, "enableAcceleratedNetworking": True,
                                             "macAddress": f"00-0D-3A-{rng.randrange(256):02X}-{rng.randrange(256):02X}-{rng.randrange(256):02X}"}}, sub))
     return resources
@@ -605,7 +607,11 @@ def azure_estate(rng: random.Random, vm_scale: int = 1) -> tuple[list[Source], l
         _nsg(prod, "rg-prod-network", "nsg-ops", [
             ("allow-winrm-internet", 100, {"source": ["0.0.0.0/0", "::/0"], "ports": "5985-5986"}),
             ("allow-dns-udp", 110, {"source": "*", "protocol": "Udp", "ports": "53"}),
+            # IPv6 sources only: they cannot reach the IPv4 public address of the VM it guards
             ("allow-sql-internet", 120, {"source": "::/0", "ports": "1433"}),
+            ("allow-postgres-internet", 130, {"source": "Internet", "ports": "5432"}),
+            ("deny-ssh-partners", 140, {"access": "Deny", "source": "0.0.0.0/1", "ports": "22"}),
+            ("allow-ssh-internet", 150, {"source": "*", "ports": "22"}),
         ], location),
         _nsg(prod, "rg-prod-network", "nsg-legacy-ftp", [
             ("allow-any-any", 100, {"source": "Internet", "protocol": "*", "ports": "*"}),
@@ -625,12 +631,21 @@ def azure_estate(rng: random.Random, vm_scale: int = 1) -> tuple[list[Source], l
         ("vm-sql-04", "win2016", None, False, db), ("vm-sap-01", "sles15", "SLES_BYOS", False, app),
     ]
     zones = {"vm-erp-02": "pci", "vm-sql-01": "pci"}  # VMs tagged into a segmentation zone
+    nic_nsgs = {"vm-api-02": "nsg-ops"}  # an NSG on the NIC, in front of the subnet's (none here)
     for copy in range(vm_scale):
         for name, image, license_type, public, subnet in vm_plan:
             vm_name = name if copy == 0 else f"{name}-{copy:05d}"
             resources += _vm_set(prod, "rg-prod-app", vm_name, image, location, rng,
                                  license_type=license_type, public_ip=public, subnet_id=subnet,
-                                 tags={"zone": zones[name]} if name in zones else None)
+                                 tags={"zone": zones[name]} if name in zones else None,
+                                 nic_nsg=_arm_id(prod, "rg-prod-network", "Microsoft.Network", "networkSecurityGroups",
+                                                 nic_nsgs[name]) if name in nic_nsgs else None)
+    # a legacy FTP server whose NIC NSG admits everything; its own random stream, so that
+    # adding it left every other resource of the sample as it was
+    resources += _vm_set(prod, "rg-prod-app", "vm-ftp-01", "ubuntu2204", location, random.Random("vm-ftp-01"),
+                         public_ip=True, subnet_id=app,
+                         nic_nsg=_arm_id(prod, "rg-prod-network", "Microsoft.Network", "networkSecurityGroups",
+                                         "nsg-legacy-ftp"))
     resources += [
         _sql_vm(prod, "rg-prod-app", "vm-sql-01", "SQL2019-WS2019", "Enterprise", "AHUB", location),
         _sql_vm(prod, "rg-prod-app", "vm-sql-02", "SQL2014SP3-WS2012R2", "Standard", "PAYG", location),

@@ -1,0 +1,307 @@
+"""Internet exposure of Azure NSGs, NICs, VMs and scale sets, joined across the estate.
+
+The evaluation itself is `auditor/reachability.py` (NSG rules as Azure runs them); this
+stage finds, for each NIC IP configuration, its subnet's NSG and its own NSG, and the paths
+in from the Internet (a public IP, a load balancer's NAT or load-balancing rule with a
+public frontend, a firewall DNAT to its private address), and writes facts that rules read
+without knowing anything of priorities:
+
+- on NSGs, `facts.exposure.admits`: what the NSG on its own admits from the Internet, one
+  entry per protocol and deciding rule ({protocol, ports, from, decided_by, rules, reaches,
+  key}), where `reaches` names the VMs that traffic really reaches through a path;
+  `facts.exposure.guards`: the NICs and scale sets it guards (directly or by subnet);
+- on NICs, VMs and scale sets, `facts.exposure.internet`: the traffic that reaches them
+  from the Internet, per path ({protocol, ports, from, path, decided_by, rules, nic, key}),
+  and `facts.exposure.paths`: every path in, even one the NSGs close.
+
+Anything that cannot be read (an NSG rule of an unknown shape, a path to an NSG that was
+not collected) is listed in `facts.exposure.not_evaluated`, so a rule can say so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .reachability import (
+    ALL_PORTS,
+    PROTOCOLS,
+    PUBLIC,
+    V6_OFFSET,
+    Admitted,
+    Interval,
+    Path,
+    Target,
+    both_admit,
+    internet_sources,
+    nsg_admits,
+    port_ranges,
+    summarise,
+    through,
+)
+
+NSG = "microsoft.network/networksecuritygroups"
+NIC = "microsoft.network/networkinterfaces"
+VNET = "microsoft.network/virtualnetworks"
+PUBLIC_IP = "microsoft.network/publicipaddresses"
+LOAD_BALANCER = "microsoft.network/loadbalancers"
+FIREWALL = "microsoft.network/azurefirewalls"
+VM = "microsoft.compute/virtualmachines"
+SCALE_SET = "microsoft.compute/virtualmachinescalesets"
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _id(reference: Any) -> str:
+    """The lower-cased ARM id of a `{"id": ...}` reference ("" for none)."""
+    value = _dict(reference).get("id")
+    return value.lower() if isinstance(value, str) else ""
+
+
+def _protocols(value: Any) -> frozenset[str]:
+    text = str(value or "").strip().lower()
+    if text in ("all", "*", "any"):
+        return frozenset({"tcp", "udp"})
+    return frozenset({text}) & frozenset(PROTOCOLS) if text else frozenset()
+
+
+def _family_sources(public_ip: dict[str, Any] | None) -> tuple[Interval, ...]:
+    """The Internet sources that can reach a public IP: IPv4 ones for an IPv4 address (the
+    default), IPv6 ones for an IPv6 address."""
+    version = str(_dict(_dict(public_ip).get("properties")).get("publicIPAddressVersion") or "IPv4").lower()
+    return tuple(i for i in PUBLIC if (i[0] >= V6_OFFSET) == (version == "ipv6"))
+
+
+class _Estate:
+    """The Azure network resources of a snapshot, indexed by lower-case id."""
+
+    def __init__(self, resources: list[dict[str, Any]]):
+        self.by_type: dict[str, list[dict[str, Any]]] = {}
+        self.by_id: dict[str, dict[str, Any]] = {}
+        for resource in resources:
+            if resource.get("cloud") != "azure":
+                continue
+            self.by_type.setdefault(resource["type"], []).append(resource)
+            self.by_id[resource["id"].lower()] = resource
+        self.subnets: dict[str, dict[str, Any]] = {}
+        for vnet in self.by_type.get(VNET, []):
+            for subnet in _list(_dict(vnet.get("properties")).get("subnets")):
+                if isinstance(subnet, dict) and isinstance(subnet.get("id"), str):
+                    self.subnets[subnet["id"].lower()] = subnet
+        self.admitted: dict[tuple[str, str, Target | None], Admitted] = {}
+        self.missing: set[str] = set()
+        self._load_balancer_paths = self._index_load_balancers()
+        self._dnat_paths = self._index_firewalls()
+
+    def nsg(self, nsg_id: str) -> dict[str, Any] | None:
+        resource = self.by_id.get(nsg_id)
+        if nsg_id and resource is None:
+            self.missing.add(nsg_id)
+        return resource
+
+    def admits(self, nsg_id: str, level: str, target: Target | None) -> Admitted:
+        key = (nsg_id, level, target)
+        if key not in self.admitted:
+            nsg = self.nsg(nsg_id) if nsg_id else None
+            if nsg_id and nsg is None:
+                # an NSG we did not collect: we cannot say what it admits, so nothing is
+                # claimed through it (and the NIC says it was not evaluated)
+                self.admitted[key] = Admitted([], [f"NSG {nsg_id} was not collected"])
+            else:
+                self.admitted[key] = nsg_admits(nsg, level, target)
+        return self.admitted[key]
+
+    def _public(self, frontend: dict[str, Any]) -> tuple[str, tuple[Interval, ...]] | None:
+        """Name of the public IP behind a load balancer or firewall frontend, and the
+        Internet sources that can reach it; None for a private frontend."""
+        public_id = _id(_dict(frontend.get("properties")).get("publicIPAddress"))
+        if not public_id:
+            return None
+        resource = self.by_id.get(public_id)
+        return (str(resource["name"]) if resource else public_id.rsplit("/", 1)[-1]), _family_sources(resource)
+
+    def _index_load_balancers(self) -> dict[str, list[Path]]:
+        """NIC IP configuration or backend pool id -> paths in from a public frontend."""
+        paths: dict[str, list[Path]] = {}
+        for balancer in self.by_type.get(LOAD_BALANCER, []):
+            properties = _dict(balancer.get("properties"))
+            public = {str(f.get("id", "")).lower(): self._public(f)
+                      for f in _list(properties.get("frontendIPConfigurations")) if isinstance(f, dict)}
+            for nat in _list(properties.get("inboundNatRules")):
+                nat_properties = _dict(_dict(nat).get("properties"))
+                frontend = public.get(_id(nat_properties.get("frontendIPConfiguration")))
+                target = _id(nat_properties.get("backendIPConfiguration"))
+                ports = port_ranges(nat_properties.get("backendPort"))
+                if frontend and target and ports:
+                    paths.setdefault(target, []).append(Path(
+                        "load-balancer", f"{balancer['name']} NAT rule {_dict(nat).get('name')} ({frontend[0]})",
+                        _protocols(nat_properties.get("protocol")), tuple(ports), frontend[1]))
+            for rule in _list(properties.get("loadBalancingRules")):
+                rule_properties = _dict(_dict(rule).get("properties"))
+                frontend = public.get(_id(rule_properties.get("frontendIPConfiguration")))
+                ports = port_ranges(rule_properties.get("backendPort"))
+                if rule_properties.get("backendPort") == 0:  # HA ports: every port
+                    ports = [ALL_PORTS]
+                pools = [_id(rule_properties.get("backendAddressPool"))] + [
+                    _id(p) for p in _list(rule_properties.get("backendAddressPools"))]
+                if frontend and ports:
+                    path = Path("load-balancer", f"{balancer['name']} rule {_dict(rule).get('name')} ({frontend[0]})",
+                                _protocols(rule_properties.get("protocol")), tuple(ports), frontend[1])
+                    for pool in filter(None, pools):
+                        paths.setdefault(pool, []).append(path)
+        return paths
+
+    def _index_firewalls(self) -> dict[str, list[Path]]:
+        """Private address -> DNAT paths of classic firewall rules that translate to it."""
+        paths: dict[str, list[Path]] = {}
+        for firewall in self.by_type.get(FIREWALL, []):
+            properties = _dict(firewall.get("properties"))
+            if not any(self._public(c) for c in _list(properties.get("ipConfigurations")) if isinstance(c, dict)):
+                continue
+            for collection in _list(properties.get("natRuleCollections")):
+                collection_properties = _dict(_dict(collection).get("properties"))
+                if str(_dict(collection_properties.get("action")).get("type", "Dnat")).lower() != "dnat":
+                    continue
+                for rule in _list(collection_properties.get("rules")):
+                    rule = _dict(rule)
+                    address = rule.get("translatedAddress")
+                    ports = port_ranges(rule.get("translatedPort"))
+                    sources = [s for prefix in _list(rule.get("sourceAddresses")) or ["*"]
+                               for s in internet_sources(prefix) or []]
+                    protocols = frozenset(p for value in _list(rule.get("protocols"))
+                                          for p in _protocols(value))
+                    if isinstance(address, str) and ports and sources and protocols:
+                        paths.setdefault(address.strip(), []).append(Path(
+                            "firewall-dnat", f"{firewall['name']} rule {rule.get('name')}", protocols, tuple(ports),
+                            tuple(sources)))
+        return paths
+
+    def paths_to(self, config: dict[str, Any], config_id: str) -> list[Path]:
+        """Every path in from the Internet to one NIC IP configuration."""
+        properties = _dict(config.get("properties"))
+        paths = []
+        public_id = _id(properties.get("publicIPAddress"))
+        if public_id:
+            resource = self.by_id.get(public_id)
+            paths.append(Path("public-ip", str(resource["name"]) if resource else public_id.rsplit("/", 1)[-1],
+                              frozenset(PROTOCOLS), (ALL_PORTS,), _family_sources(resource)))
+        for key in [config_id] + [_id(p) for p in _list(properties.get("loadBalancerBackendAddressPools"))]:
+            paths.extend(self._load_balancer_paths.get(key, []))
+        address = properties.get("privateIPAddress")
+        if isinstance(address, str):
+            paths.extend(self._dnat_paths.get(address.strip(), []))
+        return paths
+
+
+def _exposure_of_config(estate: _Estate, config: dict[str, Any], config_id: str, nic_nsg: str,
+                        target: Target, label: str) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+    properties = _dict(config.get("properties"))
+    subnet = estate.subnets.get(_id(properties.get("subnet")), {})
+    subnet_nsg = _id(_dict(subnet.get("properties")).get("networkSecurityGroup"))
+    admitted = both_admit(estate.admits(subnet_nsg, "subnet", target), estate.admits(nic_nsg, "nic", target))
+    entries: list[dict[str, Any]] = []
+    paths = estate.paths_to(config, config_id)
+    for path in paths:
+        for entry in summarise(through(admitted, path), path):
+            entry["nic"] = label
+            entry["key"] = f"{label}:{entry['key']}"
+            entries.append(entry)
+    return entries, [path.describe() for path in paths], admitted.unreadable
+
+
+def assess_exposure(resources: list[dict[str, Any]]) -> None:
+    """Write `facts.exposure` on the NSGs, NICs, VMs and scale sets of the snapshot."""
+    estate = _Estate(resources)
+    if not estate.by_type.get(NSG) and not estate.by_type.get(NIC) and not estate.by_type.get(SCALE_SET):
+        return
+    reached: dict[tuple[str, str, str], set[str]] = {}  # (nsg, rule, protocol) -> VMs it lets in
+    guards: dict[str, set[str]] = {}
+
+    def record(entries: list[dict[str, Any]], owner: str) -> None:
+        for entry in entries:
+            for rule in entry["rules"]:
+                reached.setdefault((rule["nsg"], rule["rule"], entry["protocol"]), set()).add(owner)
+
+    by_vm: dict[str, list[dict[str, Any]]] = {}
+    for nic in estate.by_type.get(NIC, []):
+        properties = _dict(nic.get("properties"))
+        nic_nsg = _id(properties.get("networkSecurityGroup"))
+        owner_id = _id(properties.get("virtualMachine"))
+        owner = estate.by_id.get(owner_id, {}).get("name") or nic["name"]
+        entries, paths, unreadable = [], [], []
+        for config in _list(properties.get("ipConfigurations")):
+            if not isinstance(config, dict):
+                continue
+            config_properties = _dict(config.get("properties"))
+            groups = frozenset(_id(g) for g in _list(config_properties.get("applicationSecurityGroups")))
+            address = config_properties.get("privateIPAddress")
+            target = Target(address if isinstance(address, str) else None, groups)
+            subnet = estate.subnets.get(_id(config_properties.get("subnet")), {})
+            for nsg_id in (_id(_dict(subnet.get("properties")).get("networkSecurityGroup")), nic_nsg):
+                if nsg_id:
+                    guards.setdefault(nsg_id, set()).add(nic["name"])
+            found, config_paths, config_unreadable = _exposure_of_config(
+                estate, config, str(config.get("id", "")).lower(), nic_nsg, target, nic["name"])
+            entries += found
+            paths += config_paths
+            unreadable += config_unreadable
+        record(entries, owner)
+        nic.setdefault("facts", {})["exposure"] = {"internet": entries, "paths": paths,
+                                                   "not_evaluated": sorted(set(unreadable))}
+        if owner_id:
+            by_vm.setdefault(owner_id, []).append(nic["facts"]["exposure"])
+    for vm in estate.by_type.get(VM, []):
+        exposures = by_vm.get(vm["id"].lower(), [])
+        vm.setdefault("facts", {})["exposure"] = {
+            "internet": [entry for exposure in exposures for entry in exposure["internet"]],
+            "paths": [path for exposure in exposures for path in exposure["paths"]],
+            "not_evaluated": sorted({item for exposure in exposures for item in exposure["not_evaluated"]})}
+    for scale_set in estate.by_type.get(SCALE_SET, []):
+        _scale_set(estate, scale_set, guards, record)
+    for nsg in estate.by_type.get(NSG, []):
+        alone = nsg_admits(nsg, "nsg")
+        admits = summarise(alone.boxes)
+        for entry in admits:
+            entry["reaches"] = sorted({vm for rule in entry["rules"]
+                                       for vm in reached.get((rule["nsg"], rule["rule"], entry["protocol"]), ())})
+        nsg.setdefault("facts", {})["exposure"] = {
+            "admits": admits, "guards": sorted(guards.get(nsg["id"].lower(), ())),
+            "not_evaluated": sorted(set(alone.unreadable))}
+
+
+def _scale_set(estate: _Estate, scale_set: dict[str, Any], guards: dict[str, set[str]], record: Any) -> None:
+    profile = _dict(_dict(_dict(scale_set.get("properties")).get("virtualMachineProfile")).get("networkProfile"))
+    entries, paths, unreadable = [], [], []
+    for nic_config in _list(profile.get("networkInterfaceConfigurations")):
+        nic_properties = _dict(_dict(nic_config).get("properties"))
+        nic_nsg = _id(nic_properties.get("networkSecurityGroup"))
+        for config in _list(nic_properties.get("ipConfigurations")):
+            if not isinstance(config, dict):
+                continue
+            config_properties = _dict(config.get("properties"))
+            subnet = estate.subnets.get(_id(config_properties.get("subnet")), {})
+            prefix = _dict(subnet.get("properties")).get("addressPrefix")
+            target = Target(None, frozenset(_id(g) for g in _list(config_properties.get("applicationSecurityGroups"))),
+                            prefix if isinstance(prefix, str) else None)
+            for nsg_id in (_id(_dict(subnet.get("properties")).get("networkSecurityGroup")), nic_nsg):
+                if nsg_id:
+                    guards.setdefault(nsg_id, set()).add(scale_set["name"])
+            # a scale set's instances get a public IP each from publicIPAddressConfiguration
+            instance_config = {"properties": {
+                "subnet": config_properties.get("subnet"),
+                "publicIPAddress": {"id": "instance public IP"} if config_properties.get("publicIPAddressConfiguration")
+                else None,
+                "loadBalancerBackendAddressPools": config_properties.get("loadBalancerBackendAddressPools")}}
+            found, config_paths, config_unreadable = _exposure_of_config(
+                estate, instance_config, "", nic_nsg, target, f"{scale_set['name']}/{_dict(nic_config).get('name')}")
+            entries += found
+            paths += config_paths
+            unreadable += config_unreadable
+    record(entries, scale_set["name"])
+    scale_set.setdefault("facts", {})["exposure"] = {"internet": entries, "paths": paths,
+                                                     "not_evaluated": sorted(set(unreadable))}
