@@ -133,6 +133,16 @@ def configure_logging(level: str) -> None:
     logger.propagate = False
 
 
+def plural(count: int, word: str) -> str:
+    """`1 rule`, `2 rules`."""
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+def _failure(source: dict) -> str:
+    error = source.get("error") or "failed"
+    return error if source["id"] in error else f"{source['id']}: {error}"
+
+
 def _warn(text: str) -> None:
     print(f"auditor: warning: {safe(text)}", file=sys.stderr)
 
@@ -152,9 +162,13 @@ def _scan(settings: dict) -> int:
     if outcome.payload is not None:
         sys.stdout.buffer.write(outcome.payload)
         sys.stdout.flush()
-    # one Azure scope that fails is a failed source per subscription, all for one reason
-    for reason in dict.fromkeys(s.get("error") or f"{s['id']} failed" for s in outcome.failed_sources):
+    # one Azure scope that fails is a failed source per subscription, all for one reason;
+    # a reason that does not name its source (one read from a snapshot) gets the name
+    for reason in dict.fromkeys(_failure(s) for s in outcome.failed_sources):
         print(f"auditor: error: {safe(reason)}", file=sys.stderr)
+    if report.sample and options.quiet:
+        # what the numbers are about is no detail -q may hide
+        print(f"auditor: warning: {SAMPLE_NOTICE}", file=sys.stderr)
     if not options.quiet:
         # with the findings on standard output, the summary goes beside them, to stderr
         print_summary(report, outcome, sys.stderr if options.to_stdout else sys.stdout)
@@ -166,17 +180,21 @@ def _scan(settings: dict) -> int:
         where = (f"waiver {waiver['file']}:{waiver['line']} ({safe(waiver['rule'])} on {safe(waiver['resource'])}, "
                  f"owner {safe(waiver['owner'])})")
         if waiver["status"] in ("expired", "stale"):
-            what = ("expired on " + waiver["expires"] + f": {waiver['matched']} findings no longer suppressed"
+            what = ("expired on " + waiver["expires"] + f": {plural(waiver['matched'], 'finding')} no longer suppressed"
                     if waiver["status"] == "expired" else "matches no finding: remove it")
             print(f"auditor: {where} {what}", file=sys.stderr)
         if waiver.get("warning"):
             _warn(f"{where} {waiver['warning']}")
     if outcome.failed_sources:
         failed = ", ".join(s["id"] for s in outcome.failed_sources)
-        print(f"auditor: collection incomplete: {safe(failed)} failed; findings cover only part of the estate, "
-              "and earlier findings of what failed are unknown, not fixed", file=sys.stderr)
+        if len(outcome.failed_sources) == len(report.sources):
+            print(f"auditor: collection failed: no source could be collected ({safe(failed)}); no finding "
+                  "describes the estate, and earlier findings are unknown, not fixed", file=sys.stderr)
+        else:
+            print(f"auditor: collection incomplete: {safe(failed)} failed; findings cover only part of the "
+                  "estate, and earlier findings of what failed are unknown, not fixed", file=sys.stderr)
     if outcome.gate.failed and not outcome.failed_sources:
-        print(f"auditor: gate failed: {len(outcome.gate.failing)} {outcome.gate.reason}", file=sys.stderr)
+        print(f"auditor: gate failed: {outcome.gate.reason}", file=sys.stderr)
         for finding in outcome.gate.failing[:20]:
             print(f"  {finding.severity.upper():8} {finding.rule_id}  {safe(finding.message)}", file=sys.stderr)
     return outcome.exit_code
@@ -206,7 +224,9 @@ def print_summary(report: ScanReport, outcome: Any, stream: Any = None) -> None:
     if report.waivers:
         statuses = [w["status"] for w in report.waivers]
         out(f"  waivers  active {statuses.count('active')}  expired {statuses.count('expired')}  "
-            f"stale {statuses.count('stale')}  ({summary.suppressed} findings suppressed)")
+            f"stale {statuses.count('stale')}" + (f"  not evaluated {statuses.count('not_evaluated')}"
+                                                    if "not_evaluated" in statuses else "")
+            + f"  ({summary.suppressed} findings suppressed)")
     out("  severity  " + "  ".join(f"{name} {summary.by_severity.get(name, 0)}" for name in SEVERITY_RANK))
     if summary.by_category:
         out("  category  " + "  ".join(f"{name} {count}" for name, count in sorted(summary.by_category.items())))
@@ -309,7 +329,9 @@ def _rules_validate(paths: list, settings: dict) -> int:
 
     # only the files named: their ids may still clash with the shipped packs at scan time
     context = load_rule_context(paths, settings["baseline"].value, date.today(), default_rules=False)
-    print(f"ok: {len(context.ruleset.rules)} rules in {len(context.ruleset.files)} files")
+    disabled = sum(1 for rule in context.ruleset.rules if not rule.enabled)
+    print(f"ok: {plural(len(context.ruleset.rules), 'rule')} in {plural(len(context.ruleset.files), 'file')}"
+          + (f" ({disabled} disabled)" if disabled else ""))
     return EXIT_OK
 
 
@@ -353,8 +375,9 @@ def _diff(old: Any, new: Any, settings: dict) -> int:
     else:
         sys.stdout.write(payload.decode("utf-8"))
     for source in drift.unavailable:
-        print(f"auditor: error: {safe(source['id'])} failed in the {source['snapshot']} snapshot: its resources "
-              "were not compared", file=sys.stderr)
+        what = ("was not collected in the new snapshot" if source.get("status") == "not collected"
+                else f"failed in the {source['snapshot']} snapshot")
+        print(f"auditor: error: {safe(source['id'])} {what}: its resources were not compared", file=sys.stderr)
     if drift.unavailable:
         return EXIT_INCOMPLETE
     return EXIT_OK if drift.empty else 1
@@ -373,14 +396,46 @@ def _history(settings: dict) -> int:
     return EXIT_OK
 
 
+class _ReaderMayLeave:
+    """Standard output whose reader may go away (`auditor scan | head -1`): what is left to
+    print is dropped, and the command still exits with its own code (a gate failure or a
+    failed source must not turn into 0 because the pipe closed)."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+
+    def _gone(self) -> None:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._stream.write(data)
+        except BrokenPipeError:
+            self._gone()
+            return len(data)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._gone()
+
+    @property
+    def buffer(self) -> Any:
+        return _ReaderMayLeave(self._stream.buffer)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def run() -> None:
     """Console-script entry point."""
+    sys.stdout = _ReaderMayLeave(sys.stdout)  # type: ignore[assignment]
     try:
         code = main()
         sys.stdout.flush()
-    except BrokenPipeError:
-        # the reader (`| head`) went away: not an error of ours, and no traceback
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except BrokenPipeError:  # written past the wrapper (a C extension): nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())
         code = EXIT_OK
     except Exception as exc:
         # a bug of ours: one line in the CI log, with its own exit code so that it is never

@@ -143,9 +143,16 @@ def diff_values(old: Any, new: Any, path: str, changes: list[Change]) -> None:
 def diff_snapshots(old: Snapshot, new: Snapshot) -> Drift:
     """Resources added, removed and changed from `old` to `new`. Resources of a source that
     failed in either snapshot are left out of the comparison and the source is reported:
-    what a failed collection did not see has not been removed."""
-    unavailable = [{"id": s.id, "snapshot": label, "error": s.error}
+    what a failed collection did not see has not been removed. So are the resources of a
+    source the new snapshot did not collect at all (a snapshot of one vCenter compared
+    with one of two): not looking is no removal. A source only the new snapshot has brings
+    its resources in as added."""
+    unavailable = [{"id": s.id, "snapshot": label, "error": s.error, "status": "failed"}
                    for label, snapshot in (("old", old), ("new", new)) for s in snapshot.sources if s.status != "ok"]
+    collected_now = {s.id for s in new.sources}
+    unavailable += [{"id": s.id, "snapshot": "new", "error": "not collected in the new snapshot",
+                     "status": "not collected"} for s in old.sources
+                    if s.id not in collected_now and s.status == "ok"]
     skipped = {entry["id"] for entry in unavailable}
     before = {resource_key(r): r for r in old.resources if r["source"] not in skipped}
     after = {resource_key(r): r for r in new.resources if r["source"] not in skipped}

@@ -202,13 +202,16 @@ def load_waivers(path: Path) -> list[Waiver]:
     return waivers
 
 
-def apply_waivers(findings: list[Finding], waivers: list[Waiver], today: date) -> list[dict[str, Any]]:
+def apply_waivers(findings: list[Finding], waivers: list[Waiver], today: date,
+                  incomplete: bool = False) -> list[dict[str, Any]]:
     """Suppress findings covered by a current waiver, mark those an expired waiver covers
     `waiver-expired`; return every waiver with its status.
 
     Status: `active` (matched, in date), `expired` (past its date: suppresses nothing),
-    `stale` (in date but matches no finding: the risk it accepted is gone, delete it).
-    A `warning` says when a waiver is broad enough to hide real findings.
+    `stale` (in date but matches no finding: the risk it accepted is gone, delete it), or
+    `not_evaluated` (matches no current finding, but a source failed (`incomplete`) or the
+    findings it matches are unknown: what it covers could not be looked at, so it is not
+    called stale). A `warning` says when a waiver is broad enough to hide real findings.
     """
     statuses = []
     current = [f for f in findings if f.state not in NOT_CURRENT]
@@ -222,7 +225,12 @@ def apply_waivers(findings: list[Finding], waivers: list[Waiver], today: date) -
                     finding.suppression = waiver.as_dict()
         else:
             expired_over.extend(matched)
-        status = "expired" if expired else ("active" if matched else "stale")
+        if expired or matched:
+            status = "expired" if expired else "active"
+        elif incomplete or any(waiver.matches(f) for f in findings if f.state == "unknown"):
+            status = "not_evaluated"
+        else:
+            status = "stale"
         entry = waiver.as_dict() | {"status": status, "matched": len(matched)}
         warning = waiver_warning(waiver, len(matched), len(current))
         if warning:
@@ -271,7 +279,15 @@ def decide(findings: list[Finding], fail_on: str, min_severity: str) -> GateResu
         threshold = SEVERITY_RANK[min_severity]
         failing = [f for f in live if SEVERITY_RANK[f.severity] <= threshold
                    and f.state in ("new", "waiver-expired")]
-        return GateResult(failing, f"new findings at or above {min_severity}, or findings whose waiver expired")
+        new = sum(1 for f in failing if f.state == "new")
+        parts = [_count(new, "new finding")] if new else []
+        if len(failing) > new:
+            parts.append(_count(len(failing) - new, "finding") + " whose waiver expired")
+        return GateResult(failing, f"{' and '.join(parts)} at or above {min_severity}")
     threshold = SEVERITY_RANK[fail_on]
     failing = [f for f in live if SEVERITY_RANK[f.severity] <= threshold]
-    return GateResult(failing, f"findings at or above {fail_on}")
+    return GateResult(failing, f"{_count(len(failing), 'finding')} at or above {fail_on}")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"

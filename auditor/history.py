@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
-from .findings import SEVERITY_RANK, Finding, ScanReport
+from .findings import NOT_CURRENT, SEVERITY_RANK, Finding, ScanReport
 
 # `scans.run` came later without a version bump: a nullable column that older auditors,
 # which name the columns they insert and read, pass over
@@ -72,11 +72,13 @@ def _open(path: Path, write: bool = True) -> sqlite3.Connection:
 
 
 def _counts(report: ScanReport) -> tuple[list[Finding], dict[str, int]]:
-    """The findings still present, and the unwaived ones among them by severity."""
+    """The findings still present (unknown ones too: still believed open, their sighting
+    carries on), and the open ones by severity: current and unwaived, so that a scan whose
+    source failed does not count what it could not look at as open."""
     live = [f for f in report.findings if f.state != "absent"]
     counts = {severity: 0 for severity in SEVERITY_RANK}
     for finding in live:
-        if finding.suppression is None:
+        if finding.suppression is None and finding.state not in NOT_CURRENT:
             counts[finding.severity] += 1
     return live, counts
 

@@ -325,14 +325,33 @@ def _flag_type(spec: Spec) -> Callable[[str], Any]:
         try:
             if spec.name == "format" and spec.many:
                 return _format_list(text, spec)
-            value = spec.parse(text)
+            if spec.many and spec.parse is not as_path:
+                # `--severity critical,high` as the environment and config file write it;
+                # paths keep their commas
+                return [one(part.strip()) for part in text.split(",") if part.strip()] or [one(text)]
+            return one(text)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
+
+    def one(text: str) -> Any:
+        value = spec.parse(text)
         if spec.choices and value not in spec.choices:
-            raise argparse.ArgumentTypeError(f"invalid choice {value!r} (choose from {', '.join(spec.choices)})")
+            raise ValueError(f"invalid choice {value!r} (choose from {', '.join(spec.choices)})")
         return value
     convert.__name__ = spec.name  # argparse names the option's type in its messages
     return convert
+
+
+class _Accumulate(argparse.Action):
+    """A list option: repeated flags and several values add up (`--snapshot a b
+    --snapshot c`), and comma lists (`--severity critical,high`) are flattened into them."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        items = list(getattr(namespace, self.dest, None) or [])
+        for value in values if isinstance(values, list) else [values]:
+            items.extend(value if isinstance(value, list) else [value])
+        setattr(namespace, self.dest, items)
 
 
 def _format_list(text: str, spec: Spec) -> list[str]:
@@ -360,10 +379,9 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
             kwargs["metavar"] = spec.metavar or (("{" + ",".join(spec.choices) + "}") if spec.choices
                                                  else spec.name.upper())
             if spec.many:
-                # `--snapshot a b --snapshot c` is a, b and c; formats come comma-separated
-                kwargs["action"] = "extend"
-                if spec.name != "format":
-                    kwargs["nargs"] = "+"
+                # `--snapshot a b --snapshot c` is a, b and c; `-f json,csv` and `-f json csv` alike
+                kwargs["action"] = _Accumulate
+                kwargs["nargs"] = "+"
         target.add_argument(*names, **kwargs)
 
 
@@ -465,6 +483,8 @@ def _from_config(spec: Spec, value: Any) -> Any:
             return value
         return as_flag(str(value))
     if spec.many:
+        if isinstance(value, (dict, bool)) or value is None:
+            raise ValueError("must be a list of plain values, or one")
         items = value if isinstance(value, list) else str(value).split(",")
         if not all(isinstance(item, (str, int, float)) and not isinstance(item, bool) for item in items):
             raise ValueError("must be a list of plain values")
@@ -724,6 +744,9 @@ def scan_options(settings: dict[str, Setting]) -> ScanOptions:
         else (settings["history"].value or output / "history.db")
     fail_on = settings["fail-on"].value or ("new" if compare else "never")
     snapshots = _unique(settings["snapshot"].value)
+    if settings["sample"].value and (snapshots or servers or azure):
+        raise UsageError(f"{_named('sample', settings['sample'])} scans the bundled sample on its own: with "
+                         "--snapshot, --vsphere or --azure its zones and entitlements would apply to your estate")
     sample = settings["sample"].value or not (snapshots or servers or azure)
     default_rules = not settings["no-default-rules"].value
     if not default_rules and not settings["rules"].value:

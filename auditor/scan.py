@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -68,6 +69,9 @@ def load_rule_context(rule_paths: list[Path] | None, baseline_paths: list[Path] 
         if not any(rule.file in files for rule in ruleset.rules):
             raise InputError(f"no rules found ({len(files)} rule file{'s' if len(files) != 1 else ''}): a rule "
                              "path that adds no rule is a mistake", where=str(path))
+    if not any(rule.enabled for rule in ruleset.rules):
+        raise InputError(f"every rule ({len(ruleset.rules)}) is disabled (enabled: false): a scan without rules "
+                         "would pass any estate", where=", ".join(str(path) for path in paths))
     if selection is not None and selection.active:
         ruleset.rules = [r for r in ruleset.rules if selection.admits(r.id, r.severity, r.frameworks)]
         if not ruleset.rules:
@@ -145,7 +149,10 @@ def previous_findings(compare: str, output: Path,
         path = output / "latest" / "findings.json"
         if not path.is_file():
             return [], f"{path} (no earlier scan yet)", path
-        return load_previous(path, limit), str(path), None
+        # name the run folder it points to now: `latest` moves to this scan once it is written
+        latest = output / "latest"
+        run = output / os.readlink(latest) if latest.is_symlink() else latest
+        return load_previous(path, limit), str(run / "findings.json"), None
     return load_previous(Path(compare), limit), compare, None
 
 
@@ -215,7 +222,7 @@ def run_scan(options: ScanOptions, warn: Callable[[str], None], progress: Progre
             report.findings = compare(report.findings, previous, judged(report, evaluation.tallies))
             report.compared_with = compared_with
         if waivers:
-            report.waivers = apply_waivers(report.findings, waivers, options.as_of)
+            report.waivers = apply_waivers(report.findings, waivers, options.as_of, report.incomplete)
         settle_counts(report)
         gate = decide(report.findings, options.fail_on, options.min_severity)
     if options.history is not None:

@@ -212,7 +212,11 @@ def test_a_forbidden_subscription_fails_alone_and_the_scan_exits_3(replay, tmp_p
     # Azure Policy's own verdict, collected from PolicyResources, is reported beside the rules
     assert any(f["rule_id"] == "DR-AZ-001" and "vm-pci-web-01" in f["message"] for f in report["findings"])
     sarif = json.loads((out / "latest" / "results.sarif").read_text())
-    assert {run["automationDetails"]["id"].split("/")[0] for run in sarif["runs"]} == {"azure"}
+    assert {run["automationDetails"]["id"].split("/")[0] for run in sarif["runs"]} == {"azure", "auditor"}
+    # the forbidden subscription has no run of its own (it would close its alerts) but is named
+    [status] = [run for run in sarif["runs"] if run["automationDetails"]["id"] == "auditor/collection/"]
+    assert "0dd5e6f7-0000-4000-8000-00000000f403" in status["invocations"][0]["toolExecutionNotifications"][0][
+        "message"]["text"]
     assert any(TENANT in run["automationDetails"]["id"] for run in sarif["runs"])
 
 

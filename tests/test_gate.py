@@ -138,7 +138,7 @@ def test_one_changed_port_group_gives_exactly_one_new_finding_and_fails(workdir,
     drifted, group_id = drifted_sample(workdir)
     assert main(["scan", *ARGS, *SAMPLE_ZONES, "--snapshot", str(drifted), "--compare", str(previous)]) == 1
     err = capsys.readouterr().err
-    assert "gate failed: 1 new findings" in err and "VS-NET-002" in err
+    assert "gate failed: 1 new finding at or above" in err and "VS-NET-002" in err
     document = json.loads((workdir / "reports" / "latest" / "findings.json").read_text())
     new = [f for f in document["findings"] if f["state"] == "new"]
     assert [(f["rule_id"], f["resource_id"]) for f in new] == [("VS-NET-002", group_id)]

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -81,8 +84,29 @@ def test_a_failed_source_makes_its_findings_unknown_not_fixed(workdir, capsys):
     assert re.search(r'data-state="unknown"><span class="muted">unknown \(not evaluated\)</span><b>'
                      f"{len(before)}</b>", html)
     sarif = latest(workdir, "results.sarif")
-    assert not any(run["automationDetails"]["id"] == f"vsphere/{VC2}/" for run in sarif["runs"])
+    # the failed vCenter's run keeps its earlier alerts open (unchanged, state unknown) and
+    # says the collection failed; nothing reads as fixed
+    [run] = [run for run in sarif["runs"] if run["automationDetails"]["id"] == f"vsphere/{VC2}/"]
+    assert len(run["results"]) == len(before) and not run["invocations"][0]["executionSuccessful"]
+    assert {(r["baselineState"], r["properties"]["state"]) for r in run["results"]} == {("unchanged", "unknown")}
     assert not any(r.get("baselineState") == "absent" for run in sarif["runs"] for r in run["results"])
+    # so comparing with that SARIF later finds nothing new about the failed vCenter
+    assert main(["scan", *ARGS, *SAMPLE_ZONES, "--snapshot", str(partial), "--compare",
+                 str(workdir / "reports" / "latest" / "results.sarif"), "-o", "again", "-q"]) == 3
+    again = json.loads((workdir / "again" / "latest" / "findings.json").read_text())
+    assert again["summary"]["by_state"].get("new", 0) == 0
+
+
+def test_a_sarif_of_a_scan_whose_every_source_failed_says_so(workdir):
+    every = sample_copy(workdir, "none.json", lambda s: [fail_source(source.id)(s) for source in list(s.sources)])
+    assert main(["scan", *ARGS, "--snapshot", str(every), "-q"]) == 3
+    sarif = latest(workdir, "results.sarif")
+    # no run of any vCenter or tenant (an empty one would close its alerts as fixed), but a
+    # run of its own that says what could not be collected
+    assert [run["automationDetails"]["id"] for run in sarif["runs"]] == ["auditor/collection/"]
+    [invocation] = sarif["runs"][0]["invocations"]
+    assert not invocation["executionSuccessful"] and sarif["runs"][0]["results"] == []
+    assert len(invocation["toolExecutionNotifications"]) == 4
 
 
 def test_unknown_findings_neither_pass_nor_fail_the_gate():
@@ -238,6 +262,10 @@ def test_a_pure_reordering_moves_neither_the_gate_nor_the_states(workdir):
             rules = resource.get("properties", {}).get("securityRules") if resource["cloud"] == "azure" else None
             if isinstance(rules, list):
                 rules.reverse()
+                for rule in rules:  # the lists inside a rule have no order either
+                    for field in ("destinationPortRanges", "sourceAddressPrefixes"):
+                        if isinstance(rule["properties"].get(field), list):
+                            rule["properties"][field].reverse()
         snapshot.resources.reverse()
     reordered = sample_copy(workdir, "reordered.json", reorder)
     assert main(["scan", *ARGS, *SAMPLE_ZONES, "--snapshot", str(reordered), "--compare", str(previous), "-q"]) == 0
@@ -329,3 +357,131 @@ def test_one_id_twice_in_one_snapshot_is_an_input_error(workdir, capsys, twin):
 def test_a_failed_source_in_a_snapshot_file_is_kept_apart():
     snapshot = Snapshot("2026-11-20T00:00:00Z", [Source("vc9", "vsphere", "vcenter", status="failed", error="x")], [])
     assert snapshot.incomplete
+
+
+# --- what a new user found next: each a number that was not true ----------------------------
+
+def test_a_closed_pipe_keeps_the_exit_code(workdir):
+    every = sample_copy(workdir, "none.json", lambda s: [fail_source(source.id)(s) for source in list(s.sources)])
+    for argv, code in ((["--snapshot", str(every)], 3), (["--snapshot", str(SAMPLE_SNAPSHOT), "--fail-on", "high"], 1)):
+        command = " ".join([sys.executable, "-m", "auditor", "scan", *ARGS, *argv, "-o", str(workdir / "out")])
+        # `| head -1` closes the pipe after one line: the gate's verdict must survive it
+        result = subprocess.run(["bash", "-c", f"{command} 2>/dev/null | head -1; exit ${{PIPESTATUS[0]}}"],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == code, result
+
+
+def test_a_host_without_its_configuration_is_not_evaluated_not_passed(workdir):
+    previous = previous_scan(workdir)
+    host = "esx01.dc1.corp.example"
+
+    def disconnect(snapshot: Snapshot) -> None:
+        for resource in snapshot.resources:
+            if resource["name"] == host:
+                resource["config"] = None
+                resource["summary"]["runtime"]["connectionState"] = "disconnected"
+    partial = sample_copy(workdir, "disconnected.json", disconnect)
+    assert main(["scan", *ARGS, *SAMPLE_ZONES, "--snapshot", str(partial), "--compare", str(previous), "-q"]) == 0
+    document = latest(workdir)
+    about_host = [f for f in document["findings"] if f["resource_name"] == host]
+    before = [f for f in json.loads(previous.read_text())["findings"] if f["resource_name"] == host
+              and f["rule_id"].startswith(("VS-NET", "DR-VS"))]
+    assert before  # the host had hardening findings
+    states = {f["rule_id"]: f["state"] for f in about_host if f["rule_id"].startswith(("VS-NET", "DR-VS"))}
+    assert set(states.values()) == {"unknown"}, states  # nobody fixed them: nobody could look
+    assert not any(f["state"] == "new" for f in about_host)  # no "no NTP server" from missing data
+    rules = {r["id"]: r for r in document["rules"]}
+    assert rules["VS-NET-006"]["counts"]["not_evaluated"] >= 1
+
+
+def test_junit_shows_a_partial_rule_with_no_open_finding_as_skipped(workdir):
+    previous = previous_scan(workdir)
+    partial = sample_copy(workdir, "partial.json", fail_source(VC2))
+    main(["scan", *ARGS, *SAMPLE_ZONES, "--snapshot", str(partial), "--compare", str(previous), "-q"])
+    rules = {r["id"]: r for r in latest(workdir)["rules"]}
+    junit = ET.fromstring(latest(workdir, "junit.xml"))
+    cases = {case.get("name").split()[0]: case for case in junit.iter("testcase")}
+    partial_quiet = [rid for rid, r in rules.items() if r["status"] == "partial" and not r["counts"].get("failed")]
+    assert partial_quiet
+    for rule_id in partial_quiet:
+        skipped = cases[rule_id].find("skipped")
+        assert skipped is not None and skipped.get("message").startswith("partial: ")
+
+
+def test_history_counts_unknown_findings_apart_from_open_ones(workdir, capsys):
+    main(["scan", "--as-of", AS_OF.isoformat(), *SAMPLE_ZONES, "--snapshot", str(sample_copy(workdir, "a.json")), "-q"])
+    partial = sample_copy(workdir, "partial.json", fail_source(VC2))
+    main(["scan", "--as-of", AS_OF.isoformat(), *SAMPLE_ZONES, "--snapshot", str(partial), "--compare", "latest",
+          "-q"])
+    document = latest(workdir)
+    assert document["history"][-1]["total"] == document["summary"]["open"]
+    capsys.readouterr()
+    main(["history"])
+    newest = capsys.readouterr().out.splitlines()[1]
+    assert f"{document['summary']['open']:>5}" in newest
+
+
+def test_a_waiver_of_a_failed_source_is_not_called_stale(workdir, capsys):
+    waivers = workdir / "w.yaml"
+    waivers.write_text("""waivers:
+  - rule: DR-VS-003
+    resource: '*dc2*'
+    reason: accepted
+    owner: secops
+    expires: '2027-06-30'
+""")
+    partial = sample_copy(workdir, "partial.json", fail_source(VC2))
+    main(["scan", *ARGS, *SAMPLE_ZONES, "--snapshot", str(partial), "--waivers", str(waivers)])
+    err = capsys.readouterr().err
+    assert "remove it" not in err
+    assert latest(workdir)["waivers"][0]["status"] == "not_evaluated"
+    main(["scan", *ARGS, *SAMPLE_ZONES, "--snapshot", str(sample_copy(workdir, "full.json")), "--waivers",
+          str(waivers), "-q"])
+    assert latest(workdir)["waivers"][0]["status"] == "active"
+
+
+def test_compare_latest_names_the_run_it_compared_with(workdir):
+    main(["scan", *ARGS, "-q"])
+    first = os.readlink(workdir / "reports" / "latest")
+    main(["scan", *ARGS, "--compare", "latest", "-q"])
+    assert latest(workdir)["compared_with"] == str(Path("reports") / first / "findings.json")
+
+
+def test_diff_with_a_source_the_new_snapshot_did_not_collect(workdir, capsys):
+    def vsphere_only(snapshot: Snapshot) -> None:
+        snapshot.resources = [r for r in snapshot.resources if r["source"] != VC2]
+        snapshot.sources = [s for s in snapshot.sources if s.id != VC2]
+    assert main(["diff", str(SAMPLE_SNAPSHOT), str(sample_copy(workdir, "fewer.json", vsphere_only))]) == 3
+    out, err = capsys.readouterr()
+    assert "0 removed" in out and f"{VC2} was not collected in the new snapshot" in err
+
+
+def test_list_flags_take_comma_lists_as_the_environment_does(workdir):
+    assert main(["scan", *ARGS, "--severity", "critical,high", "-f", "json", "csv", "-q"]) == 0
+    document = latest(workdir)
+    assert {f["severity"] for f in document["findings"]} == {"critical", "high"}
+    assert sorted(p.name for p in (workdir / "reports" / "latest").iterdir()) == ["findings.csv", "findings.json"]
+
+
+def test_the_sample_is_named_even_when_quiet_and_in_junit(workdir, capsys):
+    assert main(["scan", *ARGS, "-q"]) == 0
+    assert "SAMPLE ESTATE" in capsys.readouterr().err
+    junit = ET.fromstring(latest(workdir, "junit.xml"))
+    assert "SAMPLE ESTATE" in junit.get("name")
+    assert all("SAMPLE ESTATE" in suite.get("name") for suite in junit.iter("testsuite"))
+
+
+def test_a_pack_of_disabled_rules_only_is_refused(workdir, capsys):
+    (workdir / "off.yaml").write_text("""rules:
+  - id: OFF-001
+    title: t
+    severity: low
+    category: other
+    resource: azure:microsoft.network/routetables
+    description: d
+    remediation: r
+    enabled: false
+    match: {path: name, op: eq, value: x}
+""")
+    assert main(["rules", "validate", str(workdir / "off.yaml")]) == 2
+    assert "every rule (1) is disabled" in capsys.readouterr().err

@@ -110,6 +110,8 @@ def test_a_command_section_wins_over_the_top_level_and_config_names_a_file(workd
     ("vsphere-password: hunter2\n", "auditor.yaml:1: unknown option 'vsphere-password'"),
     ("scan: [a]\n", "auditor.yaml:1: section 'scan' must be a mapping"),
     ("as-of: {day: 1}\n", "auditor.yaml:1: option 'as-of': must be one plain value"),
+    ("scan:\n  snapshot: {a: 1}\n", "auditor.yaml:2: option 'snapshot': must be a list of plain values"),
+    ("scan:\n  snapshot:\n", "auditor.yaml:2: option 'snapshot': must be a list of plain values"),
 ])
 def test_config_file_mistakes_are_one_line_errors(workdir, capsys, text, expected):
     (workdir / "auditor.yaml").write_text(text)
@@ -160,8 +162,11 @@ def test_the_sample_only_when_nothing_is_named_or_asked_for(workdir):
     assert typed([]).sample and typed(["--rules", "my-rules"]).sample
     assert not typed(["--snapshot", "a.json"]).sample
     assert not typed(["--vsphere", "vc1"]).sample and not typed(["--azure"]).sample
-    both = typed(["--sample", "--snapshot", "a.json"])
-    assert both.sample and both.snapshots == [Path("a.json")]
+    assert typed(["--sample"]).sample
+    # the sample's organisation baselines must never apply to a real estate
+    for mixed in (["--sample", "--snapshot", "a.json"], ["--sample", "--vsphere", "vc1"], ["--sample", "--azure"]):
+        with pytest.raises(UsageError, match="scans the bundled sample on its own"):
+            typed(mixed)
     with pytest.raises(UsageError):
         typed(["--azure-subscription", "abc"])
 

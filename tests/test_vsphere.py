@@ -313,7 +313,7 @@ def test_gate_and_drift_across_two_collections_of_the_simulator(simulator_binary
         findings = json.loads((tmp_path / "reports" / "latest" / "findings.json").read_text())["findings"]
         new = [(f["rule_id"], f["resource_name"]) for f in findings if f["state"] == "new"]
         assert new == [("VS-NET-002", "DC0_DVPG2")]
-        assert "gate failed: 1 new findings" in capsys.readouterr().err
+        assert "gate failed: 1 new finding at or above" in capsys.readouterr().err
 
         drift = diff_snapshots(load_snapshot(tmp_path / "two.json"), load_snapshot(tmp_path / "three.json"))
         assert not drift.added and not drift.removed

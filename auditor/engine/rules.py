@@ -130,8 +130,8 @@ def load_rules(paths: list[Path], display: Callable[[Path], str] = str) -> RuleS
         ruleset.files.append(where)
     if errors:
         raise errors[0] if len(errors) == 1 else RuleErrors(errors)
+    named = ", ".join(str(path) for path in paths)
     if not ruleset.rules:
-        named = ", ".join(str(path) for path in paths)
         raise RuleError(f"no rules found ({len(files)} rule file{'s' if len(files) != 1 else ''}): a scan "
                         "without rules would pass any estate", where=named)
     return ruleset

@@ -21,13 +21,19 @@ def _short(value: Any, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _unavailable(source: dict[str, Any]) -> str:
+    if source.get("status") == "not collected":
+        return "was not collected in the new snapshot"
+    return f"failed in the {source['snapshot']} snapshot ({source['error']})"
+
+
 def render_text(drift: Drift) -> str:
     """One line per added/removed resource and per changed path; names come from the estate,
     so each line is made terminal-safe (a name cannot forge a line of its own)."""
     lines = [f"drift from {drift.old_collected_at} to {drift.new_collected_at}: {len(drift.added)} added, "
              f"{len(drift.removed)} removed, {len(drift.changed)} changed"]
-    lines += [for_terminal(f"! source {s['id']} failed in the {s['snapshot']} snapshot ({s['error']}): its resources "
-                     "were not compared") for s in drift.unavailable]
+    lines += [for_terminal(f"! source {s['id']} {_unavailable(s)}: its resources were not compared")
+              for s in drift.unavailable]
     lines += [for_terminal(f"+ {r['type']} {r['name']} ({r['id']})") for r in drift.added]
     lines += [for_terminal(f"- {r['type']} {r['name']} ({r['id']})") for r in drift.removed]
     for resource in drift.changed:

@@ -1,8 +1,9 @@
 """JUnit XML for CI systems that show test results: one testcase per rule, grouped in a
 testsuite per category. A rule with open findings fails (one failure per finding); a rule
 that was not evaluated (its sources failed, it waits for a baseline table, no resource of
-its types) is skipped with the reason, never shown as passing; a partial one says in its
-output what it could not look at. Text from the estate goes through `for_xml`: a control byte in a VM
+its types) is skipped with the reason, never shown as passing; so is a partial one with no
+open finding (part of what it covers could not be looked at, so it has not passed either),
+and its output says what it could not look at. Text from the estate goes through `for_xml`: a control byte in a VM
 name would otherwise make the whole file unreadable XML."""
 
 from __future__ import annotations
@@ -45,9 +46,11 @@ class JUnitReport(ReportFormat):
                 by_rule[finding.rule_id].append(finding)
 
         def skipped(rule: RuleInfo) -> bool:
-            return rule.status == "not_evaluated" and not by_rule.get(rule.id)
+            return rule.status != "evaluated" and not by_rule.get(rule.id)
 
-        suites = ET.Element("testsuites", name="auditor", tests=str(len(report.rules)),
+        # the sample's results must not pass for an estate's in a CI system's test view
+        suites = ET.Element("testsuites", name="auditor (SAMPLE ESTATE)" if report.sample else "auditor",
+                            tests=str(len(report.rules)),
                             failures=str(sum(1 for r in report.rules if by_rule.get(r.id))),
                             skipped=str(sum(1 for r in report.rules if skipped(r))),
                             timestamp=report.scanned_at)
@@ -55,7 +58,9 @@ class JUnitReport(ReportFormat):
         for rule in report.rules:
             categories[rule.category].append(rule)
         for category, rules in categories.items():
-            suite = ET.SubElement(suites, "testsuite", name=category, tests=str(len(rules)),
+            suite = ET.SubElement(suites, "testsuite",
+                                  name=f"{category} (SAMPLE ESTATE)" if report.sample else category,
+                                  tests=str(len(rules)),
                                   failures=str(sum(1 for rule in rules if by_rule.get(rule.id))), errors="0",
                                   skipped=str(sum(1 for rule in rules if skipped(rule))),
                                   timestamp=report.scanned_at)
@@ -64,7 +69,7 @@ class JUnitReport(ReportFormat):
                                      name=for_xml(f"{rule.id} {rule.title}"), file=for_xml(rule.file),
                                      line=str(rule.line))
                 if skipped(rule):
-                    ET.SubElement(case, "skipped", message=for_xml(f"not evaluated: {rule.reason}"))
+                    ET.SubElement(case, "skipped", message=for_xml(f"{rule.status.replace('_', ' ')}: {rule.reason}"))
                 for finding in by_rule.get(rule.id, []):
                     failure = ET.SubElement(case, "failure", type=finding.severity,
                                             message=for_xml(f"[{finding.severity}] {finding.message}"))

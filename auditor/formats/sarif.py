@@ -26,6 +26,8 @@ from . import ReportFormat
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 MAX_RESULTS_PER_RUN = 25_000
+# the category of the run that reports sources which could not be collected (no alerts of its own)
+COLLECTION_CATEGORY = "auditor/collection/"
 MAX_GZIPPED_BYTES = 10 * 1024 * 1024
 LEVELS = {"critical": "error", "high": "error", "medium": "warning", "low": "note", "info": "note"}
 # GitHub reads security-severity as CVSS-like: >= 9.0 critical, 7.0-8.9 high, 4.0-6.9 medium,
@@ -189,11 +191,15 @@ class SarifReport(ReportFormat):
                                        locations.get(finding.rule_id))))
         driver_rules = [sarif_rule(rule) for rule in rules]
         runs = []
+        uncollected: list[dict[str, Any]] = []
         for name, pairs in grouped.items():
             sources = categories.get(name, [])
-            if sources and all(s.get("status") != "ok" for s in sources):
-                # no run at all for a category that could not be collected: an empty run
-                # would tell GitHub that every open alert of that vCenter or tenant is fixed
+            if sources and all(s.get("status") != "ok" for s in sources) and not pairs:
+                # no run for a category that could not be collected and carries no earlier
+                # finding: an empty run would tell GitHub that every open alert of that
+                # vCenter or tenant is fixed. (With --compare its earlier findings are here as
+                # unknown, and its run keeps them open as unchanged.)
+                uncollected.extend(sources)
                 continue
             results, cut = _fit(pairs, limit)
             properties: dict[str, Any] = {
@@ -237,7 +243,29 @@ class SarifReport(ReportFormat):
                 "columnKind": "unicodeCodePoints",
                 "properties": properties,
             })
+        if uncollected:
+            runs.append(self._collection_run(report, uncollected, driver_rules))
         return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": runs}
+
+    @staticmethod
+    def _collection_run(report: ScanReport, failed: list[dict[str, Any]],
+                        driver_rules: list[dict[str, Any]]) -> dict[str, Any]:
+        """A run of its own category that says which sources could not be collected, so the
+        log never reads as a clean scan, without touching those sources' alerts."""
+        notifications = [{"level": "error", "message": {"text": f"collection from {s['id']} failed: {s.get('error')}; "
+                                                                 "its findings were not evaluated"}}
+                         for s in failed]
+        properties: dict[str, Any] = {"sources": [{"id": s["id"], "status": s.get("status"), "error": s.get("error")}
+                                                  for s in failed],
+                                      "scannedAt": report.scanned_at, "asOf": report.as_of}
+        if report.sample:
+            properties["sample"] = True
+        return {"tool": {"driver": {"name": "auditor", "version": report.tool_version,
+                                    "semanticVersion": report.tool_version, "rules": driver_rules}},
+                "automationDetails": {"id": COLLECTION_CATEGORY},
+                "invocations": [{"executionSuccessful": False, "endTimeUtc": report.scanned_at,
+                                 "toolExecutionNotifications": notifications}],
+                "results": [], "columnKind": "unicodeCodePoints", "properties": properties}
 
     def fits(self, payload: bytes) -> bool:
         """True when `payload` is within the gzipped size limit (cheap for small files)."""
