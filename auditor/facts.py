@@ -164,6 +164,18 @@ def _hardware_version(version: str) -> int | None:
     return int(digits.group(1)) if digits else None
 
 
+def _is_uplink(port_group: dict[str, Any], listed: bool, switch_listed: bool) -> bool | None:
+    """Whether a distributed port group is its switch's uplink port group: by its own
+    `config.uplink` flag where the vCenter sets it, else by the switch's uplinkPortgroup list
+    (vCenter 6.5 has no flag). Neither known (an empty or unread list): None, not a guess."""
+    flag = _get(port_group, "config", "uplink")
+    if isinstance(flag, bool):
+        return flag
+    if listed:
+        return True
+    return False if switch_listed else None
+
+
 def _port_group_vlan(port_group: dict[str, Any]) -> Any:
     """VLAN of a distributed port group: an id, 'trunk' for ranges, or None for none."""
     vlan = _get(port_group, "config", "defaultPortConfig", "vlan", "vlanId")
@@ -320,6 +332,7 @@ def _azure_network_joins(resources: list[dict[str, Any]]) -> None:
         vnet.setdefault("facts", {})["network_watcher"] = (
             vnet["source"], str(vnet.get("location", "")).lower()) in watchers
     covered: dict[str, dict[str, Any]] = {}
+    nic_nsgs = _nic_nsgs_by_subnet(nics) if flow_logs else {}
     for flow_log in flow_logs:
         target = str(_get(flow_log, "properties", "targetResourceId") or "").lower()
         retention = _get(flow_log, "properties", "retentionPolicy") or {}
@@ -327,12 +340,21 @@ def _azure_network_joins(resources: list[dict[str, Any]]) -> None:
         days = retention.get("days") if isinstance(retention, dict) and retention.get("enabled") else None
         entry = {"id": flow_log["id"], "enabled": _get(flow_log, "properties", "enabled") is not False,
                  "retention_days": days}
-        if "/virtualnetworks/" in target:
+        # VNet flow logs may target a VNet, a subnet or a NIC, and record the traffic of every
+        # NSG on the way: the subnets' and their NICs' own
+        if "/subnets/" in target:
+            for nsg_id in _nsgs_of_subnet(target, subnets, nic_nsgs):
+                covered.setdefault(nsg_id, {**entry, "via": "subnet"})
+        elif "/virtualnetworks/" in target:
             vnet = vnets.get(target)
             for subnet in _items(_get(vnet, "properties", "subnets")) if vnet else ():
-                nsg_id = str(_get(subnet, "properties", "networkSecurityGroup", "id") or "").lower()
-                if nsg_id:
+                subnet_id = str(subnet.get("id", "")).lower() if isinstance(subnet, dict) else ""
+                for nsg_id in _nsgs_of_subnet(subnet_id, subnets, nic_nsgs):
                     covered.setdefault(nsg_id, {**entry, "via": "virtual network"})
+        elif "/networkinterfaces/" in target:
+            nsg_id = str(_get(nics.get(target), "properties", "networkSecurityGroup", "id") or "").lower()
+            if nsg_id:
+                covered.setdefault(nsg_id, {**entry, "via": "network interface"})
         elif target:
             covered[target] = {**entry, "via": "network security group"}
     for nsg_id, nsg in nsgs.items():
@@ -340,16 +362,40 @@ def _azure_network_joins(resources: list[dict[str, Any]]) -> None:
             nsg.setdefault("facts", {})["flow_log"] = covered[nsg_id]
 
 
+def _nsgs_of_subnet(subnet_id: str, subnets: dict[str, dict[str, Any]],
+                    nic_nsgs: dict[str, list[str]]) -> list[str]:
+    """The NSG on a subnet and those on the NICs in it (lower-case ids)."""
+    found = [str(_get(subnets.get(subnet_id), "properties", "networkSecurityGroup", "id") or "").lower(),
+             *nic_nsgs.get(subnet_id, [])]
+    return [nsg_id for nsg_id in dict.fromkeys(found) if nsg_id]
+
+
+def _nic_nsgs_by_subnet(nics: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+    """Subnet id -> the NSGs on NICs in it (lower-case ids)."""
+    found: dict[str, list[str]] = {}
+    for nic in nics.values():
+        nsg_id = str(_get(nic, "properties", "networkSecurityGroup", "id") or "").lower()
+        if nsg_id:
+            for config in _items(_get(nic, "properties", "ipConfigurations")):
+                subnet_id = str(_get(config, "properties", "subnet", "id") or "").lower()
+                found.setdefault(subnet_id, []).append(nsg_id)
+    return found
+
+
 def derive_facts(resources: list[dict[str, Any]]) -> None:
     """Add `facts.` to resources in place; idempotent, so re-deriving changes nothing."""
     networks: dict[tuple[str, str], dict[str, Any]] = {}
     uplinks: set[tuple[str, str]] = set()
+    switches_listing_uplinks: set[tuple[str, str]] = set()  # (vCenter, switch) whose uplink list was read
     for resource in resources:
         if resource["cloud"] != "vsphere":
             continue
         kind = resource["type"]
         if kind in ("DistributedVirtualSwitch", "VmwareDistributedVirtualSwitch"):
-            for moref in _items(_get(resource, "config", "uplinkPortgroup")):
+            listed = _items(_get(resource, "config", "uplinkPortgroup"))
+            if listed:
+                switches_listing_uplinks.add((resource["source"], str(resource.get("moref"))))
+            for moref in listed:
                 uplinks.add((resource["source"], moref))
         elif kind in ("DistributedVirtualPortgroup", "Network"):
             moref = resource.get("moref")
@@ -359,8 +405,8 @@ def derive_facts(resources: list[dict[str, Any]]) -> None:
         if network["type"] == "DistributedVirtualPortgroup":
             facts = network.setdefault("facts", {})
             facts["vlan"] = _port_group_vlan(network)
-            # vCenter 6.5 has no config.uplink; the switch's uplinkPortgroup list says it
-            facts["uplink"] = key in uplinks or _get(network, "config", "uplink") is True
+            facts["uplink"] = _is_uplink(network, key in uplinks, (network["source"], str(
+                _get(network, "config", "distributedVirtualSwitch"))) in switches_listing_uplinks)
     licences = {(r["source"], str(r.get("licenseKey"))): r for r in resources
                 if r["cloud"] == "vsphere" and r["type"] == "License"}
     for licence in licences.values():  # re-derived from the hosts on every scan

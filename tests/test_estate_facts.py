@@ -104,6 +104,41 @@ def test_flow_log_of_the_virtual_network_covers_the_nsgs_of_its_subnets(tmp_path
     assert nsg_on_subnet["facts"]["flow_log"]["enabled"] is True
 
 
+@pytest.mark.parametrize("target", ["subnet", "nic"])
+def test_vnet_flow_logs_on_a_subnet_or_a_nic_cover_their_nsgs(target):
+    subnet_nsg, nic_nsg, elsewhere = (arm("microsoft.network/networkSecurityGroups", name)
+                                      for name in ("subnet-nsg", "nic-nsg", "elsewhere"))
+    subnet_id = f"/subscriptions/{SUB}/resourceGroups/rg/providers/microsoft.network/virtualNetworks/vnet/subnets/s1"
+    vnet = arm("microsoft.network/virtualNetworks", "vnet", subnets=[
+        {"id": subnet_id, "properties": {"networkSecurityGroup": {"id": subnet_nsg["id"]}}},
+        {"id": subnet_id.replace("s1", "s2"), "properties": {"networkSecurityGroup": {"id": elsewhere["id"]}}}])
+    nic = arm("microsoft.network/networkInterfaces", "nic1", networkSecurityGroup={"id": nic_nsg["id"]},
+              ipConfigurations=[{"properties": {"subnet": {"id": subnet_id}}}])
+    flow_log = arm("microsoft.network/networkWatchers/flowLogs", "fl",
+                   targetResourceId=subnet_id if target == "subnet" else nic["id"])
+    derive_facts([subnet_nsg, nic_nsg, elsewhere, vnet, nic, flow_log])
+    covered = {nsg["name"] for nsg in (subnet_nsg, nic_nsg, elsewhere) if "flow_log" in nsg.get("facts", {})}
+    # a subnet's flow log records its NSG and its NICs' NSGs; a NIC's, the NIC's NSG
+    assert covered == ({"subnet-nsg", "nic-nsg"} if target == "subnet" else {"nic-nsg"})
+
+
+@pytest.mark.parametrize("flag, listed, expected", [(True, False, True), (False, True, False), (None, True, True),
+                                                    (None, False, None)])
+def test_an_uplink_port_group_by_its_own_flag_or_its_switch(flag, listed, expected):
+    switch = make_resource(id="vc/dvs-1", name="dvs", cloud="vsphere", type="VmwareDistributedVirtualSwitch",
+                           source="vc", native={"moref": "dvs-1", "config": {
+                               "uplinkPortgroup": ["dvportgroup-9"] if listed else []}})
+    config = {"distributedVirtualSwitch": "dvs-1", "defaultPortConfig": {"vlan": {"vlanId": 0}}}
+    if flag is not None:
+        config["uplink"] = flag
+    port_group = make_resource(id="vc/pg", name="pg", cloud="vsphere", type="DistributedVirtualPortgroup", source="vc",
+                               native={"moref": "dvportgroup-9" if listed and flag is None else "dvportgroup-1",
+                                       "config": config})
+    derive_facts([switch, port_group])
+    # neither its flag nor its switch's list known: not a guess (VS-NET-004 needs it)
+    assert port_group["facts"]["uplink"] is expected
+
+
 def test_windows_core_counting():
     assert [windows_cores(n) for n in (None, 2, 8, 12, 16, 20)] == [8, 8, 8, 16, 16, 24]
     assert host_standard_cores(2, 8, 1) == 16  # at least 8 per CPU, 16 per host

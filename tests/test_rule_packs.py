@@ -41,6 +41,8 @@ CASES: dict[str, tuple[list, list]] = {
     "VS-NET-002": (["pg-legacy-nlb"], ["pg-prod-web", "pg-ids-tap"]),
     "VS-NET-003": (["pg-legacy-nlb"], ["pg-ids-tap"]),
     "VS-NET-004": (["pg-vgt-appliance", "pg-trunk-fw"], ["vc-dc1-DVUplinks", "pg-prod-web"]),
+    "VS-NET-018": ([("esx03.dc1.corp.example", "key-vim.host.PortGroup-sniffer")],
+                   ["esx01.dc1.corp.example", ("esx03.dc1.corp.example", "key-vim.host.PortGroup-vMotion")]),
     "VS-NET-005": ([("esx03.dc1.corp.example", "key-vim.host.PortGroup-sniffer")],
                    ["esx01.dc1.corp.example", ("esx03.dc1.corp.example", "key-vim.host.PortGroup-vMotion")]),
     "VS-NET-006": ([("esx01.dc1.corp.example", "TSM-SSH"), ("esx05.dc1.corp.example", "TSM-SSH")],

@@ -126,7 +126,7 @@ def load_rules(paths: list[Path], display: Callable[[Path], str] = str) -> RuleS
         for error in problems:
             if error.where is None:
                 error.where = where
-        errors.extend(problems)
+            errors.extend(error.errors if isinstance(error, RuleErrors) else [error])
         ruleset.files.append(where)
     if errors:
         raise errors[0] if len(errors) == 1 else RuleErrors(errors)
@@ -196,77 +196,90 @@ def _text(raw: LinedDict, key: str, where: str, *, required: bool = True) -> str
 
 
 def _load_rule(raw: Any, where: str, line: int, pack: str) -> Rule:
+    """One rule, checked whole: every problem it has is reported in one run (RuleErrors),
+    not only the first."""
     if not isinstance(raw, LinedDict):
         raise RuleError("each rule must be a mapping", where=where, line=line)
+    problems: list[InputError] = []
+
+    def problem(message: str, key: str | None = None) -> None:
+        problems.append(RuleError(message, where=where, line=raw.line_of(key) if key else raw.line))
+
+    def checked(read: Callable[[], Any], default: Any = None) -> Any:
+        try:
+            return read()
+        except InputError as error:
+            problems.append(error)
+            return default
+
     label = f"rule {raw.get('id')}" if isinstance(raw.get("id"), str) else "rule"
     for key in raw:
         if key not in RULE_KEYS:
-            raise RuleError(f"{label}: unknown key '{key}' (allowed: "
-                            f"{', '.join(sorted(RULE_KEYS))})", where=where, line=raw.line_of(key))
+            problem(f"{label}: unknown key '{key}' (allowed: {', '.join(sorted(RULE_KEYS))})", key)
     for key in REQUIRED_RULE_KEYS:
         if key not in raw:
-            raise RuleError(f"{label}: missing required key '{key}'", where=where, line=raw.line)
-    rule_id = raw["id"]
-    if not isinstance(rule_id, str) or not RULE_ID.fullmatch(rule_id):
-        raise RuleError(f"rule id {rule_id!r} must match [A-Z0-9-]+", where=where,
-                        line=raw.line_of("id"))
-    severity = raw["severity"]
-    if severity not in SEVERITIES:
-        raise RuleError(f"rule {rule_id}: severity {severity!r} is not one of "
-                        f"{', '.join(SEVERITIES)}", where=where, line=raw.line_of("severity"))
-    category = raw["category"]
-    if category not in CATEGORIES:
-        raise RuleError(f"rule {rule_id}: category {category!r} is not one of "
-                        f"{', '.join(CATEGORIES)}", where=where, line=raw.line_of("category"))
+            problem(f"{label}: missing required key '{key}'")
+    rule_id = raw.get("id")
+    if "id" in raw and (not isinstance(rule_id, str) or not RULE_ID.fullmatch(rule_id)):
+        problem(f"rule id {rule_id!r} must match [A-Z0-9-]+", "id")
+    rule_id = rule_id if isinstance(rule_id, str) else "?"
+    severity = raw.get("severity")
+    if "severity" in raw and severity not in SEVERITIES:
+        problem(f"rule {rule_id}: severity {severity!r} is not one of {', '.join(SEVERITIES)}", "severity")
+    category = raw.get("category")
+    if "category" in raw and category not in CATEGORIES:
+        problem(f"rule {rule_id}: category {category!r} is not one of {', '.join(CATEGORIES)}", "category")
     references = raw.get("references", [])
     if not isinstance(references, list) or not all(
             isinstance(r, str) and re.match(r"https?://", r) for r in references):
-        raise RuleError(f"rule {rule_id}: 'references' must be a list of http(s) URLs",
-                        where=where, line=raw.line_of("references"))
+        problem(f"rule {rule_id}: 'references' must be a list of http(s) URLs", "references")
     frameworks = raw.get("frameworks", {})
-    if not isinstance(frameworks, dict):
-        raise RuleError(f"rule {rule_id}: 'frameworks' must map a catalogue to control ids",
-                        where=where, line=raw.line_of("frameworks"))
     controls: dict[str, list[str]] = {}
-    for catalogue, ids in frameworks.items():
-        if not isinstance(ids, list) or not all(isinstance(i, (str, int)) and
-                                                not isinstance(i, bool) for i in ids):
-            raise RuleError(f"rule {rule_id}: frameworks.{catalogue} must be a list of ids",
-                            where=where, line=frameworks.line_of(catalogue))
-        controls[catalogue] = [str(i) for i in ids]
+    if not isinstance(frameworks, dict):
+        problem(f"rule {rule_id}: 'frameworks' must map a catalogue to control ids", "frameworks")
+    else:
+        for catalogue, ids in frameworks.items():
+            if not isinstance(ids, list) or not all(isinstance(i, (str, int)) and
+                                                    not isinstance(i, bool) for i in ids):
+                problems.append(RuleError(f"rule {rule_id}: frameworks.{catalogue} must be a list of ids",
+                                          where=where, line=frameworks.line_of(catalogue)))
+                continue
+            controls[catalogue] = [str(i) for i in ids]
     enabled = raw.get("enabled", True)
     if not isinstance(enabled, bool):
-        raise RuleError(f"rule {rule_id}: 'enabled' must be true or false", where=where,
-                        line=raw.line_of("enabled"))
+        problem(f"rule {rule_id}: 'enabled' must be true or false", "enabled")
     requires = raw.get("requires", [])
     if not isinstance(requires, list) or not all(isinstance(t, str) and t for t in requires):
-        raise RuleError(f"rule {rule_id}: 'requires' must be a list of baseline table names", where=where,
-                        line=raw.line_of("requires"))
+        problem(f"rule {rule_id}: 'requires' must be a list of baseline table names", "requires")
     needs = raw.get("needs", [])
     if not isinstance(needs, list) or not all(isinstance(p, str) and p for p in needs):
-        raise RuleError(f"rule {rule_id}: 'needs' must be a list of paths", where=where, line=raw.line_of("needs"))
-    for path in needs:
-        try:
-            compile_path(path)
-        except ValueError as exc:
-            raise RuleError(f"rule {rule_id}: needs: {exc}", where=where, line=raw.line_of("needs")) from None
-    rule = Rule(
-        id=rule_id, title=_text(raw, "title", where) or "", severity=severity,
-        category=category, resources=_resources(raw, rule_id, where),
-        description=_text(raw, "description", where) or "",
-        remediation=_text(raw, "remediation", where) or "", references=list(references),
-        frameworks=controls, where=raw.get("where"), match=raw["match"],
-        message=_text(raw, "message", where, required=False), file=where, line=raw.line,
-        pack=pack, enabled=enabled, requires=tuple(requires), needs=tuple(needs))
+        problem(f"rule {rule_id}: 'needs' must be a list of paths", "needs")
+    else:
+        for path in needs:
+            try:
+                compile_path(path)
+            except ValueError as exc:
+                problem(f"rule {rule_id}: needs: {exc}", "needs")
+    title = checked(lambda: _text(raw, "title", where)) if "title" in raw else None
+    description = checked(lambda: _text(raw, "description", where)) if "description" in raw else None
+    remediation = checked(lambda: _text(raw, "remediation", where)) if "remediation" in raw else None
+    message = checked(lambda: _text(raw, "message", where, required=False))
+    resources = checked(lambda: _resources(raw, rule_id, where), ()) if "resource" in raw else ()
     # a dry compile checks the shape of the conditions and the message now, at load time
     compiler = _Compiler(where, rule_id, baselines=None, context=None)
-    if rule.where is not None:
-        compiler.condition(rule.where, raw.line_of("where"))
-    match = compiler.condition(rule.match, raw.line_of("match"))
-    if rule.message is not None:
-        compile_message(rule.message, where, raw.line_of("message"), rule_id,
-                        has_item=_has_any_item(match))
-    return rule
+    if raw.get("where") is not None:
+        checked(lambda: compiler.condition(raw["where"], raw.line_of("where")))
+    match = checked(lambda: compiler.condition(raw["match"], raw.line_of("match"))) if "match" in raw else None
+    if message is not None and match is not None:
+        checked(lambda: compile_message(message, where, raw.line_of("message"), rule_id,
+                                        has_item=_has_any_item(match)))
+    if problems:
+        raise problems[0] if len(problems) == 1 else RuleErrors(problems)
+    return Rule(
+        id=rule_id, title=title or "", severity=severity, category=category, resources=resources,
+        description=description or "", remediation=remediation or "", references=list(references),
+        frameworks=controls, where=raw.get("where"), match=raw["match"], message=message, file=where,
+        line=raw.line, pack=pack, enabled=enabled, requires=tuple(requires), needs=tuple(needs))
 
 
 def _resources(raw: LinedDict, rule_id: str, where: str) -> tuple[tuple[str, str], ...]:

@@ -276,7 +276,7 @@ def vsphere_estate(ids: _Ids, rng: random.Random, vms_per_vcenter: tuple[int, in
             standard = [_standard_port_group("Management Network", 0),
                         _standard_port_group("vMotion", 20)]
             if dc1 and n == 3:
-                standard.append(_standard_port_group("sniffer", 999, promiscuous=True))
+                standard.append(_standard_port_group("sniffer", 4095, promiscuous=True))
             if dc1:
                 licence = ("ST8D2", "VMware vSphere 8 Standard", "esxStandard") if n == 7 else \
                     ("7R4H9", "VMware vSphere 7 Enterprise Plus", "esxEnterprisePlus")
