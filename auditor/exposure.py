@@ -10,6 +10,12 @@ without knowing anything of priorities:
   entry per protocol and deciding rule ({protocol, ports, from, decided_by, rules, reaches,
   key}), where `reaches` names the VMs that traffic really reaches through a path;
   `facts.exposure.guards`: the NICs and scale sets it guards (directly or by subnet);
+- on virtual networks, `facts.public_ips`: the public IPs attached inside them (NICs,
+  firewalls, Bastion hosts, Application Gateways), which DDoS protection is for;
+- on Application Gateways, `facts.waf`: {enabled, mode, via} of the WAF in front of them
+  (its own configuration or its linked WAF policy; absent where a linked policy was not
+  collected, so the rule says not evaluated);
+- on subscriptions, `facts.bastion_hosts` and `facts.virtual_machines`;
 - on NICs, VMs and scale sets, `facts.exposure.internet`: the traffic that reaches them
   from the Internet, per path ({protocol, ports, from, path, decided_by, rules, nic, key}),
   and `facts.exposure.paths`: every path in, even one the NSGs close.
@@ -215,8 +221,10 @@ def _exposure_of_config(estate: _Estate, config: dict[str, Any], config_id: str,
 
 
 def assess_exposure(resources: list[dict[str, Any]]) -> None:
-    """Write `facts.exposure` on the NSGs, NICs, VMs and scale sets of the snapshot."""
+    """Write `facts.exposure` on the NSGs, NICs, VMs and scale sets of the snapshot, and the
+    facts of the protections in front of the Internet (public IPs per VNet, WAF, Bastion)."""
     estate = _Estate(resources)
+    _protections(estate)
     if not estate.by_type.get(NSG) and not estate.by_type.get(NIC) and not estate.by_type.get(SCALE_SET):
         return
     reached: dict[tuple[str, str, str], set[str]] = {}  # (nsg, rule, protocol) -> VMs it lets in
@@ -305,3 +313,67 @@ def _scale_set(estate: _Estate, scale_set: dict[str, Any], guards: dict[str, set
     record(entries, scale_set["name"])
     scale_set.setdefault("facts", {})["exposure"] = {"internet": entries, "paths": paths,
                                                      "not_evaluated": sorted(set(unreadable))}
+
+
+APPLICATION_GATEWAY = "microsoft.network/applicationgateways"
+WAF_POLICY = "microsoft.network/applicationgatewaywebapplicationfirewallpolicies"
+BASTION = "microsoft.network/bastionhosts"
+SUBSCRIPTION = "microsoft.resources/subscriptions"
+
+
+def _vnet_of(subnet_id: str) -> str:
+    return subnet_id.split("/subnets/", 1)[0] if "/subnets/" in subnet_id else ""
+
+
+def _protections(estate: _Estate) -> None:
+    """Public IPs per virtual network (DDoS protection), the WAF of each Application
+    Gateway, and the Bastion hosts and VMs of each subscription."""
+    public_ips: dict[str, set[str]] = {}
+
+    def attached(configs: Any, subnet_configs: Any = None) -> None:
+        subnets = {_id(_dict(_dict(c).get("properties")).get("subnet")) for c in _list(subnet_configs or configs)}
+        for config in _list(configs):
+            public_id = _id(_dict(_dict(config).get("properties")).get("publicIPAddress"))
+            if public_id:
+                for subnet in subnets:
+                    if _vnet_of(subnet):
+                        public_ips.setdefault(_vnet_of(subnet), set()).add(
+                            str(_dict(estate.by_id.get(public_id)).get("name") or public_id.rsplit("/", 1)[-1]))
+
+    for kind in (NIC, FIREWALL, BASTION):
+        for resource in estate.by_type.get(kind, []):
+            attached(_dict(resource.get("properties")).get("ipConfigurations"))
+    for gateway in estate.by_type.get(APPLICATION_GATEWAY, []):
+        properties = _dict(gateway.get("properties"))
+        attached(properties.get("frontendIPConfigurations"), properties.get("gatewayIPConfigurations"))
+        waf = _waf(estate, properties)
+        if waf is not None:
+            gateway.setdefault("facts", {})["waf"] = waf
+    for vnet in estate.by_type.get(VNET, []):
+        vnet.setdefault("facts", {})["public_ips"] = sorted(public_ips.get(vnet["id"].lower(), ()))
+    for subscription in estate.by_type.get(SUBSCRIPTION, []):
+        prefix = subscription["id"].lower().rstrip("/") + "/"
+        subscription.setdefault("facts", {}).update(
+            bastion_hosts=sorted(host["name"] for host in estate.by_type.get(BASTION, [])
+                                 if host["id"].lower().startswith(prefix)),
+            virtual_machines=sum(1 for vm in estate.by_type.get(VM, []) if vm["id"].lower().startswith(prefix)))
+
+
+def _waf(estate: _Estate, properties: dict[str, Any]) -> dict[str, Any] | None:
+    """The WAF in front of an Application Gateway: its linked WAF policy wins over the
+    gateway's own configuration, as Azure applies it. None when the linked policy was not
+    collected: nothing can be said."""
+    policy_id = _id(properties.get("firewallPolicy"))
+    if policy_id:
+        policy = estate.by_id.get(policy_id)
+        if policy is None:
+            return None
+        settings = _dict(_dict(policy.get("properties")).get("policySettings"))
+        return {"enabled": str(settings.get("state", "")).lower() == "enabled",
+                "mode": settings.get("mode"), "via": f"WAF policy {policy['name']}"}
+    configuration = properties.get("webApplicationFirewallConfiguration")
+    if isinstance(configuration, dict):
+        return {"enabled": configuration.get("enabled") is True, "mode": configuration.get("firewallMode"),
+                "via": "the gateway's WAF configuration"}
+    sku = str(_dict(properties.get("sku")).get("tier", "")).lower()
+    return {"enabled": False, "mode": None, "via": f"none ({sku or 'unknown'} tier)"}

@@ -23,6 +23,7 @@ AZURE_RESOURCE_TYPES = (
     "microsoft.network/routetables", "microsoft.network/networkwatchers",
     "microsoft.network/networkwatchers/flowlogs", "microsoft.network/loadbalancers",
     "microsoft.network/azurefirewalls", "microsoft.network/bastionhosts",
+    "microsoft.network/applicationgateways", "microsoft.network/applicationgatewaywebapplicationfirewallpolicies",
     "microsoft.sqlvirtualmachine/sqlvirtualmachines", "microsoft.hybridcompute/machines",
     "microsoft.avs/privateclouds", "microsoft.avs/privateclouds/clusters",
 )

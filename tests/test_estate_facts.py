@@ -294,3 +294,35 @@ def test_zone_and_entitlement_rules_stay_silent_until_the_organisation_declares_
 
     assert not rules_found() & silent
     assert rules_found("--baseline", str(SAMPLE_BASELINE)) >= silent
+
+
+def test_the_waf_in_front_of_an_application_gateway():
+    policy = arm("microsoft.network/applicationGatewayWebApplicationFirewallPolicies", "waf",
+                 policySettings={"state": "Enabled", "mode": "Prevention"})
+    linked = arm("microsoft.network/applicationGateways", "linked", firewallPolicy={"id": policy["id"]},
+                 webApplicationFirewallConfiguration={"enabled": True, "firewallMode": "Detection"})
+    missing = arm("microsoft.network/applicationGateways", "missing", firewallPolicy={"id": policy["id"] + "-gone"})
+    standard = arm("microsoft.network/applicationGateways", "standard", sku={"tier": "Standard_v2"})
+    nsg = arm("microsoft.network/networkSecurityGroups", "n")
+    derive_facts([policy, linked, missing, standard, nsg])
+    # the linked policy wins over the gateway's own configuration, as Azure applies it
+    assert linked["facts"]["waf"] == {"enabled": True, "mode": "Prevention", "via": "WAF policy waf"}
+    assert "waf" not in missing.get("facts", {})  # a policy not collected: not evaluated, not passed
+    assert standard["facts"]["waf"]["enabled"] is False
+
+
+def test_public_ips_per_virtual_network_and_bastion_per_subscription():
+    vnet = arm("microsoft.network/virtualNetworks", "vnet", subnets=[])
+    subnet = vnet["id"] + "/subnets/AzureBastionSubnet"
+    pip = arm("microsoft.network/publicIPAddresses", "bastion-pip")
+    bastion = arm("microsoft.network/bastionHosts", "bastion", ipConfigurations=[
+        {"properties": {"subnet": {"id": subnet}, "publicIPAddress": {"id": pip["id"]}}}])
+    subscription = make_resource(id=f"/subscriptions/{SUB}", name="sub", cloud="azure",
+                                 type="microsoft.resources/subscriptions", source=SUB)
+    other = make_resource(id="/subscriptions/other", name="other", cloud="azure",
+                          type="microsoft.resources/subscriptions", source="other")
+    vm = arm("microsoft.compute/virtualMachines", "vm1")
+    derive_facts([vnet, pip, bastion, subscription, other, vm, arm("microsoft.network/networkInterfaces", "n")])
+    assert vnet["facts"]["public_ips"] == ["bastion-pip"]
+    assert subscription["facts"] == {"bastion_hosts": ["bastion"], "virtual_machines": 1}
+    assert other["facts"] == {"bastion_hosts": [], "virtual_machines": 0}

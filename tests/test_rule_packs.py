@@ -74,6 +74,9 @@ CASES: dict[str, tuple[list, list]] = {
     # allow-sql-internet admits IPv6 sources only, which cannot reach vm-api-02's IPv4 address
     "AZ-NET-010": ([("nsg-ops", "tcp::nsg-ops/allow-postgres-internet")],
                    ["nsg-db", "nsg-legacy-ftp", ("nsg-ops", "tcp::nsg-ops/allow-sql-internet")]),
+    "AZ-NET-017": (["vnet-prod"], ["vnet-hub"]),  # the hub has DDoS Network Protection
+    "AZ-NET-018": (["prod-workloads"], ["shared-services"]),  # the shared subscription has a Bastion host
+    "AZ-NET-019": (["agw-web"], ["agw-api"]),  # agw-web's WAF policy only detects
     "AZ-NET-015": ([("nsg-jump", "tcp::nsg-jump/allow-mgmt-internet"), ("nsg-ops", "tcp::nsg-ops/allow-sql-internet")],
                    ["nsg-web", "nsg-app", ("nsg-ops", "tcp::nsg-ops/allow-winrm-internet")]),
     "AZ-NET-016": ([("vm-web-01", "vm-web-01-nic:tcp:public IP vm-web-01-pip:nsg-web/allow-rdp-any+no NSG on the nic"),

@@ -399,7 +399,7 @@ def _nsg(sub: str, rg: str, name: str, rules: list[tuple[Any, ...]], location: s
 
 
 def _vnet(sub: str, rg: str, name: str, space: str, subnets: list[tuple[str, str, str | None]],
-          location: str) -> dict[str, Any]:
+          location: str, ddos_protection: bool = False) -> dict[str, Any]:
     vnet_id = _arm_id(sub, rg, "Microsoft.Network", "virtualNetworks", name)
     subnet_list = []
     for subnet_name, prefix, nsg in subnets:
@@ -412,7 +412,10 @@ def _vnet(sub: str, rg: str, name: str, space: str, subnets: list[tuple[str, str
     return _azure({"id": vnet_id, "name": name, "type": "Microsoft.Network/virtualNetworks",
                    "location": location, "tags": {},
                    "properties": {"provisioningState": "Succeeded", "addressSpace": {"addressPrefixes": [space]},
-                                  "subnets": subnet_list, "virtualNetworkPeerings": []}}, sub)
+                                  "subnets": subnet_list, "virtualNetworkPeerings": [],
+                                  **({"enableDdosProtection": True, "ddosProtectionPlan": {"id": _arm_id(
+                                      sub, rg, "Microsoft.Network", "ddosProtectionPlans", "ddos-plan")}}
+                                     if ddos_protection else {})}}, sub)
 
 
 IMAGES = {
@@ -563,6 +566,54 @@ def _policy(sub: str, name: str, display: str, definition: str, enforcement: str
     return resources
 
 
+def _public_ip(sub: str, rg: str, name: str, address: str, location: str) -> dict[str, Any]:
+    return _azure({"id": _arm_id(sub, rg, "Microsoft.Network", "publicIPAddresses", name), "name": name,
+                   "type": "Microsoft.Network/publicIPAddresses", "location": location,
+                   "sku": {"name": "Standard", "tier": "Regional"},
+                   "properties": {"ipAddress": address, "publicIPAllocationMethod": "Static",
+                                  "publicIPAddressVersion": "IPv4"}}, sub)
+
+
+def _bastion(sub: str, rg: str, name: str, subnet_id: str, location: str) -> list[dict[str, Any]]:
+    pip = _public_ip(sub, rg, f"{name}-pip", "20.50.60.70", location)
+    return [pip, _azure({"id": _arm_id(sub, rg, "Microsoft.Network", "bastionHosts", name), "name": name,
+                         "type": "Microsoft.Network/bastionHosts", "location": location, "sku": {"name": "Standard"},
+                         "properties": {"provisioningState": "Succeeded", "ipConfigurations": [
+                             {"name": "IpConf", "properties": {"subnet": {"id": subnet_id},
+                                                               "publicIPAddress": {"id": pip["id"]}}}]}}, sub)]
+
+
+def _application_gateway(sub: str, rg: str, name: str, subnet_id: str, location: str, *,
+                         policy_mode: str | None = None, own_mode: str | None = None) -> list[dict[str, Any]]:
+    """An Application Gateway (WAF_v2) with a public frontend; its WAF from a linked WAF
+    policy (`policy_mode`) or from its own configuration (`own_mode`)."""
+    gateway_id = _arm_id(sub, rg, "Microsoft.Network", "applicationGateways", name)
+    pip = _public_ip(sub, rg, f"{name}-pip", f"20.60.{len(name)}.{sum(map(ord, name)) % 250}", location)
+    properties: dict[str, Any] = {
+        "provisioningState": "Succeeded", "sku": {"name": "WAF_v2", "tier": "WAF_v2", "capacity": 2},
+        "gatewayIPConfigurations": [{"name": "gw", "properties": {"subnet": {"id": subnet_id}}}],
+        "frontendIPConfigurations": [{"id": f"{gateway_id}/frontendIPConfigurations/public", "name": "public",
+                                      "properties": {"publicIPAddress": {"id": pip["id"]}}}]}
+    resources = [pip]
+    if policy_mode:
+        policy = _azure({"id": _arm_id(sub, rg, "Microsoft.Network", "ApplicationGatewayWebApplicationFirewallPolicies",
+                                       f"{name}-waf"), "name": f"{name}-waf",
+                         "type": "Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies",
+                         "location": location,
+                         "properties": {"policySettings": {"state": "Enabled", "mode": policy_mode,
+                                                           "requestBodyCheck": True},
+                                        "managedRules": {"managedRuleSets": [{"ruleSetType": "OWASP",
+                                                                              "ruleSetVersion": "3.2"}]}}}, sub)
+        properties["firewallPolicy"] = {"id": policy["id"]}
+        resources.append(policy)
+    if own_mode:
+        properties["webApplicationFirewallConfiguration"] = {"enabled": True, "firewallMode": own_mode,
+                                                             "ruleSetType": "OWASP", "ruleSetVersion": "3.2"}
+    resources.append(_azure({"id": gateway_id, "name": name, "type": "Microsoft.Network/applicationGateways",
+                             "location": location, "properties": properties}, sub))
+    return resources
+
+
 def _avs(sub: str, rg: str, name: str, internet: str, location: str) -> dict[str, Any]:
     return _azure({"id": _arm_id(sub, rg, "Microsoft.AVS", "privateClouds", name), "name": name,
                    "type": "Microsoft.AVS/privateClouds", "location": location,
@@ -677,7 +728,7 @@ def azure_estate(rng: random.Random, vm_scale: int = 1) -> tuple[list[Source], l
         _vnet(shared, "rg-shared-network", "vnet-hub", "10.0.0.0/16", [
             ("GatewaySubnet", "10.0.0.0/27", None), ("AzureBastionSubnet", "10.0.1.0/26", None),
             ("AzureFirewallSubnet", "10.0.2.0/26", None), ("snet-shared", "10.0.3.0/24", "nsg-shared"),
-            ("snet-dns", "10.0.4.0/28", None)], location),
+            ("snet-dns", "10.0.4.0/28", None)], location, ddos_protection=True),
         *_vm_set(shared, "rg-shared-infra", "vm-dc-01", "win2022", location, rng, license_type="Windows_Server",
                  subnet_id=f"{hub}/subnets/snet-shared", size="Standard_D32s_v5"),
         _arc(shared, "rg-shared-arc", "srv-file-01", "Windows Server 2012 R2 Datacenter", "windows", "6.3.9600", "1.30.02201.1000", location),
@@ -686,7 +737,17 @@ def azure_estate(rng: random.Random, vm_scale: int = 1) -> tuple[list[Source], l
         _arc(shared, "rg-shared-arc", "srv-app-07", "Red Hat Enterprise Linux 8.9", "linux", "8.9", "1.46.02776.1798", location),
         _avs(shared, "rg-shared-avs", "avs-weu-01", "Enabled", location),
         _avs(shared, "rg-shared-avs", "avs-weu-02", "Disabled", location),
+        # management access without public IPs on VMs: a Bastion host in the hub only
+        *_bastion(shared, "rg-shared-network", "bas-hub", f"{hub}/subnets/AzureBastionSubnet", location),
     ]
+    # Application Gateways of the web tier: one whose WAF policy only detects, one that prevents
+    web_tier = _arm_id(prod, "rg-prod-network", "Microsoft.Network", "virtualNetworks", "vnet-prod") + "/subnets/snet-web"
+    resources += [*_application_gateway(prod, "rg-prod-app", "agw-web", web_tier, location, policy_mode="Detection"),
+                  *_application_gateway(prod, "rg-prod-app", "agw-api", web_tier, location, own_mode="Prevention")]
+    # the subscriptions themselves, as Resource Graph's ResourceContainers has them
+    resources += [_azure({"id": f"/subscriptions/{sub}", "name": display, "type": "Microsoft.Resources/subscriptions",
+                          "properties": {"state": "Enabled", "subscriptionId": sub, "tenantId": TENANT}}, sub)
+                  for sub, display in SUBSCRIPTIONS.items()]
     sources = [Source(id=sub, cloud="azure", kind="subscription",
                       resource_count=sum(1 for r in resources if r["source"] == sub),
                       details={"tenant_id": TENANT, "display_name": display})
