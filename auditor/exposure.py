@@ -26,6 +26,7 @@ not collected) is listed in `facts.exposure.not_evaluated`, so a rule can say so
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from .reachability import (
@@ -42,6 +43,7 @@ from .reachability import (
     nsg_admits,
     port_ranges,
     summarise,
+    targets_matter,
     through,
 )
 
@@ -100,6 +102,9 @@ class _Estate:
                 if isinstance(subnet, dict) and isinstance(subnet.get("id"), str):
                     self.subnets[subnet["id"].lower()] = subnet
         self.admitted: dict[tuple[str, str, Target | None], Admitted] = {}
+        self.combined: dict[tuple[Any, ...], Admitted] = {}
+        self.carried: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        self._targets_matter: dict[str, bool] = {}
         self.missing: set[str] = set()
         self._load_balancer_paths = self._index_load_balancers()
         self._dnat_paths = self._index_firewalls()
@@ -111,6 +116,12 @@ class _Estate:
         return resource
 
     def admits(self, nsg_id: str, level: str, target: Target | None) -> Admitted:
+        """What one NSG admits to `target`; evaluated once per NSG where no rule of it names
+        a particular destination (most NSGs), else once per distinct target."""
+        if nsg_id not in self._targets_matter:
+            self._targets_matter[nsg_id] = targets_matter(self.by_id.get(nsg_id)) if nsg_id else False
+        if not self._targets_matter[nsg_id]:
+            target = None
         key = (nsg_id, level, target)
         if key not in self.admitted:
             nsg = self.nsg(nsg_id) if nsg_id else None
@@ -204,19 +215,32 @@ class _Estate:
         return paths
 
 
+_UNNAMED = "\x00"  # a path's name while its traffic is summarised; no ARM name holds it
+
+
 def _exposure_of_config(estate: _Estate, config: dict[str, Any], config_id: str, nic_nsg: str,
                         target: Target, label: str) -> tuple[list[dict[str, Any]], list[str], list[str]]:
     properties = _dict(config.get("properties"))
     subnet = estate.subnets.get(_id(properties.get("subnet")), {})
     subnet_nsg = _id(_dict(subnet.get("properties")).get("networkSecurityGroup"))
-    admitted = both_admit(estate.admits(subnet_nsg, "subnet", target), estate.admits(nic_nsg, "nic", target))
+    subnet_admits, nic_admits = estate.admits(subnet_nsg, "subnet", target), estate.admits(nic_nsg, "nic", target)
+    # thousands of NICs share a few NSG pairs: combine and summarise each pair and path once
+    pair = (id(subnet_admits), id(nic_admits))
+    if pair not in estate.combined:
+        estate.combined[pair] = both_admit(subnet_admits, nic_admits)
+    admitted = estate.combined[pair]
     entries: list[dict[str, Any]] = []
     paths = estate.paths_to(config, config_id)
     for path in paths:
-        for entry in summarise(through(admitted, path), path):
-            entry["nic"] = label
-            entry["key"] = f"{label}:{entry['key']}"
-            entries.append(entry)
+        # the same kind of path (a public IP: every protocol and port) carries the same
+        # traffic whatever its name: summarise once per shape, then name it per NIC
+        shape = (pair, path.kind, path.protocols, path.ports, path.sources)
+        if shape not in estate.carried:
+            estate.carried[shape] = summarise(through(admitted, path), replace(path, name=_UNNAMED))
+        unnamed, named = replace(path, name=_UNNAMED).describe(), path.describe()
+        for carried in estate.carried[shape]:
+            entries.append(dict(carried, path=named, nic=label,
+                                key=f"{label}:{carried['key'].replace(unnamed, named, 1)}"))
     return entries, [path.describe() for path in paths], admitted.unreadable
 
 

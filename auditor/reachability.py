@@ -289,6 +289,27 @@ def _field(properties: dict[str, Any], singular: str, plural: str) -> list[Any]:
     return values
 
 
+def targets_matter(nsg: dict[str, Any] | None) -> bool:
+    """Whether any inbound rule of the NSG names a destination narrower than any address in
+    the VNet: only then does what it admits depend on the NIC (its address, its ASGs), and
+    only then must it be evaluated per NIC rather than once."""
+    properties = nsg.get("properties") if isinstance(nsg, dict) and isinstance(nsg.get("properties"), dict) else {}
+    for rule in _list_of(properties.get("securityRules")):
+        rule_properties = rule.get("properties") if isinstance(rule, dict) else None
+        if not isinstance(rule_properties, dict) or str(rule_properties.get("direction", "")).lower() != "inbound":
+            continue
+        if rule_properties.get("destinationApplicationSecurityGroups"):
+            return True
+        for prefix in _field(rule_properties, "destinationAddressPrefix", "destinationAddressPrefixes"):
+            if not isinstance(prefix, str) or prefix.strip().lower() not in ("*", "any", "virtualnetwork"):
+                return True
+    return False
+
+
+def _list_of(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _destination_matches(properties: dict[str, Any], target: Target | None) -> bool | None:
     """Whether the rule's destination covers the target; None when it cannot be read."""
     prefixes = _field(properties, "destinationAddressPrefix", "destinationAddressPrefixes")
@@ -439,7 +460,9 @@ def through(admitted: Admitted, path: Path) -> list[tuple[Box, tuple[Decision, .
 
 def summarise(entries: list[tuple[Box, tuple[Decision, ...]]], path: Path | None = None) -> list[dict[str, Any]]:
     """Facts for rules and reports: one entry per protocol and deciding rules, with the
-    ports (`22,3389` or `*`), whether every Internet source gets in or only some, and who decided."""
+    ports (`22,3389` or `*`), whether every Internet source gets in or only some, and who decided.
+
+    Each call builds new mappings: callers may add to them."""
     grouped: dict[tuple[str, tuple[Decision, ...]], list[Box]] = {}
     for box, decisions in entries:
         grouped.setdefault((box.protocol, decisions), []).append(box)

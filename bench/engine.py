@@ -141,10 +141,11 @@ class Translator:
             accepted = [v for v in self.observed(path, scopes)
                         if any(lo <= wh and wl <= hi for lo, hi in parse_ports(v) for wl, wh in wanted)]
         else:
-            table = self.baselines.resolve(raw["baseline"])[1]
+            # lifecycle operators take the table; the others (set_eq, set_ne) its value
+            constant: Any = self.baselines.resolve(raw["baseline"])[1] if OPERATORS[op].wants_table else value
             if OPERATORS[op].wants_days:
-                table = (table, self.value(raw["days"]))
-            predicate = OPERATORS[op].factory(table, CompileContext(today=AS_OF))
+                constant = (constant, self.value(raw["days"]))
+            predicate = OPERATORS[op].factory(constant, CompileContext(today=AS_OF))
             accepted = [v for v in self.observed(path, scopes) if predicate(v)]
         accepted = sorted(accepted, key=str)
         return {"or": [{"type": "value", "key": key, "op": "in", "value": accepted},
