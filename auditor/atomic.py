@@ -7,11 +7,19 @@ import os
 import tempfile
 from pathlib import Path
 
+from .errors import InputError
+
 
 def write_bytes_atomic(path: Path, payload: bytes) -> None:
-    """Write `payload` to `path` via a temp file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write `payload` to `path` via a temp file in the same folder and a rename; a path that
+    cannot be written (a folder, a missing or read-only place) is an InputError naming it."""
+    if path.is_dir():
+        raise InputError("is a directory: name a file to write", where=str(path))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise InputError(f"cannot write here: {exc.strerror}", where=str(path)) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)

@@ -15,7 +15,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from .errors import BaselineError
+from .errors import BaselineError, InputError
+from .files import read_input
 from .patterns import fullmatch, glob
 from .yamlfile import LinedDict, line_of, load_yaml
 
@@ -69,19 +70,21 @@ def load_baselines(paths: list[Path]) -> Baselines:
     for path in paths:
         files = sorted(path.glob("*.y*ml")) if path.is_dir() else [path]
         for file in files:
-            if path.is_dir() and not _is_baseline_file(file):
+            if path.is_dir() and is_baseline_file(file) is False:  # unreadable: the load says why
                 continue
             _load_file(file, baselines)
     return baselines
 
 
-def _is_baseline_file(file: Path) -> bool:
-    # rule packs and baselines may share a folder; a baseline file starts with `baselines:`
-    # or has it at top level, which a cheap text check tells without parsing twice
+def is_baseline_file(file: Path) -> bool | None:
+    """Whether a YAML file in a folder is a baseline file (it has `baselines:` at top level)
+    rather than a rule pack, told by a text check without parsing; None when it cannot be
+    read (a FIFO or a device among the files, say: read through read_input, it can neither
+    hang nor fill memory), so that loading it reports the problem with its name."""
     try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return True  # let the real load report the problem with the file's name
+        text = read_input(file, "YAML file").decode("utf-8")
+    except (InputError, UnicodeDecodeError):
+        return None
     return re.search(r"^baselines\s*:", text, re.MULTILINE) is not None
 
 

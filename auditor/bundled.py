@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .text import path_text
+
 _PACKAGE = Path(__file__).resolve().parent
 
 
@@ -31,7 +33,8 @@ def display_path(path: Path) -> str:
     if resolved.is_relative_to(rules):
         return (Path("rules") / resolved.relative_to(rules)).as_posix()
     try:
-        return Path(os.path.relpath(resolved)).as_posix() if resolved.is_relative_to(
+        shown = Path(os.path.relpath(resolved)).as_posix() if resolved.is_relative_to(
             Path.cwd().resolve()) else resolved.as_posix()
     except ValueError:
-        return resolved.as_posix()
+        shown = resolved.as_posix()
+    return path_text(shown)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .engine.rules import CATEGORIES, Rule
+from .text import for_terminal
 
 
 def rules_markdown(rules: list[Rule]) -> str:
@@ -19,7 +20,8 @@ def rules_markdown(rules: list[Rule]) -> str:
         for r in chosen:
             controls = "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(r.frameworks.items()))
             needs = f" (needs baseline {', '.join(r.requires)})" if r.requires else ""
-            lines.append(f"| {r.id} | {r.severity} | {r.title}{needs} | {', '.join(r.resource_text)} | "
-                         f"{controls} |")
+            # a user's rule file may hold anything: one rule is one line of the table
+            lines.append(for_terminal(f"| {r.id} | {r.severity} | {r.title}{needs} | {', '.join(r.resource_text)} | "
+                                      f"{controls} |"))
         lines.append("")
     return "\n".join(lines)

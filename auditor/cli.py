@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__
 from .errors import EXIT_INCOMPLETE, EXIT_INPUT_ERROR, EXIT_INTERNAL, EXIT_OK, AuditorError, InputError
@@ -27,10 +27,19 @@ from .text import for_terminal as safe
 EPILOG = """exit codes: 0 no finding at or above --fail-on; 1 findings at or above it (with --compare: new
 ones); 2 usage or input error; 3 collection incomplete (a source failed); 70 internal error (a bug)"""
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, whose error line quotes the value given: shown escaped, on one line, so a
+    value cannot forge lines in a CI log (`--as-of $'x\\n::error::...'`)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_INPUT_ERROR, f"{self.prog}: error: {safe(message)}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for all subcommands, built from the option table."""
     # no abbreviations: `--password x` must never be taken for `--password-file x`
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="auditor", epilog=EPILOG, allow_abbrev=False,
         description="Compliance and drift auditing for hybrid vSphere + Azure estates. Options come from "
                     "flags, AUDITOR_<OPTION> environment variables and ./auditor.yaml (or --config), in that "
@@ -177,8 +186,8 @@ def _scan(settings: dict) -> int:
     if outcome.no_previous is not None:
         _warn(f"no earlier scan at {outcome.no_previous}: every finding counts as new")
     for waiver in report.waivers:
-        where = (f"waiver {waiver['file']}:{waiver['line']} ({safe(waiver['rule'])} on {safe(waiver['resource'])}, "
-                 f"owner {safe(waiver['owner'])})")
+        where = (f"waiver {safe(waiver['file'])}:{waiver['line']} ({safe(waiver['rule'])} on "
+                 f"{safe(waiver['resource'])}, owner {safe(waiver['owner'])})")
         if waiver["status"] in ("expired", "stale"):
             what = ("expired on " + waiver["expires"] + f": {plural(waiver['matched'], 'finding')} no longer suppressed"
                     if waiver["status"] == "expired" else "matches no finding: remove it")
@@ -250,7 +259,7 @@ def print_summary(report: ScanReport, outcome: Any, stream: Any = None) -> None:
     if outcome.run is not None:
         available = formats()
         files = ", ".join(available[name].filename for name in outcome.formats)
-        out(f"Reports: {outcome.run}/ ({files}); latest: {outcome.run.parent / 'latest'}")
+        out(f"Reports: {safe(outcome.run)}/ ({files}); latest: {safe(outcome.run.parent / 'latest')}")
 
 
 def print_compliance(report: ScanReport, framework: str, stream: Any) -> None:
@@ -279,7 +288,7 @@ def _collect(options: Any) -> int:
         print(f"auditor: error: {safe(reason)}", file=sys.stderr)
     if not outcome.written:
         # nothing was collected: keep whatever snapshot is already at --output
-        print(f"auditor: no source could be collected; {options.output} was not written", file=sys.stderr)
+        print(f"auditor: no source could be collected; {safe(options.output)} was not written", file=sys.stderr)
         return EXIT_INCOMPLETE
     if not options.quiet:
         counts = ", ".join(f"{s.id}: {s.resource_count}" if s.status == "ok" else f"{s.id}: failed"
@@ -317,7 +326,7 @@ def _rules_list(settings: dict) -> int:
         text = rules_markdown(rules)
     else:
         width = max((len(r.id) for r in rules), default=4)
-        text = "".join(f"{r.id:{width}}  {r.severity:8}  {r.category:17}  {r.title}\n" for r in rules)
+        text = "".join(f"{r.id:{width}}  {r.severity:8}  {r.category:17}  {safe(r.title)}\n" for r in rules)
     _write_or_print(settings["output"].value, text)
     return EXIT_OK
 
@@ -353,7 +362,7 @@ def _report(settings: dict) -> int:
     if target.resolve() == source.resolve():
         raise InputError("refusing to overwrite the findings file it reads; pass --output", where=str(target))
     write_bytes_atomic(target, payload)
-    print(f"wrote {target}")
+    print(f"wrote {safe(target)}")
     return EXIT_OK
 
 
@@ -369,6 +378,8 @@ def _diff(old: Any, new: Any, settings: dict) -> int:
                                                  "html": lambda: render_html(drift)}
     payload = renderers[settings["format"].value]()
     output = settings["output"].value
+    if output and output.resolve() in (Path(old).resolve(), Path(new).resolve()):
+        raise InputError("refusing to overwrite a snapshot it compares; pass another --output", where=str(output))
     if output:
         from .atomic import write_bytes_atomic
         write_bytes_atomic(output, payload)
@@ -389,9 +400,14 @@ def _history(settings: dict) -> int:
     rows = scans(settings["history"].value, settings["limit"].value)
     print(f"{'scan':>5}  {'scanned at':20}  {'sources':>7}  {'open':>5}  critical high medium low info  waived")
     for row in rows:
-        sources = json.loads(row["sources"])
+        try:
+            sources = json.loads(row["sources"])
+        except (TypeError, ValueError):
+            raise InputError(f"scan {row['id']} of the history has unreadable sources (edited by hand?)",
+                             where=str(settings["history"].value)) from None
         flag = " incomplete" if row["incomplete"] else ""
-        print(f"{row['id']:>5}  {row['scanned_at']:20}  {len(sources):>7}  {row['total']:>5}  {row['critical']:>8} "
+        print(f"{row['id']:>5}  {safe(row['scanned_at']):20}  {len(sources):>7}  {row['total']:>5}  "
+              f"{row['critical']:>8} "
               f"{row['high']:>4} {row['medium']:>6} {row['low']:>3} {row['info']:>4}  {row['suppressed']:>6}{flag}")
     return EXIT_OK
 

@@ -136,8 +136,12 @@ def diff_values(old: Any, new: Any, path: str, changes: list[Change]) -> None:
             return
         changes.append(Change(path, old, new, "changed"))
         return
-    if old != new:
+    if old != new and not (_is_nan(old) and _is_nan(new)):  # NaN equals nothing, itself included
         changes.append(Change(path, old, new, "changed"))
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and value != value
 
 
 def diff_snapshots(old: Snapshot, new: Snapshot) -> Drift:

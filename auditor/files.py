@@ -16,6 +16,7 @@ import os
 import stat
 import zlib
 from pathlib import Path
+from typing import Any
 
 from .errors import InputError
 
@@ -66,20 +67,41 @@ def read_input(path: Path, what: str, error: type[InputError] = InputError, *,
         raise error(f"is a directory, expected a {what}", where=where) from None
     except OSError as exc:
         raise error(f"cannot read {what}: {exc.strerror}", where=where) from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
+    status = os.fstat(fd)
+    if not stat.S_ISREG(status.st_mode):
         os.close(fd)
-        if stat.S_ISDIR(mode):
+        if stat.S_ISDIR(status.st_mode):
             raise error(f"is a directory, expected a {what}", where=where)
-        raise error(f"is a {_kind(mode)}, not a regular file: expected a {what}", where=where)
+        raise error(f"is a {_kind(status.st_mode)}, not a regular file: expected a {what}", where=where)
+    if status.st_size > limit:  # refused before a byte is read
+        os.close(fd)
+        raise error(_over(what, limit, raise_with), where=where)
     with os.fdopen(fd, "rb") as handle:
         try:
-            payload = handle.read(limit + 1)
+            payload = _read_at_most(handle, limit)
         except OSError as exc:
             raise error(f"cannot read {what}: {exc.strerror}", where=where) from None
-    if len(payload) > limit:
+    if payload is None:  # the file grew past the limit while it was read
         raise error(_over(what, limit, raise_with), where=where)
     return payload
+
+
+_CHUNK = 1 << 20
+
+
+def _read_at_most(stream: Any, limit: int) -> bytes | None:
+    """Up to `limit` bytes of `stream`, or None if it holds more. Read in chunks: a single
+    `read(limit + 1)` reserves the whole limit up front, whatever the stream holds."""
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        chunk = stream.read(min(_CHUNK, limit + 1 - total))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > limit:
+            return None
 
 
 def decompress_bounded(payload: bytes, where: str, what: str, error: type[InputError] = InputError, *,
@@ -90,10 +112,10 @@ def decompress_bounded(payload: bytes, where: str, what: str, error: type[InputE
         return payload
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(payload)) as stream:
-            data = stream.read(limit + 1)
+            data = _read_at_most(stream, limit)
     except (OSError, EOFError, zlib.error) as exc:
         raise error(f"broken gzip data ({exc})", where=where) from None
-    if len(data) > limit:
+    if data is None:
         raise error(_over(f"{what} (decompressed)", limit, raise_with), where=where)
     return data
 

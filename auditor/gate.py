@@ -31,7 +31,9 @@ from .baselines import parse_date
 from .errors import InputError
 from .files import DEFAULT_INPUT_LIMIT
 from .findings import NOT_CURRENT, SEVERITY_RANK, Finding
+from .jsonio import encodable
 from .patterns import Pattern, fullmatch, glob
+from .text import path_text
 from .yamlfile import LinedDict, LinedList, line_of, load_yaml
 
 WAIVER_KEYS = {"rule", "resource", "reason", "owner", "expires", "ticket"}
@@ -106,7 +108,11 @@ def _sarif_result(check: Any, result: Any, label: str) -> list[Finding]:
 def _evidence_key(finding: Finding) -> bytes:
     # what was observed, not how it was worded: a renamed VM changes its message, not this
     observed = [(e.get("path"), e.get("actual"), e.get("absent", False)) for e in finding.evidence]
-    return orjson.dumps(sorted(observed, key=lambda item: str(item[0])), option=orjson.OPT_NON_STR_KEYS)
+    ordered = sorted(observed, key=lambda item: str(item[0]))
+    try:
+        return orjson.dumps(ordered, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:  # a big integer or deep nesting from an earlier report
+        return orjson.dumps(encodable(ordered), option=orjson.OPT_NON_STR_KEYS)
 
 
 def compare(current: list[Finding], previous: list[Finding],
@@ -172,7 +178,7 @@ class Waiver:
 
 def load_waivers(path: Path) -> list[Waiver]:
     """Read a waivers file; every problem is `file:line: what is wrong`."""
-    where = str(path)
+    where = path_text(path)
     document = load_yaml(path)
     if not isinstance(document, LinedDict) or not isinstance(document.get("waivers"), LinedList):
         raise InputError("a waivers file needs a top-level 'waivers:' list", where=where, line=line_of(document, 1))
@@ -196,9 +202,13 @@ def load_waivers(path: Path) -> list[Waiver]:
             raise InputError("waiver 'expires' must be an ISO date (2027-03-31)", where=where,
                              line=entry.line_of("expires"))
         ticket = entry.get("ticket")
-        waivers.append(Waiver(rule=entry["rule"].strip(), resource=entry["resource"].strip(),
-                              reason=entry["reason"].strip(), owner=entry["owner"].strip(), expires=expires,
-                              ticket=str(ticket) if ticket is not None else None, file=where, line=entry.line))
+        try:  # its globs compile here
+            waivers.append(Waiver(rule=entry["rule"].strip(), resource=entry["resource"].strip(),
+                                  reason=entry["reason"].strip(), owner=entry["owner"].strip(), expires=expires,
+                                  ticket=str(ticket) if ticket is not None else None, file=where, line=entry.line))
+        except ValueError as exc:
+            raise InputError(f"waiver 'rule' or 'resource' is not a usable glob: {exc}", where=where,
+                             line=entry.line) from None
     return waivers
 
 

@@ -106,6 +106,11 @@ def prepare(path: Path, report: ScanReport, trend_scans: int = 20) -> None:
                     chunk))
         except sqlite3.DatabaseError as exc:
             raise InputError(f"cannot read history ({exc})", where=str(path)) from None
+    for scan in recorded:  # a database edited by hand must not break the report's trend chart
+        if not isinstance(scan["scanned_at"], str) or not all(
+                isinstance(scan[key], int) and not isinstance(scan[key], bool) for key in (*SEVERITY_RANK, "total")):
+            raise InputError(f"scan {scan['id']} of the history has counts that are not numbers (edited by "
+                             "hand?); pass --history with another database", where=str(path))
     report.history = [*recorded, {"id": None, "scanned_at": report.scanned_at, **counts, "total": sum(counts.values())}]
     for finding in live:
         finding.first_seen = first_seen.get(finding.fingerprint, report.scanned_at)

@@ -86,7 +86,10 @@ def as_size(text: str) -> int:
     number, unit = (spoken[:-1], spoken[-1]) if spoken and spoken[-1] in _SIZE_UNITS else (spoken, "")
     if not (number.isascii() and number.isdigit()) or len(number) > 12 or int(number) < 1:
         raise ValueError(f"'{text}' is not a size (a whole number of bytes, or with K, M, G or T)")
-    return int(number) * _SIZE_UNITS[unit]
+    size = int(number) * _SIZE_UNITS[unit]
+    if size > _SIZE_UNITS["T"] * 64:
+        raise ValueError(f"'{text}' is more than 64T")
+    return size
 
 
 def as_flag(text: str) -> bool:
@@ -733,6 +736,9 @@ def scan_options(settings: dict[str, Setting]) -> ScanOptions:
         raise UsageError(f"{_named('history', settings['history'])} and --no-history contradict each other")
     output: Path = settings["output"].value
     formats = _unique(settings["format"].value)
+    if not formats:  # an empty AUDITOR_FORMAT or `format: []` would write an empty run as if all went well
+        raise UsageError(f"{_named('format', settings['format'])} names no format: name at least one of "
+                         f"{', '.join(REPORT_FORMATS)}")
     if output == STDOUT:
         if len(formats) != 1:
             raise UsageError(f"{_named('output', settings['output'])} - writes one format to standard output: "

@@ -97,9 +97,13 @@ def load_zones(baselines: Baselines) -> tuple[list[Zone], str]:
             cidrs = [ipaddress.ip_network(str(c), strict=False) for c in _listed(spec.get("cidrs"))]
         except ValueError as exc:
             raise BaselineError(f"network.zones.{name}: {exc}", where=table.file, line=table.line) from None
-        zones.append(Zone(str(name), [str(p) for p in _listed(spec.get("port_groups"))],
-                          [str(p) for p in _listed(spec.get("subnets"))], cidrs,
-                          [str(p) for p in _listed(spec.get("vm_names"))]))
+        try:  # the globs compile here, for RE2: a bad one is the table's error, not a crash
+            zones.append(Zone(str(name), [str(p) for p in _listed(spec.get("port_groups"))],
+                              [str(p) for p in _listed(spec.get("subnets"))], cidrs,
+                              [str(p) for p in _listed(spec.get("vm_names"))]))
+        except ValueError as exc:
+            raise BaselineError(f"network.zones.{name}: a pattern cannot be used: {exc}", where=table.file,
+                                line=table.line) from None
     return zones, tag
 
 
@@ -155,7 +159,7 @@ def assign_nsg_zones(resources: list[dict[str, Any]], zones: list[Zone]) -> None
         if vnet["cloud"] != "azure" or vnet["type"] != "microsoft.network/virtualnetworks":
             continue
         properties = vnet.get("properties")
-        for subnet in (properties.get("subnets") if isinstance(properties, dict) else None) or []:
+        for subnet in _listed(properties.get("subnets") if isinstance(properties, dict) else None):
             if not isinstance(subnet, dict) or not isinstance(subnet.get("properties"), dict):
                 continue
             nsg = subnet["properties"].get("networkSecurityGroup")
@@ -178,7 +182,7 @@ def assign_nsg_zones(resources: list[dict[str, Any]], zones: list[Zone]) -> None
 def _cross_zone_rules(nsg: dict[str, Any], own: set[str], zones: list[Zone]) -> list[dict[str, Any]]:
     crossing = []
     properties = nsg.get("properties")
-    for rule in (properties.get("securityRules") if isinstance(properties, dict) else None) or []:
+    for rule in _listed(properties.get("securityRules") if isinstance(properties, dict) else None):
         spec = rule.get("properties") if isinstance(rule, dict) else None
         if not isinstance(spec, dict) or spec.get("direction") != "Inbound" or spec.get("access") != "Allow":
             continue

@@ -118,6 +118,7 @@ def load_snapshot(path: Path, limit: int = DEFAULT_INPUT_LIMIT) -> Snapshot:
     where = str(path)
     raw = read_input(path, "snapshot file", SnapshotError, limit=limit, raise_with=MAX_INPUT_FLAG)
     raw = decompress_bounded(raw, where, "snapshot", SnapshotError, limit=limit, raise_with=MAX_INPUT_FLAG)
+    _check_density(raw, where)
     # the stdlib parser, not orjson: as fast here, and it shares one string per distinct key
     # across the document, which is ~150 MiB less for a 100,000-resource estate
     try:
@@ -134,8 +135,24 @@ def load_snapshot(path: Path, limit: int = DEFAULT_INPUT_LIMIT) -> Snapshot:
         raise SnapshotError("not a snapshot: JSON nested too deeply", where=where) from None
     if _SURROGATE_ESCAPE.search(raw):
         # rare, so the walk is paid only by documents that hold such an escape at all
-        document = replace_lone_surrogates(document)
+        try:
+            document = replace_lone_surrogates(document)
+        except RecursionError:
+            raise SnapshotError("not a snapshot: JSON nested too deeply", where=where) from None
     return snapshot_from_document(document, where)
+
+
+# An inventory has a JSON value for every ~20 bytes or more (names, ids, nested ARM
+# properties); `[[],[],...]` has one for every 3, and each costs Python ~60 bytes, so 200 MiB
+# of it would take 5 GiB. A document denser than this is refused before it is parsed.
+MAX_VALUES_PER_BYTE = 1 / 5
+
+
+def _check_density(raw: bytes, where: str) -> None:
+    values = raw.count(b",") + raw.count(b"[") + raw.count(b"{")
+    if values > 10_000 and values > len(raw) * MAX_VALUES_PER_BYTE:
+        raise SnapshotError(f"not a snapshot: {values:,} JSON values in {len(raw):,} bytes is far denser than "
+                            "any inventory (it would take many times its size in memory)", where=where)
 
 
 # `\ud800`-`\udfff` escapes: the only way a UTF-8 JSON document can carry a lone surrogate

@@ -50,6 +50,48 @@ def without_lone_surrogates(text: str) -> str:
     return _LONE_SURROGATE.sub("\ufffd", text)
 
 
+def path_text(path: object) -> str:
+    """A file path as text every report can hold: bytes that are not UTF-8 in a file name
+    (which Python keeps as lone surrogates) shown as U+FFFD."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def has_lone_surrogate(text: str) -> bool:
     """Whether `text` holds an unpaired surrogate."""
     return _LONE_SURROGATE.search(text) is not None
+
+
+TEXT_LIMIT = 1024  # characters of one estate value in a finding: real names are under 260
+
+
+def shortened(text: str, limit: int = TEXT_LIMIT) -> str:
+    """`text`, or its first `limit` characters and how many were left out: a 100,000-character
+    VM name must not make every finding about it, and every report, that long."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit:,} more characters)"
+
+
+def shortened_key(text: str, limit: int = TEXT_LIMIT) -> str:
+    """An identifying key cut to `limit` characters, unique still: a digest of the whole
+    stands for what was cut, so two long names that share a beginning stay two keys."""
+    if len(text) <= limit:
+        return text
+    import hashlib
+
+    return f"{text[:limit]}…{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}"
+
+
+def bounded(value: object, depth: int = 0) -> object:
+    """Evidence fit for a report: long texts shortened, long lists cut at 20 items, and
+    nothing deeper than 6 levels (JSON writers have depth limits, and evidence needs none)."""
+    if isinstance(value, str):
+        return shortened(value)
+    if depth >= 6 and isinstance(value, (list, dict)):
+        return "…"
+    if isinstance(value, list):
+        kept = [bounded(item, depth + 1) for item in value[:20]]
+        return [*kept, f"... {len(value) - 20} more"] if len(value) > 20 else kept
+    if isinstance(value, dict):
+        return {shortened(str(key)): bounded(item, depth + 1) for key, item in value.items()}
+    return value

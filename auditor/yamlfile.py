@@ -10,7 +10,9 @@ And two limits that hand-written rules, baselines and waivers never reach and a 
 file always does, checked on the event stream before any node is built: nesting deeper
 than `MAX_DEPTH` (the parser recurses and would overflow the C stack), and aliases that
 expand to more than `MAX_ALIAS_EXPANSION` nodes beyond those written ("billion laughs":
-547 bytes would otherwise become gigabytes).
+547 bytes would otherwise become gigabytes), and more than `MAX_NODES` values in all.
+Tags other than YAML's own are refused on collections too (PyYAML's safe loader only
+refuses them on scalars): a rule file is data, never `!!python/object`.
 """
 
 from __future__ import annotations
@@ -30,8 +32,12 @@ except AttributeError:  # pragma: no cover - depends on how PyYAML was built
 
 _TEXT_TAGS = {"tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp"}
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_COLLECTION_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 MAX_DEPTH = 100  # the shipped packs nest 12 deep
 MAX_ALIAS_EXPANSION = 100_000  # nodes that aliases may add; `<<: *defaults` on every rule adds hundreds
+# nodes written in one file: each costs ~400 bytes once built (the shipped packs have 12,000;
+# 10,000 waivers have 80,000), so 64 MiB of `[1,1,1,...]` cannot take gigabytes
+MAX_NODES = 1_000_000
 
 
 class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
@@ -69,10 +75,17 @@ def line_of(value: Any, default: int | None = None) -> int | None:
 
 def _convert(node: yaml.Node, loader: _Loader, where: str) -> Any:
     line = node.start_mark.line + 1
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _COLLECTION_TAGS:
+        raise InputError(f"YAML tag {node.tag} is not allowed here", where=where, line=line)
     if isinstance(node, yaml.MappingNode):
-        written = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)
-        loader.flatten_mapping(node)  # resolve `<<:` merge keys the way PyYAML does: merged pairs first
-        merged = len(node.value) - written
+        # an anchored mapping is visited once per alias, and flattening rewrites it in place:
+        # count its merged pairs on the first visit
+        merged_counts: dict[int, int] = loader.__dict__.setdefault("merged_counts", {})
+        if id(node) not in merged_counts:
+            written = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)
+            loader.flatten_mapping(node)  # resolve `<<:` merge keys the way PyYAML does: merged pairs first
+            merged_counts[id(node)] = len(node.value) - written
+        merged = merged_counts[id(node)]
         result = LinedDict()
         result.line = line
         result.key_lines = {}
@@ -137,6 +150,9 @@ def check_shape(text: str, where: str) -> None:
         elif isinstance(event, yaml.ScalarEvent):
             expanded += 1
             written += 1
+            if written > MAX_NODES:
+                raise InputError(f"YAML file has more than {MAX_NODES:,} values: no rule, baseline or waiver "
+                                 "file needs that many", where=where, line=event.start_mark.line + 1)
             if event.anchor is not None:
                 anchored[event.anchor] = 1
         elif isinstance(event, yaml.AliasEvent):

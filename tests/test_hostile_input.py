@@ -417,3 +417,243 @@ def test_a_bug_of_ours_is_one_line_with_its_own_exit_code():
     shown = subprocess.run([sys.executable, "-c", crash], capture_output=True, text=True, timeout=60,
                            env={**os.environ, "AUDITOR_TRACEBACK": "1"})
     assert "Traceback" in shown.stderr and shown.returncode == 1
+
+
+# --- what an attacker found next ------------------------------------------------------------
+
+@pytest.mark.parametrize("kind, option", [("fifo", "--rules"), ("fifo", "--baseline"), ("zero", "--rules"),
+                                          ("zero", "--baseline")])
+def test_special_files_inside_a_rule_or_baseline_folder(workdir, kind, option):
+    folder = workdir / "folder"
+    folder.mkdir()
+    if option == "--rules":
+        (folder / "mine.yaml").write_text((ROOT / "rules" / "drift.yaml").read_text().replace("DR-", "XX-"))
+    else:
+        (folder / "mine.yaml").write_text("baselines:\n  my.table: [1]\n")
+    if kind == "fifo":
+        os.mkfifo(folder / "evil.yaml")
+    else:
+        (folder / "evil.yaml").symlink_to("/dev/zero")
+    result = auditor("scan", *ARGS, option, "folder", timeout=60)
+    one_line_error(result, "evil.yaml", "not a regular file")
+
+
+def test_dense_json_is_refused_before_it_takes_gigabytes(workdir):
+    pad = b"[]," * (20 << 20)  # 60 MiB of empty lists: ~1.2 GiB once parsed
+    document = b'{"kind":"auditor.snapshot","schema_version":1,"collected_at":"x","sources":[],"resources":[],' \
+               b'"pad":[' + pad + b'[]]}'
+    (workdir / "amp.json.gz").write_bytes(gzip.compress(document, compresslevel=6))
+    started = time.monotonic()
+    one_line_error(auditor("scan", *ARGS, "--snapshot", "amp.json.gz"), "amp.json.gz:", "far denser than any inventory")
+    assert time.monotonic() - started < 30
+
+
+def test_a_yaml_file_of_a_million_values_is_refused(workdir):
+    (workdir / "w.yaml").write_text("waivers: [" + "1," * 1_100_000 + "1]\n")
+    one_line_error(auditor("scan", *ARGS, "--waivers", "w.yaml", timeout=120), "w.yaml:", "more than 1,000,000 values")
+
+
+def test_a_huge_name_on_many_items_keeps_reports_small(workdir):
+    document = sample_document()
+    nsg = next(r for r in document["resources"] if r["name"] == "nsg-legacy-ftp")
+    nsg["name"] = "n" * 100_000
+    rule = nsg["properties"]["securityRules"][0]
+    nsg["properties"]["securityRules"] = [dict(rule, name=f"{'r' * 100_000}{i}") for i in range(300)]
+    save(workdir / "big-names.json", document)
+    result = auditor("scan", *ARGS, "--snapshot", "big-names.json", "-q", timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    size = sum(f.stat().st_size for f in (workdir / "reports" / "latest").resolve().iterdir())
+    assert size < 30 << 20, size  # 300 items x 100,000 characters each would be gigabytes
+    findings = json.loads((workdir / "reports" / "latest" / "findings.json").read_text())["findings"]
+    assert all(len(f["message"]) <= 5000 and len(f["resource_name"]) < 1100 for f in findings)
+    keys = [f["item_key"] for f in findings if f["rule_id"] == "AZ-NET-015" and f["resource_id"] == nsg["id"]]
+    assert len(keys) == len(set(keys))  # shortened keys stay distinct
+
+
+@pytest.mark.parametrize("limit", ["1T", "64T"])
+def test_a_large_size_limit_reserves_no_memory(workdir, limit):
+    result = auditor("scan", *ARGS, "--snapshot", str(SAMPLE_SNAPSHOT), "--max-input-size", limit, "-q")
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def _estate_with(change) -> dict:
+    document = sample_document()
+    change(document)
+    return document
+
+
+def _option(document: dict, value) -> None:
+    host = _first(document, "HostSystem")
+    host["config"]["option"] = [{"key": "UserVars.ESXiShellTimeOut", "value": value}]
+
+
+def _nested(depth: int, inner) -> list:
+    value = inner
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+SNAPSHOT_SHAPES = {
+    "integer past 64 bits": lambda d: _option(d, 99999999999999999999),
+    "CPU packages of 2**63-1": lambda d: _first(d, "HostSystem")["summary"]["hardware"].__setitem__("numCpuPkgs",
+                                                                                                  2 ** 63 - 1),
+    "a value nested 300 deep": lambda d: _option(d, _nested(300, 1)),
+    "a surrogate nested 500 deep": lambda d: _option(d, _nested(500, "\ud800")),
+    "security rules that are a number": lambda d: _first(d, "microsoft.network/networksecuritygroups")[
+        "properties"].__setitem__("securityRules", 1),
+    "subnets that are true": lambda d: _first(d, "microsoft.network/virtualnetworks")["properties"].__setitem__(
+        "subnets", True),
+}
+
+
+@pytest.mark.parametrize("shape", SNAPSHOT_SHAPES)
+def test_snapshot_values_that_once_crashed_the_scan(workdir, shape):
+    (workdir / "odd.json").write_text(json.dumps(_estate_with(SNAPSHOT_SHAPES[shape]), ensure_ascii=True))
+    for argv in (["scan", *ARGS, "--snapshot", "odd.json", "--baseline", str(SAMPLE_BASELINE), "-q"],
+                 ["diff", "-f", "json", str(SAMPLE_SNAPSHOT), "odd.json"]):
+        result = auditor(*argv)
+        assert result.returncode in (0, 1, 2) and "internal error" not in result.stderr, (argv, result.stderr[-2000:])
+
+
+def test_a_rule_constant_past_64_bits(workdir):
+    (workdir / "r.yaml").write_text("""rules:
+  - id: BIG-001
+    title: t
+    severity: low
+    category: other
+    resource: vsphere:HostSystem
+    description: d
+    remediation: r
+    match: {path: name, op: ne, value: 99999999999999999999999}
+""")
+    result = auditor("scan", *ARGS, "--rules", "r.yaml", "-q")
+    assert result.returncode == 0 and "internal error" not in result.stderr, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("file, text, message", [
+    ("w.yaml", "waivers:\n  - {rule: X, resource: '[z-a]*', reason: r, owner: o, expires: '2027-01-01'}\n",
+     "not a usable glob"),
+    ("b.yaml", "baselines:\n  network.zones:\n    pci: {vm_names: ['[z-a]']}\n", "network.zones.pci"),
+])
+def test_globs_that_cannot_compile_are_input_errors(workdir, file, text, message):
+    (workdir / file).write_text(text)
+    option = "--waivers" if file == "w.yaml" else "--baseline"
+    one_line_error(auditor("scan", *ARGS, option, file), file, message)
+
+
+REPORT_SHAPES = {
+    "history entry empty": lambda d: d.__setitem__("history", [{}]),
+    "history count as text": lambda d: d.__setitem__("history", [{"id": 1, "scanned_at": "x", "critical": "x",
+                                                                   "high": 0, "medium": 0, "low": 0, "info": 0,
+                                                                   "total": 0}]),
+    "rule severity unknown": lambda d: d["rules"][0].__setitem__("severity", "x"),
+    "suppression without its fields": lambda d: d["findings"][0].__setitem__("suppression", {"a": 1}),
+    "waivers of the wrong shape": lambda d: d.__setitem__("waivers", [{}]),
+    "source details not an object": lambda d: d["snapshot"]["sources"][0].__setitem__("details", 3),
+}
+
+
+@pytest.mark.parametrize("shape", REPORT_SHAPES)
+@pytest.mark.parametrize("fmt", ["html", "sarif", "junit"])
+def test_saved_findings_of_a_wrong_shape(workdir, shape, fmt):
+    assert auditor("scan", *ARGS, "-q").returncode == 0
+    document = json.loads((workdir / "reports" / "latest" / "findings.json").read_text())
+    REPORT_SHAPES[shape](document)
+    (workdir / "saved.json").write_text(json.dumps(document))
+    result = auditor("report", "--from", "saved.json", "-f", fmt, "-o", f"out.{fmt}")
+    assert result.returncode == 2 and "saved.json" in result.stderr, result.stderr[-2000:]
+
+
+def test_junit_from_saved_findings_stays_xml(workdir):
+    assert auditor("scan", *ARGS, "-q").returncode == 0
+    document = json.loads((workdir / "reports" / "latest" / "findings.json").read_text())
+    document["scanned_at"] = "2026\x01-12-06"
+    document["rules"][0]["category"] = "cat\x01"
+    (workdir / "saved.json").write_text(json.dumps(document))
+    assert auditor("report", "--from", "saved.json", "-f", "junit", "-o", "j.xml").returncode == 0
+    ET.fromstring((workdir / "j.xml").read_bytes())
+
+
+def test_a_file_name_that_is_not_utf8(workdir):
+    (workdir / "w.yaml").write_text("waivers:\n  - {rule: X-1, resource: '*vm*', reason: r, owner: o, "
+                                    "expires: '2099-01-01'}\n")
+    odd = os.fsencode(str(workdir)) + b"/w\xff.yaml"
+    os.rename(workdir / "w.yaml", odd)
+    result = subprocess.run([sys.executable, "-m", "auditor", "scan", *ARGS, "--waivers", odd, "-q"],
+                            capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "\ufffd" in json.loads((workdir / "reports" / "latest" / "findings.json").read_text())["waivers"][0]["file"]
+
+
+def test_a_history_edited_by_hand(workdir):
+    assert auditor("scan", "--as-of", AS_OF.isoformat(), "-q").returncode == 0
+    import sqlite3
+    with sqlite3.connect(workdir / "reports" / "history.db") as db:
+        db.execute("UPDATE scans SET critical = 'x', sources = '['")
+    one_line_error(auditor("scan", "--as-of", AS_OF.isoformat(), "-q"), "history.db", "not numbers")
+    one_line_error(auditor("history"), "history.db", "unreadable sources")
+
+
+@pytest.mark.parametrize("argv", [["diff", str(SAMPLE_SNAPSHOT), str(SAMPLE_SNAPSHOT), "-o", "adir"],
+                                  ["rules", "list", "-o", "adir"],
+                                  ["rules", "list", "-o", "/proc/self/none/x"]])
+def test_an_output_that_cannot_be_written(workdir, argv):
+    (workdir / "adir").mkdir()
+    result = auditor(*argv)
+    assert result.returncode == 2 and "internal error" not in result.stderr, result.stderr
+
+
+def test_diff_never_writes_over_a_snapshot_it_compares(workdir):
+    save(workdir / "new.json", sample_document())
+    before = (workdir / "new.json").read_bytes()
+    one_line_error(auditor("diff", str(SAMPLE_SNAPSHOT), "new.json", "-o", "new.json"), "refusing to overwrite")
+    assert (workdir / "new.json").read_bytes() == before
+
+
+def test_an_empty_format_list_writes_nothing(workdir):
+    one_line_error(auditor("scan", *ARGS, env={"AUDITOR_FORMAT": ""}), "AUDITOR_FORMAT", "names no format")
+    assert not (workdir / "reports" / "latest").exists()
+
+
+def test_more_text_that_reaches_the_terminal(workdir):
+    (workdir / "evil.yaml").write_text("""rules:
+  - id: EVIL-001
+    title: "Evil\\n::error file=x::forged \\e[2J\\u202e"
+    severity: low
+    category: other
+    resource: vsphere:HostSystem
+    description: d
+    remediation: r
+    match: {path: name, op: eq, value: nobody}
+""")
+    document = sample_document()
+    document["collected_at"] = "x\n::error::forged\x1b[2J"
+    save(workdir / "collected.json", document)
+    outputs = [auditor("rules", "list", "--rules", "evil.yaml", "--no-default-rules"),
+               auditor("rules", "list", "--rules", "evil.yaml", "--no-default-rules", "-f", "markdown"),
+               auditor("diff", str(SAMPLE_SNAPSHOT), "collected.json"),
+               auditor("scan", "--as-of", "x\n::error::forged"),
+               auditor("scan", *ARGS, "-o", "out\n::error::forged"),
+               auditor("scan", *ARGS, "-o", "-", "-f", "json")]
+    for result in outputs:
+        text = result.stdout + result.stderr
+        assert not any(line.startswith("::") for line in text.splitlines()), text[-3000:]
+        assert "\x1b" not in text and "\u202e" not in text and "\u2028" not in text and "\x85" not in text
+
+
+def test_yaml_merges_through_a_shared_anchor_and_no_foreign_tags():
+    from auditor.errors import InputError
+    from auditor.yamlfile import load_yaml_text
+
+    assert load_yaml_text("base: &b {x: 1}\nd: &d {<<: *b, x: 2}\ne: *d\nf: *d\n", "t")["f"] == {"x": 2}
+    with pytest.raises(InputError, match="tag"):
+        load_yaml_text("a: !!python/object/apply:os.system [ls]\n", "t")
+
+
+def test_nan_is_no_drift(workdir):
+    document = sample_document()
+    document["resources"][0]["x"] = float("nan")
+    (workdir / "nan.json").write_text(json.dumps(document))
+    result = auditor("diff", "nan.json", "nan.json")
+    assert result.returncode == 0, result.stdout[-2000:]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..text import bounded, shortened_key
 from .operators import Operator, Predicate
 from .paths import ABSENT, Getter
 
@@ -20,9 +21,10 @@ Evidence = list[dict[str, Any]]
 
 
 def _observed(value: Any) -> Any:
-    # keep evidence small: a whole NSG rule list is not evidence, its size is
-    if isinstance(value, list) and len(value) > 20:
-        return [*value[:20], f"... {len(value) - 20} more"]
+    # keep evidence small: a whole NSG rule list is not evidence, its size is; a hostile
+    # name is shown shortened
+    if isinstance(value, (str, list, dict)):
+        return bounded(value)
     return value
 
 
@@ -163,9 +165,9 @@ def item_key(item: Any, index: int) -> str:
         for field in ("name", "key", "id", "macAddress", "label"):
             value = item.get(field)
             if isinstance(value, (str, int)) and not isinstance(value, bool):
-                return str(value).lower() if field == "id" else str(value)
+                return shortened_key(str(value).lower() if field == "id" else str(value))
     if isinstance(item, (str, int, float)) and not isinstance(item, bool):
-        return str(item)
+        return shortened_key(str(item))
     return f"#{index}"
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..findings import Finding, fingerprint
 from ..snapshot import resource_key
+from ..text import shortened
 from .conditions import first_item, item_key
 from .paths import ABSENT
 from .rules import CompiledRule, render_message
@@ -100,6 +101,6 @@ def _finding(compiled: CompiledRule, resource: dict[str, Any], item: Any,
         fingerprint=fingerprint(rule.id, resource_key(resource), key),
         severity=rule.severity, category=rule.category, title=rule.title,
         message=render_message(compiled.message, resource, item),
-        resource_id=resource["id"], resource_name=resource["name"],
+        resource_id=resource["id"], resource_name=shortened(resource["name"]),
         resource_type=resource["type"], cloud=resource["cloud"], source=resource["source"],
         item_key=key, evidence=evidence)

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import inventory
-from ..baselines import Baselines, Table
+from ..baselines import Baselines, Table, is_baseline_file
 from ..errors import InputError, RuleError
+from ..text import TEXT_LIMIT, shortened
 from ..yamlfile import LinedDict, LinedList, line_of, load_yaml
 from .conditions import All, Any_, Compare, Items, Not, Test, constant_test, field_test
 from .operators import OPERATORS, CompileContext
@@ -86,7 +87,7 @@ def rule_files(paths: list[Path]) -> list[Path]:
     for path in paths:
         if path.is_dir():
             for file in sorted(path.rglob("*.y*ml")):
-                if file.suffix in (".yaml", ".yml") and not _is_baseline(file):
+                if file.suffix in (".yaml", ".yml") and not is_baseline_file(file):
                     found.append(file)
         elif path.exists():
             found.append(path)
@@ -95,12 +96,6 @@ def rule_files(paths: list[Path]) -> list[Path]:
     return found
 
 
-def _is_baseline(file: Path) -> bool:
-    try:
-        head = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return False
-    return re.search(r"^baselines\s*:", head, re.MULTILINE) is not None
 
 
 def load_rules(paths: list[Path], display: Callable[[Path], str] = str) -> RuleSet:
@@ -521,10 +516,11 @@ def render_message(parts: list[MessagePart], resource: Any, item: Any) -> str:
         if value is ABSENT:
             out.append("(absent)")
         elif isinstance(value, list):
-            out.append(", ".join(str(v) for v in value))
+            out.append(shortened(", ".join(str(v) for v in value[:50])
+                                 + (f", ... {len(value) - 50} more" if len(value) > 50 else "")))
         else:
-            out.append(str(value))
-    return "".join(out)
+            out.append(shortened(str(value)))
+    return shortened("".join(out), 4 * TEXT_LIMIT)
 
 
 # --- compiled rules -----------------------------------------------------------------------

@@ -17,7 +17,10 @@ DRIFT_FORMATS = ("text", "json", "html")
 
 
 def _short(value: Any, limit: int = 120) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str) if not isinstance(value, str) else value
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str) if not isinstance(value, str) else value
+    except (RecursionError, ValueError):  # nested past what the encoder walks
+        text = "(nested too deeply to show)"
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -30,8 +33,8 @@ def _unavailable(source: dict[str, Any]) -> str:
 def render_text(drift: Drift) -> str:
     """One line per added/removed resource and per changed path; names come from the estate,
     so each line is made terminal-safe (a name cannot forge a line of its own)."""
-    lines = [f"drift from {drift.old_collected_at} to {drift.new_collected_at}: {len(drift.added)} added, "
-             f"{len(drift.removed)} removed, {len(drift.changed)} changed"]
+    lines = [for_terminal(f"drift from {drift.old_collected_at} to {drift.new_collected_at}: {len(drift.added)} "
+                          f"added, {len(drift.removed)} removed, {len(drift.changed)} changed")]
     lines += [for_terminal(f"! source {s['id']} {_unavailable(s)}: its resources were not compared")
               for s in drift.unavailable]
     lines += [for_terminal(f"+ {r['type']} {r['name']} ({r['id']})") for r in drift.added]

@@ -82,15 +82,38 @@ def report_from_document(document: Any, where: str) -> ScanReport:
     for index, source in enumerate(sources):
         if not isinstance(source, dict) or not isinstance(source.get("id"), str):
             raise InputError(f"snapshot.sources[{index}] must be an object with a text id", where=where)
+        for key in ("status", "error", "kind", "cloud"):
+            check.optional(source, key, str, None, f"snapshot.sources[{index}].")
+        check.optional(source, "details", dict, {}, f"snapshot.sources[{index}].")
+    resource_counts = check.optional(snapshot, "resource_counts", dict, {}, "snapshot.")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in resource_counts.values()):
+        raise check.fail("snapshot.resource_counts", "must map types to whole numbers")
+    waivers = check.optional(document, "waivers", list, [])
+    for index, waiver in enumerate(waivers):
+        label = f"waivers[{index}]"
+        if not isinstance(waiver, dict):
+            raise check.fail(label, "is not an object")
+        for key in ("rule", "resource", "reason", "owner", "expires", "status", "file"):
+            check.text(waiver, key, f"{label}.")
+        check.number(waiver, "matched", f"{label}.")
+        check.number(waiver, "line", f"{label}.")
+    history = check.optional(document, "history", list, [])
+    for index, scan in enumerate(history):
+        label = f"history[{index}]"
+        if not isinstance(scan, dict):
+            raise check.fail(label, "is not an object")
+        check.text(scan, "scanned_at", f"{label}.")
+        for key in (*SEVERITY_RANK, "total"):
+            check.number(scan, key, f"{label}.")
+        check.optional(scan, "id", int, None, f"{label}.")
     return ScanReport(
         tool_version=check.text(tool, "version", "tool."), scanned_at=check.text(document, "scanned_at"),
         as_of=check.text(document, "as_of"), collected_at=check.text(snapshot, "collected_at", "snapshot."),
         sources=sources, resource_count=check.number(snapshot, "resource_count", "snapshot."),
         rules=rules, findings=findings,
-        resource_counts=check.optional(snapshot, "resource_counts", dict, {}, "snapshot."),
+        resource_counts=resource_counts,
         compared_with=check.optional(document, "compared_with", str, None),
-        waivers=check.optional(document, "waivers", list, []),
-        history=check.optional(document, "history", list, []),
+        waivers=waivers, history=history,
         sample=check.optional(document, "sample", bool, False))
 
 
@@ -153,6 +176,7 @@ def _rule(check: DocumentChecker, raw: Any, label: str) -> RuleInfo:
     if not isinstance(raw, dict):
         raise check.fail(label, "is not an object")
     values = {key: check.text(raw, key, f"{label}.") for key in _RULE_TEXT}
+    check.severity(raw, "severity", f"{label}.")
     resources = check.items(raw, "resources", f"{label}.")
     references = check.items(raw, "references", f"{label}.")
     frameworks = check.mapping(raw, "frameworks", f"{label}.")
@@ -181,6 +205,11 @@ def _finding(check: DocumentChecker, raw: Any, label: str) -> Finding:
     state = check.optional(raw, "state", str, None, f"{label}.")
     if state is not None and state not in STATES:
         raise check.fail(f"{label}.state", f"must be one of {', '.join(STATES)}")
+    suppression = check.optional(raw, "suppression", dict, None, f"{label}.")
+    if suppression is not None:
+        for key in ("reason", "owner", "expires", "file"):
+            check.text(suppression, key, f"{label}.suppression.")
+        check.number(suppression, "line", f"{label}.suppression.")
     return Finding(**values, item_key=check.optional(raw, "item_key", str, None, f"{label}."), evidence=evidence,
-                   state=state, suppression=check.optional(raw, "suppression", dict, None, f"{label}."),
+                   state=state, suppression=suppression,
                    first_seen=check.optional(raw, "first_seen", str, None, f"{label}."))

@@ -53,25 +53,25 @@ class JUnitReport(ReportFormat):
                             tests=str(len(report.rules)),
                             failures=str(sum(1 for r in report.rules if by_rule.get(r.id))),
                             skipped=str(sum(1 for r in report.rules if skipped(r))),
-                            timestamp=report.scanned_at)
+                            timestamp=for_xml(report.scanned_at))
         categories: dict[str, list[RuleInfo]] = defaultdict(list)
         for rule in report.rules:
             categories[rule.category].append(rule)
         for category, rules in categories.items():
             suite = ET.SubElement(suites, "testsuite",
-                                  name=f"{category} (SAMPLE ESTATE)" if report.sample else category,
+                                  name=for_xml(f"{category} (SAMPLE ESTATE)" if report.sample else category),
                                   tests=str(len(rules)),
                                   failures=str(sum(1 for rule in rules if by_rule.get(rule.id))), errors="0",
                                   skipped=str(sum(1 for rule in rules if skipped(rule))),
-                                  timestamp=report.scanned_at)
+                                  timestamp=for_xml(report.scanned_at))
             for rule in rules:
-                case = ET.SubElement(suite, "testcase", classname=f"auditor.{category}",
+                case = ET.SubElement(suite, "testcase", classname=for_xml(f"auditor.{category}"),
                                      name=for_xml(f"{rule.id} {rule.title}"), file=for_xml(rule.file),
                                      line=str(rule.line))
                 if skipped(rule):
                     ET.SubElement(case, "skipped", message=for_xml(f"{rule.status.replace('_', ' ')}: {rule.reason}"))
                 for finding in by_rule.get(rule.id, []):
-                    failure = ET.SubElement(case, "failure", type=finding.severity,
+                    failure = ET.SubElement(case, "failure", type=for_xml(finding.severity),
                                             message=for_xml(f"[{finding.severity}] {finding.message}"))
                     failure.text = _failure_text(finding)
                 ET.SubElement(case, "system-out").text = _counts_text(rule)
