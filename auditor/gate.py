@@ -255,9 +255,18 @@ def apply_waivers(findings: list[Finding], waivers: list[Waiver], today: date,
 BROAD_WAIVER_FINDINGS = 50  # a waiver matching more findings than this is flagged
 
 
+# ids and names of every kind: a glob that matches them all (`*`, `?*`, `**`) matches anything
+_PROBES = ("x", "AZ-NET-001", "VS-SUP-001", "vc1.corp.example/host-12", "dc1-web01",
+           "/subscriptions/0/resourceGroups/g/providers/Microsoft.Network/networkSecurityGroups/n")
+
+
+def _matches_anything(pattern: Pattern | None) -> bool:
+    return pattern is not None and all(fullmatch(pattern, probe) for probe in _PROBES)
+
+
 def waiver_warning(waiver: Waiver, matched: int, current: int) -> str | None:
     """Why a waiver deserves a second look: it waives everything, or very many findings."""
-    if waiver.rule.strip() == "*" and waiver.resource.strip() == "*":
+    if _matches_anything(waiver._rule_pattern) and _matches_anything(waiver._resource_pattern):
         return "waives every rule on every resource: it hides any finding, including future ones"
     if matched > BROAD_WAIVER_FINDINGS:
         return (f"waives {matched} of {current} findings (more than {BROAD_WAIVER_FINDINGS}): "

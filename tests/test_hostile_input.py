@@ -350,10 +350,11 @@ def test_a_waiver_expiry_with_garbage_after_the_date_is_refused(workdir):
     one_line_error(auditor("scan", *ARGS, "--waivers", "w.yaml"), "w.yaml:6:", "expires")
 
 
-def test_a_blanket_waiver_is_reported_everywhere(workdir):
-    (workdir / "w.yaml").write_text("""waivers:
-  - rule: '*'
-    resource: '*'
+@pytest.mark.parametrize("rule, resource", [("*", "*"), ("?*", "**")])
+def test_a_blanket_waiver_is_reported_everywhere(workdir, rule, resource):
+    (workdir / "w.yaml").write_text(f"""waivers:
+  - rule: '{rule}'
+    resource: '{resource}'
     reason: quiet please
     owner: someone
     expires: '2027-01-01'
