@@ -149,6 +149,15 @@ class _Estate:
             properties = _dict(balancer.get("properties"))
             public = {str(f.get("id", "")).lower(): self._public(f)
                       for f in _list(properties.get("frontendIPConfigurations")) if isinstance(f, dict)}
+            # scale sets: a NAT pool maps a frontend port range to one backend port on each instance
+            for pool in _list(properties.get("inboundNatPools")):
+                pool_properties = _dict(_dict(pool).get("properties"))
+                frontend = public.get(_id(pool_properties.get("frontendIPConfiguration")))
+                ports = port_ranges(pool_properties.get("backendPort"))
+                if frontend and ports and isinstance(_dict(pool).get("id"), str):
+                    paths.setdefault(pool["id"].lower(), []).append(Path(
+                        "load-balancer", f"{balancer['name']} NAT pool {_dict(pool).get('name')} ({frontend[0]})",
+                        _protocols(pool_properties.get("protocol")), tuple(ports), frontend[1]))
             for nat in _list(properties.get("inboundNatRules")):
                 nat_properties = _dict(_dict(nat).get("properties"))
                 frontend = public.get(_id(nat_properties.get("frontendIPConfiguration")))
@@ -207,7 +216,8 @@ class _Estate:
             resource = self.by_id.get(public_id)
             paths.append(Path("public-ip", str(resource["name"]) if resource else public_id.rsplit("/", 1)[-1],
                               frozenset(PROTOCOLS), (ALL_PORTS,), _family_sources(resource)))
-        for key in [config_id] + [_id(p) for p in _list(properties.get("loadBalancerBackendAddressPools"))]:
+        for key in [config_id, *(_id(p) for p in _list(properties.get("loadBalancerBackendAddressPools"))),
+                    *(_id(p) for p in _list(properties.get("loadBalancerInboundNatPools")))]:
             paths.extend(self._load_balancer_paths.get(key, []))
         address = properties.get("privateIPAddress")
         if isinstance(address, str):
@@ -328,7 +338,8 @@ def _scale_set(estate: _Estate, scale_set: dict[str, Any], guards: dict[str, set
                 "subnet": config_properties.get("subnet"),
                 "publicIPAddress": {"id": "instance public IP"} if config_properties.get("publicIPAddressConfiguration")
                 else None,
-                "loadBalancerBackendAddressPools": config_properties.get("loadBalancerBackendAddressPools")}}
+                "loadBalancerBackendAddressPools": config_properties.get("loadBalancerBackendAddressPools"),
+                "loadBalancerInboundNatPools": config_properties.get("loadBalancerInboundNatPools")}}
             found, config_paths, config_unreadable = _exposure_of_config(
                 estate, instance_config, "", nic_nsg, target, f"{scale_set['name']}/{_dict(nic_config).get('name')}")
             entries += found

@@ -304,3 +304,23 @@ def test_port_sets_merge_and_print():
 def test_nsg_alone_with_any_destination():
     admitted = nsg_admits(nsg("n", rule("deny-half", 100, "Deny", source="0.0.0.0/1"), rule("allow", 200)), "nsg")
     assert admitted.ports("tcp") == [(3389, 3389)]
+
+
+def test_scale_set_instances_behind_a_load_balancer_nat_pool():
+    pool_id = f"{NET}/loadBalancers/lb1/inboundNatPools/rdp-pool"
+    balancer = load_balancer()
+    balancer["properties"]["inboundNatPools"] = [{"id": pool_id, "name": "rdp-pool", "properties": {
+        "frontendIPConfiguration": {"id": f"{NET}/loadBalancers/lb1/frontendIPConfigurations/fe"}, "protocol": "Tcp",
+        "frontendPortRangeStart": 50000, "frontendPortRangeEnd": 50099, "backendPort": 3389}}]
+    resources = estate(ALLOW_ALL, public_ip=False, extra=(balancer,))
+    scale_set = {"id": "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachineScaleSets/ss",
+                 "name": "ss", "cloud": "azure", "source": "s", "tags": {},
+                 "type": "microsoft.compute/virtualmachinescalesets", "properties": {"virtualMachineProfile": {
+                     "networkProfile": {"networkInterfaceConfigurations": [{"name": "nic", "properties": {
+                         "ipConfigurations": [{"name": "ip", "properties": {
+                             "subnet": {"id": SUBNET}, "loadBalancerInboundNatPools": [{"id": pool_id}]}}]}}]}}}}
+    resources.append(scale_set)
+    exposure = exposure_of(resources, "ss")
+    # the pool carries RDP to every instance, and nothing else, though the NSG admits all
+    assert reaches(exposure["internet"], "tcp", 3389) and not reaches(exposure["internet"], "tcp", 22)
+    assert "NAT pool rdp-pool" in reaches(exposure["internet"], "tcp", 3389)[0]["path"]
