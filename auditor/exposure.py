@@ -183,29 +183,58 @@ class _Estate:
         return paths
 
     def _index_firewalls(self) -> dict[str, list[Path]]:
-        """Private address -> DNAT paths of classic firewall rules that translate to it."""
+        """Private address -> DNAT paths of Azure Firewalls with a public address: their classic
+        NAT rule collections, and the NAT rule collections of their firewall policy (and of
+        its base policies). Rule collection groups that were not collected leave the
+        firewall's `facts.exposure.not_evaluated` saying so: nothing is claimed through them."""
         paths: dict[str, list[Path]] = {}
         for firewall in self.by_type.get(FIREWALL, []):
             properties = _dict(firewall.get("properties"))
             if not any(self._public(c) for c in _list(properties.get("ipConfigurations")) if isinstance(c, dict)):
                 continue
+            rules: list[tuple[dict[str, Any], Any]] = []
             for collection in _list(properties.get("natRuleCollections")):
                 collection_properties = _dict(_dict(collection).get("properties"))
-                if str(_dict(collection_properties.get("action")).get("type", "Dnat")).lower() != "dnat":
-                    continue
-                for rule in _list(collection_properties.get("rules")):
-                    rule = _dict(rule)
-                    address = rule.get("translatedAddress")
-                    ports = port_ranges(rule.get("translatedPort"))
-                    sources = [s for prefix in _list(rule.get("sourceAddresses")) or ["*"]
-                               for s in internet_sources(prefix) or []]
-                    protocols = frozenset(p for value in _list(rule.get("protocols"))
-                                          for p in _protocols(value))
-                    if isinstance(address, str) and ports and sources and protocols:
-                        paths.setdefault(address.strip(), []).append(Path(
-                            "firewall-dnat", f"{firewall['name']} rule {rule.get('name')}", protocols, tuple(ports),
-                            tuple(sources)))
+                if str(_dict(collection_properties.get("action")).get("type", "Dnat")).lower() == "dnat":
+                    rules += [(_dict(rule), _dict(rule).get("protocols")) for rule in
+                              _list(collection_properties.get("rules"))]
+            missing: list[str] = []
+            rules += [(rule, rule.get("ipProtocols"))
+                      for rule in self._policy_nat_rules(_id(properties.get("firewallPolicy")), missing, set())]
+            missing += [f"DNAT rule {rule.get('name')} admits IP groups, which are not resolved" for rule, _ in rules
+                        if rule.get("sourceIpGroups")]
+            firewall.setdefault("facts", {})["exposure"] = {"not_evaluated": missing}
+            for rule, protocols in rules:
+                path = _dnat_path(firewall["name"], rule, protocols)
+                if path is not None:
+                    paths.setdefault(str(rule["translatedAddress"]).strip(), []).append(path)
         return paths
+
+    def _policy_nat_rules(self, policy_id: str, missing: list[str], seen: set[str]) -> list[dict[str, Any]]:
+        """The DNAT rules of a firewall policy and of the base policies it inherits from."""
+        if not policy_id or policy_id in seen:
+            return []
+        seen.add(policy_id)
+        policy = self.by_id.get(policy_id)
+        if policy is None:
+            missing.append(f"firewall policy {policy_id.rsplit('/', 1)[-1]} was not collected")
+            return []
+        properties = _dict(policy.get("properties"))
+        rules = self._policy_nat_rules(_id(properties.get("basePolicy")), missing, seen)
+        for reference in _list(properties.get("ruleCollectionGroups")):
+            group = self.by_id.get(_id(reference))
+            if group is None:
+                missing.append(f"rule collection group {_id(reference).rsplit('/', 1)[-1]} of firewall policy "
+                               f"{policy['name']} was not collected")
+                continue
+            for collection in _list(_dict(group.get("properties")).get("ruleCollections")):
+                collection = _dict(collection)
+                if str(collection.get("ruleCollectionType", "")).lower() != "firewallpolicynatrulecollection" or \
+                        str(_dict(collection.get("action")).get("type", "")).lower() != "dnat":
+                    continue
+                rules += [_dict(rule) for rule in _list(collection.get("rules"))
+                          if str(_dict(rule).get("ruleType", "NatRule")).lower() == "natrule"]
+        return rules
 
     def paths_to(self, config: dict[str, Any], config_id: str) -> list[Path]:
         """Every path in from the Internet to one NIC IP configuration."""
@@ -223,6 +252,20 @@ class _Estate:
         if isinstance(address, str):
             paths.extend(self._dnat_paths.get(address.strip(), []))
         return paths
+
+
+def _dnat_path(firewall: str, rule: dict[str, Any], protocols: Any) -> Path | None:
+    """The path one DNAT rule opens to its translated address; None for a rule that cannot
+    bring Internet traffic in (private sources only, IP groups, no port)."""
+    address = rule.get("translatedAddress")
+    ports = port_ranges(rule.get("translatedPort"))
+    # IP groups cannot be resolved from the snapshot: such a rule is not taken for the Internet
+    prefixes = _list(rule.get("sourceAddresses")) or ([] if rule.get("sourceIpGroups") else ["*"])
+    sources = [interval for prefix in prefixes for interval in internet_sources(prefix) or []]
+    wanted = frozenset(p for value in _list(protocols) for p in _protocols(value))
+    if not isinstance(address, str) or not ports or not sources or not wanted:
+        return None
+    return Path("firewall-dnat", f"{firewall} rule {rule.get('name')}", wanted, tuple(ports), tuple(sources))
 
 
 _UNNAMED = "\x00"  # a path's name while its traffic is summarised; no ARM name holds it

@@ -24,15 +24,19 @@ AZURE_RESOURCE_TYPES = (
     "microsoft.network/networkwatchers/flowlogs", "microsoft.network/loadbalancers",
     "microsoft.network/azurefirewalls", "microsoft.network/bastionhosts",
     "microsoft.network/applicationgateways", "microsoft.network/applicationgatewaywebapplicationfirewallpolicies",
+    "microsoft.network/firewallpolicies",
     "microsoft.sqlvirtualmachine/sqlvirtualmachines", "microsoft.hybridcompute/machines",
     "microsoft.avs/privateclouds", "microsoft.avs/privateclouds/clusters",
 )
 AZURE_CONTAINER_TYPES = ("microsoft.resources/subscriptions", "microsoft.resources/subscriptions/resourcegroups")
 AZURE_POLICY_TYPES = ("microsoft.authorization/policyassignments",)
 # not asked for by type, but in every snapshot that has them: non-compliant policy states
-# (PolicyResources) and the custom definitions that assignments name (policy SDK)
+# (PolicyResources), the custom definitions that assignments name (policy SDK), and the
+# rule collection groups of firewall policies (resource SDK, by id)
 AZURE_OTHER_TYPES = ("microsoft.policyinsights/policystates", "microsoft.authorization/policydefinitions",
-                     "microsoft.authorization/policysetdefinitions")
+                     "microsoft.authorization/policysetdefinitions",
+                     # child resources Resource Graph does not index: read by id from their policy
+                     "microsoft.network/firewallpolicies/rulecollectiongroups")
 AZURE_TYPES = AZURE_RESOURCE_TYPES + AZURE_CONTAINER_TYPES + AZURE_POLICY_TYPES + AZURE_OTHER_TYPES
 
 KNOWN_TYPES = {"vsphere": VSPHERE_TYPES, "azure": AZURE_TYPES}

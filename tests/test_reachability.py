@@ -324,3 +324,67 @@ def test_scale_set_instances_behind_a_load_balancer_nat_pool():
     # the pool carries RDP to every instance, and nothing else, though the NSG admits all
     assert reaches(exposure["internet"], "tcp", 3389) and not reaches(exposure["internet"], "tcp", 22)
     assert "NAT pool rdp-pool" in reaches(exposure["internet"], "tcp", 3389)[0]["path"]
+
+
+def policy_firewall(groups: list[dict], base: dict | None = None) -> list[dict]:
+    """An Azure Firewall whose DNAT rules live in a firewall policy's rule collection groups."""
+    policy = {"id": f"{NET}/firewallPolicies/fwp", "name": "fwp", "cloud": "azure", "source": "s", "tags": {},
+              "type": "microsoft.network/firewallpolicies",
+              "properties": {"ruleCollectionGroups": [{"id": g["id"]} for g in groups]
+                             + [{"id": f"{NET}/firewallPolicies/fwp/ruleCollectionGroups/gone"}] * (not groups)}}
+    if base is not None:
+        policy["properties"]["basePolicy"] = {"id": base["id"]}
+    wall = firewall()
+    wall["properties"].pop("natRuleCollections")
+    wall["properties"]["firewallPolicy"] = {"id": policy["id"]}
+    return [wall, policy, *groups, *([base] if base else [])]
+
+
+def rule_group(policy: str, name: str, translated: str = ADDRESS, port: str = "3389",
+               sources: list[str] | None = None) -> dict:
+    return {"id": f"{NET}/firewallPolicies/{policy}/ruleCollectionGroups/{name}", "name": name, "cloud": "azure",
+            "source": "s", "tags": {}, "type": "microsoft.network/firewallpolicies/rulecollectiongroups",
+            "properties": {"priority": 100, "ruleCollections": [
+                {"ruleCollectionType": "FirewallPolicyNatRuleCollection", "name": "dnat", "priority": 100,
+                 "action": {"type": "DNAT"}, "rules": [
+                     {"ruleType": "NatRule", "name": f"{name}-rdp", "ipProtocols": ["TCP"],
+                      "sourceAddresses": sources or ["*"], "destinationAddresses": ["20.9.9.9"],
+                      "destinationPorts": ["50001"], "translatedAddress": translated, "translatedPort": port}]},
+                {"ruleCollectionType": "FirewallPolicyFilterRuleCollection", "name": "allow", "priority": 200,
+                 "action": {"type": "Allow"}, "rules": []}]}}
+
+
+def test_a_firewall_policy_dnat_reaches_the_vm():
+    resources = estate(ALLOW_RDP, public_ip=False, extra=tuple(policy_firewall([rule_group("fwp", "g1")])))
+    found = reaches(exposure_of(resources)["internet"], "tcp", 3389)
+    assert found and found[0]["path"] == "firewall DNAT fw1 rule g1-rdp"
+
+
+def test_a_base_policy_dnat_is_inherited():
+    base_group = rule_group("base", "inherited")
+    base = {"id": f"{NET}/firewallPolicies/base", "name": "base", "cloud": "azure", "source": "s", "tags": {},
+            "type": "microsoft.network/firewallpolicies",
+            "properties": {"ruleCollectionGroups": [{"id": base_group["id"]}]}}
+    own = rule_group("fwp", "own", translated="10.0.1.99")  # another address: no path to vm1
+    resources = estate(ALLOW_RDP, public_ip=False, extra=(*policy_firewall([own], base), base_group))
+    assert [e["path"] for e in reaches(exposure_of(resources)["internet"], "tcp", 3389)] == [
+        "firewall DNAT fw1 rule inherited-rdp"]
+
+
+def test_dnat_rules_that_were_not_collected_are_not_evaluated():
+    resources = estate(ALLOW_RDP, public_ip=False, extra=tuple(policy_firewall([])))
+    assert not reaches(exposure_of(resources)["internet"], "tcp", 3389)
+    wall = next(r for r in resources if r["name"] == "fw1")
+    assert wall["facts"]["exposure"]["not_evaluated"] == [
+        "rule collection group gone of firewall policy fwp was not collected"]
+
+
+def test_a_policy_dnat_from_private_sources_or_ip_groups_only():
+    private = rule_group("fwp", "private", sources=["10.0.0.0/8"])
+    groups = rule_group("fwp", "groups")
+    groups["properties"]["ruleCollections"][0]["rules"][0].pop("sourceAddresses")
+    groups["properties"]["ruleCollections"][0]["rules"][0]["sourceIpGroups"] = [f"{NET}/ipGroups/partners"]
+    resources = estate(ALLOW_RDP, public_ip=False, extra=tuple(policy_firewall([private, groups])))
+    assert not reaches(exposure_of(resources)["internet"], "tcp", 3389)
+    wall = next(r for r in resources if r["name"] == "fw1")
+    assert wall["facts"]["exposure"]["not_evaluated"] == ["DNAT rule groups-rdp admits IP groups, which are not resolved"]
