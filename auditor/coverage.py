@@ -61,12 +61,16 @@ def assess(rule: Rule, tally: RuleTally | None, waiting: list[str] | None,
     return rule_info(rule, "partial" if reasons else "evaluated", "; ".join(reasons) or None, counts)
 
 
-def judged(report: ScanReport, tallies: dict[str, RuleTally]) -> Callable[[Finding], bool]:
+def judged(report: ScanReport, tallies: dict[str, RuleTally],
+           estate_wide: frozenset[str] = frozenset()) -> Callable[[Finding], bool]:
     """Whether this scan looked at a previous finding's rule and resource: its rule ran, its
-    source was collected, and the resource had the data the rule needs. A finding it did
-    not look at is unknown, not fixed."""
+    source was collected, and the resource had the data the rule needs; and, for a rule
+    whose verdicts count resources of every source (`estate_wide`), every source was
+    collected. A finding it did not look at is unknown, not fixed."""
     collected = {s["id"] for s in report.sources if s.get("status") == "ok"}
     ran = {rule.id for rule in report.rules if rule.status != "not_evaluated"}
+    if report.incomplete:
+        ran -= estate_wide
     blind = {rule_id: set(tally.not_evaluated) for rule_id, tally in tallies.items() if tally.not_evaluated}
 
     def looked_at(finding: Finding) -> bool:

@@ -42,6 +42,7 @@ from .reachability import (
     internet_sources,
     nsg_admits,
     port_ranges,
+    ports_text,
     summarise,
     targets_matter,
     through,
@@ -76,6 +77,12 @@ def _protocols(value: Any) -> frozenset[str]:
     if text in ("all", "*", "any"):
         return frozenset({"tcp", "udp"})
     return frozenset({text}) & frozenset(PROTOCOLS) if text else frozenset()
+
+
+def _standard(resource: dict[str, Any] | None) -> bool:
+    """Whether a public IP or load balancer is of the Standard SKU, closed to inbound traffic
+    until an NSG allows it (Microsoft: "secure by default"); Basic, or no SKU, is open."""
+    return str(_dict(_dict(resource).get("sku")).get("name", "")).lower() == "standard"
 
 
 def _family_sources(public_ip: dict[str, Any] | None) -> tuple[Interval, ...]:
@@ -147,6 +154,7 @@ class _Estate:
         paths: dict[str, list[Path]] = {}
         for balancer in self.by_type.get(LOAD_BALANCER, []):
             properties = _dict(balancer.get("properties"))
+            standard = _standard(balancer)
             public = {str(f.get("id", "")).lower(): self._public(f)
                       for f in _list(properties.get("frontendIPConfigurations")) if isinstance(f, dict)}
             # scale sets: a NAT pool maps a frontend port range to one backend port on each instance
@@ -157,16 +165,19 @@ class _Estate:
                 if frontend and ports and isinstance(_dict(pool).get("id"), str):
                     paths.setdefault(pool["id"].lower(), []).append(Path(
                         "load-balancer", f"{balancer['name']} NAT pool {_dict(pool).get('name')} ({frontend[0]})",
-                        _protocols(pool_properties.get("protocol")), tuple(ports), frontend[1]))
+                        _protocols(pool_properties.get("protocol")), tuple(ports), frontend[1], standard))
             for nat in _list(properties.get("inboundNatRules")):
                 nat_properties = _dict(_dict(nat).get("properties"))
                 frontend = public.get(_id(nat_properties.get("frontendIPConfiguration")))
-                target = _id(nat_properties.get("backendIPConfiguration"))
+                # a NAT rule targets one IP configuration, or (the newer kind, with a frontend
+                # port range) a backend pool
+                target = _id(nat_properties.get("backendIPConfiguration")) or _id(
+                    nat_properties.get("backendAddressPool"))
                 ports = port_ranges(nat_properties.get("backendPort"))
                 if frontend and target and ports:
                     paths.setdefault(target, []).append(Path(
                         "load-balancer", f"{balancer['name']} NAT rule {_dict(nat).get('name')} ({frontend[0]})",
-                        _protocols(nat_properties.get("protocol")), tuple(ports), frontend[1]))
+                        _protocols(nat_properties.get("protocol")), tuple(ports), frontend[1], standard))
             for rule in _list(properties.get("loadBalancingRules")):
                 rule_properties = _dict(_dict(rule).get("properties"))
                 frontend = public.get(_id(rule_properties.get("frontendIPConfiguration")))
@@ -177,7 +188,7 @@ class _Estate:
                     _id(p) for p in _list(rule_properties.get("backendAddressPools"))]
                 if frontend and ports:
                     path = Path("load-balancer", f"{balancer['name']} rule {_dict(rule).get('name')} ({frontend[0]})",
-                                _protocols(rule_properties.get("protocol")), tuple(ports), frontend[1])
+                                _protocols(rule_properties.get("protocol")), tuple(ports), frontend[1], standard)
                     for pool in filter(None, pools):
                         paths.setdefault(pool, []).append(path)
         return paths
@@ -244,7 +255,7 @@ class _Estate:
         if public_id:
             resource = self.by_id.get(public_id)
             paths.append(Path("public-ip", str(resource["name"]) if resource else public_id.rsplit("/", 1)[-1],
-                              frozenset(PROTOCOLS), (ALL_PORTS,), _family_sources(resource)))
+                              frozenset(PROTOCOLS), (ALL_PORTS,), _family_sources(resource), _standard(resource)))
         for key in [config_id, *(_id(p) for p in _list(properties.get("loadBalancerBackendAddressPools"))),
                     *(_id(p) for p in _list(properties.get("loadBalancerInboundNatPools")))]:
             paths.extend(self._load_balancer_paths.get(key, []))
@@ -285,6 +296,8 @@ def _exposure_of_config(estate: _Estate, config: dict[str, Any], config_id: str,
     entries: list[dict[str, Any]] = []
     paths = estate.paths_to(config, config_id)
     for path in paths:
+        if path.closed_without_nsg and not subnet_nsg and not nic_nsg:
+            continue  # a Standard SKU front door admits nothing until an NSG allows it
         # the same kind of path (a public IP: every protocol and port) carries the same
         # traffic whatever its name: summarise once per shape, then name it per NIC
         shape = (pair, path.kind, path.protocols, path.ports, path.sources)
@@ -304,13 +317,16 @@ def assess_exposure(resources: list[dict[str, Any]]) -> None:
     _protections(estate)
     if not estate.by_type.get(NSG) and not estate.by_type.get(NIC) and not estate.by_type.get(SCALE_SET):
         return
-    reached: dict[tuple[str, str, str], set[str]] = {}  # (nsg, rule, protocol) -> VMs it lets in
+    # (NSG id, rule, protocol) -> VM -> the ports the rule lets in to it
+    reached: dict[tuple[str, str, str], dict[str, list[Interval]]] = {}
     guards: dict[str, set[str]] = {}
 
     def record(entries: list[dict[str, Any]], owner: str) -> None:
         for entry in entries:
+            ports = port_ranges(entry["ports"].split(",")) or []
             for rule in entry["rules"]:
-                reached.setdefault((rule["nsg"], rule["rule"], entry["protocol"]), set()).add(owner)
+                reached.setdefault((rule["nsg_id"], rule["rule"], entry["protocol"]), {}).setdefault(
+                    owner, []).extend(ports)
 
     by_vm: dict[str, list[dict[str, Any]]] = {}
     for nic in estate.by_type.get(NIC, []):
@@ -352,8 +368,19 @@ def assess_exposure(resources: list[dict[str, Any]]) -> None:
         alone = nsg_admits(nsg, "nsg")
         admits = summarise(alone.boxes)
         for entry in admits:
-            entry["reaches"] = sorted({vm for rule in entry["rules"]
-                                       for vm in reached.get((rule["nsg"], rule["rule"], entry["protocol"]), ())})
+            # what of this admission really reaches a VM, port by port: a rule that admits
+            # 22 and 3389 reaches a VM whose NIC NSG lets only 22 through on 22 alone
+            admitted_ports = port_ranges(entry["ports"].split(",")) or []
+            vms: set[str] = set()
+            ports: list[Interval] = []
+            for rule in entry["rules"]:
+                for vm, vm_ports in reached.get((rule["nsg_id"], rule["rule"], entry["protocol"]), {}).items():
+                    common = _overlap(admitted_ports, vm_ports)
+                    if common:
+                        vms.add(vm)
+                        ports += common
+            entry["reaches"] = sorted(vms)
+            entry["reached_ports"] = ports_text(ports) if ports else ""
         nsg.setdefault("facts", {})["exposure"] = {
             "admits": admits, "guards": sorted(guards.get(nsg["id"].lower(), ())),
             "not_evaluated": sorted(set(alone.unreadable))}
@@ -397,6 +424,10 @@ APPLICATION_GATEWAY = "microsoft.network/applicationgateways"
 WAF_POLICY = "microsoft.network/applicationgatewaywebapplicationfirewallpolicies"
 BASTION = "microsoft.network/bastionhosts"
 SUBSCRIPTION = "microsoft.resources/subscriptions"
+
+
+def _overlap(left: list[Interval], right: list[Interval]) -> list[Interval]:
+    return [(max(a, c), min(b, d)) for a, b in left for c, d in right if max(a, c) <= min(b, d)]
 
 
 def _vnet_of(subnet_id: str) -> str:

@@ -232,6 +232,7 @@ class Decision:
     priority: int | None
     level: str  # "subnet", "nic" or "nsg" (the NSG on its own)
     default: bool = False
+    nsg_id: str = ""  # lower-case ARM id: two NSGs may share a name
 
     def describe(self) -> str:
         if not self.nsg:
@@ -351,6 +352,19 @@ def _destination_matches(properties: dict[str, Any], target: Target | None) -> b
     return False
 
 
+def _any_source_port(properties: dict[str, Any]) -> bool:
+    ports = _field(properties, "sourcePortRange", "sourcePortRanges")
+    return not ports or any(str(port).strip().lower() in ("*", "any", "0-65535") for port in ports)
+
+
+def _any_destination(properties: dict[str, Any]) -> bool:
+    if properties.get("destinationApplicationSecurityGroups"):
+        return False
+    prefixes = _field(properties, "destinationAddressPrefix", "destinationAddressPrefixes")
+    return not prefixes or any(str(p).strip().lower() in ("*", "any", "virtualnetwork", "0.0.0.0/0")
+                               for p in prefixes)
+
+
 def _rule_boxes(properties: dict[str, Any]) -> list[Box] | None:
     """The Internet traffic a rule's protocol, source and destination ports cover; None when
     any of them cannot be read."""
@@ -412,11 +426,20 @@ def nsg_admits(nsg: dict[str, Any] | None, level: str, target: Target | None = N
             continue
         if not destination or not boxes:
             continue
+        allow = str(rule_properties.get("access", "")).lower() == "allow"
+        if not allow and not _any_source_port(rule_properties):
+            # a Deny of some source ports only: the attacker chooses the source port, so the
+            # traffic it names still reaches the later rules
+            continue
+        if not allow and target is None and not _any_destination(rule_properties):
+            # the NSG on its own: a Deny of one destination leaves the others to later rules
+            continue
         decided = [common for box in remaining for cut in boxes if (common := box.intersect(cut)) is not None]
         if not decided:
             continue
-        if str(rule_properties.get("access", "")).lower() == "allow":
-            decision = Decision(name, str(rule.get("name", "")), priority, level, default)
+        if allow:
+            decision = Decision(name, str(rule.get("name", "")), priority, level, default,
+                                str(nsg.get("id", "")).lower())
             admitted.extend((box, (decision,)) for box in decided)
         remaining = subtract(remaining, boxes)
     return Admitted(admitted, unreadable)
@@ -444,6 +467,9 @@ class Path:
     protocols: frozenset[str]
     ports: tuple[Interval, ...]  # destination ports at the VM (after translation)
     sources: tuple[Interval, ...] = tuple(PUBLIC)
+    # Standard SKU public IPs and load balancers are closed to inbound traffic unless an NSG
+    # on the subnet or NIC allows it; Basic ones are open
+    closed_without_nsg: bool = False
 
     def describe(self) -> str:
         return {"public-ip": "public IP", "load-balancer": "load balancer", "firewall-dnat": "firewall DNAT"}[
@@ -473,11 +499,10 @@ def summarise(entries: list[tuple[Box, tuple[Decision, ...]]], path: Path | None
         entry: dict[str, Any] = {
             "protocol": protocol, "ports": ports,
             # every source that could use the path (an IPv4 public IP: every public IPv4 address)
-            "from": "the Internet" if _covers(sources, list(path.sources) if path else PUBLIC)
-            else "part of the Internet",
+            "from": _reach_of(sources, list(path.sources) if path else PUBLIC),
             "decided_by": " and ".join(decision.describe() for decision in decisions),
-            "rules": [{"nsg": d.nsg, "rule": d.rule, "priority": d.priority, "level": d.level, "default": d.default}
-                      for d in decisions if d.nsg],
+            "rules": [{"nsg": d.nsg, "rule": d.rule, "priority": d.priority, "level": d.level, "default": d.default,
+                       "nsg_id": d.nsg_id} for d in decisions if d.nsg],
         }
         if path is not None:
             entry["path"] = path.describe()
@@ -488,6 +513,18 @@ def summarise(entries: list[tuple[Box, tuple[Decision, ...]]], path: Path | None
                                           for d in decisions)])
         facts.append(entry)
     return facts
+
+
+def _reach_of(sources: list[Interval], possible: list[Interval]) -> str:
+    """`the Internet` when every source that could come in does; else whether it is all of
+    IPv4's or IPv6's Internet (`0.0.0.0/0` alone), or only part of it."""
+    if _covers(sources, possible):
+        return "the Internet"
+    for family, label in ((4, "the IPv4 Internet"), (6, "the IPv6 Internet")):
+        wanted = [i for i in possible if (i[0] >= V6_OFFSET) == (family == 6)]
+        if wanted and _covers(sources, wanted):
+            return label
+    return "part of the Internet"
 
 
 def _covers(have: list[Interval], want: list[Interval]) -> bool:

@@ -219,7 +219,8 @@ def run_scan(options: ScanOptions, warn: Callable[[str], None], progress: Progre
     del snapshot  # findings hold what the reports need; free the inventory before rendering
     with steps.step("comparing and applying waivers"):
         if previous is not None:
-            report.findings = compare(report.findings, previous, judged(report, evaluation.tallies))
+            estate_wide = frozenset(rule.id for rule in context.ruleset.rules if rule.scope == "estate")
+            report.findings = compare(report.findings, previous, judged(report, evaluation.tallies, estate_wide))
             report.compared_with = compared_with
         if waivers:
             report.waivers = apply_waivers(report.findings, waivers, options.as_of, report.incomplete)

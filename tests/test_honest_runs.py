@@ -488,3 +488,29 @@ def test_a_pack_of_disabled_rules_only_is_refused(workdir, capsys):
 """)
     assert main(["rules", "validate", str(workdir / "off.yaml")]) == 2
     assert "every rule (1) is disabled" in capsys.readouterr().err
+
+
+def test_a_tenant_with_one_failed_subscription_gets_no_run_that_would_close_its_alerts(workdir):
+    prod = "0b1f6471-1bf0-4dda-aec3-111122223333"
+    partial = sample_copy(workdir, "partial.json", fail_source(prod))
+    assert main(["scan", *ARGS, "--snapshot", str(partial), "-q"]) == 3
+    runs = {run["automationDetails"]["id"]: run for run in latest(workdir, "results.sarif")["runs"]}
+    # without an earlier scan nothing is known of the failed subscription: the tenant's run is
+    # left out (GitHub keeps its last analysis) and the collection run says why
+    assert not any(category.startswith("azure/") for category in runs)
+    assert prod in runs["auditor/collection/"]["invocations"][0]["toolExecutionNotifications"][0]["message"]["text"]
+    assert any(category.startswith("vsphere/") for category in runs)
+
+
+def test_licence_findings_of_a_healthy_source_are_unknown_when_another_failed(workdir):
+    previous = previous_scan(workdir)
+    prod = "0b1f6471-1bf0-4dda-aec3-111122223333"
+    before = [f for f in json.loads(previous.read_text())["findings"] if f["rule_id"] == "AZ-LIC-004"
+              and f["source"] != prod]
+    assert before  # vm-dc-01 of the shared subscription
+    partial = sample_copy(workdir, "partial.json", fail_source(prod))
+    main(["scan", *ARGS, *SAMPLE_ZONES, "--snapshot", str(partial), "--compare", str(previous), "-q"])
+    states = {f["resource_name"]: f["state"] for f in latest(workdir)["findings"] if f["rule_id"] == "AZ-LIC-004"}
+    # the entitlements are counted over every subscription's claims: with one missing, a
+    # finding that vanished was not fixed, it could not be judged
+    assert all(states.get(f["resource_name"]) in ("unknown", "unchanged", "updated") for f in before), states

@@ -388,3 +388,67 @@ def test_a_policy_dnat_from_private_sources_or_ip_groups_only():
     assert not reaches(exposure_of(resources)["internet"], "tcp", 3389)
     wall = next(r for r in resources if r["name"] == "fw1")
     assert wall["facts"]["exposure"]["not_evaluated"] == ["DNAT rule groups-rdp admits IP groups, which are not resolved"]
+
+
+# --- what a domain auditor found next -------------------------------------------------------
+
+def nsg_entries(resources: list[dict], name: str) -> list[dict]:
+    assess_exposure(resources)
+    return next(r for r in resources if r["name"] == name and r["type"].endswith("networksecuritygroups"))[
+        "facts"]["exposure"]["admits"]
+
+
+def test_an_admission_reaches_only_the_ports_the_other_level_lets_through():
+    # the subnet admits 22 and 3389; the NIC's NSG only 22: RDP reaches nothing
+    resources = estate(nsg("sub", rule("mgmt", 100, ports=["22", "3389"])), nsg("nic", rule("ssh", 100, ports="22")))
+    [entry] = nsg_entries(resources, "sub")
+    assert entry["reaches"] == ["vm1"] and entry["reached_ports"] == "22" and entry["ports"] == "22,3389"
+
+
+def test_two_nsgs_of_one_name_keep_their_own_reach():
+    attached = nsg("twin", rule("rdp", 100))
+    elsewhere = nsg("twin", rule("rdp", 100))
+    elsewhere["id"] = elsewhere["id"].replace("/g/", "/sandbox/")
+    resources = [*estate(attached), elsewhere]
+    assess_exposure(resources)
+    assert attached["facts"]["exposure"]["admits"][0]["reaches"] == ["vm1"]
+    assert elsewhere["facts"]["exposure"]["admits"][0]["reaches"] == []
+
+
+@pytest.mark.parametrize("sku, reachable", [("Standard", False), ("Basic", True)])
+def test_a_standard_public_ip_is_closed_without_an_nsg(sku, reachable):
+    resources = estate()
+    next(r for r in resources if r["name"] == "pip1")["sku"] = {"name": sku}
+    assert bool(reaches(exposure_of(resources)["internet"], "tcp", 3389)) == reachable
+    # with an NSG that allows it, a Standard address is open to what the NSG admits
+    resources = estate(ALLOW_RDP)
+    next(r for r in resources if r["name"] == "pip1")["sku"] = {"name": sku}
+    assert reaches(exposure_of(resources)["internet"], "tcp", 3389)
+
+
+def test_a_deny_of_some_source_ports_does_not_stop_an_attacker():
+    deny = rule("deny-high-ports", 100, "Deny")
+    deny["properties"]["sourcePortRange"] = "1024-65535"
+    assert reaches(exposure_of(estate(nsg("sub", deny, rule("allow", 200))))["internet"], "tcp", 3389)
+
+
+def test_a_deny_of_one_destination_leaves_the_nsg_admitting_the_rest():
+    entries = nsg_entries(estate(nsg("sub", rule("deny-one", 100, "Deny", destination="10.9.9.9"),
+                                      rule("allow", 200))), "sub")
+    assert [e["ports"] for e in entries] == ["3389"]
+
+
+def test_a_nat_rule_that_targets_a_backend_pool():
+    balancer = load_balancer(nat={"protocol": "Tcp", "frontendPortRangeStart": 50000, "frontendPortRangeEnd": 50010,
+                                  "backendPort": 22})
+    nat = balancer["properties"]["inboundNatRules"][0]["properties"]
+    nat.pop("backendIPConfiguration")
+    nat["backendAddressPool"] = {"id": POOL}
+    resources = estate(ALLOW_ALL, public_ip=False, pools=(POOL,), extra=(balancer,))
+    assert reaches(exposure_of(resources)["internet"], "tcp", 22)
+    assert not reaches(exposure_of(resources)["internet"], "tcp", 3389)
+
+
+def test_ipv4_only_sources_are_named_so():
+    [entry] = nsg_entries(estate(nsg("sub", rule("v4", 100, source="0.0.0.0/0"))), "sub")
+    assert entry["from"] == "the IPv4 Internet"

@@ -30,7 +30,7 @@ CATEGORIES = ("support-status", "network-isolation", "licensing", "drift", "othe
 CLOUDS = ("vsphere", "azure")
 RULE_ID = re.compile(r"[A-Z0-9-]+")
 RULE_KEYS = {"id", "title", "severity", "category", "resource", "description", "remediation",
-             "references", "frameworks", "where", "match", "message", "enabled", "requires", "needs"}
+             "references", "frameworks", "where", "match", "message", "enabled", "requires", "needs", "scope"}
 REQUIRED_RULE_KEYS = ("id", "title", "severity", "category", "resource", "description",
                       "remediation", "match")
 FILE_KEYS = {"rules", "pack"}
@@ -65,6 +65,10 @@ class Rule:
     # paths a resource must have for the rule to judge it: where one is absent the resource
     # is "not evaluated" for this rule, never a pass (a disconnected host has no config)
     needs: tuple[str, ...] = ()
+    # "estate": a verdict on one resource depends on resources of every source (licence
+    # accounting counts claims across subscriptions), so when any source failed, a finding
+    # that vanished is unknown, not fixed
+    scope: str = "resource"
 
     @property
     def resource_text(self) -> list[str]:
@@ -255,6 +259,9 @@ def _load_rule(raw: Any, where: str, line: int, pack: str) -> Rule:
                 compile_path(path)
             except ValueError as exc:
                 problem(f"rule {rule_id}: needs: {exc}", "needs")
+    scope = raw.get("scope", "resource")
+    if scope not in ("resource", "estate"):
+        problem(f"rule {rule_id}: 'scope' must be resource or estate", "scope")
     title = checked(lambda: _text(raw, "title", where)) if "title" in raw else None
     description = checked(lambda: _text(raw, "description", where)) if "description" in raw else None
     remediation = checked(lambda: _text(raw, "remediation", where)) if "remediation" in raw else None
@@ -274,7 +281,7 @@ def _load_rule(raw: Any, where: str, line: int, pack: str) -> Rule:
         id=rule_id, title=title or "", severity=severity, category=category, resources=resources,
         description=description or "", remediation=remediation or "", references=list(references),
         frameworks=controls, where=raw.get("where"), match=raw["match"], message=message, file=where,
-        line=raw.line, pack=pack, enabled=enabled, requires=tuple(requires), needs=tuple(needs))
+        line=raw.line, pack=pack, enabled=enabled, requires=tuple(requires), needs=tuple(needs), scope=scope)
 
 
 def _resources(raw: LinedDict, rule_id: str, where: str) -> tuple[tuple[str, str], ...]:

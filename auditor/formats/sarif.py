@@ -194,12 +194,13 @@ class SarifReport(ReportFormat):
         uncollected: list[dict[str, Any]] = []
         for name, pairs in grouped.items():
             sources = categories.get(name, [])
-            if sources and all(s.get("status") != "ok" for s in sources) and not pairs:
-                # no run for a category that could not be collected and carries no earlier
-                # finding: an empty run would tell GitHub that every open alert of that
-                # vCenter or tenant is fixed. (With --compare its earlier findings are here as
-                # unknown, and its run keeps them open as unchanged.)
-                uncollected.extend(sources)
+            failed_here = {s["id"] for s in sources if s.get("status") != "ok"}
+            if failed_here and not any(f.state == "unknown" and f.source in failed_here for f, _ in pairs):
+                # no run for a category (a vCenter, a tenant) part or all of which could not be
+                # collected, unless earlier findings of what failed are here (--compare: as
+                # unknown, kept open as unchanged): a run without them would tell GitHub that
+                # their alerts are fixed. GitHub keeps the category's earlier analysis instead.
+                uncollected.extend(s for s in sources if s["id"] in failed_here)
                 continue
             results, cut = _fit(pairs, limit)
             properties: dict[str, Any] = {
