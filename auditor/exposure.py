@@ -26,6 +26,7 @@ not collected) is listed in `facts.exposure.not_evaluated`, so a rule can say so
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import replace
 from typing import Any
 
@@ -108,7 +109,7 @@ class _Estate:
             for subnet in _list(_dict(vnet.get("properties")).get("subnets")):
                 if isinstance(subnet, dict) and isinstance(subnet.get("id"), str):
                     self.subnets[subnet["id"].lower()] = subnet
-        self.admitted: dict[tuple[str, str, Target | None], Admitted] = {}
+        self.admitted: dict[tuple[str, str, Target | None, tuple[Interval, ...]], Admitted] = {}
         self.combined: dict[tuple[Any, ...], Admitted] = {}
         self.carried: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
         self._targets_matter: dict[str, bool] = {}
@@ -122,14 +123,16 @@ class _Estate:
             self.missing.add(nsg_id)
         return resource
 
-    def admits(self, nsg_id: str, level: str, target: Target | None) -> Admitted:
-        """What one NSG admits to `target`; evaluated once per NSG where no rule of it names
-        a particular destination (most NSGs), else once per distinct target."""
+    def admits(self, nsg_id: str, level: str, target: Target | None,
+               relay: tuple[Interval, ...] = ()) -> Admitted:
+        """What one NSG admits to `target` from the Internet, or from a relay's address;
+        evaluated once per NSG where no rule of it names a particular destination (most
+        NSGs), else once per distinct target."""
         if nsg_id not in self._targets_matter:
             self._targets_matter[nsg_id] = targets_matter(self.by_id.get(nsg_id)) if nsg_id else False
         if not self._targets_matter[nsg_id]:
             target = None
-        key = (nsg_id, level, target)
+        key = (nsg_id, level, target, relay)
         if key not in self.admitted:
             nsg = self.nsg(nsg_id) if nsg_id else None
             if nsg_id and nsg is None:
@@ -137,7 +140,7 @@ class _Estate:
                 # claimed through it (and the NIC says it was not evaluated)
                 self.admitted[key] = Admitted([], [f"NSG {nsg_id} was not collected"])
             else:
-                self.admitted[key] = nsg_admits(nsg, level, target)
+                self.admitted[key] = nsg_admits(nsg, level, target, list(relay) if relay else None)
         return self.admitted[key]
 
     def _public(self, frontend: dict[str, Any]) -> tuple[str, tuple[Interval, ...]] | None:
@@ -216,10 +219,29 @@ class _Estate:
                         if rule.get("sourceIpGroups")]
             firewall.setdefault("facts", {})["exposure"] = {"not_evaluated": missing}
             for rule, protocols in rules:
-                path = _dnat_path(firewall["name"], rule, protocols)
+                path = _dnat_path(firewall["name"], rule, protocols, self._relay_of(properties))
                 if path is not None:
                     paths.setdefault(str(rule["translatedAddress"]).strip(), []).append(path)
         return paths
+
+    def _relay_of(self, properties: dict[str, Any]) -> tuple[Interval, ...]:
+        """The private addresses Azure Firewall gives DNAT traffic as its source: its own
+        private IPs, else (not collected) its subnet's range."""
+        found: list[Interval] = []
+        for config in _list(properties.get("ipConfigurations")):
+            config_properties = _dict(_dict(config).get("properties"))
+            for text in (config_properties.get("privateIPAddress"), _dict(_dict(self.subnets.get(
+                    _id(config_properties.get("subnet")))).get("properties")).get("addressPrefix")):
+                if isinstance(text, str):
+                    try:
+                        network = ipaddress.ip_network(text.strip(), strict=False)
+                    except ValueError:
+                        continue
+                    offset = 0 if network.version == 4 else V6_OFFSET
+                    found.append((int(network.network_address) + offset, int(network.broadcast_address) + offset))
+                    break
+        # an address that no service tag but VirtualNetwork and `*` name, where none is known
+        return tuple(found) or ((1, 1),)
 
     def _policy_nat_rules(self, policy_id: str, missing: list[str], seen: set[str]) -> list[dict[str, Any]]:
         """The DNAT rules of a firewall policy and of the base policies it inherits from."""
@@ -265,7 +287,8 @@ class _Estate:
         return paths
 
 
-def _dnat_path(firewall: str, rule: dict[str, Any], protocols: Any) -> Path | None:
+def _dnat_path(firewall: str, rule: dict[str, Any], protocols: Any,
+               relay: tuple[Interval, ...] = ()) -> Path | None:
     """The path one DNAT rule opens to its translated address; None for a rule that cannot
     bring Internet traffic in (private sources only, IP groups, no port)."""
     address = rule.get("translatedAddress")
@@ -276,7 +299,8 @@ def _dnat_path(firewall: str, rule: dict[str, Any], protocols: Any) -> Path | No
     wanted = frozenset(p for value in _list(protocols) for p in _protocols(value))
     if not isinstance(address, str) or not ports or not sources or not wanted:
         return None
-    return Path("firewall-dnat", f"{firewall} rule {rule.get('name')}", wanted, tuple(ports), tuple(sources))
+    return Path("firewall-dnat", f"{firewall} rule {rule.get('name')}", wanted, tuple(ports), tuple(sources),
+                relay=relay)
 
 
 _UNNAMED = "\x00"  # a path's name while its traffic is summarised; no ARM name holds it
@@ -287,20 +311,28 @@ def _exposure_of_config(estate: _Estate, config: dict[str, Any], config_id: str,
     properties = _dict(config.get("properties"))
     subnet = estate.subnets.get(_id(properties.get("subnet")), {})
     subnet_nsg = _id(_dict(subnet.get("properties")).get("networkSecurityGroup"))
-    subnet_admits, nic_admits = estate.admits(subnet_nsg, "subnet", target), estate.admits(nic_nsg, "nic", target)
-    # thousands of NICs share a few NSG pairs: combine and summarise each pair and path once
-    pair = (id(subnet_admits), id(nic_admits))
-    if pair not in estate.combined:
-        estate.combined[pair] = both_admit(subnet_admits, nic_admits)
-    admitted = estate.combined[pair]
+    def both(relay: tuple[Interval, ...] = ()) -> tuple[tuple[int, int], Admitted]:
+        # thousands of NICs share a few NSG pairs: combine and summarise each pair and path once
+        subnet_admits = estate.admits(subnet_nsg, "subnet", target, relay)
+        nic_admits = estate.admits(nic_nsg, "nic", target, relay)
+        pair = (id(subnet_admits), id(nic_admits))
+        if pair not in estate.combined:
+            estate.combined[pair] = both_admit(subnet_admits, nic_admits)
+        return pair, estate.combined[pair]
+
+    pair, admitted = both()
     entries: list[dict[str, Any]] = []
     paths = estate.paths_to(config, config_id)
     for path in paths:
         if path.closed_without_nsg and not subnet_nsg and not nic_nsg:
             continue  # a Standard SKU front door admits nothing until an NSG allows it
+        if path.relay:  # the NSGs see the firewall's address, not the Internet's
+            pair, admitted = both(path.relay)
+        else:
+            pair, admitted = both()
         # the same kind of path (a public IP: every protocol and port) carries the same
         # traffic whatever its name: summarise once per shape, then name it per NIC
-        shape = (pair, path.kind, path.protocols, path.ports, path.sources)
+        shape = (pair, path.kind, path.protocols, path.ports, path.sources, path.relay)
         if shape not in estate.carried:
             estate.carried[shape] = summarise(through(admitted, path), replace(path, name=_UNNAMED))
         unnamed, named = replace(path, name=_UNNAMED).describe(), path.describe()

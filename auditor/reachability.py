@@ -98,6 +98,27 @@ def _intersect_intervals(left: list[Interval], right: list[Interval]) -> list[In
 def internet_sources(prefix: Any) -> list[Interval] | None:
     """The public addresses a source prefix or service tag names (empty when it names no
     Internet source); None when it cannot be read."""
+    return sources_in(prefix, PUBLIC)
+
+
+def sources_in(prefix: Any, universe: list[Interval]) -> list[Interval] | None:
+    """The addresses of `universe` that a source prefix or service tag names; None when it
+    cannot be read. The universe is the public Internet, or the private address a relay
+    (Azure Firewall's DNAT, which also rewrites the source) presents to the NSGs behind it."""
+    if universe is not PUBLIC:
+        text = prefix.strip().lower() if isinstance(prefix, str) else None
+        if text in _ANYWHERE - {"internet"}:
+            return list(universe)
+        if text == "virtualnetwork":  # the VNet's own (private) addresses
+            outside = list(universe)
+            for interval in PUBLIC:
+                outside = _subtract_intervals(outside, interval)
+            return outside
+        public = internet_sources(prefix)
+        if public is None:
+            return None
+        spans = _spans(prefix)
+        return _intersect_intervals(spans if spans is not None else public, universe)
     if not isinstance(prefix, str):
         return None
     text = prefix.strip().lower()
@@ -208,10 +229,21 @@ class Box:
         return pieces
 
 
-def everything() -> list[Box]:
-    """All Internet traffic: every protocol, port and public source."""
+def _spans(prefix: Any) -> list[Interval] | None:
+    """The addresses an address prefix names, public or not; None for a tag."""
+    text = str(prefix).strip().lower()
+    if not ("/" in text or text[:1].isdigit() or ":" in text):
+        return None
+    try:
+        return [_span(ipaddress.ip_network(text, strict=False))]
+    except ValueError:
+        return None
+
+
+def everything(universe: list[Interval] | None = None) -> list[Box]:
+    """All traffic from `universe` (default: the public Internet): every protocol and port."""
     return [Box(protocol, ALL_PORTS if protocol != "icmp" else (0, 0), sources)
-            for protocol in PROTOCOLS for sources in PUBLIC]
+            for protocol in PROTOCOLS for sources in (PUBLIC if universe is None else universe)]
 
 
 def subtract(boxes: list[Box], cut: list[Box]) -> list[Box]:
@@ -365,7 +397,7 @@ def _any_destination(properties: dict[str, Any]) -> bool:
                                for p in prefixes)
 
 
-def _rule_boxes(properties: dict[str, Any]) -> list[Box] | None:
+def _rule_boxes(properties: dict[str, Any], universe: list[Interval] = PUBLIC) -> list[Box] | None:
     """The Internet traffic a rule's protocol, source and destination ports cover; None when
     any of them cannot be read."""
     protocols = protocols_of(properties.get("protocol"))
@@ -373,7 +405,7 @@ def _rule_boxes(properties: dict[str, Any]) -> list[Box] | None:
         return None
     sources: list[Interval] = []
     for prefix in _field(properties, "sourceAddressPrefix", "sourceAddressPrefixes"):
-        covered = internet_sources(prefix)
+        covered = sources_in(prefix, universe)
         if covered is None:
             return None
         sources.extend(covered)
@@ -392,11 +424,14 @@ def _rule_boxes(properties: dict[str, Any]) -> list[Box] | None:
     return boxes
 
 
-def nsg_admits(nsg: dict[str, Any] | None, level: str, target: Target | None = None) -> Admitted:
-    """The Internet traffic one NSG admits inbound to `target` (any destination when None),
-    first match wins in priority order, Azure's default rules last. No NSG admits all."""
+def nsg_admits(nsg: dict[str, Any] | None, level: str, target: Target | None = None,
+               universe: list[Interval] | None = None) -> Admitted:
+    """The traffic one NSG admits inbound to `target` (any destination when None) from
+    `universe` (default: the public Internet), first match wins in priority order, Azure's
+    default rules last. No NSG admits all."""
+    universe = PUBLIC if universe is None else universe
     if nsg is None:
-        return Admitted([(box, (Decision("", "", None, level),)) for box in everything()])
+        return Admitted([(box, (Decision("", "", None, level),)) for box in everything(universe)])
     properties = nsg.get("properties") if isinstance(nsg.get("properties"), dict) else {}
     name = str(nsg.get("name", ""))
     rules: list[tuple[int, bool, dict[str, Any]]] = []
@@ -415,11 +450,11 @@ def nsg_admits(nsg: dict[str, Any] | None, level: str, target: Target | None = N
                 unreadable.append(str(rule.get("name")))
                 continue
             rules.append((priority, default, rule))
-    remaining = everything()
+    remaining = everything(universe)
     admitted: list[tuple[Box, tuple[Decision, ...]]] = []
     for priority, default, rule in sorted(rules, key=lambda entry: entry[0]):
         rule_properties = rule["properties"]
-        boxes = _rule_boxes(rule_properties)
+        boxes = _rule_boxes(rule_properties, universe)
         destination = _destination_matches(rule_properties, target)
         if boxes is None or destination is None:
             unreadable.append(str(rule.get("name")))
@@ -470,6 +505,9 @@ class Path:
     # Standard SKU public IPs and load balancers are closed to inbound traffic unless an NSG
     # on the subnet or NIC allows it; Basic ones are open
     closed_without_nsg: bool = False
+    # Azure Firewall's DNAT also rewrites the source to the firewall's private address: the
+    # NSGs behind it judge that address, not the Internet's (empty: the source is kept)
+    relay: tuple[Interval, ...] = ()
 
     def describe(self) -> str:
         return {"public-ip": "public IP", "load-balancer": "load balancer", "firewall-dnat": "firewall DNAT"}[
@@ -477,7 +515,19 @@ class Path:
 
 
 def through(admitted: Admitted, path: Path) -> list[tuple[Box, tuple[Decision, ...]]]:
-    """The part of the admitted traffic that the path carries."""
+    """The part of the admitted traffic that the path carries. Through a relay, `admitted`
+    is what the NSGs admit from the relay's address: what passes there reaches from every
+    source the path accepts."""
+    if path.relay:
+        relayed = []
+        for box, decisions in admitted.boxes:
+            if box.protocol not in path.protocols:
+                continue
+            for low, high in (path.ports if box.protocol != "icmp" else ((0, 0),)):
+                ports = (max(box.ports[0], low), min(box.ports[1], high))
+                if ports[0] <= ports[1]:
+                    relayed += [(Box(box.protocol, ports, source), decisions) for source in path.sources]
+        return relayed
     carried = [Box(protocol, ports, sources) for protocol in path.protocols
                for ports in (path.ports if protocol != "icmp" else ((0, 0),)) for sources in path.sources]
     return [(common, decisions) for box, decisions in admitted.boxes for cut in carried

@@ -452,3 +452,17 @@ def test_a_nat_rule_that_targets_a_backend_pool():
 def test_ipv4_only_sources_are_named_so():
     [entry] = nsg_entries(estate(nsg("sub", rule("v4", 100, source="0.0.0.0/0"))), "sub")
     assert entry["from"] == "the IPv4 Internet"
+
+
+def test_dnat_traffic_reaches_the_vm_from_the_firewalls_own_address():
+    # Azure Firewall also rewrites the source of DNAT traffic to its private address, so the
+    # NSG behind it sees a VNet source: the default AllowVnetInBound lets RDP in
+    wall = firewall()
+    wall["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"] = "10.0.2.4"
+    resources = estate(nsg("sub"), public_ip=False, extra=(wall,))
+    found = reaches(exposure_of(resources)["internet"], "tcp", 3389)
+    assert found and "AllowVnetInBound" in found[0]["decided_by"] and found[0]["from"] == "the Internet"
+    # and an NSG that admits the Internet but denies the VNet stops it
+    guarded = estate(nsg("sub", rule("deny-vnet", 100, "Deny", source="VirtualNetwork", ports="*", protocol="*"),
+                         rule("allow-internet", 200, source="Internet")), public_ip=False, extra=(wall,))
+    assert not reaches(exposure_of(guarded)["internet"], "tcp", 3389)
