@@ -15,6 +15,9 @@ def write_bytes_atomic(path: Path, payload: bytes) -> None:
     cannot be written (a folder, a missing or read-only place) is an InputError naming it."""
     if path.is_dir():
         raise InputError("is a directory: name a file to write", where=str(path))
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        # a device, a FIFO or a link would be replaced by the rename, not written through
+        raise InputError("is not a regular file: name a file to write", where=str(path))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -429,12 +429,16 @@ class _ReaderMayLeave:
         except BrokenPipeError:
             self._gone()
             return len(data)
+        except OSError as exc:  # a full disk behind `> file`: bad output, not a bug of ours
+            raise InputError(f"cannot write to standard output: {exc.strerror}") from None
 
     def flush(self) -> None:
         try:
             self._stream.flush()
         except BrokenPipeError:
             self._gone()
+        except OSError as exc:
+            raise InputError(f"cannot write to standard output: {exc.strerror}") from None
 
     @property
     def buffer(self) -> Any:
@@ -450,6 +454,9 @@ def run() -> None:
     try:
         code = main()
         sys.stdout.flush()
+    except AuditorError as error:  # the last flush of standard output failed
+        print(f"auditor: error: {safe(error.one_line())}", file=sys.stderr)
+        code = error.exit_code
     except BrokenPipeError:  # written past the wrapper (a C extension): nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())
         code = EXIT_OK

@@ -45,6 +45,10 @@ _NOT_PUBLIC = ["0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.2
                "203.0.113.0/24", "224.0.0.0/3", "::/8", "fc00::/7", "fe80::/10", "ff00::/8", "2001:db8::/32"]
 
 Interval = tuple[int, int]  # inclusive
+# box comparisons one NSG evaluation may make (about a second): real NSGs need a few
+# thousand; one with thousands of /32 sources and scattered ports would need billions
+MAX_WORK = 2_000_000
+MAX_PIECES = 5_000  # pieces of traffic still undecided; a real NSG leaves a few hundred
 
 
 def _span(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> Interval:
@@ -246,10 +250,15 @@ def everything(universe: list[Interval] | None = None) -> list[Box]:
             for protocol in PROTOCOLS for sources in (PUBLIC if universe is None else universe)]
 
 
-def subtract(boxes: list[Box], cut: list[Box]) -> list[Box]:
-    """`boxes` without any of `cut`."""
+def subtract(boxes: list[Box], cut: list[Box], limit: int | None = None) -> list[Box] | None:
+    """`boxes` without any of `cut`; None once more than `limit` pieces would be followed, or
+    more than MAX_WORK comparisons made."""
+    work = 0
     for piece in cut:
         boxes = [rest for box in boxes for rest in box.minus(piece)]
+        work += len(boxes)
+        if limit is not None and (len(boxes) > limit or work > MAX_WORK):
+            return None
     return boxes
 
 
@@ -469,6 +478,12 @@ def nsg_admits(nsg: dict[str, Any] | None, level: str, target: Target | None = N
         if not allow and target is None and not _any_destination(rule_properties):
             # the NSG on its own: a Deny of one destination leaves the others to later rules
             continue
+        too_complex = Admitted([], [*unreadable, f"{name}: too many distinct sources and ports to evaluate "
+                                                 f"(rule {rule.get('name')})"])
+        if len(remaining) * len(boxes) > MAX_WORK:
+            # thousands of distinct sources and ports split the traffic into more pieces than
+            # can be followed in seconds: say so rather than stall the scan or guess
+            return too_complex
         decided = [common for box in remaining for cut in boxes if (common := box.intersect(cut)) is not None]
         if not decided:
             continue
@@ -476,12 +491,18 @@ def nsg_admits(nsg: dict[str, Any] | None, level: str, target: Target | None = N
             decision = Decision(name, str(rule.get("name", "")), priority, level, default,
                                 str(nsg.get("id", "")).lower())
             admitted.extend((box, (decision,)) for box in decided)
-        remaining = subtract(remaining, boxes)
+        left = subtract(remaining, boxes, MAX_PIECES)
+        if left is None:
+            return too_complex
+        remaining = left
     return Admitted(admitted, unreadable)
 
 
 def both_admit(subnet: Admitted, nic: Admitted) -> Admitted:
     """Traffic that the subnet's NSG and then the NIC's NSG both admit."""
+    if len(subnet.boxes) * len(nic.boxes) > MAX_WORK:
+        return Admitted([], [*subnet.unreadable, *nic.unreadable,
+                             "the subnet's and the NIC's NSG: too many distinct sources and ports to combine"])
     boxes = []
     for subnet_box, subnet_decisions in subnet.boxes:
         for nic_box, nic_decisions in nic.boxes:

@@ -658,3 +658,49 @@ def test_nan_is_no_drift(workdir):
     (workdir / "nan.json").write_text(json.dumps(document))
     result = auditor("diff", "nan.json", "nan.json")
     assert result.returncode == 0, result.stdout[-2000:]
+
+
+def test_an_nsg_that_splits_traffic_into_millions_of_pieces_is_not_evaluated_not_a_stall(workdir):
+    # a Deny of 80 scattered public addresses x 80 scattered ports, then an Allow: followed
+    # exactly, the pieces multiply past what a scan can afford (120 s and more before)
+    document = sample_document()
+    nsg = next(r for r in document["resources"] if r["name"] == "nsg-web")
+    nsg["properties"]["securityRules"] = [
+        {"name": "deny-grid", "properties": {"priority": 100, "direction": "Inbound", "access": "Deny",
+                                             "protocol": "*", "sourcePortRange": "*", "destinationAddressPrefix": "*",
+                                             "sourceAddressPrefixes": [f"20.{i}.1.1/32" for i in range(80)],
+                                             "destinationPortRanges": [str(1000 + 2 * i) for i in range(80)]}},
+        {"name": "allow-all", "properties": {"priority": 200, "direction": "Inbound", "access": "Allow",
+                                             "protocol": "*", "sourcePortRange": "*", "destinationAddressPrefix": "*",
+                                             "sourceAddressPrefix": "*", "destinationPortRange": "*"}}]
+    save(workdir / "grid.json", document)
+    started = time.monotonic()
+    result = auditor("scan", *ARGS, "--snapshot", "grid.json", "-q", timeout=120)
+    assert result.returncode in (0, 1), result.stderr[-2000:]
+    assert time.monotonic() - started < 60
+    facts = {}
+    from auditor.facts import derive_facts
+    loaded = load_snapshot(workdir / "grid.json")
+    derive_facts(loaded.resources)
+    facts = next(r for r in loaded.resources if r["name"] == "nsg-web")["facts"]["exposure"]
+    assert any("too many distinct sources and ports" in note for note in facts["not_evaluated"])
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink"])
+def test_report_and_diff_never_replace_a_special_output(workdir, kind):
+    target = workdir / "out"
+    if kind == "fifo":
+        os.mkfifo(target)
+    else:
+        (workdir / "real").write_text("keep")
+        target.symlink_to(workdir / "real")
+    for argv in (["diff", str(SAMPLE_SNAPSHOT), str(SAMPLE_SNAPSHOT), "-o", "out"], ["rules", "list", "-o", "out"]):
+        one_line_error(auditor(*argv, timeout=30), "out", "not a regular file")
+    assert target.is_fifo() if kind == "fifo" else target.is_symlink()
+
+
+def test_a_full_disk_behind_standard_output_is_an_input_error(workdir):
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "auditor", "scan", *ARGS, "-o", "-", "-f", "json", "-q"],
+                                stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert result.returncode == 2 and "cannot write to standard output" in result.stderr, result.stderr
