@@ -56,11 +56,6 @@ def path_text(path: object) -> str:
     return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def has_lone_surrogate(text: str) -> bool:
-    """Whether `text` holds an unpaired surrogate."""
-    return _LONE_SURROGATE.search(text) is not None
-
-
 TEXT_LIMIT = 1024  # characters of one estate value in a finding: real names are under 260
 
 
