@@ -23,6 +23,7 @@ from .errors import EXIT_INCOMPLETE, EXIT_INPUT_ERROR, EXIT_INTERNAL, EXIT_OK, A
 from .findings import SEVERITY_RANK, STATES, ScanReport
 from .options import add_arguments, collect_options, log_level, scan_options, settings_for
 from .text import for_terminal as safe
+from .text import plural
 
 EPILOG = """exit codes: 0 no finding at or above --fail-on; 1 findings at or above it (with --compare: new
 ones); 2 usage or input error; 3 collection incomplete (a source failed); 70 internal error (a bug)"""
@@ -140,11 +141,6 @@ def configure_logging(level: str) -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(level.upper())
     logger.propagate = False
-
-
-def plural(count: int, word: str) -> str:
-    """`1 rule`, `2 rules`."""
-    return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
 def _failure(source: dict) -> str:

@@ -39,8 +39,11 @@ from .reachability import (
     Interval,
     Path,
     Target,
+    as_list,
+    at_level,
     both_admit,
     internet_sources,
+    intersect_intervals,
     nsg_admits,
     port_ranges,
     ports_text,
@@ -61,10 +64,6 @@ SCALE_SET = "microsoft.compute/virtualmachinescalesets"
 
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
 
 
 def _id(reference: Any) -> str:
@@ -106,7 +105,7 @@ class _Estate:
             self.by_id[resource["id"].lower()] = resource
         self.subnets: dict[str, dict[str, Any]] = {}
         for vnet in self.by_type.get(VNET, []):
-            for subnet in _list(_dict(vnet.get("properties")).get("subnets")):
+            for subnet in as_list(_dict(vnet.get("properties")).get("subnets")):
                 if isinstance(subnet, dict) and isinstance(subnet.get("id"), str):
                     self.subnets[subnet["id"].lower()] = subnet
         self.admitted: dict[tuple[str, str, Target | None, tuple[Interval, ...]], Admitted] = {}
@@ -127,20 +126,24 @@ class _Estate:
                relay: tuple[Interval, ...] = ()) -> Admitted:
         """What one NSG admits to `target` from the Internet, or from a relay's address;
         evaluated once per NSG where no rule of it names a particular destination (most
-        NSGs), else once per distinct target."""
+        NSGs), else once per distinct target, and only labelled per level (the NSG on its
+        own, on a subnet, on a NIC)."""
         if nsg_id not in self._targets_matter:
             self._targets_matter[nsg_id] = targets_matter(self.by_id.get(nsg_id)) if nsg_id else False
         if not self._targets_matter[nsg_id]:
             target = None
         key = (nsg_id, level, target, relay)
         if key not in self.admitted:
-            nsg = self.nsg(nsg_id) if nsg_id else None
-            if nsg_id and nsg is None:
-                # an NSG we did not collect: we cannot say what it admits, so nothing is
-                # claimed through it (and the NIC says it was not evaluated)
-                self.admitted[key] = Admitted([], [f"NSG {nsg_id} was not collected"])
-            else:
-                self.admitted[key] = nsg_admits(nsg, level, target, list(relay) if relay else None)
+            evaluated = (nsg_id, "nsg", target, relay)
+            if evaluated not in self.admitted:
+                nsg = self.nsg(nsg_id) if nsg_id else None
+                if nsg_id and nsg is None:
+                    # an NSG we did not collect: we cannot say what it admits, so nothing is
+                    # claimed through it (and the NIC says it was not evaluated)
+                    self.admitted[evaluated] = Admitted([], [f"NSG {nsg_id} was not collected"])
+                else:
+                    self.admitted[evaluated] = nsg_admits(nsg, "nsg", target, list(relay) if relay else None)
+            self.admitted[key] = at_level(self.admitted[evaluated], level)
         return self.admitted[key]
 
     def _public(self, frontend: dict[str, Any]) -> tuple[str, tuple[Interval, ...]] | None:
@@ -159,9 +162,9 @@ class _Estate:
             properties = _dict(balancer.get("properties"))
             standard = _standard(balancer)
             public = {str(f.get("id", "")).lower(): self._public(f)
-                      for f in _list(properties.get("frontendIPConfigurations")) if isinstance(f, dict)}
+                      for f in as_list(properties.get("frontendIPConfigurations")) if isinstance(f, dict)}
             # scale sets: a NAT pool maps a frontend port range to one backend port on each instance
-            for pool in _list(properties.get("inboundNatPools")):
+            for pool in as_list(properties.get("inboundNatPools")):
                 pool_properties = _dict(_dict(pool).get("properties"))
                 frontend = public.get(_id(pool_properties.get("frontendIPConfiguration")))
                 ports = port_ranges(pool_properties.get("backendPort"))
@@ -169,7 +172,7 @@ class _Estate:
                     paths.setdefault(pool["id"].lower(), []).append(Path(
                         "load-balancer", f"{balancer['name']} NAT pool {_dict(pool).get('name')} ({frontend[0]})",
                         _protocols(pool_properties.get("protocol")), tuple(ports), frontend[1], standard))
-            for nat in _list(properties.get("inboundNatRules")):
+            for nat in as_list(properties.get("inboundNatRules")):
                 nat_properties = _dict(_dict(nat).get("properties"))
                 frontend = public.get(_id(nat_properties.get("frontendIPConfiguration")))
                 # a NAT rule targets one IP configuration, or (the newer kind, with a frontend
@@ -181,14 +184,14 @@ class _Estate:
                     paths.setdefault(target, []).append(Path(
                         "load-balancer", f"{balancer['name']} NAT rule {_dict(nat).get('name')} ({frontend[0]})",
                         _protocols(nat_properties.get("protocol")), tuple(ports), frontend[1], standard))
-            for rule in _list(properties.get("loadBalancingRules")):
+            for rule in as_list(properties.get("loadBalancingRules")):
                 rule_properties = _dict(_dict(rule).get("properties"))
                 frontend = public.get(_id(rule_properties.get("frontendIPConfiguration")))
                 ports = port_ranges(rule_properties.get("backendPort"))
                 if rule_properties.get("backendPort") == 0:  # HA ports: every port
                     ports = [ALL_PORTS]
                 pools = [_id(rule_properties.get("backendAddressPool"))] + [
-                    _id(p) for p in _list(rule_properties.get("backendAddressPools"))]
+                    _id(p) for p in as_list(rule_properties.get("backendAddressPools"))]
                 if frontend and ports:
                     path = Path("load-balancer", f"{balancer['name']} rule {_dict(rule).get('name')} ({frontend[0]})",
                                 _protocols(rule_properties.get("protocol")), tuple(ports), frontend[1], standard)
@@ -204,14 +207,14 @@ class _Estate:
         paths: dict[str, list[Path]] = {}
         for firewall in self.by_type.get(FIREWALL, []):
             properties = _dict(firewall.get("properties"))
-            if not any(self._public(c) for c in _list(properties.get("ipConfigurations")) if isinstance(c, dict)):
+            if not any(self._public(c) for c in as_list(properties.get("ipConfigurations")) if isinstance(c, dict)):
                 continue
             rules: list[tuple[dict[str, Any], Any]] = []
-            for collection in _list(properties.get("natRuleCollections")):
+            for collection in as_list(properties.get("natRuleCollections")):
                 collection_properties = _dict(_dict(collection).get("properties"))
                 if str(_dict(collection_properties.get("action")).get("type", "Dnat")).lower() == "dnat":
                     rules += [(_dict(rule), _dict(rule).get("protocols")) for rule in
-                              _list(collection_properties.get("rules"))]
+                              as_list(collection_properties.get("rules"))]
             missing: list[str] = []
             rules += [(rule, rule.get("ipProtocols"))
                       for rule in self._policy_nat_rules(_id(properties.get("firewallPolicy")), missing, set())]
@@ -228,7 +231,7 @@ class _Estate:
         """The private addresses Azure Firewall gives DNAT traffic as its source: its own
         private IPs, else (not collected) its subnet's range."""
         found: list[Interval] = []
-        for config in _list(properties.get("ipConfigurations")):
+        for config in as_list(properties.get("ipConfigurations")):
             config_properties = _dict(_dict(config).get("properties"))
             for text in (config_properties.get("privateIPAddress"), _dict(_dict(self.subnets.get(
                     _id(config_properties.get("subnet")))).get("properties")).get("addressPrefix")):
@@ -254,18 +257,18 @@ class _Estate:
             return []
         properties = _dict(policy.get("properties"))
         rules = self._policy_nat_rules(_id(properties.get("basePolicy")), missing, seen)
-        for reference in _list(properties.get("ruleCollectionGroups")):
+        for reference in as_list(properties.get("ruleCollectionGroups")):
             group = self.by_id.get(_id(reference))
             if group is None:
                 missing.append(f"rule collection group {_id(reference).rsplit('/', 1)[-1]} of firewall policy "
                                f"{policy['name']} was not collected")
                 continue
-            for collection in _list(_dict(group.get("properties")).get("ruleCollections")):
+            for collection in as_list(_dict(group.get("properties")).get("ruleCollections")):
                 collection = _dict(collection)
                 if str(collection.get("ruleCollectionType", "")).lower() != "firewallpolicynatrulecollection" or \
                         str(_dict(collection.get("action")).get("type", "")).lower() != "dnat":
                     continue
-                rules += [_dict(rule) for rule in _list(collection.get("rules"))
+                rules += [_dict(rule) for rule in as_list(collection.get("rules"))
                           if str(_dict(rule).get("ruleType", "NatRule")).lower() == "natrule"]
         return rules
 
@@ -278,8 +281,8 @@ class _Estate:
             resource = self.by_id.get(public_id)
             paths.append(Path("public-ip", str(resource["name"]) if resource else public_id.rsplit("/", 1)[-1],
                               frozenset(PROTOCOLS), (ALL_PORTS,), _family_sources(resource), _standard(resource)))
-        for key in [config_id, *(_id(p) for p in _list(properties.get("loadBalancerBackendAddressPools"))),
-                    *(_id(p) for p in _list(properties.get("loadBalancerInboundNatPools")))]:
+        for key in [config_id, *(_id(p) for p in as_list(properties.get("loadBalancerBackendAddressPools"))),
+                    *(_id(p) for p in as_list(properties.get("loadBalancerInboundNatPools")))]:
             paths.extend(self._load_balancer_paths.get(key, []))
         address = properties.get("privateIPAddress")
         if isinstance(address, str):
@@ -294,9 +297,9 @@ def _dnat_path(firewall: str, rule: dict[str, Any], protocols: Any,
     address = rule.get("translatedAddress")
     ports = port_ranges(rule.get("translatedPort"))
     # IP groups cannot be resolved from the snapshot: such a rule is not taken for the Internet
-    prefixes = _list(rule.get("sourceAddresses")) or ([] if rule.get("sourceIpGroups") else ["*"])
+    prefixes = as_list(rule.get("sourceAddresses")) or ([] if rule.get("sourceIpGroups") else ["*"])
     sources = [interval for prefix in prefixes for interval in internet_sources(prefix) or []]
-    wanted = frozenset(p for value in _list(protocols) for p in _protocols(value))
+    wanted = frozenset(p for value in as_list(protocols) for p in _protocols(value))
     if not isinstance(address, str) or not ports or not sources or not wanted:
         return None
     return Path("firewall-dnat", f"{firewall} rule {rule.get('name')}", wanted, tuple(ports), tuple(sources),
@@ -367,11 +370,11 @@ def assess_exposure(resources: list[dict[str, Any]]) -> None:
         owner_id = _id(properties.get("virtualMachine"))
         owner = estate.by_id.get(owner_id, {}).get("name") or nic["name"]
         entries, paths, unreadable = [], [], []
-        for config in _list(properties.get("ipConfigurations")):
+        for config in as_list(properties.get("ipConfigurations")):
             if not isinstance(config, dict):
                 continue
             config_properties = _dict(config.get("properties"))
-            groups = frozenset(_id(g) for g in _list(config_properties.get("applicationSecurityGroups")))
+            groups = frozenset(_id(g) for g in as_list(config_properties.get("applicationSecurityGroups")))
             address = config_properties.get("privateIPAddress")
             target = Target(address if isinstance(address, str) else None, groups)
             subnet = estate.subnets.get(_id(config_properties.get("subnet")), {})
@@ -397,7 +400,7 @@ def assess_exposure(resources: list[dict[str, Any]]) -> None:
     for scale_set in estate.by_type.get(SCALE_SET, []):
         _scale_set(estate, scale_set, guards, record)
     for nsg in estate.by_type.get(NSG, []):
-        alone = nsg_admits(nsg, "nsg")
+        alone = estate.admits(nsg["id"].lower(), "nsg", None)
         admits = summarise(alone.boxes)
         for entry in admits:
             # what of this admission really reaches a VM, port by port: a rule that admits
@@ -407,7 +410,7 @@ def assess_exposure(resources: list[dict[str, Any]]) -> None:
             ports: list[Interval] = []
             for rule in entry["rules"]:
                 for vm, vm_ports in reached.get((rule["nsg_id"], rule["rule"], entry["protocol"]), {}).items():
-                    common = _overlap(admitted_ports, vm_ports)
+                    common = intersect_intervals(admitted_ports, vm_ports)
                     if common:
                         vms.add(vm)
                         ports += common
@@ -421,17 +424,17 @@ def assess_exposure(resources: list[dict[str, Any]]) -> None:
 def _scale_set(estate: _Estate, scale_set: dict[str, Any], guards: dict[str, set[str]], record: Any) -> None:
     profile = _dict(_dict(_dict(scale_set.get("properties")).get("virtualMachineProfile")).get("networkProfile"))
     entries, paths, unreadable = [], [], []
-    for nic_config in _list(profile.get("networkInterfaceConfigurations")):
+    for nic_config in as_list(profile.get("networkInterfaceConfigurations")):
         nic_properties = _dict(_dict(nic_config).get("properties"))
         nic_nsg = _id(nic_properties.get("networkSecurityGroup"))
-        for config in _list(nic_properties.get("ipConfigurations")):
+        for config in as_list(nic_properties.get("ipConfigurations")):
             if not isinstance(config, dict):
                 continue
             config_properties = _dict(config.get("properties"))
             subnet = estate.subnets.get(_id(config_properties.get("subnet")), {})
             prefix = _dict(subnet.get("properties")).get("addressPrefix")
-            target = Target(None, frozenset(_id(g) for g in _list(config_properties.get("applicationSecurityGroups"))),
-                            prefix if isinstance(prefix, str) else None)
+            groups = frozenset(_id(g) for g in as_list(config_properties.get("applicationSecurityGroups")))
+            target = Target(None, groups, prefix if isinstance(prefix, str) else None)
             for nsg_id in (_id(_dict(subnet.get("properties")).get("networkSecurityGroup")), nic_nsg):
                 if nsg_id:
                     guards.setdefault(nsg_id, set()).add(scale_set["name"])
@@ -458,10 +461,6 @@ BASTION = "microsoft.network/bastionhosts"
 SUBSCRIPTION = "microsoft.resources/subscriptions"
 
 
-def _overlap(left: list[Interval], right: list[Interval]) -> list[Interval]:
-    return [(max(a, c), min(b, d)) for a, b in left for c, d in right if max(a, c) <= min(b, d)]
-
-
 def _vnet_of(subnet_id: str) -> str:
     return subnet_id.split("/subnets/", 1)[0] if "/subnets/" in subnet_id else ""
 
@@ -472,8 +471,8 @@ def _protections(estate: _Estate) -> None:
     public_ips: dict[str, set[str]] = {}
 
     def attached(configs: Any, subnet_configs: Any = None) -> None:
-        subnets = {_id(_dict(_dict(c).get("properties")).get("subnet")) for c in _list(subnet_configs or configs)}
-        for config in _list(configs):
+        subnets = {_id(_dict(_dict(c).get("properties")).get("subnet")) for c in as_list(subnet_configs or configs)}
+        for config in as_list(configs):
             public_id = _id(_dict(_dict(config).get("properties")).get("publicIPAddress"))
             if public_id:
                 for subnet in subnets:
@@ -492,12 +491,25 @@ def _protections(estate: _Estate) -> None:
             gateway.setdefault("facts", {})["waf"] = waf
     for vnet in estate.by_type.get(VNET, []):
         vnet.setdefault("facts", {})["public_ips"] = sorted(public_ips.get(vnet["id"].lower(), ()))
-    for subscription in estate.by_type.get(SUBSCRIPTION, []):
-        prefix = subscription["id"].lower().rstrip("/") + "/"
-        subscription.setdefault("facts", {}).update(
-            bastion_hosts=sorted(host["name"] for host in estate.by_type.get(BASTION, [])
-                                 if host["id"].lower().startswith(prefix)),
-            virtual_machines=sum(1 for vm in estate.by_type.get(VM, []) if vm["id"].lower().startswith(prefix)))
+    subscriptions = estate.by_type.get(SUBSCRIPTION, [])
+    if subscriptions:
+        # one pass over the hosts and VMs, not one per subscription
+        bastions: dict[str, list[str]] = {}
+        for host in estate.by_type.get(BASTION, []):
+            bastions.setdefault(_subscription_id(host["id"]), []).append(host["name"])
+        machines: dict[str, int] = {}
+        for vm in estate.by_type.get(VM, []):
+            machines[_subscription_id(vm["id"])] = machines.get(_subscription_id(vm["id"]), 0) + 1
+        for subscription in subscriptions:
+            own = _subscription_id(subscription["id"])
+            subscription.setdefault("facts", {}).update(bastion_hosts=sorted(bastions.get(own, [])),
+                                                        virtual_machines=machines.get(own, 0))
+
+
+def _subscription_id(resource_id: str) -> str:
+    """The subscription segment of an ARM id, lower-case ("" for none)."""
+    parts = resource_id.lower().split("/")
+    return parts[2] if len(parts) > 2 and parts[1] == "subscriptions" else ""
 
 
 def _waf(estate: _Estate, properties: dict[str, Any]) -> dict[str, Any] | None:

@@ -33,7 +33,7 @@ from .files import DEFAULT_INPUT_LIMIT
 from .findings import NOT_CURRENT, SEVERITY_RANK, Finding
 from .jsonio import encodable
 from .patterns import Pattern, fullmatch, glob
-from .text import path_text
+from .text import path_text, plural
 from .yamlfile import LinedDict, LinedList, line_of, load_yaml
 
 WAIVER_KEYS = {"rule", "resource", "reason", "owner", "expires", "ticket"}
@@ -299,14 +299,11 @@ def decide(findings: list[Finding], fail_on: str, min_severity: str) -> GateResu
         failing = [f for f in live if SEVERITY_RANK[f.severity] <= threshold
                    and f.state in ("new", "waiver-expired")]
         new = sum(1 for f in failing if f.state == "new")
-        parts = [_count(new, "new finding")] if new else []
+        parts = [plural(new, "new finding")] if new else []
         if len(failing) > new:
-            parts.append(_count(len(failing) - new, "finding") + " whose waiver expired")
+            parts.append(plural(len(failing) - new, "finding") + " whose waiver expired")
         return GateResult(failing, f"{' and '.join(parts)} at or above {min_severity}")
     threshold = SEVERITY_RANK[fail_on]
     failing = [f for f in live if SEVERITY_RANK[f.severity] <= threshold]
-    return GateResult(failing, f"{_count(len(failing), 'finding')} at or above {fail_on}")
+    return GateResult(failing, f"{plural(len(failing), 'finding')} at or above {fail_on}")
 
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 PROTOCOLS = ("tcp", "udp", "icmp")
@@ -89,7 +89,8 @@ def _public_space() -> list[Interval]:
 PUBLIC = _public_space()
 
 
-def _intersect_intervals(left: list[Interval], right: list[Interval]) -> list[Interval]:
+def intersect_intervals(left: list[Interval], right: list[Interval]) -> list[Interval]:
+    """What two sets of intervals (addresses, ports) have in common, merged."""
     result = []
     for a_low, a_high in left:
         for b_low, b_high in right:
@@ -122,7 +123,7 @@ def sources_in(prefix: Any, universe: list[Interval]) -> list[Interval] | None:
         if public is None:
             return None
         spans = _spans(prefix)
-        return _intersect_intervals(spans if spans is not None else public, universe)
+        return intersect_intervals(spans if spans is not None else public, universe)
     if not isinstance(prefix, str):
         return None
     text = prefix.strip().lower()
@@ -143,9 +144,9 @@ def sources_in(prefix: Any, universe: list[Interval]) -> list[Interval] | None:
                 except ValueError:
                     return None
                 offset = 0 if low.version == 4 else V6_OFFSET
-                return _intersect_intervals([(int(low) + offset, int(high) + offset)], PUBLIC)
+                return intersect_intervals([(int(low) + offset, int(high) + offset)], PUBLIC)
             return None
-        return _intersect_intervals([_span(network)], PUBLIC)
+        return intersect_intervals([_span(network)], PUBLIC)
     # another service tag (VirtualNetwork, AzureLoadBalancer, Storage, AzureCloud, ...):
     # Microsoft's or the VNet's own ranges, not the Internet
     return []
@@ -336,7 +337,7 @@ def targets_matter(nsg: dict[str, Any] | None) -> bool:
     the VNet: only then does what it admits depend on the NIC (its address, its ASGs), and
     only then must it be evaluated per NIC rather than once."""
     properties = nsg.get("properties") if isinstance(nsg, dict) and isinstance(nsg.get("properties"), dict) else {}
-    for rule in _list_of(properties.get("securityRules")):
+    for rule in as_list(properties.get("securityRules")):
         rule_properties = rule.get("properties") if isinstance(rule, dict) else None
         if not isinstance(rule_properties, dict) or str(rule_properties.get("direction", "")).lower() != "inbound":
             continue
@@ -348,7 +349,8 @@ def targets_matter(nsg: dict[str, Any] | None) -> bool:
     return False
 
 
-def _list_of(value: Any) -> list[Any]:
+def as_list(value: Any) -> list[Any]:
+    """The elements of a list field; anything else (absent, or another shape) has none."""
     return value if isinstance(value, list) else []
 
 
@@ -496,6 +498,15 @@ def nsg_admits(nsg: dict[str, Any] | None, level: str, target: Target | None = N
             return too_complex
         remaining = left
     return Admitted(admitted, unreadable)
+
+
+def at_level(admitted: Admitted, level: str) -> Admitted:
+    """The same admitted traffic, its decisions labelled as made at `level` (one NSG on a
+    subnet and on a NIC decides alike: only where it sits differs)."""
+    if all(decision.level == level for _, decisions in admitted.boxes for decision in decisions):
+        return admitted
+    return Admitted([(box, tuple(replace(decision, level=level) for decision in decisions))
+                     for box, decisions in admitted.boxes], admitted.unreadable)
 
 
 def both_admit(subnet: Admitted, nic: Admitted) -> Admitted:

@@ -90,3 +90,8 @@ def bounded(value: object, depth: int = 0) -> object:
     if isinstance(value, dict):
         return {shortened(str(key)): bounded(item, depth + 1) for key, item in value.items()}
     return value
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 rule`, `2 rules`, `1,234 findings`."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"

@@ -69,17 +69,15 @@ def assert_timed_out(result: subprocess.CompletedProcess[str], elapsed: float, m
 # -- vSphere -----------------------------------------------------------------------------
 
 
-class StalledPeer:
-    """A TCP server on 127.0.0.1 that accepts and then never sends a byte; with a
-    certificate it first completes the TLS handshake."""
+class LocalListener:
+    """A TCP server on 127.0.0.1 that hands each connection to `handle` on its own thread
+    and, when stopped, closes the listener and every socket it kept."""
 
-    def __init__(self, context: ssl.SSLContext | None = None):
-        self.context = context
+    def __init__(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.listener.settimeout(0.1)  # closing a socket does not wake a thread blocked in accept()
         self.port = self.listener.getsockname()[1]
-        self.accepted = 0
-        self.held: list[socket.socket] = []
+        self.sockets: list[socket.socket] = []
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
@@ -90,23 +88,39 @@ class StalledPeer:
                 connection, _ = self.listener.accept()
             except TimeoutError:
                 continue
-            self.accepted += 1
-            if self.context is not None:
-                connection.settimeout(10)  # a client that never handshakes must not block the others
-                try:
-                    connection = self.context.wrap_socket(connection, server_side=True)
-                except OSError:
-                    connection.close()
-                    continue
-            self.held.append(connection)
+            self.handle(connection)
+
+    def handle(self, connection: socket.socket) -> None:
+        raise NotImplementedError
 
     def stop(self) -> None:
-        """Close the listener and every connection held."""
+        """Close the listener and every socket kept."""
         self.done.set()
         self.thread.join(timeout=10)
         self.listener.close()
-        for connection in self.held:
-            connection.close()
+        for sock in self.sockets:
+            sock.close()
+
+
+class StalledPeer(LocalListener):
+    """A TCP server on 127.0.0.1 that accepts and then never sends a byte; with a
+    certificate it first completes the TLS handshake."""
+
+    def __init__(self, context: ssl.SSLContext | None = None):
+        self.context = context
+        self.accepted = 0
+        super().__init__()
+
+    def handle(self, connection: socket.socket) -> None:
+        self.accepted += 1
+        if self.context is not None:
+            connection.settimeout(10)  # a client that never handshakes must not block the others
+            try:
+                connection = self.context.wrap_socket(connection, server_side=True)
+            except OSError:
+                connection.close()
+                return
+        self.sockets.append(connection)
 
 
 @pytest.fixture(params=["tcp", "tls"])
@@ -149,34 +163,23 @@ def test_scan_vsphere_from_a_peer_that_accepts_and_never_answers(stalled_peer, t
     assert saved.read_bytes() == EARLIER
 
 
-class Relay:
+class Relay(LocalListener):
     """A TCP relay in front of the simulator that counts the connections opened while the
     simulator is stopped: each is a request sent to a vCenter that already let one time out,
     and would wait out the timeout again."""
 
     def __init__(self, simulator: vcsim.Simulator):
         self.simulator = simulator
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.1)
-        self.port = self.listener.getsockname()[1]
         self.late = 0
-        self.sockets: list[socket.socket] = []
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while not self.done.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            if self.simulator.stopped:
-                self.late += 1
-            upstream = socket.create_connection(("127.0.0.1", self.simulator.port))
-            self.sockets += [client, upstream]
-            for source, target in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+    def handle(self, client: socket.socket) -> None:
+        if self.simulator.stopped:
+            self.late += 1
+        upstream = socket.create_connection(("127.0.0.1", self.simulator.port))
+        self.sockets += [client, upstream]
+        for source, target in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
 
     @staticmethod
     def _pump(source: socket.socket, target: socket.socket) -> None:
@@ -186,14 +189,6 @@ class Relay:
             target.shutdown(socket.SHUT_WR)
         except OSError:  # either side closed
             pass
-
-    def stop(self) -> None:
-        """Stop accepting and close every relayed connection."""
-        self.done.set()
-        self.thread.join(timeout=10)
-        self.listener.close()
-        for sock in self.sockets:
-            sock.close()
 
 
 def test_a_peer_that_answers_but_is_no_vcenter_is_told_apart(tmp_path, vsphere_env):
