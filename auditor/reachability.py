@@ -599,12 +599,13 @@ def summarise(entries: list[tuple[Box, tuple[Decision, ...]]], path: Path | None
 
 def _reach_of(sources: list[Interval], possible: list[Interval]) -> str:
     """`the Internet` when every source that could come in does; else whether it is all of
-    IPv4's or IPv6's Internet (`0.0.0.0/0` alone), or only part of it."""
+    IPv4's or IPv6's Internet and none of the other's (`0.0.0.0/0` alone), or only part."""
     if _covers(sources, possible):
         return "the Internet"
     for family, label in ((4, "the IPv4 Internet"), (6, "the IPv6 Internet")):
         wanted = [i for i in possible if (i[0] >= V6_OFFSET) == (family == 6)]
-        if wanted and _covers(sources, wanted):
+        other = [i for i in possible if (i[0] >= V6_OFFSET) != (family == 6)]
+        if wanted and _covers(sources, wanted) and not intersect_intervals(sources, other):
             return label
     return "part of the Internet"
 

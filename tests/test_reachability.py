@@ -452,6 +452,10 @@ def test_a_nat_rule_that_targets_a_backend_pool():
 def test_ipv4_only_sources_are_named_so():
     [entry] = nsg_entries(estate(nsg("sub", rule("v4", 100, source="0.0.0.0/0"))), "sub")
     assert entry["from"] == "the IPv4 Internet"
+    # all of IPv6 but half of IPv4 is neither "the IPv6 Internet" nor the whole of it
+    [entry] = nsg_entries(estate(nsg("sub", rule("deny-half", 100, "Deny", source="0.0.0.0/1"),
+                                     rule("allow", 200))), "sub")
+    assert entry["from"] == "part of the Internet"
 
 
 def test_dnat_traffic_reaches_the_vm_from_the_firewalls_own_address():
