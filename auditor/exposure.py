@@ -501,9 +501,16 @@ def _protections(estate: _Estate) -> None:
         for vm in estate.by_type.get(VM, []):
             machines[_subscription_id(vm["id"])] = machines.get(_subscription_id(vm["id"]), 0) + 1
         for subscription in subscriptions:
+            # what sits under the subscription's id: for the usual `/subscriptions/<id>`, its
+            # bucket; for any other id, a scan of the ids under it
+            prefix = subscription["id"].lower().rstrip("/") + "/"
             own = _subscription_id(subscription["id"])
-            subscription.setdefault("facts", {}).update(bastion_hosts=sorted(bastions.get(own, [])),
-                                                        virtual_machines=machines.get(own, 0))
+            if own and prefix == f"/subscriptions/{own}/":
+                hosts, count = bastions.get(own, []), machines.get(own, 0)
+            else:
+                hosts = [h["name"] for h in estate.by_type.get(BASTION, []) if h["id"].lower().startswith(prefix)]
+                count = sum(1 for vm in estate.by_type.get(VM, []) if vm["id"].lower().startswith(prefix))
+            subscription.setdefault("facts", {}).update(bastion_hosts=sorted(hosts), virtual_machines=count)
 
 
 def _subscription_id(resource_id: str) -> str:

@@ -326,3 +326,17 @@ def test_public_ips_per_virtual_network_and_bastion_per_subscription():
     assert vnet["facts"]["public_ips"] == ["bastion-pip"]
     assert subscription["facts"] == {"bastion_hosts": ["bastion"], "virtual_machines": 1}
     assert other["facts"] == {"bastion_hosts": [], "virtual_machines": 0}
+
+
+def test_subscription_facts_count_what_sits_under_its_id():
+    subscription = make_resource(id=f"/subscriptions/{SUB}", name="sub", cloud="azure",
+                                 type="microsoft.resources/subscriptions", source=SUB)
+    odd = make_resource(id="/", name="slash", cloud="azure", type="microsoft.resources/subscriptions", source=SUB)
+    longer = make_resource(id=f"/subscriptions/{SUB}/resourceGroups/empty", name="longer", cloud="azure",
+                           type="microsoft.resources/subscriptions", source=SUB)
+    vm = arm("microsoft.compute/virtualMachines", "vm1")
+    stray = make_resource(id="vm-odd-id", name="stray", cloud="azure", type="microsoft.compute/virtualMachines",
+                          source=SUB)
+    derive_facts([subscription, odd, longer, vm, stray, arm("microsoft.network/networkInterfaces", "n")])
+    assert subscription["facts"]["virtual_machines"] == 1  # not the VM whose id sits elsewhere
+    assert odd["facts"]["virtual_machines"] == 1 and longer["facts"]["virtual_machines"] == 0
