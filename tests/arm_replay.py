@@ -14,6 +14,9 @@ It behaves as the services do where the collector depends on it:
   may read (ARG leaves out the others silently), and sends the quota headers;
 - resource groups: 403 AuthorizationFailed for a subscription the identity may not read;
 - policy definitions by id (custom and built-in);
+- Resource SKUs: `GET /subscriptions/{id}/providers/Microsoft.Compute/skus` answers the SKUs
+  of the `location eq '...'` its $filter names (Microsoft's published example for westus and a
+  recorded eastus answer), paged by `$skiptoken` with an absolute nextLink;
 - faults queued per route (429 with Retry-After, 500, ...), consumed in order;
 - held routes: a request is read and then never answered (a stalled service) until stop(),
   from the first request of the route or after a number answered normally.
@@ -128,6 +131,8 @@ class Estate:
     rows: list[dict[str, Any]] = field(default_factory=list)  # Resource Graph rows, every table
     definitions: dict[str, dict[str, Any]] = field(default_factory=dict)  # lower-case id -> definition
     management_groups: dict[str, set[str]] = field(default_factory=dict)  # group -> subscription ids
+    skus: list[dict[str, Any]] = field(default_factory=list)  # Resource SKUs, every location
+    sku_page_size: int = 1000  # SKUs per page of the Resource SKUs answer
 
     def add_subscription(self, subscription_id: str, display_name: str, *, readable: bool = True,
                          state: str = "Enabled") -> None:
@@ -282,6 +287,33 @@ def _handler(replay: ArmReplay) -> type[BaseHTTPRequestHandler]:
                 self._generic_list(params["subscription"], query)
             elif route == "by-id":
                 self._by_id(path)
+            elif route == "skus":
+                self._skus(params["subscription"], query)
+
+        def _skus(self, subscription: str, query: dict[str, list[str]]) -> None:
+            """`GET .../providers/Microsoft.Compute/skus`: the SKUs of the filtered location."""
+            estate = replay.estate
+            if subscription not in estate.subscriptions:
+                self._send(404, {"error": {"code": "SubscriptionNotFound",
+                                           "message": f"The subscription '{subscription}' could not be found."}})
+                return
+            if subscription in estate.forbidden:
+                self._send(*_denied(subscription, "Microsoft.Compute/skus/read"))
+                return
+            odata = (query.get("$filter") or [""])[0]
+            wanted = re.fullmatch(r"\s*location\s+eq\s+'([^']*)'\s*", odata, re.I)
+            if odata and not wanted:
+                self._send(400, {"error": {"code": "InvalidFilter", "message": f"Unsupported $filter: {odata}"}})
+                return
+            items = [sku for sku in estate.skus if not wanted
+                     or wanted.group(1).lower() in (str(loc).lower() for loc in sku.get("locations") or ())]
+            start = int((query.get("$skiptoken") or ["0"])[0])
+            answer: dict[str, Any] = {"value": items[start:start + estate.sku_page_size]}
+            if start + estate.sku_page_size < len(items):
+                answer["nextLink"] = (f"{replay.url}/subscriptions/{subscription}/providers/Microsoft.Compute/skus?"
+                                      + urllib.parse.urlencode({"api-version": "2021-07-01", "$filter": odata,
+                                                                "$skiptoken": start + estate.sku_page_size}))
+            self._send(200, answer)
 
         def _generic_list(self, subscription: str, query: dict[str, list[str]]) -> None:
             """`GET /subscriptions/{id}/resources`: ids, names and types only, 1,000 a page."""
@@ -405,6 +437,7 @@ _ROUTES = [
                        r"policy(set)?definitions/[^/]+$", re.I), "definition"),
     ("POST", re.compile(r"^/providers/microsoft\.resourcegraph/resources$", re.I), "resources"),
     ("GET", re.compile(r"^/subscriptions/(?P<subscription>[^/]+)/resources$", re.I), "generic-list"),
+    ("GET", re.compile(r"^/subscriptions/(?P<subscription>[^/]+)/providers/microsoft\.compute/skus$", re.I), "skus"),
     ("GET", re.compile(r"^/subscriptions/[^/]+/resourcegroups/[^/]+/providers/.+$", re.I), "by-id"),
 ]
 
@@ -418,6 +451,7 @@ def _route(method: str, path: str) -> tuple[str, dict[str, str]]:
 
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "azure" / "estate.json"
+SKUS_EASTUS = Path(__file__).resolve().parent / "fixtures" / "azure" / "resource-skus-eastus.json"
 EXAMPLE_SUBSCRIPTIONS = ("subid", "{subscriptionId}", "ae640e6b-ba3e-4256-9d62-2993eecfa6f2")
 
 
@@ -438,6 +472,9 @@ def standard_estate() -> Estate:
                "properties": {"securityRules": rules, "provisioningState": "Succeeded"}}
     estate.rows = example_rows() + [graph_row(testnsg)] + [graph_row(row) for row in fixture["rows"]]
     estate.definitions = {d["id"].lower(): d for d in fixture["definitions"]}
+    # Resource SKUs: Microsoft's published example (westus) and a recorded answer for eastus
+    estate.skus = (example_body("compute/ListAvailableResourceSkusForARegion.json")["value"]
+                   + json.loads(SKUS_EASTUS.read_text(encoding="utf-8"))["value"])
     return estate
 
 

@@ -27,6 +27,7 @@ from auditor.sources.azure import (
     AzureSource,
     inventory_query,
 )
+from auditor.vm_sizes import vcpus, vm_sizes
 from tests.arm_replay import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -34,6 +35,7 @@ from tests.arm_replay import (
     ArmReplay,
     Fault,
     generated_rows,
+    graph_row,
     standard_estate,
 )
 from tests.conftest import ROOT
@@ -414,3 +416,119 @@ def test_firewall_policy_rule_collection_groups_are_read_by_id(replay, tmp_path)
     vm = next(r for r in collected.resources if r["name"] == "vm-pci-web-01")
     assert [(e["protocol"], e["ports"], e["path"]) for e in vm["facts"]["exposure"]["internet"]] == [
         ("tcp", "3389", "firewall DNAT fw-pci rule rdp-to-web")]
+
+
+# -- Resource SKUs: the vCPUs of the VM sizes in use -----------------------------------------
+
+
+def compute_row(subscription: str, kind: str, name: str, location: str, size: str) -> dict:
+    """A VM (size in properties.hardwareProfile.vmSize) or scale set (size in sku.name)."""
+    arm = {"id": f"/subscriptions/{subscription}/resourceGroups/rg-sizes/providers/Microsoft.Compute/{kind}/{name}",
+           "name": name, "type": f"Microsoft.Compute/{kind}", "location": location, "properties": {}}
+    if kind == "virtualMachines":
+        arm["properties"]["hardwareProfile"] = {"vmSize": size}
+    else:
+        arm["sku"] = {"name": size, "tier": "Standard", "capacity": 3}
+    return graph_row(arm)
+
+
+@pytest.fixture
+def sized_estate(replay):
+    """VMs and a scale set in eastus (two subscriptions) and westus; unused SKUs in the answers."""
+    replay.estate.rows += [
+        compute_row("subid", "virtualMachines", "vm-constrained", "eastus", "Standard_E8-2s_v3"),
+        compute_row("{subscriptionId}", "virtualMachineScaleSets", "vmss-web", "eastus", "STANDARD_D5_V2"),
+        compute_row("subid", "virtualMachines", "vm-west", "westus", "Standard_A1"),
+        compute_row("subid", "virtualMachines", "vm-no-size", "westus", None),
+        compute_row("subid", "virtualMachines", "vm-odd-place", "east us'; drop", "Standard_A0"),
+    ]
+    return replay
+
+
+def test_resource_skus_of_the_regions_in_use_give_the_sizes_in_use(sized_estate):
+    collected, _ = collect(sized_estate, "subid", "{subscriptionId}")
+    sources = {s.id: s for s in collected.sources}
+    assert all(s.status == "ok" for s in sources.values())
+    # one request per region (eastus, westus), made through one subscription with VMs there;
+    # the odd location never reaches the $filter
+    assert sized_estate.requests["skus"] == 2
+    assert sources["subid"].details["vm_sizes"] == {
+        "standard_a0": {"vcpus": 1, "vcpus_available": 1},  # the published VM example's size (eastus)
+        "standard_a1": {"vcpus": 1, "vcpus_available": 1},  # Microsoft's westus example
+        "standard_d5_v2": {"vcpus": 16, "vcpus_available": 16},  # the scale set's sku.name
+        "standard_e8-2s_v3": {"vcpus": 8, "vcpus_available": 2},  # constrained: 2 active
+    }  # eastus's Standard_D12_v2 and Standard_D4s_v3 are in use nowhere: not kept
+    assert "vm_sizes" not in sources["{subscriptionId}"].details
+    assert not any("vm_sizes_error" in s.details for s in sources.values())
+    counts = vm_sizes(collected.sources)
+    assert vcpus("Standard_E8-2s_v3", counts) == (2, "resource-skus")
+    assert vcpus("standard_d5_v2", counts) == (16, "resource-skus")
+
+
+def test_the_vm_sizes_reach_the_snapshot(sized_estate, tmp_path):
+    out = tmp_path / "azure.json"
+    code = main(["collect", "azure", *endpoint_args(sized_estate), "--subscription", "subid", "--out", str(out), "-q"])
+    assert code == EXIT_OK
+    snapshot = load_snapshot(out)
+    # only subid was collected: its own VMs' sizes (the published example's VMs are elsewhere)
+    assert vm_sizes(snapshot.sources) == {"standard_a1": 1, "standard_e8-2s_v3": 2}
+
+
+def test_every_page_of_the_resource_skus_answer_is_read(sized_estate):
+    sized_estate.estate.sku_page_size = 1
+    collected, _ = collect(sized_estate, "subid")
+    [source] = collected.sources
+    assert sized_estate.requests["skus"] > 2  # eastus's six SKUs came one a page
+    assert source.details["vm_sizes"] == {"standard_a1": {"vcpus": 1, "vcpus_available": 1},
+                                          "standard_e8-2s_v3": {"vcpus": 8, "vcpus_available": 2}}
+
+
+@pytest.mark.parametrize("faults, reason", [
+    ([Fault(403, {}, {"error": {"code": "AuthorizationFailed", "message": "The client does not have authorization to "
+                                                                          "perform action 'Microsoft.Compute/skus/read'"
+                                                                          ".\nSecond line."}})],
+     "HTTP 403 AuthorizationFailed: The client does not have authorization"),
+    ([Fault(500, {}, {"error": {"code": "InternalServerError", "message": "try again"}})] * 5,  # first try + 4 retries
+     "HTTP 500 InternalServerError: try again"),
+])
+def test_a_failing_resource_skus_lookup_keeps_the_inventory(sized_estate, faults, reason):
+    sized_estate.fail("skus", *faults)  # eastus (asked first) fails; westus answers
+    collected, _ = collect(sized_estate, "subid")
+    [source] = collected.sources
+    assert source.status == "ok" and source.error is None
+    assert any(r["name"] == "vm-constrained" for r in collected.resources)
+    assert source.resource_count == sum(1 for r in collected.resources if r["source"] == "subid")
+    assert sized_estate.requests["skus"] == len(faults) + 1
+    error = source.details["vm_sizes_error"]
+    assert error.startswith(f"Resource SKUs of eastus: Resource Manager at {sized_estate.url} answered {reason}")
+    assert "\n" not in error and "westus" not in error
+    assert source.details["vm_sizes"] == {"standard_a1": {"vcpus": 1, "vcpus_available": 1}}
+    # the bundled table still answers for the eastus size it knows
+    assert vcpus("Standard_E8-2s_v3", vm_sizes(collected.sources)) == (2, "bundled")
+
+
+def test_every_region_that_fails_is_named_in_one_line(sized_estate):
+    denied = Fault(403, {}, {"error": {"code": "AuthorizationFailed", "message": "no"}})
+    sized_estate.fail("skus", denied, denied)
+    collected, _ = collect(sized_estate, "subid")
+    [source] = collected.sources
+    assert source.status == "ok" and "vm_sizes" not in source.details
+    assert source.details["vm_sizes_error"] == (
+        f"Resource SKUs of eastus: Resource Manager at {sized_estate.url} answered HTTP 403 AuthorizationFailed: no; "
+        f"Resource SKUs of westus: Resource Manager at {sized_estate.url} answered HTTP 403 AuthorizationFailed: no")
+
+
+def test_a_stalled_resource_skus_lookup_times_out_once_and_the_inventory_stays(sized_estate):
+    sized_estate.hold("skus")  # eastus, asked first, never answers
+    connection = AzureConnection(arm_endpoint=sized_estate.url, authority=sized_estate.url,
+                                 ca_bundle=str(sized_estate.cert), timeout=2)
+    started = time.monotonic()
+    collected = AzureSource(connection, AzureScope(subscriptions=["subid"])).collect(Progress(enabled=False))
+    assert time.monotonic() - started < 20
+    [source] = collected.sources
+    assert source.status == "ok" and any(r["name"] == "vm-west" for r in collected.resources)
+    # the timed-out request was not retried, and westus was not asked to wait out another timeout
+    assert sized_estate.requests["skus"] == 1 and "vm_sizes" not in source.details
+    assert source.details["vm_sizes_error"] == (
+        f"Resource SKUs of eastus: Resource Manager at {sized_estate.url} timed out after 2 s; "
+        "Resource SKUs of westus: not asked, as those of eastus timed out")

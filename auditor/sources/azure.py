@@ -12,7 +12,12 @@ with pages, not with subscriptions or resource types. Around it:
   SubscriptionNotFound) becomes that subscription's one-line failure;
 - `PolicyClient` (azure-mgmt-resource-policy) reads the custom policy definitions and
   initiatives the assignments name; built-in ones are the same everywhere and rules name
-  them by their well-known ids.
+  them by their well-known ids;
+- `ComputeManagementClient` (azure-mgmt-compute) lists the Resource SKUs of each region that
+  holds VMs or scale sets, once per region through one subscription with VMs there, and keeps
+  the vCPUs of the sizes in use in that subscription's `details["vm_sizes"]` (licences count
+  real vCPUs, not a size name's digits: auditor/vm_sizes.py). The look-up is optional: when it
+  fails, `details["vm_sizes_error"]` says why in one line and the bundled table stands in.
 
 Rows are kept as Resource Graph returns them (ARM JSON plus `subscriptionId`,
 `resourceGroup`, `tenantId`), unknown fields included. azure-core retries 429 (honouring
@@ -39,6 +44,8 @@ from typing import Any
 
 from ..inventory import AZURE_CONTAINER_TYPES, AZURE_POLICY_TYPES, AZURE_RESOURCE_TYPES
 from ..snapshot import Source, make_resource
+from ..vm_sizes import count as vcpu_count
+from ..vm_sizes import size_key
 from . import Collected, InventorySource, Progress
 
 PAGE_SIZE = 1000
@@ -193,6 +200,10 @@ class NoSubscriptions(Exception):
     """The scope holds no subscription the identity can read: nothing to audit."""
 
 
+class SkusNotAsked(Exception):
+    """A region's Resource SKUs were not asked for, after another region's request timed out."""
+
+
 class AzureSource(InventorySource):
     """One Azure scope (tenant, management group or list of subscriptions)."""
 
@@ -226,6 +237,9 @@ class AzureSource(InventorySource):
             elif kind == "policy":
                 from azure.mgmt.resource.policy import PolicyClient
                 client = PolicyClient(self._credential, subscription, **options)
+            elif kind == "compute":
+                from azure.mgmt.compute import ComputeManagementClient
+                client = ComputeManagementClient(self._credential, subscription, **options)
             else:
                 from azure.mgmt.resourcegraph import ResourceGraphClient
                 client = ResourceGraphClient(self._credential, **options)
@@ -313,7 +327,58 @@ class AzureSource(InventorySource):
                           details={"tenant_id": info.get("tenantId"), "display_name": info.get("displayName"),
                                    "state": info.get("state")})
                    for sid, info in sorted(targets.items())]
+        self._vm_sizes(resources, {source.id: source for source in sources})
         return Collected(sources=sources + failed, resources=resources)
+
+    def _vm_sizes(self, resources: list[dict[str, Any]], sources: dict[str, Source]) -> None:
+        """The vCPUs of the VM sizes in use, from the Resource SKUs of each region that has VMs
+        or scale sets, asked once per region of one subscription with VMs there. Optional: a
+        region whose SKUs cannot be read (403, timeout, 5xx) leaves a one-line reason in that
+        subscription's details["vm_sizes_error"], and the inventory stands as collected. After
+        a timeout the other regions are not asked: a stalled endpoint costs one --timeout, not
+        one per region."""
+        timed_out = None
+        for region, (subscriptions, sizes) in sorted(sizes_in_use(resources).items()):
+            candidates = subscriptions & sources.keys()
+            if not candidates:
+                continue
+            subscription = min(candidates)
+            details = sources[subscription].details
+            try:
+                if timed_out is not None:
+                    raise SkusNotAsked(f"Resource SKUs of {region}: not asked, as those of {timed_out} timed out")
+                found = self._call(lambda r=region, s=subscription, w=sizes: self._resource_skus(s, r, w))
+            except Exception as exc:  # never fails the source: the bundled table is the fallback
+                if timed_out is None and _timeout_of(exc) is not None:
+                    timed_out = region
+                reason = describe_failure(exc, self.connection, f"Resource SKUs of {region}")
+                earlier = details.get("vm_sizes_error")
+                details["vm_sizes_error"] = f"{earlier}; {reason}" if earlier else reason
+                continue
+            if found:
+                known = details.setdefault("vm_sizes", {})
+                known.update(found)
+                details["vm_sizes"] = dict(sorted(known.items()))
+
+    def _resource_skus(self, subscription: str, region: str, wanted: set[str]) -> dict[str, dict[str, int]]:
+        """`{size: {"vcpus": n, "vcpus_available": m}}` for the wanted sizes of one region's
+        virtualMachines SKUs (every page of the answer is read)."""
+        found: dict[str, dict[str, int]] = {}
+        client = self._client("compute", subscription)
+        for sku in client.resource_skus.list(filter=f"location eq '{region}'"):
+            name = size_key(getattr(sku, "name", None))
+            if str(getattr(sku, "resource_type", "")).lower() != "virtualmachines" or name not in wanted:
+                continue
+            capabilities = {getattr(c, "name", None): getattr(c, "value", None) for c in sku.capabilities or []}
+            total = vcpu_count(capabilities.get("vCPUs"))
+            if total is None or name in found:
+                continue
+            entry = {"vcpus": total}
+            active = vcpu_count(capabilities.get("vCPUsAvailable"))
+            if active is not None and active <= total:
+                entry["vcpus_available"] = active
+            found[name] = entry
+        return found
 
     def _unreadable(self, subscription: str) -> Source | None:
         """A failed source saying why a requested subscription that is not listed cannot be
@@ -451,6 +516,38 @@ class AzureSource(InventorySource):
         return operations.get_at_management_group(group.group(1), name) if group else operations.get(name)
 
 
+VM_TYPES = ("microsoft.compute/virtualmachines", "microsoft.compute/virtualmachinescalesets")
+_REGION = re.compile(r"[a-z0-9]{1,64}")
+
+
+def sizes_in_use(resources: Iterable[dict[str, Any]]) -> dict[str, tuple[set[str], set[str]]]:
+    """Region -> (subscriptions with VMs or scale sets there, lower-case sizes they use): a VM's
+    properties.hardwareProfile.vmSize, a scale set's sku.name. A location that is not a region
+    name is skipped (it goes into an OData filter)."""
+    regions: dict[str, tuple[set[str], set[str]]] = {}
+    for resource in resources:
+        if resource.get("type") not in VM_TYPES:
+            continue
+        location = resource.get("location")
+        region = location.replace(" ", "").lower() if isinstance(location, str) else ""
+        if not _REGION.fullmatch(region):
+            continue
+        if resource["type"] == "microsoft.compute/virtualmachines":
+            properties = resource.get("properties")
+            hardware = properties.get("hardwareProfile") if isinstance(properties, dict) else None
+            size = hardware.get("vmSize") if isinstance(hardware, dict) else None
+        else:
+            sku = resource.get("sku")
+            size = sku.get("name") if isinstance(sku, dict) else None
+        name = size_key(size)
+        if name is None:
+            continue
+        subscriptions, sizes = regions.setdefault(region, (set(), set()))
+        subscriptions.add(resource["source"])
+        sizes.add(name)
+    return regions
+
+
 def _subscription_of(row: dict[str, Any]) -> str:
     sid = row.get("subscriptionId")
     if isinstance(sid, str) and sid:
@@ -513,7 +610,7 @@ def describe_failure(exc: BaseException, connection: AzureConnection, label: str
 
     endpoints = connection.endpoints
     text = " ".join(str(exc).split())
-    if isinstance(exc, (NoSubscriptions, IncompleteInventory)):
+    if isinstance(exc, (NoSubscriptions, IncompleteInventory, SkusNotAsked)):
         return text
     if (timeout := _timeout_of(exc)) is not None:
         # azure-identity wraps the transport's timeout of a token request in its own error
