@@ -161,23 +161,45 @@ def parse_date(value: Any) -> date | None:
         return None
 
 
+EXTENDED_PROGRAMME_STATES = ("bought", "free", "free-on-azure", "not-bought")
+
+
+@dataclass(frozen=True)
+class ExtendedLane:
+    """Paid or granted security updates after end of general support (Windows Server ESU,
+    Ubuntu Pro ESM, RHEL ELS, SLES LTSS, Debian LTS): its own lane, which covers a machine
+    only where the organisation is enrolled (support.extended_programmes)."""
+
+    programme: str
+    until: date
+    until_on_azure: date | None = None  # Microsoft gives it free to machines in Azure, until then
+
+
 @dataclass(frozen=True)
 class LifecycleRow:
-    """Support dates of one product version (or guest id, or image pattern)."""
+    """Support dates of one product version (or guest id, or image name)."""
 
     key: str
     end_of_support: date
-    extended_until: date | None
+    extended: ExtendedLane | None
     source: str | None
     line: int | None
+    end_of_technical_guidance: date | None = None
+    unverified: bool = False  # the vendor has not confirmed the dates (an estimate)
+
+    @property
+    def extended_until(self) -> date | None:
+        """The last day of the extended lane, if the product has one."""
+        return self.extended.until if self.extended else None
 
 
 class LifecycleTable:
     """Looks up the lifecycle row for an observed version, guest id or image name.
 
     Lookup order: exact key; the longest version key that is a component prefix of the
-    observed version ('6.7' covers '6.7.0 build 1234'); the first glob key that matches.
-    Results are memoised per observed value, since estates repeat the same few versions.
+    observed version ('6.7' covers '6.7.0 build 1234', '2014' covers '2014-sp3' when there
+    is no row of its own); the first glob key that matches. Results are memoised per
+    observed value, since estates repeat the same few versions.
     """
 
     def __init__(self, table: Table):
@@ -199,24 +221,42 @@ class LifecycleTable:
     @staticmethod
     def _row(key: str, row: Any, table: Table) -> LifecycleRow:
         line = line_of(row, table.line)
+
+        def fail(message: str) -> BaselineError:
+            return BaselineError(f"lifecycle table '{table.name}' row '{key}': {message}",
+                                 where=table.file, line=line)
+
         if isinstance(row, str):
             row = {"end_of_support": row}
         if not isinstance(row, dict):
-            raise BaselineError(f"lifecycle table '{table.name}' row '{key}' must be a "
-                                "mapping with end_of_support", where=table.file, line=line)
+            raise fail("must be a mapping with end_of_support")
         end = parse_date(row.get("end_of_support"))
         if end is None:
-            raise BaselineError(f"lifecycle table '{table.name}' row '{key}' needs "
-                                "end_of_support as an ISO date", where=table.file, line=line)
-        extended = row.get("extended_support_until")
-        extended_date = parse_date(extended) if extended is not None else None
-        if extended is not None and extended_date is None:
-            raise BaselineError(f"lifecycle table '{table.name}' row '{key}': "
-                                "extended_support_until is not an ISO date",
-                                where=table.file, line=line)
+            raise fail("needs end_of_support as an ISO date")
+        guidance = row.get("end_of_technical_guidance")
+        guidance_date = parse_date(guidance) if guidance is not None else None
+        if guidance is not None and guidance_date is None:
+            raise fail("end_of_technical_guidance is not an ISO date")
+        extended = None
+        if row.get("extended") is not None:
+            lane = row["extended"]
+            if not isinstance(lane, dict) or not isinstance(lane.get("programme"), str) \
+                    or parse_date(lane.get("until")) is None:
+                raise fail("extended needs {programme: NAME, until: ISO date}")
+            on_azure = lane.get("until_on_azure")
+            if on_azure is not None and parse_date(on_azure) is None:
+                raise fail("extended.until_on_azure is not an ISO date")
+            extended = ExtendedLane(programme=lane["programme"], until=parse_date(lane["until"]),
+                                    until_on_azure=parse_date(on_azure) if on_azure is not None else None)
+        elif row.get("extended_support_until") is not None:  # the form of auditor 0.x baselines
+            until = parse_date(row["extended_support_until"])
+            if until is None:
+                raise fail("extended_support_until is not an ISO date")
+            extended = ExtendedLane(programme="extended-support", until=until)
         source = row.get("source")
-        return LifecycleRow(key=key, end_of_support=end, extended_until=extended_date,
-                            source=source if isinstance(source, str) else None, line=line)
+        return LifecycleRow(key=key, end_of_support=end, extended=extended,
+                            source=source if isinstance(source, str) else None, line=line,
+                            end_of_technical_guidance=guidance_date, unverified=row.get("unverified") is True)
 
     def lookup(self, observed: Any) -> LifecycleRow | None:
         """The row that covers `observed`, or None when the table does not know it."""
@@ -244,3 +284,62 @@ class LifecycleTable:
             if fullmatch(pattern, text):
                 return row
         return None
+
+
+# --- minimum patch levels ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Minimum:
+    """The lowest acceptable version of one release line, and the advisory it comes from."""
+
+    line: str
+    minimum: str
+    advisory: str | None
+    source: str | None
+    parsed_line: tuple[int, ...]
+    parsed_minimum: tuple[int, ...]
+
+
+class MinimumTable:
+    """Release line -> minimum version (`support.minimum_builds.esxi`). A row is either a
+    version (`"8.0.3": "8.0.3.24585383"`) or {minimum, advisory, source}. The longest line
+    that is a component prefix of an observed version decides ('8.0.2' before '8.0');
+    a version whose line has no row has no minimum, which is "not evaluated", not "current".
+    """
+
+    def __init__(self, table: Table):
+        if not isinstance(table.value, dict):
+            raise BaselineError(f"'{table.name}' must map release lines to minimum versions",
+                                where=table.file, line=table.line)
+        self.name = table.name
+        self.rows: list[Minimum] = []
+        for line, row in table.value.items():
+            spec = row if isinstance(row, dict) else {"minimum": row}
+            minimum = spec.get("minimum")
+            parsed_line = parse_version(str(line))
+            parsed_minimum = parse_version(str(minimum)) if isinstance(minimum, (str, int)) else None
+            if parsed_line is None or parsed_minimum is None:
+                raise BaselineError(f"'{table.name}' row {line!r}: {minimum!r} is not a dotted version",
+                                    where=table.file, line=line_of(row, table.line))
+            advisory, source = spec.get("advisory"), spec.get("source")
+            self.rows.append(Minimum(line=str(line), minimum=str(minimum),
+                                     advisory=advisory if isinstance(advisory, str) else None,
+                                     source=source if isinstance(source, str) else None,
+                                     parsed_line=parsed_line, parsed_minimum=parsed_minimum))
+        self.rows.sort(key=lambda row: len(row.parsed_line), reverse=True)  # most specific first
+
+    def lookup(self, version: tuple[int, ...]) -> Minimum | None:
+        """The row of the release line `version` belongs to, or None."""
+        for row in self.rows:
+            if version[:len(row.parsed_line)] == row.parsed_line:
+                return row
+        return None
+
+    def below(self, observed: Any) -> bool | None:
+        """Whether `observed` is below its line's minimum; None when it is no version or its
+        line has no row."""
+        version = parse_version(observed) if isinstance(observed, str) else None
+        row = self.lookup(version) if version is not None else None
+        if row is None or version is None:
+            return None
+        return compare_versions(version, row.parsed_minimum) < 0

@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from .engine.rules import CATEGORIES, Rule
 from .text import for_terminal
+
+
+def _source_link(reference: str) -> str:
+    """A reference as a short Markdown link: host and last path segment."""
+    parts = urlsplit(reference)
+    if not parts.scheme.startswith("http") or not parts.netloc:
+        return reference.replace("|", "\\|")
+    tail = parts.path.rstrip("/").rsplit("/", 1)[-1]
+    label = f"{parts.netloc}/…/{tail}" if tail and parts.path.count("/") > 1 else f"{parts.netloc}{parts.path}"
+    target = reference.replace("|", "%7C").replace(")", "%29").replace(" ", "%20")
+    return f"[{label.replace('|', '%7C').replace(']', '%5D')}]({target})"
 
 
 def rules_markdown(rules: list[Rule]) -> str:
@@ -15,13 +28,13 @@ def rules_markdown(rules: list[Rule]) -> str:
         chosen = [r for r in rules if r.category == category]
         if not chosen:
             continue
-        lines += [f"## {category}", "", "| id | severity | title | applies to | controls |",
-                  "|---|---|---|---|---|"]
+        lines += [f"## {category}", "", "| id | severity | title | applies to | controls | sources |",
+                  "|---|---|---|---|---|---|"]
         for r in chosen:
             controls = "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(r.frameworks.items()))
             needs = f" (needs baseline {', '.join(r.requires)})" if r.requires else ""
             # a user's rule file may hold anything: one rule is one line of the table
             lines.append(for_terminal(f"| {r.id} | {r.severity} | {r.title}{needs} | {', '.join(r.resource_text)} | "
-                                      f"{controls} |"))
+                                      f"{controls} | {'<br>'.join(_source_link(ref) for ref in r.references)} |"))
         lines.append("")
     return "\n".join(lines)

@@ -14,29 +14,34 @@ old snapshots gain new facts too), adds `facts.` to resources:
 - `facts.release`: {line, version, build, full} of an ESXi host or vCenter, where `full`
   (`7.0.3.21477706`) compares as one dotted version against a minimum patch level;
 - `facts.tools_version`: VMware Tools as `12.5.1`, decoded from `guest.toolsVersion`;
-- `facts.cpu`: {packages, cores_per_package, licensed_cores} of a host, where
-  licensed_cores counts each package as at least 16 cores (Broadcom's per-core model);
-- `facts.license`: {edition, name} of the licence assigned to a host, and on a licence,
-  `facts.cores_required`: the licensed cores of the hosts assigned to it;
+- `facts.cpu`: {packages, cores_per_package} of a host;
+- `facts.license`: {edition, name, key} of the licence assigned to a host;
 - `facts.host_editions`: the licence editions of a cluster's hosts;
-- `facts.vcpus`: the vCPUs an Azure VM's size gives (constrained sizes: the active ones);
+- `facts.os` on scale sets (from the image their model deploys) and `facts.sql_release`
+  (`2014-sp3`) on SQL VMs;
+- `facts.vcpus`: the vCPUs of an Azure VM's or scale set model's size, from
+  `vmSizeProperties.vCPUsAvailable`, the Resource SKUs the source read, or the bundled
+  table generated from that API (constrained sizes: the active ones), never from the
+  digits of its name; `facts.vcpus_basis` says which;
 - on Azure VMs, `facts.networks`: the subnets of their NICs, with address prefix;
 - `facts.flow_log`: {id, enabled, retention_days, via} of the flow log that covers an NSG
   (its own, or its virtual network's), and `facts.network_watcher` on a virtual network:
   whether its subscription has a Network Watcher in the network's region.
 
-Facts that need baselines (segmentation zones, licence entitlements) are added after
-these by auditor/segmentation.py and auditor/accounting.py.
+Facts that need baselines (support status, segmentation zones, licence counts) are added
+after these by auditor/lifecycle.py, auditor/segmentation.py and auditor/accounting.py.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
 from .exposure import assess_exposure
 from .patterns import Pattern, linear, search
+from .vm_sizes import vcpus
 
 # Ordered: the first pattern that matches the OS text wins. RE2, not `re`: the text is a
 # guest's own description, and `ubuntu\D*?` over "ubuntu" * 10000 backtracks quadratically.
@@ -50,7 +55,11 @@ _OS_PATTERNS: list[tuple[Pattern, str, Any]] = [
     (linear(r"(?:ubuntu.*?|com-ubuntu-server-)(bionic|focal|jammy|noble)", ignore_case=True), "linux",
      lambda m: {"bionic": "ubuntu-18.04", "focal": "ubuntu-20.04", "jammy": "ubuntu-22.04",
                 "noble": "ubuntu-24.04"}[m.group(1).lower()]),
+    (linear(r"centos\W*stream\D*(\d+)", ignore_case=True), "linux", lambda m: f"centos-stream-{m.group(1)}"),
     (linear(r"centos\D*(\d+)", ignore_case=True), "linux", lambda m: f"centos-{m.group(1)}"),
+    (linear(r"oracle\W*linux\D*(\d+)", ignore_case=True), "linux", lambda m: f"oracle-linux-{m.group(1)}"),
+    (linear(r"rocky\D*(\d+)", ignore_case=True), "linux", lambda m: f"rocky-{m.group(1)}"),
+    (linear(r"alma\D*(\d+)", ignore_case=True), "linux", lambda m: f"almalinux-{m.group(1)}"),
     (linear(r"(?:red\s*hat\s+enterprise\s+linux|rhel)\D*(\d+)", ignore_case=True), "linux",
      lambda m: f"rhel-{m.group(1)}"),
     (linear(r"(?:suse\s+linux\s+enterprise(?:\s+server)?|sles)\D*(\d+)(?:\D*sp(\d+))?", ignore_case=True),
@@ -60,8 +69,13 @@ _OS_PATTERNS: list[tuple[Pattern, str, Any]] = [
 
 # vSphere guest ids that name one product; generic ids (ubuntu64Guest) say no version.
 _GUEST_IDS = {
+    "winNetStandardGuest": "windows-server-2003", "winNetEnterpriseGuest": "windows-server-2003",
+    "winNetDatacenterGuest": "windows-server-2003", "winNetWebGuest": "windows-server-2003",
+    "winNetStandard64Guest": "windows-server-2003", "winNetEnterprise64Guest": "windows-server-2003",
+    "winNetDatacenter64Guest": "windows-server-2003",
+    "winLonghornGuest": "windows-server-2008", "winLonghorn64Guest": "windows-server-2008",
     "windows8Server64Guest": "windows-server-2012",
-    "windows9Server64Guest": "windows-server-2016",
+    # windows9Server64Guest is left out: vSphere 6.7 labels it "Windows Server 2016 or later"
     "windows2019srv_64Guest": "windows-server-2019",
     "windows2019srvNext_64Guest": "windows-server-2022",
     "windows2022srvNext_64Guest": "windows-server-2025",
@@ -69,12 +83,21 @@ _GUEST_IDS = {
     "centos7_64Guest": "centos-7", "centos8_64Guest": "centos-8",
     "rhel6_64Guest": "rhel-6", "rhel7_64Guest": "rhel-7", "rhel8_64Guest": "rhel-8",
     "rhel9_64Guest": "rhel-9", "sles12_64Guest": "sles-12", "sles15_64Guest": "sles-15",
+    "centos6_64Guest": "centos-6", "centos6Guest": "centos-6", "rhel6Guest": "rhel-6",
+    "debian9_64Guest": "debian-9", "debian10_64Guest": "debian-10", "debian11_64Guest": "debian-11",
+    "debian12_64Guest": "debian-12", "rhel10_64Guest": "rhel-10",
 }
+# vSphere's guest settings that name a floor, not a release ("Microsoft Windows Server 2016 or
+# later", "CentOS 4/5 or later"): the release is unknown until VMware Tools report it.
+_FLOOR = linear(r"\bor\s+later\b", ignore_case=True)
 
 
 @lru_cache(maxsize=4096)
 def os_product(text: str) -> tuple[str, str] | None:
-    """(family, product key) named by an OS description, or None if none is recognised."""
+    """(family, product key) named by an OS description, or None if none is recognised
+    (also when it names only a floor such as "Windows Server 2016 or later")."""
+    if search(_FLOOR, text):
+        return None
     for pattern, family, key in _OS_PATTERNS:
         match = search(pattern, text)
         if match:
@@ -121,7 +144,9 @@ def _items(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _get(obj: Any, *keys: str) -> Any:
+def nested(obj: Any, *keys: str) -> Any:
+    """The value under `keys` in nested dicts, or None where any step is missing or not a
+    dict (snapshots hold what the APIs sent, whatever its shape)."""
     for key in keys:
         if not isinstance(obj, dict):
             return None
@@ -168,7 +193,7 @@ def _is_uplink(port_group: dict[str, Any], listed: bool, switch_listed: bool) ->
     """Whether a distributed port group is its switch's uplink port group: by its own
     `config.uplink` flag where the vCenter sets it, else by the switch's uplinkPortgroup list
     (vCenter 6.5 has no flag). Neither known (an empty or unread list): None, not a guess."""
-    flag = _get(port_group, "config", "uplink")
+    flag = nested(port_group, "config", "uplink")
     if isinstance(flag, bool):
         return flag
     if listed:
@@ -178,50 +203,131 @@ def _is_uplink(port_group: dict[str, Any], listed: bool, switch_listed: bool) ->
 
 def _port_group_vlan(port_group: dict[str, Any]) -> Any:
     """VLAN of a distributed port group: an id, 'trunk' for ranges, or None for none."""
-    vlan = _get(port_group, "config", "defaultPortConfig", "vlan", "vlanId")
+    vlan = nested(port_group, "config", "defaultPortConfig", "vlan", "vlanId")
     if isinstance(vlan, list):
         return "trunk"
     return vlan
 
 
-def _azure_vm(vm: dict[str, Any]) -> None:
+def _vcpus(facts: dict[str, Any], size: Any, hardware: Any, collected: Mapping[str, int] | None) -> None:
+    """`facts.vcpus` (and its basis) of a VM or scale set model: the size's real count,
+    the active ones of a constrained or customised size."""
+    available = nested(hardware, "vmSizeProperties", "vCPUsAvailable")
+    count, basis = vcpus(size if isinstance(size, str) else None, collected, available)
+    facts.pop("vcpus", None)
+    if count is not None:
+        facts["vcpus"] = count
+    facts["vcpus_basis"] = basis
+
+
+def _azure_vm(vm: dict[str, Any], collected: Mapping[str, int] | None) -> None:
     facts = vm.setdefault("facts", {})
-    size = _get(vm, "properties", "hardwareProfile", "vmSize")
-    if isinstance(size, str) and vcpus_of_size(size):
-        facts["vcpus"] = vcpus_of_size(size)
-    image = _get(vm, "properties", "storageProfile", "imageReference") or {}
+    hardware = nested(vm, "properties", "hardwareProfile")
+    _vcpus(facts, nested(hardware, "vmSize"), hardware, collected)
+    image = nested(vm, "properties", "storageProfile", "imageReference") or {}
     image_key = None
     if isinstance(image, dict) and image.get("publisher"):
         image_key = f"{image.get('publisher')}:{image.get('offer')}:{image.get('sku')}"
         facts["image"] = image_key
-    view = _get(vm, "properties", "extended", "instanceView") or {}
+    view = nested(vm, "properties", "extended", "instanceView") or {}
     os_text = " ".join(str(v) for v in (view.get("osName"), view.get("osVersion")) if v) \
         if isinstance(view, dict) else ""
     os_fact = _os_fact(os_text, image_key)
     if os_fact:
         facts["os"] = os_fact
-    elif _get(vm, "properties", "storageProfile", "osDisk", "osType"):
+    elif nested(vm, "properties", "storageProfile", "osDisk", "osType"):
         facts["os"] = {"family": str(vm["properties"]["storageProfile"]["osDisk"]["osType"]).lower(),
                        "product": None, "name": None}
 
 
+# Windows kernel versions (osVersion on Arc machines) of the server releases built on them;
+# the same builds ship as client Windows, so they name a server release only on a server.
+_WINDOWS_SERVER_BUILDS = {
+    (6, 0, 6002): "windows-server-2008", (6, 1, 7601): "windows-server-2008-r2",
+    (6, 2, 9200): "windows-server-2012", (6, 3, 9600): "windows-server-2012-r2",
+    (10, 0, 14393): "windows-server-2016", (10, 0, 17763): "windows-server-2019",
+    (10, 0, 20348): "windows-server-2022", (10, 0, 26100): "windows-server-2025",
+}
+
+
+def _scale_set(scale_set: dict[str, Any], collected: Mapping[str, int] | None) -> None:
+    """Image, OS and vCPUs of what a scale set's model deploys."""
+    storage = nested(scale_set, "properties", "virtualMachineProfile", "storageProfile")
+    image = nested(storage, "imageReference")
+    facts = scale_set.setdefault("facts", {})
+    _vcpus(facts, nested(scale_set, "sku", "name"),
+           nested(scale_set, "properties", "virtualMachineProfile", "hardwareProfile"), collected)
+    image_key = None
+    if isinstance(image, dict) and image.get("publisher"):
+        image_key = facts["image"] = f"{image.get('publisher')}:{image.get('offer')}:{image.get('sku')}"
+    os_fact = _os_fact(image_key)
+    os_type = nested(storage, "osDisk", "osType")
+    if os_fact is None and isinstance(os_type, str) and os_type:
+        os_fact = {"family": os_type.lower(), "product": None, "name": image_key}
+    if os_fact:
+        facts["os"] = os_fact
+
+
 def _arc_machine(machine: dict[str, Any]) -> None:
+    """OS of an Arc-enabled server from whatever the agent reported: osSku names the product
+    ("Windows Server 2019 Datacenter"); without it, osName and osVersion (`ubuntu` `20.04`,
+    or a Windows kernel build on a machine that says it is a server), then osType alone,
+    which gives the family but no product: a blind spot the support rules report."""
     properties = machine.get("properties")
     if not isinstance(properties, dict):
         return
-    os_fact = _os_fact(properties.get("osSku"),
-                       " ".join(str(v) for v in (properties.get("osName"),
-                                                 properties.get("osVersion")) if v))
+    texts = [properties.get(k) for k in ("osSku", "osName", "osVersion", "osType", "osEdition")]
+    sku, name, version, kind, edition = (t if isinstance(t, str) and t.strip() else None for t in texts)
+    os_fact = _os_fact(sku, " ".join(v for v in (name, version) if v))
+    family = (os_fact or {}).get("family")
+    if (os_fact is None or os_fact.get("product") is None) and version:
+        windows = family == "windows" or "windows" in f"{name} {kind}".lower()
+        server = _arc_windows_server(properties, sku, edition)
+        build = _windows_build(version)
+        if windows and server and build in _WINDOWS_SERVER_BUILDS:
+            os_fact = {"family": "windows", "product": _WINDOWS_SERVER_BUILDS[build],
+                       "name": sku or f"Windows Server {version}"}
+    if os_fact is None:
+        hint = " ".join(v for v in (name, kind, edition) if v)
+        if _arc_windows_server(properties, sku, edition) and "windows" not in hint.lower():
+            hint = f"Windows Server {hint}".strip()  # the ESU or product profile says so
+        if hint:
+            lowered = hint.lower()
+            os_fact = {"family": "windows" if "windows" in lowered else "linux" if (kind and kind.lower() == "linux")
+                       or re.search(r"linux|ubuntu|centos|debian|suse|rhel|red hat", lowered) else "other",
+                       "product": None, "name": hint}
     if os_fact:
         machine.setdefault("facts", {})["os"] = os_fact
 
 
+def _arc_windows_server(properties: dict[str, Any], sku: str | None, edition: str | None) -> bool:
+    """Whether an Arc machine says it runs a server edition of Windows."""
+    if sku and "server" in sku.lower():
+        return True
+    if edition and (edition.lower().startswith("server") or edition.lower() in ("standard", "datacenter")):
+        return True
+    esu = nested(properties, "licenseProfile", "esuProfile", "serverType")
+    product_type = nested(properties, "licenseProfile", "productProfile", "productType")
+    return (isinstance(esu, str) and esu.lower() in ("standard", "datacenter")) or \
+        (isinstance(product_type, str) and product_type.lower() == "windowsserver")
+
+
+def _windows_build(version: str) -> tuple[int, ...] | None:
+    parts = re.match(r"(\d{1,3})\.(\d{1,3})\.(\d{1,6})", version.strip())
+    return tuple(int(p) for p in parts.groups()) if parts else None
+
+
 def _sql_vm(sql_vm: dict[str, Any]) -> None:
-    # sqlImageOffer looks like "SQL2014SP3-WS2012R2" or "sql2019-ws2022"
-    offer = _get(sql_vm, "properties", "sqlImageOffer")
-    match = re.match(r"sql(\d{4})", offer, re.I) if isinstance(offer, str) else None
+    """SQL Server release of an Azure SQL VM from the image it was deployed from
+    ("SQL2014SP3-WS2012R2", "sql2019-ws2022"): `sql_version` 2014 and, with its service
+    pack, `sql_release` 2014-sp3 (service packs lose support before the release does)."""
+    offer = nested(sql_vm, "properties", "sqlImageOffer")
+    match = re.match(r"sql(\d{4})(r2)?(?:[ _-]?sp(\d{1,2}))?", offer, re.I) if isinstance(offer, str) else None
     if match:
-        sql_vm.setdefault("facts", {})["sql_version"] = match.group(1)
+        facts = sql_vm.setdefault("facts", {})
+        release = match.group(1) + ("-r2" if match.group(2) else "")
+        facts["sql_version"] = release
+        facts["sql_release"] = f"{release}-sp{int(match.group(3))}" if match.group(3) else release
 
 
 def _release(resource: dict[str, Any], product: Any) -> None:
@@ -250,52 +356,33 @@ def tools_version(encoded: Any) -> str | None:
     return f"{number >> 10}.{(number >> 5) & 0x1F}.{number & 0x1F}"
 
 
-def _host(host: dict[str, Any], licences: dict[tuple[str, str], dict[str, Any]]) -> None:
+def _host(host: dict[str, Any]) -> None:
     facts = host.setdefault("facts", {})
-    _release(host, _get(host, "summary", "config", "product"))
-    packages, cores = _get(host, "summary", "hardware", "numCpuPkgs"), _get(host, "summary", "hardware", "numCpuCores")
-    if isinstance(packages, int) and isinstance(cores, int) and packages > 0:
-        per_package = cores // packages
-        facts["cpu"] = {"packages": packages, "cores_per_package": per_package,
-                        "licensed_cores": packages * max(per_package, 16)}
+    _release(host, nested(host, "summary", "config", "product"))
+    hardware = nested(host, "summary", "hardware")
+    packages, cores = nested(hardware, "numCpuPkgs"), nested(hardware, "numCpuCores")
+    if isinstance(packages, int) and isinstance(cores, int) and packages > 0 and not isinstance(packages, bool):
+        # licensed_cores is added by the licence accounting, which knows the per-CPU minimum
+        facts["cpu"] = {"packages": packages, "cores_per_package": cores // packages}
     assigned = host.get("assignedLicense")
     if isinstance(assigned, dict):
         facts["license"] = {"edition": assigned.get("editionKey"), "name": assigned.get("name"),
                             "key": assigned.get("licenseKey")}
-        licence = licences.get((host["source"], str(assigned.get("licenseKey"))))
-        cpu = facts.get("cpu")
-        if licence is not None and cpu:
-            licence_facts = licence.setdefault("facts", {})
-            licence_facts["cores_required"] = licence_facts.get("cores_required", 0) + cpu["licensed_cores"]
-            licence_facts["hosts"] = licence_facts.get("hosts", 0) + 1
-
-
-_SIZE = re.compile(r"^(?:standard|basic)_[a-z]+?([0-9]{1,4})(?:-([0-9]{1,4}))?", re.I)
-
-
-@lru_cache(maxsize=1024)
-def vcpus_of_size(size: str) -> int | None:
-    """vCPUs of an Azure VM size name: D4s_v5 -> 4; constrained E8-2ds_v5 -> 2 (the active
-    ones, which are what licences count)."""
-    match = _SIZE.match(size)
-    if not match:
-        return None
-    return int(match.group(2) or match.group(1))
 
 
 def _azure_networks(vm: dict[str, Any], nics: dict[str, dict[str, Any]],
                     subnets: dict[str, dict[str, Any]]) -> None:
     attached = []
-    for reference in _items(_get(vm, "properties", "networkProfile", "networkInterfaces")):
-        nic = nics.get(str(_get(reference, "id")).lower()) if isinstance(reference, dict) else None
-        for config in _items(_get(nic, "properties", "ipConfigurations")) if nic else ():
-            subnet_id = _get(config, "properties", "subnet", "id")
+    for reference in _items(nested(vm, "properties", "networkProfile", "networkInterfaces")):
+        nic = nics.get(str(nested(reference, "id")).lower()) if isinstance(reference, dict) else None
+        for config in _items(nested(nic, "properties", "ipConfigurations")) if nic else ():
+            subnet_id = nested(config, "properties", "subnet", "id")
             if not isinstance(subnet_id, str):
                 continue
             subnet = subnets.get(subnet_id.lower()) or {}
             parts = subnet_id.split("/")
             attached.append({"id": subnet_id, "name": "/".join(parts[-3::2]) if len(parts) >= 3 else subnet_id,
-                             "prefix": _get(subnet, "properties", "addressPrefix")})
+                             "prefix": nested(subnet, "properties", "addressPrefix")})
     vm.setdefault("facts", {})["networks"] = attached
 
 
@@ -315,7 +402,7 @@ def _azure_network_joins(resources: list[dict[str, Any]]) -> None:
             nics[resource["id"].lower()] = resource
         elif kind == "microsoft.network/virtualnetworks":
             vnets[resource["id"].lower()] = resource
-            for subnet in _items(_get(resource, "properties", "subnets")):
+            for subnet in _items(nested(resource, "properties", "subnets")):
                 if isinstance(subnet, dict) and isinstance(subnet.get("id"), str):
                     subnets[subnet["id"].lower()] = subnet
         elif kind == "microsoft.network/networksecuritygroups":
@@ -334,11 +421,11 @@ def _azure_network_joins(resources: list[dict[str, Any]]) -> None:
     covered: dict[str, dict[str, Any]] = {}
     nic_nsgs = _nic_nsgs_by_subnet(nics) if flow_logs else {}
     for flow_log in flow_logs:
-        target = str(_get(flow_log, "properties", "targetResourceId") or "").lower()
-        retention = _get(flow_log, "properties", "retentionPolicy") or {}
+        target = str(nested(flow_log, "properties", "targetResourceId") or "").lower()
+        retention = nested(flow_log, "properties", "retentionPolicy") or {}
         # retention disabled means logs are kept for ever
         days = retention.get("days") if isinstance(retention, dict) and retention.get("enabled") else None
-        entry = {"id": flow_log["id"], "enabled": _get(flow_log, "properties", "enabled") is not False,
+        entry = {"id": flow_log["id"], "enabled": nested(flow_log, "properties", "enabled") is not False,
                  "retention_days": days}
         # VNet flow logs may target a VNet, a subnet or a NIC, and record the traffic of every
         # NSG on the way: the subnets' and their NICs' own
@@ -347,12 +434,12 @@ def _azure_network_joins(resources: list[dict[str, Any]]) -> None:
                 covered.setdefault(nsg_id, {**entry, "via": "subnet"})
         elif "/virtualnetworks/" in target:
             vnet = vnets.get(target)
-            for subnet in _items(_get(vnet, "properties", "subnets")) if vnet else ():
+            for subnet in _items(nested(vnet, "properties", "subnets")) if vnet else ():
                 subnet_id = str(subnet.get("id", "")).lower() if isinstance(subnet, dict) else ""
                 for nsg_id in _nsgs_of_subnet(subnet_id, subnets, nic_nsgs):
                     covered.setdefault(nsg_id, {**entry, "via": "virtual network"})
         elif "/networkinterfaces/" in target:
-            nsg_id = str(_get(nics.get(target), "properties", "networkSecurityGroup", "id") or "").lower()
+            nsg_id = str(nested(nics.get(target), "properties", "networkSecurityGroup", "id") or "").lower()
             if nsg_id:
                 covered.setdefault(nsg_id, {**entry, "via": "network interface"})
         elif target:
@@ -365,7 +452,7 @@ def _azure_network_joins(resources: list[dict[str, Any]]) -> None:
 def _nsgs_of_subnet(subnet_id: str, subnets: dict[str, dict[str, Any]],
                     nic_nsgs: dict[str, list[str]]) -> list[str]:
     """The NSG on a subnet and those on the NICs in it (lower-case ids)."""
-    found = [str(_get(subnets.get(subnet_id), "properties", "networkSecurityGroup", "id") or "").lower(),
+    found = [str(nested(subnets.get(subnet_id), "properties", "networkSecurityGroup", "id") or "").lower(),
              *nic_nsgs.get(subnet_id, [])]
     return [nsg_id for nsg_id in dict.fromkeys(found) if nsg_id]
 
@@ -374,16 +461,17 @@ def _nic_nsgs_by_subnet(nics: dict[str, dict[str, Any]]) -> dict[str, list[str]]
     """Subnet id -> the NSGs on NICs in it (lower-case ids)."""
     found: dict[str, list[str]] = {}
     for nic in nics.values():
-        nsg_id = str(_get(nic, "properties", "networkSecurityGroup", "id") or "").lower()
+        nsg_id = str(nested(nic, "properties", "networkSecurityGroup", "id") or "").lower()
         if nsg_id:
-            for config in _items(_get(nic, "properties", "ipConfigurations")):
-                subnet_id = str(_get(config, "properties", "subnet", "id") or "").lower()
+            for config in _items(nested(nic, "properties", "ipConfigurations")):
+                subnet_id = str(nested(config, "properties", "subnet", "id") or "").lower()
                 found.setdefault(subnet_id, []).append(nsg_id)
     return found
 
 
-def derive_facts(resources: list[dict[str, Any]]) -> None:
-    """Add `facts.` to resources in place; idempotent, so re-deriving changes nothing."""
+def derive_facts(resources: list[dict[str, Any]], vm_sizes: Mapping[str, int] | None = None) -> None:
+    """Add `facts.` to resources in place; idempotent, so re-deriving changes nothing.
+    `vm_sizes` is what the Azure source read of the Resource SKUs (size -> vCPUs)."""
     networks: dict[tuple[str, str], dict[str, Any]] = {}
     uplinks: set[tuple[str, str]] = set()
     switches_listing_uplinks: set[tuple[str, str]] = set()  # (vCenter, switch) whose uplink list was read
@@ -392,7 +480,7 @@ def derive_facts(resources: list[dict[str, Any]]) -> None:
             continue
         kind = resource["type"]
         if kind in ("DistributedVirtualSwitch", "VmwareDistributedVirtualSwitch"):
-            listed = _items(_get(resource, "config", "uplinkPortgroup"))
+            listed = _items(nested(resource, "config", "uplinkPortgroup"))
             if listed:
                 switches_listing_uplinks.add((resource["source"], str(resource.get("moref"))))
             for moref in listed:
@@ -406,30 +494,22 @@ def derive_facts(resources: list[dict[str, Any]]) -> None:
             facts = network.setdefault("facts", {})
             facts["vlan"] = _port_group_vlan(network)
             facts["uplink"] = _is_uplink(network, key in uplinks, (network["source"], str(
-                _get(network, "config", "distributedVirtualSwitch"))) in switches_listing_uplinks)
-    licences = {(r["source"], str(r.get("licenseKey"))): r for r in resources
-                if r["cloud"] == "vsphere" and r["type"] == "License"}
-    for licence in licences.values():  # re-derived from the hosts on every scan
-        licence.get("facts", {}).pop("cores_required", None)
-        licence.get("facts", {}).pop("hosts", None)
+                nested(network, "config", "distributedVirtualSwitch"))) in switches_listing_uplinks)
     hosts_by_cluster: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for resource in resources:
         cloud, kind = resource["cloud"], resource["type"]
         if cloud == "vsphere" and kind == "VirtualMachine":
             _vsphere_vm(resource, networks)
         elif cloud == "vsphere" and kind == "HostSystem":
-            _host(resource, licences)
+            _host(resource)
             if isinstance(resource.get("parent"), str):
                 hosts_by_cluster.setdefault((resource["source"], resource["parent"]), []).append(resource)
         elif cloud == "vsphere" and kind == "vCenter":
             _release(resource, resource.get("about"))
         elif cloud == "azure" and kind == "microsoft.compute/virtualmachinescalesets":
-            image = _get(resource, "properties", "virtualMachineProfile", "storageProfile", "imageReference")
-            if isinstance(image, dict) and image.get("publisher"):
-                resource.setdefault("facts", {})["image"] = \
-                    f"{image.get('publisher')}:{image.get('offer')}:{image.get('sku')}"
+            _scale_set(resource, vm_sizes)
         elif cloud == "azure" and kind == "microsoft.compute/virtualmachines":
-            _azure_vm(resource)
+            _azure_vm(resource, vm_sizes)
         elif cloud == "azure" and kind == "microsoft.hybridcompute/machines":
             _arc_machine(resource)
         elif cloud == "azure" and kind == "microsoft.sqlvirtualmachine/sqlvirtualmachines":

@@ -21,7 +21,7 @@ from datetime import date
 from pathlib import Path
 
 from . import __version__
-from .accounting import account_hybrid_benefit, load_entitlements
+from .accounting import account_hybrid_benefit, account_vsphere_licences, load_entitlements
 from .baselines import Baselines, load_baselines
 from .bundled import bundled_baselines_dir, bundled_rules_dir, display_path
 from .coverage import assess, judged, settle_counts
@@ -32,10 +32,12 @@ from .facts import derive_facts
 from .files import DEFAULT_INPUT_LIMIT
 from .findings import Finding, ScanReport
 from .gate import GateResult, apply_waivers, compare, decide, load_previous, load_waivers
+from .lifecycle import assess_support, load_support_tables
 from .options import RuleSelection, ScanOptions
 from .progress import Progress
 from .segmentation import assign_zones, load_zones
 from .snapshot import Snapshot, load_snapshot, merge_snapshots, now_utc
+from .vm_sizes import vm_sizes
 
 
 @dataclass
@@ -82,6 +84,7 @@ def load_rule_context(rule_paths: list[Path] | None, baseline_paths: list[Path] 
     compiled = compile_rules(ruleset, baselines, as_of)
     load_zones(baselines)  # checked now, so that a bad table stops the scan before it starts
     load_entitlements(baselines)
+    load_support_tables(baselines)
     return RuleContext(ruleset, baselines, compiled)
 
 
@@ -94,9 +97,11 @@ def evaluate_snapshot(snapshot: Snapshot, rules: RuleContext, as_of: date,
                       sample: bool = False) -> tuple[ScanReport, Evaluation]:
     """Derive facts, evaluate the compiled rules and build the report, with every enabled
     rule's status (a rule waiting for a baseline is in it too, as not evaluated)."""
-    derive_facts(snapshot.resources)
-    # facts that need the baselines: zone membership and licence entitlements
+    derive_facts(snapshot.resources, vm_sizes(snapshot.sources))
+    # facts that need the baselines: support status, zone membership, licence entitlements
+    assess_support(snapshot.resources, rules.baselines, as_of)
     assign_zones(snapshot.resources, rules.baselines)
+    account_vsphere_licences(snapshot.resources, rules.baselines)
     account_hybrid_benefit(snapshot.resources, rules.baselines)
     evaluation = evaluate_rules(rules.compiled, snapshot.resources)
     evaluation.findings.sort(key=lambda finding: finding.sort_key())

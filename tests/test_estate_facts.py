@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from auditor.accounting import account_hybrid_benefit, host_standard_cores, windows_cores
+from auditor.accounting import account_hybrid_benefit, account_vsphere_licences
 from auditor.baselines import load_baselines
 from auditor.bundled import bundled_baselines_dir
 from auditor.errors import EXIT_INPUT_ERROR, BaselineError
-from auditor.facts import derive_facts, tools_version, vcpus_of_size
+from auditor.facts import derive_facts, tools_version
 from auditor.scan import load_rule_context
 from auditor.segmentation import assign_zones
 from auditor.snapshot import make_resource
@@ -58,22 +58,28 @@ def baselines(tmp_path, text: str):
 def test_decoded_versions_and_sizes():
     assert tools_version("12449") == "12.5.1" and tools_version(10346) == "10.3.10"
     assert tools_version("0") is None and tools_version("x") is None
-    assert vcpus_of_size("Standard_D4s_v5") == 4 and vcpus_of_size("Standard_M128ms") == 128
-    assert vcpus_of_size("Standard_E8-2ds_v5") == 2  # constrained: the active vCPUs count
-    assert vcpus_of_size("Basic_A1") == 1 and vcpus_of_size("custom") is None
+    # vCPUs are the size's real count, never the digits of its name
+    resources = [*azure_vm("d5", size="Standard_D5_v2"), *azure_vm("d12", size="Standard_D12_v2"),
+                 *azure_vm("g5", size="Standard_G5"), *azure_vm("custom", size="Standard_Custom9")]
+    derive_facts(resources)
+    assert [r["facts"].get("vcpus") for r in resources] == [16, 4, 32, None]
+    assert resources[0]["facts"]["vcpus_basis"] == "bundled" and resources[3]["facts"]["vcpus_basis"] == "unknown"
+    derive_facts(resources, {"standard_d5_v2": 8})  # what the source read of the Resource SKUs wins
+    assert resources[0]["facts"] | {} and resources[0]["facts"]["vcpus"] == 8
 
 
-def test_release_cpu_and_licence_facts():
+def test_release_cpu_and_licence_facts(tmp_path):
     licence = make_resource(id="vc/license/AAAAA", name="per core", cloud="vsphere", type="License", source="vc",
-                            native={"licenseKey": "*****-AAAAA", "costUnit": "core", "total": 64})
+                            native={"licenseKey": "*****-AAAAA", "costUnit": "cpuCore", "total": 64, "used": 1})
     small, large = host("esx1", 2, 8, "host-1"), host("esx2", 2, 24, "host-2")
     resources = [licence, small, large]
-    derive_facts(resources)
-    derive_facts(resources)  # idempotent: the licence's sum is not counted twice
+    for _ in range(2):  # idempotent: the licence's sum is not counted twice
+        derive_facts(resources)
+        account_vsphere_licences(resources, baselines(tmp_path, "baselines: {}\n"))
     assert small["facts"]["release"] == {"line": "8.0", "version": "8.0.3", "build": 24674464,
                                          "full": "8.0.3.24674464"}
     assert small["facts"]["cpu"] == {"packages": 2, "cores_per_package": 8, "licensed_cores": 32}
-    assert licence["facts"] == {"cores_required": 32 + 48, "hosts": 2}
+    assert licence["facts"] == {"cores_required": 32 + 48, "hosts": 2, "minimum_per_cpu": 16}
 
 
 def test_flow_log_of_the_virtual_network_covers_the_nsgs_of_its_subnets(tmp_path):
@@ -139,33 +145,27 @@ def test_an_uplink_port_group_by_its_own_flag_or_its_switch(flag, listed, expect
     assert port_group["facts"]["uplink"] is expected
 
 
-def test_windows_core_counting():
-    assert [windows_cores(n) for n in (None, 2, 8, 12, 16, 20)] == [8, 8, 8, 16, 16, 24]
-    assert host_standard_cores(2, 8, 1) == 16  # at least 8 per CPU, 16 per host
-    assert host_standard_cores(2, 12, 3) == 48  # every core, again for each pair of VMs
-    assert host_standard_cores(2, 12, 0) == 0
-
-
 @pytest.mark.parametrize("edition, covered", [("datacenter", [True, True, True]), ("standard", [True, True, False])])
 def test_standard_edition_has_no_dual_use(tmp_path, edition, covered):
     # on premises: one host with 2 x 8 cores and three Windows guests -> 16 x 2 = 32 cores
     resources = [host("esx1", 2, 8, "host-1"), *(guest(f"g{n}", "host-1") for n in range(3)),
-                 *(vm for n in range(3) for vm in azure_vm(f"vm{n}", licence="Windows_Server"))]
+                 *(vm for n in range(3) for vm in azure_vm(f"vm{n}", licence="Windows_Server", size="Standard_D4s_v3"))]
     derive_facts(resources)
     account_hybrid_benefit(resources, baselines(tmp_path, f"""
         baselines:
           licensing.entitlements:
-            Windows_Server: {{edition: {edition}, cores: 56}}
+            Windows_Server: {{edition: {edition}, cores: 48}}
         """))
     claims = [r["facts"]["hybrid_benefit"] for r in resources if r["type"] == "microsoft.compute/virtualmachines"]
     assert [c["covered"] for c in claims] == covered
-    # 56 cores are three whole 16-core sets (48); Standard leaves 48 - 32 = 16 for Azure
+    # every owned core is usable; Standard leaves 48 - 32 = 16 for Azure: two 8-core claims
     assert claims[0]["usable"] == (48 if edition == "datacenter" else 16)
 
 
 def test_pay_as_you_go_windows_vm_is_eligible_only_for_unused_cores(tmp_path):
-    resources = [*azure_vm("a-claim", licence="Windows_Server"), *azure_vm("b-payg", size="Standard_D8s_v5"),
-                 *azure_vm("c-payg", size="Standard_D16s_v5"), *azure_vm("d-linux", os_name="Ubuntu 22.04")]
+    resources = [*azure_vm("a-claim", licence="Windows_Server", size="Standard_D4s_v3"),
+                 *azure_vm("b-payg", size="Standard_D8s_v3"),
+                 *azure_vm("c-payg", size="Standard_D16s_v3"), *azure_vm("d-linux", os_name="Ubuntu 22.04")]
     derive_facts(resources)
     account_hybrid_benefit(resources, baselines(tmp_path, """
         baselines:
@@ -284,7 +284,7 @@ def test_zone_and_entitlement_rules_stay_silent_until_the_organisation_declares_
 
     copy = tmp_path / "estate.json"  # the sample's resources, but not the bundled file
     shutil.copy(SAMPLE_SNAPSHOT, copy)
-    silent = {"HY-NET-001", "AZ-NET-014", "AZ-LIC-004", "AZ-LIC-005", "AZ-LIC-006"}
+    silent = {"HY-NET-001", "AZ-NET-014", "AZ-LIC-004", "AZ-LIC-005", "AZ-LIC-006", "AZ-LIC-007"}
 
     def rules_found(*extra: str) -> set[str]:
         assert main(["scan", "--snapshot", str(copy), "--out", str(tmp_path / "reports"), "-q",

@@ -22,7 +22,8 @@ from datetime import date, timedelta
 from functools import lru_cache
 from typing import Any
 
-from ..baselines import LifecycleTable, Table, compare_versions, parse_date, parse_version
+from ..baselines import LifecycleTable, MinimumTable, Table, compare_versions, parse_date, parse_version
+from ..errors import BaselineError
 from ..patterns import fullmatch, glob, linear, search
 
 Predicate = Callable[[Any], bool]
@@ -508,28 +509,14 @@ def _eol_within_days(value: tuple[Table, int], context: CompileContext) -> Predi
 
 
 @operator("below_minimum", "observed dotted version is below the minimum the table gives for its release line "
-          "(the longest key that is a prefix of it: '7.0' covers '7.0.3.21477706'); lines the table lacks "
-          "never match", wants_table=True)
+          "(the longest key that is a prefix of it: '7.0' covers '7.0.3.21477706'); a row is a version "
+          "or {minimum, advisory, source}; lines the table lacks never match", wants_table=True)
 def _below_minimum(table: Table, _: CompileContext) -> Predicate:
-    if not isinstance(table.value, dict):
-        raise ValueError("needs a table of release line -> minimum version")
-    minimums = []
-    for line, minimum in table.value.items():
-        parsed_line, parsed_minimum = parse_version(str(line)), parse_version(str(minimum))
-        if parsed_line is None or parsed_minimum is None:
-            raise ValueError(f"row {line!r}: {minimum!r} is not a dotted version")
-        minimums.append((parsed_line, parsed_minimum))
-    minimums.sort(key=lambda row: len(row[0]), reverse=True)  # the most specific line first
-
-    def test(observed: Any) -> bool:
-        version = parse_version(observed) if isinstance(observed, str) else None
-        if version is None:
-            return False
-        for line, minimum in minimums:
-            if tuple(version[:len(line)]) == tuple(line):
-                return compare_versions(version, minimum) < 0
-        return False
-    return test
+    try:
+        minimums = MinimumTable(table)
+    except BaselineError as error:
+        raise ValueError(error.message) from None
+    return lambda observed: minimums.below(observed) is True
 
 
 @operator("unknown_to", "the baseline table has no row for the observed value",

@@ -49,8 +49,8 @@ class _Ids:
 # --- vSphere ------------------------------------------------------------------------------
 
 ESXI_BUILDS = {"6.7.0": "17700523", "7.0.3": "21313628", "8.0.2": "22380479",
-               "8.0.3": "24674464"}
-VCENTER_BUILDS = {"7.0.3": "21477706", "8.0.3": "24322831"}
+               "8.0.3": "24674464", "9.2.0": "25110412"}
+VCENTER_BUILDS = {"7.0.3": "21477706", "8.0.3": "24322831", "9.2.0": "25110399"}
 
 # (guestId, tools-reported full name, weight)
 GUESTS = [
@@ -66,8 +66,8 @@ GUESTS = [
 ]
 TOOLS = [("guestToolsCurrent", 12), ("guestToolsSupportedOld", 3), ("guestToolsNeedUpgrade", 2),
          ("guestToolsTooOld", 1), ("guestToolsNotInstalled", 1)]
-# guest.toolsVersion per tools status: major << 10 | minor << 5 | patch (12449 is 12.5.1)
-TOOLS_VERSIONS = {"guestToolsCurrent": "12449", "guestToolsSupportedOld": "12352",
+# guest.toolsVersion per tools status: major << 10 | minor << 5 | patch (12452 is 12.5.4)
+TOOLS_VERSIONS = {"guestToolsCurrent": "12452", "guestToolsSupportedOld": "12352",
                   "guestToolsNeedUpgrade": "11365", "guestToolsTooOld": "10346", "guestToolsNotInstalled": "0"}
 # ESXi advanced options of a host hardened to the security configuration guide
 HARDENED_OPTIONS = [
@@ -78,6 +78,10 @@ HARDENED_OPTIONS = [
 ]
 HARDWARE = [("vmx-19", 8), ("vmx-21", 4), ("vmx-14", 4), ("vmx-13", 3), ("vmx-10", 1),
             ("vmx-08", 1)]
+
+
+FEATURES = {"vmotion": "vSphere vMotion", "das": "vSphere HA", "drs": "vSphere DRS",
+            "dvs": "vSphere Distributed Switch"}
 
 
 def _pick(rng: random.Random, weighted: list[tuple[Any, ...]]) -> tuple[Any, ...]:
@@ -97,7 +101,7 @@ def _vcenter(vc: str, version: str, ids: _Ids) -> dict[str, Any]:
 
 def _host(vc: str, name: str, version: str, cluster: str, port_groups: list[dict[str, Any]],
           ids: _Ids, *, ssh: bool = False, lockdown: str = "lockdownNormal", ntp: bool = True,
-          syslog: bool = True, license_edition: str = "esxEnterprisePlus", cpu_packages: int = 2,
+          syslog: bool = True, license_edition: str = "esx.enterprisePlus.cpuPackage", cpu_packages: int = 2,
           cores: int = 24, connected: bool = True, shell_timeout: int = 900, lock_failures: int = 5,
           log_host: str = "ssl://syslog.corp.example:6514", ntp_servers: list[str] | None = None,
           license_key: str = "4K2M1", license_name: str = "VMware vSphere 8 Enterprise Plus",
@@ -211,8 +215,10 @@ def _vm(vc: str, name: str, host: dict[str, Any], networks: list[dict[str, Any]]
 
 
 def _license(vc: str, key_tail: str, name: str, edition: str, cost_unit: str, total: int,
-             used: int, expires: str | None = None) -> dict[str, Any]:
+             used: int, expires: str | None = None, features: tuple[str, ...] = ()) -> dict[str, Any]:
     properties: list[dict[str, Any]] = [{"key": "ProductName", "value": name}]
+    # what the edition includes, as vCenter lists it (an `addon` is bought separately)
+    properties += [{"key": "feature", "value": {"key": key, "value": FEATURES[key]}} for key in features]
     if expires:
         properties.append({"key": "expirationDate", "value": expires})
     return make_resource(
@@ -278,11 +284,12 @@ def vsphere_estate(ids: _Ids, rng: random.Random, vms_per_vcenter: tuple[int, in
             if dc1 and n == 3:
                 standard.append(_standard_port_group("sniffer", 4095, promiscuous=True))
             if dc1:
-                licence = ("ST8D2", "VMware vSphere 8 Standard", "esxStandard") if n == 7 else \
-                    ("7R4H9", "VMware vSphere 7 Enterprise Plus", "esxEnterprisePlus")
+                licence = ("ST8D2", "VMware vSphere 8 Standard", "esx.standard.cpuPackage") if n == 7 else \
+                    ("7R4H9", "VMware vSphere 7 Enterprise Plus", "esx.enterprisePlus.cpuPackage")
             else:
-                licence = ("8C0R3", "VMware vSphere 8 Enterprise Plus (per core)", "esxEnterprisePlus") if n <= 3 \
-                    else ("VVF01", "VMware vSphere Foundation (per core)", "vsphere.foundation")
+                licence = ("8C0R3", "VMware Cloud Foundation (per core)", "esx.vcf.entitlement.cpuCoreMin") \
+                    if n <= 3 else ("VCF02", "VMware Cloud Foundation (per core, expansion)",
+                                    "esx.vcf.entitlement.cpuCoreMin")
             hosts.append(_host(
                 vc, f"esx{n:02d}.{site}.corp.example", version, clusters[n % 2]["moref"], standard,
                 ids, license_key=licence[0], license_name=licence[1], hardened=not dc1, mob=dc1 and n == 2,
@@ -322,13 +329,14 @@ def vsphere_estate(ids: _Ids, rng: random.Random, vms_per_vcenter: tuple[int, in
                                  guest=GUESTS[3], tools="guestToolsCurrent", hardware="vmx-19",
                                  tags={"zone": "pci"}))
             resources.extend([
-                _license(vc, "7R4H9", "VMware vSphere 7 Enterprise Plus", "esxEnterprisePlus", "cpuPackage", 12, 14),
+                _license(vc, "7R4H9", "VMware vSphere 7 Enterprise Plus", "esx.enterprisePlus.cpuPackage",
+                         "cpuPackage", 12, 14, features=("vmotion", "das", "drs", "dvs")),
                 _license(vc, "00000", "Evaluation Mode", "eval", "cpuPackage", 0, 2, "2026-12-30T00:00:00Z"),
-                _license(vc, "K81P2", "VMware vSphere 7 Standard (term)", "esxStandard", "cpuPackage", 8, 0,
+                _license(vc, "K81P2", "VMware vSphere 7 Standard (term)", "esx.standard.cpuPackage", "cpuPackage", 8, 0,
                          "2026-06-30T00:00:00Z"),
                 _license(vc, "VC7ST", "VMware vCenter Server 7 Standard", "vc.standard.instance", "server", 1, 1),
-                _license(vc, "ST8D2", "VMware vSphere 8 Standard", "esxStandard", "cpuPackage", 2, 2,
-                         "2027-06-30T00:00:00Z"),
+                _license(vc, "ST8D2", "VMware vSphere 8 Standard", "esx.standard.cpuPackage", "cpuPackage", 2, 2,
+                         "2027-06-30T00:00:00Z", features=("vmotion", "das")),
             ])
         else:
             resources.append(_vm(vc, "dc2-web01", hosts[0], [attachable[0]], ids, rng,
@@ -341,18 +349,33 @@ def vsphere_estate(ids: _Ids, rng: random.Random, vms_per_vcenter: tuple[int, in
                                  guest=("other4xLinux64Guest", "Other 4.x or later Linux (64-bit)", 1),
                                  tools="guestToolsCurrent", hardware="vmx-19"))
             resources.extend([
-                _license(vc, "8C0R3", "VMware vSphere 8 Enterprise Plus (per core)", "esx.vcf.core",
-                         "core", 640, 576, "2027-01-10T00:00:00Z"),
+                # a VCF subscription states its per-CPU minimum in its cost unit
+                _license(vc, "8C0R3", "VMware Cloud Foundation (per core)", "esx.vcf.entitlement.cpuCoreMin",
+                         "cpuCore:16core", 640, 576, "2027-01-10T00:00:00Z"),
                 _license(vc, "VC8ST", "VMware vCenter Server 8 Standard", "vc.standard.instance", "server", 1, 1,
                          "2028-03-31T00:00:00Z"),
                 # vCenter counts raw cores (120); with 16 per CPU the hosts need 128
-                _license(vc, "VVF01", "VMware vSphere Foundation (per core)", "vsphere.foundation", "core",
-                         120, 120, "2027-09-30T00:00:00Z"),
+                _license(vc, "VCF02", "VMware Cloud Foundation (per core, expansion)",
+                         "esx.vcf.entitlement.cpuCoreMin", "cpuCore", 120, 120, "2027-09-30T00:00:00Z"),
             ])
         sources.append(Source(id=vc, cloud="vsphere", kind="vcenter",
                               resource_count=len(resources) - start,
                               details={"version": vc_version, "build": VCENTER_BUILDS[vc_version]}))
-    return sources, resources
+    lab_sources, lab_resources = _lab_vcenter()
+    return sources + lab_sources, resources + lab_resources
+
+
+def _lab_vcenter() -> tuple[list[Source], list[dict[str, Any]]]:
+    """A lab vCenter on a release newer than the lifecycle tables know, with one host on
+    the evaluation licence: their support status is not evaluated, never passed. Its own
+    ids, so that adding it left every other resource of the sample as it was."""
+    vc, version = "vc-lab.corp.example", "9.2.0"
+    ids = _Ids(9)
+    resources = [_vcenter(vc, version, ids),
+                 _host(vc, "esx01.lab.corp.example", version, "domain-c9", [_standard_port_group("Management Network", 0)],
+                       ids, license_edition="eval", hardened=True, lockdown="lockdownNormal")]
+    return [Source(id=vc, cloud="vsphere", kind="vcenter", resource_count=len(resources),
+                   details={"version": version, "build": VCENTER_BUILDS[version]})], resources
 
 
 # --- Azure --------------------------------------------------------------------------------
@@ -491,13 +514,16 @@ def _vm_set(sub: str, rg: str, name: str, image: str, location: str, rng: random
     return resources
 
 
-def _sql_vm(sub: str, rg: str, name: str, offer: str, sku: str, license_type: str, location: str) -> dict[str, Any]:
+def _sql_vm(sub: str, rg: str, name: str, offer: str | None, sku: str, license_type: str,
+            location: str) -> dict[str, Any]:
     vm_id = _arm_id(sub, rg, "Microsoft.Compute", "virtualMachines", name)
+    properties = {"virtualMachineResourceId": vm_id, "provisioningState": "Succeeded",
+                  "sqlServerLicenseType": license_type, "sqlManagement": "Full", "sqlImageSku": sku}
+    if offer is not None:
+        properties["sqlImageOffer"] = offer
     return _azure({"id": _arm_id(sub, rg, "Microsoft.SqlVirtualMachine", "sqlVirtualMachines", name),
                    "name": name, "type": "Microsoft.SqlVirtualMachine/sqlVirtualMachines", "location": location,
-                   "properties": {"virtualMachineResourceId": vm_id, "provisioningState": "Succeeded",
-                                  "sqlImageOffer": offer, "sqlServerLicenseType": license_type,
-                                  "sqlManagement": "Full", "sqlImageSku": sku}}, sub)
+                   "properties": properties}, sub)
 
 
 def _arc(sub: str, rg: str, name: str, os_sku: str, os_type: str, os_version: str, agent: str,
@@ -675,7 +701,7 @@ def azure_estate(rng: random.Random, vm_scale: int = 1) -> tuple[list[Source], l
     vm_plan = [
         ("vm-web-01", "win2022", "Windows_Server", True, web), ("vm-web-02", "win2022", "Windows_Server", False, web),
         ("vm-erp-01", "win2012r2", None, False, app), ("vm-erp-02", "win2012r2", "Windows_Server", False, app),
-        ("vm-api-01", "ubuntu2204", None, False, app), ("vm-api-02", "ubuntu1804", None, True, app),
+        ("vm-api-01", "ubuntu2204", None, False, app), ("vm-api-02", "ubuntu1804", "UBUNTU_PRO", True, app),
         ("vm-rhel-01", "rhel8", "RHEL_BYOS", False, db), ("vm-etl-01", "ubuntu2204", "RHEL_BYOS", False, db),
         ("vm-tools-01", "ubuntu2204", "Windows_Server", False, app), ("vm-sql-01", "win2019", "Windows_Server", False, db),
         ("vm-sql-02", "win2012r2", "Windows_Server", False, db), ("vm-sql-03", "win2022", None, False, db),
@@ -699,9 +725,12 @@ def azure_estate(rng: random.Random, vm_scale: int = 1) -> tuple[list[Source], l
                                          "nsg-legacy-ftp"))
     resources += [
         _sql_vm(prod, "rg-prod-app", "vm-sql-01", "SQL2019-WS2019", "Enterprise", "AHUB", location),
-        _sql_vm(prod, "rg-prod-app", "vm-sql-02", "SQL2014SP3-WS2012R2", "Standard", "PAYG", location),
-        _sql_vm(prod, "rg-prod-app", "vm-sql-03", "sql2022-ws2022", "Developer", "AHUB", location),
+        # deployed from SQL Server 2014 SP2, whose support ended before 2014's own
+        _sql_vm(prod, "rg-prod-app", "vm-sql-02", "SQL2014SP2-WS2012R2", "Standard", "AHUB", location),
+        _sql_vm(prod, "rg-prod-app", "vm-sql-03", "SQL2014SP3-WS2012R2", "Developer", "AHUB", location),
         _sql_vm(prod, "rg-prod-app", "vm-sql-04", "SQL2017-WS2016", "Standard", "PAYG", location),
+        # SQL Server installed by hand and registered: no image names its release
+        _sql_vm(prod, "rg-prod-app", "vm-sql-05", None, "Standard", "PAYG", location),
         # Azure Policy: flow logs required (enforced), and a tag policy still in audit-only rollout;
         # its states say which resources comply
         *_policy(prod, "require-flow-logs", "Flow logs should be configured for every network security group",
@@ -748,9 +777,11 @@ def azure_estate(rng: random.Random, vm_scale: int = 1) -> tuple[list[Source], l
     resources += [_azure({"id": f"/subscriptions/{sub}", "name": display, "type": "Microsoft.Resources/subscriptions",
                           "properties": {"state": "Enabled", "subscriptionId": sub, "tenantId": TENANT}}, sub)
                   for sub, display in SUBSCRIPTIONS.items()]
+    # the Resource SKUs of the sizes in use, as the Azure source stores them
+    vm_sizes = {"standard_d2s_v5": {"vcpus": 2}, "standard_d32s_v5": {"vcpus": 32}, "standard_d4s_v5": {"vcpus": 4}}
     sources = [Source(id=sub, cloud="azure", kind="subscription",
                       resource_count=sum(1 for r in resources if r["source"] == sub),
-                      details={"tenant_id": TENANT, "display_name": display})
+                      details={"tenant_id": TENANT, "display_name": display, "vm_sizes": vm_sizes})
                for sub, display in SUBSCRIPTIONS.items()]
     return sources, resources
 
