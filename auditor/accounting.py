@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from .baselines import Baselines
@@ -54,8 +55,6 @@ SQL_MINIMUM = 4        # core licences per SQL Server VM
 ENTERPRISE_FOR_STANDARD = 4  # Standard vCPUs one Enterprise core licence covers
 UNITS = {"Windows_Server": "cores", "SQL_Server_Enterprise": "cores", "SQL_Server_Standard": "cores",
          "RHEL_BYOS": "instances", "SLES_BYOS": "instances"}
-VSPHERE_MINIMUM_PER_CPU = "licensing.vsphere.minimum_cores_per_cpu"
-VSPHERE_MINIMUM_PER_LICENCE = "licensing.vsphere.minimum_cores_per_licence"
 
 
 def windows_cores(vcpus: int) -> int:
@@ -108,15 +107,38 @@ def load_entitlements(baselines: Baselines) -> dict[str, dict[str, Any]]:
 
 # --- vSphere --------------------------------------------------------------------------------
 
-def _baseline_int(baselines: Baselines, name: str, default: int) -> int:
-    table = baselines.tables.get(name.rpartition(".")[0])
-    value = table.value.get(name.rpartition(".")[2]) if table and isinstance(table.value, dict) else None
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise BaselineError(f"{name} must be a whole number", where=table.file if table else None,
-                            line=table.line if table else None)
-    return value
+@dataclass(frozen=True)
+class VsphereLicensing:
+    """The vSphere licensing tables, checked."""
+
+    minimum_per_cpu: int
+    minimum_per_licence: int
+    with_drs: frozenset[str]
+    without_drs: frozenset[str]
+
+
+def load_vsphere_licensing(baselines: Baselines) -> VsphereLicensing:
+    """licensing.vsphere and the DRS edition lists, checked when the rules load: a bad
+    value is a BaselineError naming its file, before anything is collected or written."""
+    table = baselines.tables.get("licensing.vsphere")
+    values: dict[str, int] = {"minimum_cores_per_cpu": 16, "minimum_cores_per_licence": 0}
+    if table is not None:
+        if not isinstance(table.value, dict):
+            raise BaselineError("licensing.vsphere must be a mapping (minimum_cores_per_cpu, "
+                                "minimum_cores_per_licence, source)", where=table.file, line=table.line)
+        for key, value in table.value.items():
+            if key == "source":
+                continue
+            if key not in values:
+                raise BaselineError(f"licensing.vsphere: unknown key {key!r} (known: {', '.join(values)}, source)",
+                                    where=table.file, line=table.line)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 4096:
+                raise BaselineError(f"licensing.vsphere.{key} must be a whole number of cores",
+                                    where=table.file, line=table.line)
+            values[key] = value
+    return VsphereLicensing(values["minimum_cores_per_cpu"], values["minimum_cores_per_licence"],
+                            _editions(baselines, "licensing.editions_with_drs"),
+                            _editions(baselines, "licensing.editions_without_drs"))
 
 
 def per_core_minimum(cost_unit: Any, default: int) -> int | None:
@@ -125,15 +147,15 @@ def per_core_minimum(cost_unit: Any, default: int) -> int | None:
     if not isinstance(cost_unit, str) or not cost_unit.startswith("cpuCore"):
         return None
     stated = re.fullmatch(r"cpuCore:(\d{1,4})core", cost_unit)
-    return int(stated.group(1)) if stated else default
+    # a stated minimum outside what any CPU has is not believed
+    return int(stated.group(1)) if stated and 1 <= int(stated.group(1)) <= 512 else default
 
 
 def account_vsphere_licences(resources: list[dict[str, Any]], baselines: Baselines) -> None:
     """Write the per-core counts on hosts and licences and the DRS licensing of clusters."""
-    minimum = _baseline_int(baselines, VSPHERE_MINIMUM_PER_CPU, 16)
-    per_licence = _baseline_int(baselines, VSPHERE_MINIMUM_PER_LICENCE, 0)
-    with_drs, without_drs = _editions(baselines, "licensing.editions_with_drs"), \
-        _editions(baselines, "licensing.editions_without_drs")
+    tables = load_vsphere_licensing(baselines)
+    minimum, per_licence = tables.minimum_per_cpu, tables.minimum_per_licence
+    with_drs, without_drs = tables.with_drs, tables.without_drs
     licences = {(r["source"], str(r.get("licenseKey"))): r for r in resources
                 if r["cloud"] == "vsphere" and r["type"] == "License"}
     for licence in licences.values():  # re-derived from the hosts on every scan
@@ -174,17 +196,17 @@ def account_vsphere_licences(resources: list[dict[str, Any]], baselines: Baselin
                          drs_by_host)
 
 
-def _editions(baselines: Baselines, name: str) -> set[str]:
+def _editions(baselines: Baselines, name: str) -> frozenset[str]:
     table = baselines.tables.get(name)
     if table is None:
-        return set()
-    if not isinstance(table.value, list):
+        return frozenset()
+    if not isinstance(table.value, list) or not all(isinstance(edition, str) for edition in table.value):
         raise BaselineError(f"{name} must be a list of licence edition keys", where=table.file, line=table.line)
-    return {str(edition) for edition in table.value}
+    return frozenset(table.value)
 
 
 def _licence_has_drs(assigned: dict[str, Any] | None, licence: dict[str, Any] | None,
-                     with_drs: set[str], without_drs: set[str]) -> bool | None:
+                     with_drs: frozenset[str], without_drs: frozenset[str]) -> bool | None:
     """Whether a host's licence includes DRS: its `feature` properties decide when vCenter
     reports them (an `addon` is bought separately and is not the edition's); else its
     edition key, by the two baseline lists; None when neither tells."""
@@ -194,10 +216,12 @@ def _licence_has_drs(assigned: dict[str, Any] | None, licence: dict[str, Any] | 
         properties = info.get("properties")
         features = [p.get("value") for p in properties if isinstance(p, dict) and p.get("key") == "feature"] \
             if isinstance(properties, list) else []
-        feature_keys = {f.get("key") for f in features if isinstance(f, dict)}
+        feature_keys = {f.get("key") for f in features if isinstance(f, dict) and isinstance(f.get("key"), str)}
         if feature_keys:
             return "drs" in feature_keys
     edition = (assigned or licence or {}).get("editionKey")
+    if not isinstance(edition, str):
+        return None
     if edition in without_drs:
         return False
     return True if edition in with_drs else None
@@ -249,12 +273,18 @@ def account_hybrid_benefit(resources: list[dict[str, Any]], baselines: Baselines
         instances = _instances(resource) if scale_set else 1
         if instances == 0:
             continue  # a flexible scale set's instances are VMs of their own, counted as such
-        vcpus = facts.get("vcpus")
+        # Windows Server is priced on all the size's vCPUs, constrained or not
+        vcpus = facts.get("vcpus_total")
         if licence in ("Windows_Server", "RHEL_BYOS", "SLES_BYOS"):
+            if _mismatched(resource, licence):
+                # a claim for another OS (AZ-LIC-002/003) licenses nothing: it takes no entitlement
+                facts["hybrid_benefit"] = {"licence": licence, "declared": licence in entitlements,
+                                           "mismatched": True}
+                continue
             each = (windows_cores(vcpus) if vcpus else None) if licence == "Windows_Server" else 1
             claims.setdefault(licence, []).append((resource, None if each is None or instances is None
                                                    else each * instances, instances or 0))
-        elif not scale_set and (facts.get("os") or {}).get("family") == "windows" and licence in (None, "", "None"):
+        elif not scale_set and _os_family(facts) == "windows" and licence in (None, "", "None"):
             payg.append(resource)
     unused: dict[str, int] = {}
     for licence, pool in claims.items():
@@ -264,15 +294,40 @@ def account_hybrid_benefit(resources: list[dict[str, Any]], baselines: Baselines
     windows = entitlements.get("Windows_Server")
     if windows is not None and "Windows_Server" not in unused:
         unused["Windows_Server"] = _usable("Windows_Server", windows, on_premises)
+    # pay-as-you-go VMs in id order, each taking from what is left, so that two VMs are never
+    # both told that the same unused cores would cover them
+    left = unused.get("Windows_Server", 0)
+    unknown_before = False
     for vm in payg:
-        vcpus = vm["facts"].get("vcpus")
+        vcpus = vm["facts"].get("vcpus_total")
         count = windows_cores(vcpus) if vcpus else None
-        left = unused.get("Windows_Server", 0)
         benefit: dict[str, Any] = {"licence": "Windows_Server", "payg": True, "counted": count, "unused": left}
-        if count is not None:
-            benefit["eligible"] = windows is not None and count <= left
+        if count is None:
+            unknown_before = True
+        elif windows is not None and count <= left:
+            benefit["eligible"] = True
+            left -= count
+        elif not unknown_before or windows is None:
+            benefit["eligible"] = False
         vm["facts"]["hybrid_benefit"] = benefit
     _account_sql(resources, entitlements)
+
+
+def _os_family(facts: dict[str, Any]) -> Any:
+    os_fact = facts.get("os")
+    return os_fact.get("family") if isinstance(os_fact, dict) else None
+
+
+def _mismatched(resource: dict[str, Any], licence: str) -> bool:
+    """Whether a claim is for an OS the machine does not run, where the OS is known."""
+    if licence == "Windows_Server":
+        os_type = nested(resource, "properties", "storageProfile", "osDisk", "osType") or nested(
+            resource, "properties", "virtualMachineProfile", "storageProfile", "osDisk", "osType")
+        return (isinstance(os_type, str) and os_type.lower() == "linux") or _os_family(resource["facts"]) == "linux"
+    os_fact = resource["facts"].get("os")
+    product = os_fact.get("product") if isinstance(os_fact, dict) else None
+    prefix = "rhel-" if licence == "RHEL_BYOS" else "sles-"
+    return isinstance(product, str) and not product.startswith(prefix)
 
 
 def _instances(scale_set: dict[str, Any]) -> int | None:
@@ -281,7 +336,9 @@ def _instances(scale_set: dict[str, Any]) -> int | None:
     if str(nested(scale_set, "properties", "orchestrationMode") or "Uniform").lower() == "flexible":
         return 0
     capacity = nested(scale_set, "sku", "capacity")
-    return capacity if isinstance(capacity, int) and not isinstance(capacity, bool) and capacity >= 0 else None
+    # Azure caps a scale set at 1,000 instances; anything beyond is not a count
+    return capacity if isinstance(capacity, int) and not isinstance(capacity, bool) and 0 <= capacity <= 1000 \
+        else None
 
 
 def _usable(licence: str, declared: dict[str, Any] | None, on_premises: int) -> int:
@@ -299,7 +356,7 @@ def _cover(pool: list[tuple[dict[str, Any], int | None, int]], licence: str, dec
     """Cover the claims of one pool in order; returns what is left unused. A claim of
     unknown size is not judged, and for the claims after it `covered` is set only when the
     verdict holds whatever the unknown claims take (at least the per-VM minimum)."""
-    unit = UNITS[licence]
+    units = UNITS[licence]
     floor = WINDOWS_MINIMUM if licence == "Windows_Server" else 1
     known_total = sum(count for _, count, _ in pool if count is not None)
     unknown = sum(1 for _, count, _ in pool if count is None)
@@ -307,7 +364,8 @@ def _cover(pool: list[tuple[dict[str, Any], int | None, int]], licence: str, dec
     unbounded = False  # an unknown claim came before: "covered" is no longer certain
     for resource, count, instances in pool:
         benefit: dict[str, Any] = {
-            "licence": licence, "unit": unit, "counted": count, "declared": declared is not None,
+            "licence": licence, "unit": units[:-1] if count == 1 else units, "counted": count,
+            "declared": declared is not None,
             "entitled": declared["amount"] if declared else 0, "usable": usable,
             "claimed_total": known_total, "unknown_claims": unknown, "verifiable": count is not None,
             "on_premises": on_premises if licence == "Windows_Server" and declared
@@ -356,7 +414,9 @@ def _account_sql(resources: list[dict[str, Any]], entitlements: dict[str, dict[s
         for sql_vm, count in claims[edition]:
             benefit: dict[str, Any] = {"edition": edition, "counted": count, "unit": "cores",
                                        "declared": declared[edition], "verifiable": count is not None,
-                                       "enterprise_cores": enterprise, "standard_cores": standard}
+                                       "enterprise_cores": enterprise, "standard_cores": standard,
+                                       # what the claims before this one left
+                                       "enterprise_left": left["Enterprise"], "standard_left": left["Standard"]}
             if count is None:
                 unbounded = True
                 left[edition] = max(0, left[edition] - SQL_MINIMUM)
@@ -387,7 +447,7 @@ def _standard_on_premises(resources: list[dict[str, Any]]) -> int:
     """Core licences that Windows Server guests take on vSphere hosts (Standard counting)."""
     windows_per_host: dict[tuple[str, str], int] = {}
     for vm in resources:
-        windows = ((vm.get("facts") or {}).get("os") or {}).get("family") == "windows"
+        windows = _os_family(vm.get("facts") or {}) == "windows"
         if vm["cloud"] == "vsphere" and vm["type"] == "VirtualMachine" and windows:
             runtime = vm.get("runtime")
             host = runtime.get("host") if isinstance(runtime, dict) else None

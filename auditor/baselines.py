@@ -215,7 +215,14 @@ class LifecycleTable:
             ((parse_version(k), r) for k, r in self.rows.items()
              if re.fullmatch(r"\d+(\.\d+)*", k)),
             key=lambda pair: -len(pair[0] or ()))
-        self._globs = [(glob(k), r) for k, r in self.rows.items() if any(c in k for c in "*?[")]
+        self._globs = []
+        for key, row in self.rows.items():
+            if any(c in key for c in "*?["):
+                try:
+                    self._globs.append((glob(key), row))
+                except ValueError as error:
+                    raise BaselineError(f"lifecycle table '{table.name}' row '{key}': not a valid pattern ({error})",
+                                        where=table.file, line=row.line) from None
         self._memo: dict[Any, LifecycleRow | None] = {}
 
     @staticmethod
@@ -275,6 +282,12 @@ class LifecycleTable:
         text = str(observed)
         if text in self.rows:
             return self.rows[text]
+        # "2008-r2-sp3" without a row of its own is covered by "2008-r2", never by "2008"
+        trimmed = text
+        while "-" in trimmed:
+            trimmed = trimmed.rsplit("-", 1)[0]
+            if trimmed in self.rows:
+                return self.rows[trimmed]
         version = parse_version(text)
         if version is not None:
             for key_version, row in self._versioned:
@@ -296,6 +309,7 @@ class Minimum:
     minimum: str
     advisory: str | None
     source: str | None
+    note: str | None
     parsed_line: tuple[int, ...]
     parsed_minimum: tuple[int, ...]
 
@@ -321,8 +335,12 @@ class MinimumTable:
             if parsed_line is None or parsed_minimum is None:
                 raise BaselineError(f"'{table.name}' row {line!r}: {minimum!r} is not a dotted version",
                                     where=table.file, line=line_of(row, table.line))
-            advisory, source = spec.get("advisory"), spec.get("source")
-            self.rows.append(Minimum(line=str(line), minimum=str(minimum),
+            if compare_versions(parsed_minimum, parsed_line) < 0:
+                # a minimum of another, older line would let every build of this one pass
+                raise BaselineError(f"'{table.name}' row {line!r}: minimum {minimum} is older than the line itself",
+                                    where=table.file, line=line_of(row, table.line))
+            advisory, source, note = spec.get("advisory"), spec.get("source"), spec.get("note")
+            self.rows.append(Minimum(line=str(line), minimum=str(minimum), note=note if isinstance(note, str) else None,
                                      advisory=advisory if isinstance(advisory, str) else None,
                                      source=source if isinstance(source, str) else None,
                                      parsed_line=parsed_line, parsed_minimum=parsed_minimum))

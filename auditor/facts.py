@@ -6,7 +6,8 @@ old snapshots gain new facts too), adds `facts.` to resources:
 - `facts.os`: {family, product, name} of a vSphere VM, Azure VM or Arc machine, where
   `product` is a lifecycle key such as `windows-server-2012-r2` or `ubuntu-18.04`;
 - `facts.image`: `publisher:offer:sku` of an Azure VM's marketplace image;
-- `facts.hardware_version`: the number in a vSphere VM's `vmx-NN`;
+- `facts.hardware_version`: the number in a vSphere VM's `vmx-NN`, and `facts.host_version`:
+  the ESXi version of the host it runs on;
 - `facts.networks`: the networks a VM is attached to, with VLAN where known;
 - `facts.vlan`: a distributed port group's VLAN id, or `trunk`;
 - `facts.uplink`: whether a distributed port group is its switch's uplink port group;
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -154,8 +156,13 @@ def nested(obj: Any, *keys: str) -> Any:
     return obj
 
 
-def _vsphere_vm(vm: dict[str, Any], networks: dict[tuple[str, str], dict[str, Any]]) -> None:
+def _vsphere_vm(vm: dict[str, Any], networks: dict[tuple[str, str], dict[str, Any]],
+                host_versions: dict[tuple[str, str], Any]) -> None:
     facts = vm.setdefault("facts", {})
+    host = nested(vm, "runtime", "host")
+    version = host_versions.get((vm["source"], host)) if isinstance(host, str) else None
+    if isinstance(version, str):
+        facts["host_version"] = version  # what the VM's hardware can be upgraded to depends on it
     config = vm.get("config")
     if not isinstance(config, dict):
         config = {}
@@ -209,18 +216,31 @@ def _port_group_vlan(port_group: dict[str, Any]) -> Any:
     return vlan
 
 
-def _vcpus(facts: dict[str, Any], size: Any, hardware: Any, collected: Mapping[str, int] | None) -> None:
-    """`facts.vcpus` (and its basis) of a VM or scale set model: the size's real count,
-    the active ones of a constrained or customised size."""
+def _vcpus(facts: dict[str, Any], size: Any, hardware: Any, sizes: SizeTables) -> None:
+    """`facts.vcpus` (and its basis) of a VM or scale set model: the size's real count, the
+    active ones of a constrained or customised size (what SQL Server licences count), and
+    `facts.vcpus_total`, all the size's vCPUs (what Azure prices Windows Server on)."""
+    name = size if isinstance(size, str) else None
     available = nested(hardware, "vmSizeProperties", "vCPUsAvailable")
-    count, basis = vcpus(size if isinstance(size, str) else None, collected, available)
-    facts.pop("vcpus", None)
+    count, basis = vcpus(name, sizes.active, available)
     if count is not None:
         facts["vcpus"] = count
     facts["vcpus_basis"] = basis
+    total, _ = vcpus(name, sizes.total, active_only=False)
+    if total is not None:
+        facts["vcpus_total"] = total
 
 
-def _azure_vm(vm: dict[str, Any], collected: Mapping[str, int] | None) -> None:
+@dataclass(frozen=True)
+class SizeTables:
+    """What the Azure source read of the Resource SKUs: size -> active vCPUs, and size ->
+    all its vCPUs."""
+
+    active: Mapping[str, int] | None = None
+    total: Mapping[str, int] | None = None
+
+
+def _azure_vm(vm: dict[str, Any], collected: SizeTables) -> None:
     facts = vm.setdefault("facts", {})
     hardware = nested(vm, "properties", "hardwareProfile")
     _vcpus(facts, nested(hardware, "vmSize"), hardware, collected)
@@ -250,7 +270,7 @@ _WINDOWS_SERVER_BUILDS = {
 }
 
 
-def _scale_set(scale_set: dict[str, Any], collected: Mapping[str, int] | None) -> None:
+def _scale_set(scale_set: dict[str, Any], collected: SizeTables) -> None:
     """Image, OS and vCPUs of what a scale set's model deploys."""
     storage = nested(scale_set, "properties", "virtualMachineProfile", "storageProfile")
     image = nested(storage, "imageReference")
@@ -330,6 +350,9 @@ def _sql_vm(sql_vm: dict[str, Any]) -> None:
         facts["sql_release"] = f"{release}-sp{int(match.group(3))}" if match.group(3) else release
 
 
+_RELEASE = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")
+
+
 def _release(resource: dict[str, Any], product: Any) -> None:
     if not isinstance(product, dict):
         return
@@ -338,8 +361,10 @@ def _release(resource: dict[str, Any], product: Any) -> None:
         return
     parts = version.split(".")
     release: dict[str, Any] = {"line": ".".join(parts[:2]), "version": version}
+    # version.build compares as one dotted version only when the version is major.minor.update
+    # as ESXi and vCenter report it; "8.0.3.0" or "8.0.3-u3" would hide the build
     if isinstance(build, (str, int)) and not isinstance(build, bool) and str(build).isascii() \
-            and str(build).isdigit() and len(str(build)) < 19:
+            and str(build).isdigit() and len(str(build)) < 19 and _RELEASE.fullmatch(version):
         release["build"] = int(build)
         release["full"] = f"{version}.{build}"
     resource.setdefault("facts", {})["release"] = release
@@ -347,13 +372,20 @@ def _release(resource: dict[str, Any], product: Any) -> None:
 
 def tools_version(encoded: Any) -> str | None:
     """VMware Tools' `guest.toolsVersion` (major << 10 | minor << 5 | patch) as `12.5.1`."""
+    if isinstance(encoded, bool) or not isinstance(encoded, (int, str)):
+        return None  # a float (1e400 reads as infinity) or a structure is no encoded version
     try:
         number = int(encoded)
-    except (TypeError, ValueError):
+    except ValueError:
         return None
-    if number <= 0:
+    if number <= 0 or number >= 1 << 20:
         return None
     return f"{number >> 10}.{(number >> 5) & 0x1F}.{number & 0x1F}"
+
+
+def _count(value: Any, most: int) -> bool:
+    """Whether a value is a whole count from 1 to `most` (bools and absurd sizes are not)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= most
 
 
 def _host(host: dict[str, Any]) -> None:
@@ -361,7 +393,7 @@ def _host(host: dict[str, Any]) -> None:
     _release(host, nested(host, "summary", "config", "product"))
     hardware = nested(host, "summary", "hardware")
     packages, cores = nested(hardware, "numCpuPkgs"), nested(hardware, "numCpuCores")
-    if isinstance(packages, int) and isinstance(cores, int) and packages > 0 and not isinstance(packages, bool):
+    if _count(packages, 1024) and _count(cores, 1 << 20) and cores >= packages:
         # licensed_cores is added by the licence accounting, which knows the per-CPU minimum
         facts["cpu"] = {"packages": packages, "cores_per_package": cores // packages}
     assigned = host.get("assignedLicense")
@@ -469,12 +501,18 @@ def _nic_nsgs_by_subnet(nics: dict[str, dict[str, Any]]) -> dict[str, list[str]]
     return found
 
 
-def derive_facts(resources: list[dict[str, Any]], vm_sizes: Mapping[str, int] | None = None) -> None:
+def derive_facts(resources: list[dict[str, Any]], vm_sizes: SizeTables | None = None) -> None:
     """Add `facts.` to resources in place; idempotent, so re-deriving changes nothing.
-    `vm_sizes` is what the Azure source read of the Resource SKUs (size -> vCPUs)."""
+    `vm_sizes` is what the Azure source read of the Resource SKUs."""
+    vm_sizes = vm_sizes or SizeTables()
+    for resource in resources:
+        # facts are derived here and nowhere else: whatever a snapshot carries under `facts`
+        # (an older auditor's, or a forged verdict) is not evidence
+        resource["facts"] = {}
     networks: dict[tuple[str, str], dict[str, Any]] = {}
     uplinks: set[tuple[str, str]] = set()
     switches_listing_uplinks: set[tuple[str, str]] = set()  # (vCenter, switch) whose uplink list was read
+    host_versions: dict[tuple[str, str], Any] = {}  # (vCenter, host moref) -> ESXi version
     for resource in resources:
         if resource["cloud"] != "vsphere":
             continue
@@ -489,6 +527,9 @@ def derive_facts(resources: list[dict[str, Any]], vm_sizes: Mapping[str, int] | 
             moref = resource.get("moref")
             if isinstance(moref, str):
                 networks[(resource["source"], moref)] = resource
+        elif kind == "HostSystem" and isinstance(resource.get("moref"), str):
+            host_versions[(resource["source"], resource["moref"])] = nested(
+                resource, "summary", "config", "product", "version")
     for key, network in networks.items():
         if network["type"] == "DistributedVirtualPortgroup":
             facts = network.setdefault("facts", {})
@@ -499,7 +540,7 @@ def derive_facts(resources: list[dict[str, Any]], vm_sizes: Mapping[str, int] | 
     for resource in resources:
         cloud, kind = resource["cloud"], resource["type"]
         if cloud == "vsphere" and kind == "VirtualMachine":
-            _vsphere_vm(resource, networks)
+            _vsphere_vm(resource, networks, host_versions)
         elif cloud == "vsphere" and kind == "HostSystem":
             _host(resource)
             if isinstance(resource.get("parent"), str):

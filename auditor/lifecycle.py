@@ -26,6 +26,7 @@ licence type). Nothing is assumed bought.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -35,6 +36,7 @@ from .errors import BaselineError
 from .facts import nested
 
 PROGRAMMES = "support.extended_programmes"
+_SERVICE_PACK = re.compile(r"-sp[0-9]+$")
 
 # The display names of the programmes, for summaries a person reads.
 PROGRAMME_NAMES = {
@@ -46,6 +48,11 @@ PROGRAMME_NAMES = {
     "debian-lts": "Debian LTS",
     "oracle-linux-extended": "Oracle Linux Extended Support",
 }
+
+# Enrolment the vendors give without a purchase: Microsoft's ESU for machines in Azure (on
+# the rows with until_on_azure), Debian LTS for everyone. Every other lane is not bought
+# until support.extended_programmes says so.
+VENDOR_DEFAULTS = {"windows-server-esu": "free-on-azure", "sql-server-esu": "free-on-azure", "debian-lts": "free"}
 
 _MACHINES = {
     ("vsphere", "VirtualMachine"): False,  # value: whether the machine runs in Azure
@@ -74,7 +81,11 @@ def load_support_tables(baselines: Baselines) -> SupportTables:
     lifecycle = {name: LifecycleTable(baselines.tables[name])
                  for name in ("lifecycle.os", "lifecycle.esxi", "lifecycle.vcenter", "lifecycle.sql_server")
                  if name in baselines.tables}
-    programmes: dict[str, str] = {}
+    # what the vendors give without a purchase holds unless a table says otherwise, so a
+    # file that names only the programmes it bought does not switch the free ones off
+    programmes: dict[str, str] = dict(VENDOR_DEFAULTS)
+    known = {row.extended.programme for table in lifecycle.values() for row in table.rows.values()
+             if row.extended is not None} | set(PROGRAMME_NAMES)
     table = baselines.tables.get(PROGRAMMES)
     if table is not None:
         if not isinstance(table.value, dict):
@@ -84,6 +95,9 @@ def load_support_tables(baselines: Baselines) -> SupportTables:
             if state not in EXTENDED_PROGRAMME_STATES:
                 raise BaselineError(f"{PROGRAMMES}.{programme}: {state!r} is not one of "
                                     f"{', '.join(EXTENDED_PROGRAMME_STATES)}", where=table.file, line=table.line)
+            if programme not in known:  # a typo would leave the real programme "not bought"
+                raise BaselineError(f"{PROGRAMMES}: no lifecycle row has the programme {programme!r} "
+                                    f"(known: {', '.join(sorted(known))})", where=table.file, line=table.line)
             programmes[str(programme)] = state
     minimums = {name: MinimumTable(baselines.tables[f"support.minimum_builds.{name}"])
                 for name in ("esxi", "vcenter", "vmware_tools")
@@ -187,24 +201,29 @@ def _enrolment(resource: dict[str, Any], programme: str, programmes: dict[str, s
 def _summary(row: LifecycleRow, status: str, lane: Any, until: date | None, enrolment: str | None,
              covers: bool, on_azure: bool, as_of: date) -> str:
     ended = row.end_of_support < as_of
-    text = f"general support {'ended' if ended else 'ends'} {row.end_of_support.isoformat()}"
+    # "vendor support": for Microsoft products the row's date is the end of *extended* support
+    text = f"vendor support {'ended' if ended else 'ends'} {row.end_of_support.isoformat()}"
+    if row.end_of_technical_guidance is not None:
+        text += f" (technical guidance, no fixes, until {row.end_of_technical_guidance.isoformat()})"
+    if _SERVICE_PACK.search(row.key) and ended:
+        text += "; later service packs of this release are supported longer: install the latest"
     if lane is None or until is None:
-        return text + ("; no extended support exists" if ended else "")
+        return text + ("; no extended support exists" if ended and not _SERVICE_PACK.search(row.key) else "")
     name = PROGRAMME_NAMES.get(lane.programme, lane.programme)
-    lane_ended = until < as_of
-    when = f"{'ran' if lane_ended else 'runs'} until {until.isoformat()}"
+    if until < as_of:
+        return f"{text}; {name} ended {until.isoformat()} too"
     if covers:
         how = {"arc-esu": "an Arc ESU licence is assigned and its key active",
                "ubuntu-pro": "the machine runs Ubuntu Pro",
                "free-on-azure": "free in Azure", "free": "free of charge"}.get(str(enrolment), "bought")
-        return f"{text}; {name} {when} ({how})"
+        return f"{text}; {name} runs until {until.isoformat()} ({how})"
     if enrolment == "free-on-azure" and not on_azure:
         why = "free in Azure only, and this machine is not in Azure"
     elif enrolment == "free-on-azure":
-        why = "Microsoft does not give this release's lane free in Azure"
+        why = "Microsoft has not announced it free in Azure for this release"
     else:
         why = f"not bought ({PROGRAMMES}.{lane.programme})"
-    return f"{text}; {name} {when} but covers it only if enrolled: {why}"
+    return f"{text}; {name} runs until {until.isoformat()} but covers it only if enrolled: {why}"
 
 
 def _patch(facts: dict[str, Any], name: str, observed: Any, table: MinimumTable | None) -> None:
@@ -212,8 +231,12 @@ def _patch(facts: dict[str, Any], name: str, observed: Any, table: MinimumTable 
     row = table.lookup(version) if table is not None and version is not None else None
     if row is None:
         return
+    below = table.below(observed) is True
+    summary = f"the minimum of its update line {row.line} is {row.minimum} ({row.advisory or 'no advisory named'})"
+    if row.note:
+        summary += f"; {row.note}"
     facts[name] = {"line": row.line, "minimum": row.minimum, "advisory": row.advisory,
-                   "source": row.source, "below": table.below(observed) is True}
+                   "source": row.source, "below": below, "summary": summary}
 
 
 

@@ -21,14 +21,14 @@ from datetime import date
 from pathlib import Path
 
 from . import __version__
-from .accounting import account_hybrid_benefit, account_vsphere_licences, load_entitlements
+from .accounting import account_hybrid_benefit, account_vsphere_licences, load_entitlements, load_vsphere_licensing
 from .baselines import Baselines, load_baselines
 from .bundled import bundled_baselines_dir, bundled_rules_dir, display_path
 from .coverage import assess, judged, settle_counts
 from .engine.evaluate import Evaluation, evaluate_rules
 from .engine.rules import CompiledRule, RuleSet, compile_rules, load_rules, missing_baselines, rule_files
 from .errors import EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK, InputError
-from .facts import derive_facts
+from .facts import SizeTables, derive_facts
 from .files import DEFAULT_INPUT_LIMIT
 from .findings import Finding, ScanReport
 from .gate import GateResult, apply_waivers, compare, decide, load_previous, load_waivers
@@ -84,6 +84,7 @@ def load_rule_context(rule_paths: list[Path] | None, baseline_paths: list[Path] 
     compiled = compile_rules(ruleset, baselines, as_of)
     load_zones(baselines)  # checked now, so that a bad table stops the scan before it starts
     load_entitlements(baselines)
+    load_vsphere_licensing(baselines)
     load_support_tables(baselines)
     return RuleContext(ruleset, baselines, compiled)
 
@@ -97,7 +98,8 @@ def evaluate_snapshot(snapshot: Snapshot, rules: RuleContext, as_of: date,
                       sample: bool = False) -> tuple[ScanReport, Evaluation]:
     """Derive facts, evaluate the compiled rules and build the report, with every enabled
     rule's status (a rule waiting for a baseline is in it too, as not evaluated)."""
-    derive_facts(snapshot.resources, vm_sizes(snapshot.sources))
+    derive_facts(snapshot.resources, SizeTables(active=vm_sizes(snapshot.sources),
+                                                total=vm_sizes(snapshot.sources, active=False)))
     # facts that need the baselines: support status, zone membership, licence entitlements
     assess_support(snapshot.resources, rules.baselines, as_of)
     assign_zones(snapshot.resources, rules.baselines)

@@ -42,10 +42,21 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from .errors import AuditorError, InputError
+from .files import TEXT_FILE_LIMIT, read_input
+from .text import for_terminal
+
 MAX_NAME = 128  # the longest size names are under 40 characters
 MAX_VCPUS = 65536  # the largest Azure VMs have under 2,000 vCPUs; more is not a count
 KIND = "auditor.vm_sizes"
 GENERATE_COMMAND = "python -m auditor.vm_sizes --generate"
+# --generate reads regular files of at most this many bytes: the recordings behind the bundled
+# table are under 1 MiB each (canListSkus.json, every region, is 0.8 MiB)
+MAX_INPUT_SIZE = TEXT_FILE_LIMIT
+# A Resource SKUs answer has a `,`, `[` or `{` for every ~30 bytes; `[[],[],...]` has one for
+# every 3, and each value costs Python ~60 bytes: denser text is refused before it is parsed
+# (the limit the scan applies to snapshots)
+MAX_VALUES_PER_BYTE = 1 / 5
 
 # "Standard_E8-2s_v3", "Standard_M416-208ms_v2", "Standard_GS4-8": vCPUs minus disabled ones
 _CONSTRAINED = re.compile(r"^[a-z]+_[a-z]+\d+-\d+")
@@ -90,15 +101,25 @@ PROVENANCE: dict[str, dict[str, str]] = {
 
 
 def vcpus(size: str | None, collected: Mapping[str, int] | None = None,
-          available: Any = None) -> tuple[int | None, str]:
+          available: Any = None, active_only: bool = True) -> tuple[int | None, str]:
     """The vCPUs licences count for a VM of `size`, and the basis of that count.
 
     `available` is the VM's `properties.hardwareProfile.vmSizeProperties.vCPUsAvailable`;
     `collected` is what this scan read from the Resource SKUs API (`vm_sizes(sources)`).
+    With `active_only=False` it is all the size's vCPUs, constrained or not (what Azure
+    prices the operating system on; pass `vm_sizes(sources, active=False)` as `collected`).
     Names compare case-insensitively; anything that is not a size name or a count is ignored.
     """
     name = size_key(size)
     bundled_entry = table().get(name) if name is not None else None
+    if not active_only:
+        if name is None:
+            return None, "unknown"
+        found = count(collected.get(name)) if isinstance(collected, Mapping) else None
+        if found is not None:
+            return found, "resource-skus"
+        found = count(bundled_entry.get("vcpus")) if bundled_entry is not None else None
+        return (found, "bundled") if found is not None else (None, "unknown")
     active = count(available)
     if active is not None:
         total = count(bundled_entry.get("vcpus")) if bundled_entry is not None else None
@@ -121,10 +142,11 @@ def vcpus(size: str | None, collected: Mapping[str, int] | None = None,
     return None, "unknown"
 
 
-def vm_sizes(sources: Iterable[Any] | None) -> dict[str, int]:
+def vm_sizes(sources: Iterable[Any] | None, active: bool = True) -> dict[str, int]:
     """Size -> vCPUs licences count, merged from the `details["vm_sizes"]` the Azure source
-    stored on a snapshot's sources (Source objects, or their JSON form). A size two sources
-    disagree about is left out, so the bundled table or "unknown" decides it instead."""
+    stored on a snapshot's sources (Source objects, or their JSON form): the active vCPUs,
+    or with `active=False` all the size's vCPUs. A size two sources disagree about is left
+    out, so the bundled table or "unknown" decides it instead."""
     merged: dict[str, int] = {}
     disagreed: set[str] = set()
     for source in sources or ():
@@ -133,7 +155,8 @@ def vm_sizes(sources: Iterable[Any] | None) -> dict[str, int]:
         if not isinstance(sizes, Mapping):
             continue
         for raw_name, entry in sizes.items():
-            name, found = size_key(raw_name), effective(entry)
+            name = size_key(raw_name)
+            found = effective(entry) if active else count(entry.get("vcpus")) if isinstance(entry, Mapping) else None
             if name is None or found is None:
                 continue
             if merged.setdefault(name, found) != found:
@@ -190,8 +213,8 @@ def table() -> Mapping[str, Mapping[str, int]]:
 # -- generating the bundled table ----------------------------------------------------------
 
 
-class NotSkus(ValueError):
-    """A file that holds no Resource SKUs API response."""
+class NotSkus(InputError, ValueError):
+    """A file that holds no Resource SKUs API response (an input error: exit 2)."""
 
 
 def responses(document: Any) -> Iterator[Any]:
@@ -235,48 +258,87 @@ def _skus_uri(uri: Any) -> bool:
     return isinstance(uri, str) and "/providers/microsoft.compute/skus" in uri.lower()
 
 
-def _yaml(label: str, content: bytes) -> Any:
-    import yaml
+def _too_dense(text: str | bytes) -> bool:
+    marks = (",", "[", "{") if isinstance(text, str) else (b",", b"[", b"{")
+    values = sum(text.count(mark) for mark in marks)  # type: ignore[arg-type]
+    return values > 10_000 and values > len(text) * MAX_VALUES_PER_BYTE
+
+
+def _parse(content: bytes, where: str) -> Any:
+    """One input file as JSON or, failing that, YAML (vcrpy recordings), within the limits
+    the scan applies: nesting, density and the YAML reader's node and alias limits."""
+    if _too_dense(content):
+        raise NotSkus("far denser than any Resource SKUs response (it would take many times its size in "
+                      "memory)", where=where)
+    try:
+        return json.loads(content)
+    except RecursionError:
+        raise NotSkus("JSON nested too deeply", where=where) from None
+    except ValueError:
+        pass  # not JSON: YAML, or neither
+    from .yamlfile import load_yaml_text
 
     try:
-        return yaml.safe_load(content)
-    except yaml.YAMLError:
-        raise NotSkus(f"{label}: neither JSON nor YAML") from None
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise NotSkus("neither JSON nor YAML (not UTF-8 text)", where=where) from None
+    try:
+        return load_yaml_text(text, where)
+    except InputError as exc:
+        syntax = exc.message.startswith(("YAML syntax error", "YAML error"))
+        raise NotSkus(f"neither JSON nor YAML ({exc.message})" if syntax else exc.message,
+                      where=where, line=exc.line) from None
 
 
 def _body(body: Any) -> Any:
-    return json.loads(body) if isinstance(body, str | bytes) and body else body
+    """A recorded answer's body: parsed when it is JSON text."""
+    if not isinstance(body, str | bytes) or not body:
+        return body
+    if _too_dense(body):
+        raise NotSkus("a recorded response body is far denser than any Resource SKUs response")
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise NotSkus("a recorded response body is JSON nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of 4,300+ digits
+        raise NotSkus(f"a recorded response body is not JSON ({str(exc).split(';')[0]})") from None
 
 
 def observations(body: Any) -> Iterator[tuple[str, int, int | None]]:
     """(lower-case size, vCPUs, vCPUsAvailable or None) for each VM size of one answer."""
     items = body.get("value") if isinstance(body, dict) else None
     for item in items if isinstance(items, list) else ():
-        if not isinstance(item, dict) or str(item.get("resourceType", "")).lower() != "virtualmachines":
+        if not isinstance(item, dict):
             continue
-        name = size_key(item.get("name"))
+        resource_type = item.get("resourceType")
+        if not isinstance(resource_type, str) or resource_type.lower() != "virtualmachines":
+            continue
+        name = size_key(item.get("name"))  # None for a name that is not text
         capabilities = item.get("capabilities") if isinstance(item.get("capabilities"), list) else []
-        values = {c.get("name"): c.get("value") for c in capabilities if isinstance(c, dict)}
+        # a capability whose name is not text (a list, a mapping) names nothing
+        values = {c["name"]: c.get("value") for c in capabilities
+                  if isinstance(c, dict) and isinstance(c.get("name"), str)}
         total = count(values.get("vCPUs"))
         if name is not None and total is not None:
             yield name, total, count(values.get("vCPUsAvailable"))
 
 
-def build_table(inputs: Iterable[tuple[str, bytes]]) -> dict[str, Any]:
-    """The bundled table's document from (file name, content) pairs; independent of their order."""
+def build_table(inputs: Iterable[tuple[str, bytes] | tuple[str, bytes, str]]) -> dict[str, Any]:
+    """The bundled table's document from (file name, content) pairs; independent of their order.
+
+    A third item, the path as given, names the file in errors (else its name does). A file
+    that holds no answer, or is too deep or dense to parse, raises NotSkus naming it."""
     sources = []
     seen: dict[str, dict[str, dict[int, set[str]]]] = {}
-    for label, content in inputs:
+    for label, content, *given in inputs:
+        where = given[0] if given else label
         digest = hashlib.sha256(content).hexdigest()
         sources.append({**PROVENANCE.get(digest, {"file": label}), "sha256": digest})
-        try:
-            document = json.loads(content)
-        except ValueError:
-            document = _yaml(label, content)  # vcrpy recordings are YAML
+        document = _parse(content, where)
         try:
             answers = list(responses(document))
-        except (NotSkus, ValueError) as exc:  # ValueError: a recorded body that is not JSON
-            raise NotSkus(f"{label}: {exc}") from None
+        except NotSkus as exc:
+            raise NotSkus(exc.message, where=where) from None
         for body in answers:
             for name, total, active in observations(body):
                 found = seen.setdefault(name, {"vcpus": {}, "vcpus_available": {}})
@@ -335,29 +397,37 @@ def main(argv: list[str] | None = None) -> int:
                         help="Resource SKUs answers, REST examples or SDK recordings that hold them")
     parser.add_argument("--output", type=Path, default=None, help="where to write (default: the bundled table)")
     args = parser.parse_args(argv)
-    inputs = []
-    for path in args.generate:
-        try:
-            inputs.append((path.name, path.read_bytes()))
-        except OSError as exc:
-            print(f"auditor: error: {path}: cannot read ({exc.strerror or exc})", file=sys.stderr)
-            return 2
+    output = args.output or default_output()
     try:
-        document = build_table(inputs)
-    except (NotSkus, ValueError) as exc:
-        print(f"auditor: error: {' '.join(str(exc).split())[:300]}", file=sys.stderr)
-        return 2
+        document = _generate(args.generate, output)
+    except AuditorError as error:  # one line naming the file, exit 2, as auditor's own CLI prints them
+        print(f"auditor: error: {for_terminal(error.one_line())}", file=sys.stderr)
+        return error.exit_code
+    print(f"wrote {document['count']} sizes to {for_terminal(output)} ({len(document['conflicts'])} "
+          f"conflicting, {len(document['left_out'])} left out)")
+    return 0
+
+
+def _generate(paths: list[Path], output: Path) -> dict[str, Any]:
+    """Read the regular files `paths`, build the table and write it atomically to `output`;
+    every problem is an InputError naming its file."""
+    inputs = [(path.name, read_input(path, "Resource SKUs response", limit=MAX_INPUT_SIZE), str(path))
+              for path in paths]
+    document = build_table(inputs)
     if not document["sizes"]:
-        print("auditor: error: the responses hold no virtualMachines SKU with a vCPUs capability",
-              file=sys.stderr)
-        return 2
+        raise InputError("the responses hold no virtualMachines SKU with a vCPUs capability",
+                         where=", ".join(str(path) for path in paths))
     from .atomic import write_text_atomic
 
-    output = args.output or default_output()
-    write_text_atomic(output, render(document))
-    print(f"wrote {document['count']} sizes to {output} ({len(document['conflicts'])} conflicting, "
-          f"{len(document['left_out'])} left out)")
-    return 0
+    where = str(output)
+    if not output.parent.is_dir():  # the writer would create it: a mistyped path is an error instead
+        state = "is not a directory" if output.parent.exists() else "does not exist"
+        raise InputError(f"cannot write: the folder {output.parent} {state}", where=where)
+    try:
+        write_text_atomic(output, render(document))
+    except OSError as exc:  # a full disk, a file system that refuses the rename
+        raise InputError(f"cannot write: {exc.strerror or exc}", where=where) from None
+    return document
 
 
 if __name__ == "__main__":

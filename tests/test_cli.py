@@ -77,7 +77,7 @@ def test_fail_on(workdir, capsys):
     assert run(capsys, "scan", "--snapshot", str(old), "--fail-on", "critical", "--as-of", "2026-11-25")[0] == 0
     assert run(capsys, "scan", "--snapshot", str(old), "--as-of", "2026-11-25")[0] == 0
     # patched to the minimum build, and more than a year before 8.0's end of support
-    current = snapshot_with(workdir, host("8.0.3", build="24674464"))
+    current = snapshot_with(workdir, host("8.0.3", build="24784735"))
     assert run(capsys, "scan", "--snapshot", str(current), "--fail-on", "info", "--as-of", "2026-06-01")[0] == 0
 
 

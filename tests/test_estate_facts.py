@@ -9,7 +9,7 @@ from auditor.accounting import account_hybrid_benefit, account_vsphere_licences
 from auditor.baselines import load_baselines
 from auditor.bundled import bundled_baselines_dir
 from auditor.errors import EXIT_INPUT_ERROR, BaselineError
-from auditor.facts import derive_facts, tools_version
+from auditor.facts import SizeTables, derive_facts, tools_version
 from auditor.scan import load_rule_context
 from auditor.segmentation import assign_zones
 from auditor.snapshot import make_resource
@@ -64,8 +64,8 @@ def test_decoded_versions_and_sizes():
     derive_facts(resources)
     assert [r["facts"].get("vcpus") for r in resources] == [16, 4, 32, None]
     assert resources[0]["facts"]["vcpus_basis"] == "bundled" and resources[3]["facts"]["vcpus_basis"] == "unknown"
-    derive_facts(resources, {"standard_d5_v2": 8})  # what the source read of the Resource SKUs wins
-    assert resources[0]["facts"] | {} and resources[0]["facts"]["vcpus"] == 8
+    derive_facts(resources, SizeTables(active={"standard_d5_v2": 8}))  # what the source read wins
+    assert resources[0]["facts"]["vcpus"] == 8 and resources[0]["facts"]["vcpus_total"] == 16
 
 
 def test_release_cpu_and_licence_facts(tmp_path):

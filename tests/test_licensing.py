@@ -27,6 +27,7 @@ Sources cited by the cases:
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import pytest
@@ -46,13 +47,19 @@ from auditor.snapshot import make_resource
 from tests.conftest import write
 
 SUB = "00000000-0000-0000-0000-0000000000aa"
+TODAY = date(2026, 12, 6)
+
+
+# real sizes of the bundled Resource SKUs table, by their vCPUs
+SIZE_FOR = {2: "Standard_D2s_v3", 4: "Standard_D4s_v3", 8: "Standard_D8s_v3", 12: "Standard_B12ms",
+            16: "Standard_D16s_v3", 64: "Standard_D64_v3", None: "Standard_Custom9"}
 
 
 def vm(name: str, vcpus: int | None, licence: str | None = None, os_name: str = "Windows Server 2022 Datacenter",
-       size: str = "Standard_Custom") -> dict[str, Any]:
-    hardware: dict[str, Any] = {"vmSize": size}
-    if vcpus is not None:
-        hardware["vmSizeProperties"] = {"vCPUsAvailable": vcpus}
+       size: str | None = None, available: int | None = None) -> dict[str, Any]:
+    hardware: dict[str, Any] = {"vmSize": size or SIZE_FOR[vcpus]}
+    if available is not None:
+        hardware["vmSizeProperties"] = {"vCPUsAvailable": available}
     properties: dict[str, Any] = {"hardwareProfile": hardware, "extended": {"instanceView": {"osName": os_name}}}
     if licence:
         properties["licenseType"] = licence
@@ -65,10 +72,9 @@ def scale_set(name: str, vcpus: int, capacity: int, mode: str = "Uniform") -> di
     return make_resource(
         id=f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachineScaleSets/{name}",
         name=name, cloud="azure", type="microsoft.compute/virtualMachineScaleSets", source=SUB,
-        native={"location": "westeurope", "sku": {"name": "Standard_Custom", "capacity": capacity},
+        native={"location": "westeurope", "sku": {"name": SIZE_FOR[vcpus], "capacity": capacity},
                 "properties": {"orchestrationMode": mode, "virtualMachineProfile": {
                     "licenseType": "Windows_Server",
-                    "hardwareProfile": {"vmSizeProperties": {"vCPUsAvailable": vcpus}},
                     "storageProfile": {"imageReference": {"publisher": "MicrosoftWindowsServer",
                                                           "offer": "WindowsServer", "sku": "2022-datacenter"}}}}})
 
@@ -125,8 +131,6 @@ def _cases() -> list[tuple[str, str, list, str | None, dict]]:
          [vm("a", 12, "Windows_Server")], dc % 12, {"a": {"counted": 12, "covered": True}}),
         ("16 vCPUs need 16", "MS-AHB", [vm("a", 16, "Windows_Server")], dc % 16,
          {"a": {"counted": 16, "covered": True}}),
-        ("an odd vCPU count takes the next 2-core pack", "MS-AHB: core licences sold in 2-core packs",
-         [vm("a", 9, "Windows_Server")], dc % 10, {"a": {"counted": 10, "covered": True}}),
         ("owned cores are usable beyond whole 16-core sets", "MS-AHB: licences equal to the core size",
          [vm("a", 8, "Windows_Server"), vm("b", 12, "Windows_Server")], dc % 20,
          {"a": {"covered": True}, "b": {"covered": True, "usable": 20}}),
@@ -148,8 +152,13 @@ def _cases() -> list[tuple[str, str, list, str | None, dict]]:
          [scale_set("ss", 16, 2)], dc % 24, {"ss": {"counted": 32, "covered": False}}),
         ("a flexible scale set's instances are VMs of their own", "MS-VMSS (flexible orchestration)",
          [scale_set("ss", 16, 4, mode="Flexible")], dc % 8, {"ss": {"hybrid_benefit": None}}),
-        ("the active vCPUs of a constrained size count", "MS-CVCPU",
-         [vm("a", 2, "Windows_Server", size="Standard_E8-2ds_v5")], dc % 8, {"a": {"counted": 8, "covered": True}}),
+        ("Windows counts all vCPUs of a constrained size", "MS-CVCPU: the OS is priced on the original size",
+         [vm("a", None, "Windows_Server", size="Standard_E16-4s_v3")], dc % 16, {"a": {"counted": 16, "covered": True}}),
+        ("Windows counts the size, not a customised vCPU count", "MS-CVCPU: billed as the original size",
+         [vm("a", 16, "Windows_Server", available=8)], dc % 16, {"a": {"counted": 16, "covered": True}}),
+        ("a claim for another OS takes no entitlement", "MS-AHB: Windows_Server on Linux licenses nothing",
+         [vm("l", 8, "Windows_Server", "Ubuntu 22.04"), vm("w", 8, "Windows_Server")], dc % 8,
+         {"l": {"mismatched": True, "covered": None}, "w": {"covered": True}}),
         ("a claim of unknown size is not judged", "auditor: missing data is not evaluated",
          [vm("a", None, "Windows_Server")], dc % 8, {"a": {"verifiable": False, "covered": None}}),
         ("after an unknown claim, one uncovered even at the minimum is still uncovered", "MS-AHB minimum 8",
@@ -168,11 +177,17 @@ def _cases() -> list[tuple[str, str, list, str | None, dict]]:
          [vm("a", 8, "Windows_Server"), vm("p", 8)], dc % 16, {"p": {"payg": True, "eligible": True, "unused": 8}}),
         ("PAYG Windows VM bigger than the unused cores", "MS-AHB",
          [vm("a", 8, "Windows_Server"), vm("p", 12)], dc % 16, {"p": {"eligible": False}}),
+        ("PAYG VMs share what is unused, in id order", "MS-AHB",
+         [vm("p1", 8), vm("p2", 8)], dc % 8, {"p1": {"eligible": True, "unused": 8}, "p2": {"eligible": False, "unused": 0}}),
         ("PAYG Windows VM of unknown size is not judged", "auditor: missing data is not evaluated",
          [vm("p", None)], dc % 16, {"p": {"payg": True, "eligible": None}}),
         ("SQL: 2 vCPUs need the 4-core minimum", "MS-SQL: 4-core minimum per VM",
          [sql_2, sql_vm("sql-a", sql_2, "Enterprise")], "SQL_Server_Enterprise: {cores: 4}",
          {"sql-a": {"sql_benefit.counted": 4, "sql_benefit.covered": True}}),
+        ("SQL counts the active vCPUs of a constrained size", "MS-CVCPU: SQL Server is licensed on the constrained count",
+         [vm("sqlhost-c", None, size="Standard_E16-4s_v3"), sql_vm("sql-c", vm("sqlhost-c", None, size="Standard_E16-4s_v3"),
+                                                                 "Enterprise")],
+         "SQL_Server_Enterprise: {cores: 4}", {"sql-c": {"sql_benefit.counted": 4, "sql_benefit.covered": True}}),
         ("SQL Standard draws on Enterprise at 4 vCPUs per core", "MS-SQL-X",
          [sql_8, sql_vm("sql-s", sql_8, "Standard")], "SQL_Server_Standard: {cores: 4}\nSQL_Server_Enterprise: {cores: 1}",
          {"sql-s": {"sql_benefit.counted": 8, "sql_benefit.covered": True}}),
@@ -315,3 +330,17 @@ def test_the_per_cpu_minimum_is_a_baseline_value(tmp_path):
     account_vsphere_licences(resources, baselines)
     assert resources[1]["facts"]["cpu"]["licensed_cores"] == 16
     assert resources[0]["facts"]["cores_required"] == 72  # the contract's minimum per licence
+
+
+@pytest.mark.parametrize("text, message", [
+    ("licensing.vsphere: {minimum_cores_per_CPU: 8}", "unknown key 'minimum_cores_per_CPU'"),
+    ("licensing.vsphere: [minimum_cores_per_cpu, 8]", "must be a mapping"),
+    ("licensing.vsphere: {minimum_cores_per_cpu: -1}", "must be a whole number"),
+    ("licensing.editions_with_drs: esx.enterprisePlus.cpuPackage", "must be a list"),
+])
+def test_vsphere_licensing_tables_are_checked_when_the_rules_load(tmp_path, text, message):
+    from auditor.scan import load_rule_context
+    bad = write(tmp_path, "mine.yaml", f"baselines:\n  {text}\n")
+    with pytest.raises(BaselineError) as error:
+        load_rule_context(None, [bad], TODAY)
+    assert message in error.value.one_line() and "mine.yaml" in error.value.one_line()

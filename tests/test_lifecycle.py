@@ -16,10 +16,12 @@ Sources cited by the cases:
 - [SUSE] suse.com/lifecycle: general support and LTSS per service pack.
 - [DEB] debian.org/releases and wiki.debian.org/LTS: security support and (free) LTS.
 - [CENTOS] endoflife.date/centos, /centos-stream.
-- [VMSA] Broadcom VMSA-2025-0004 (ESXi 7.0 U3s 24585291, 8.0 U2d 24585300, 8.0 U3d
-  24585383), VMSA-2025-0013 (ESX 9.0.0.0100, 24813472), VMSA-2024-0019 (vCenter 7.0 U3t
-  24322018, 8.0 U2e 24321653, 8.0 U3d 24322831), VMSA-2025-0016 (vCenter 9.0.1.0,
-  24957454), VMSA-2025-0015 (VMware Tools 12.5.4 and 13.0.5, CVE-2025-41244).
+- [VMSA] Broadcom VMSA-2025-0013 (ESXi 7.0 U3w 24784741, 8.0 U2e 24789317, 8.0 U3f
+  24784735; it supersedes VMSA-2025-0004's 7.0 U3s, 8.0 U2d 24585300, 8.0 U3d),
+  VMSA-2026-0006 / CVE-2026-41709 (ESX 9.0.2.0100 25595025, 9.1.0.0 25370933),
+  VMSA-2024-0019 (vCenter 7.0 U3t 24322018, 8.0 U2e 24321653, 8.0 U3d 24322831),
+  VMSA-2025-0016 (vCenter 9.0.1.0, 24957454), VMSA-2025-0015 (VMware Tools 12.5.4 and
+  13.0.5, CVE-2025-41244).
 """
 
 from __future__ import annotations
@@ -209,7 +211,7 @@ def test_the_table_is_large_enough():
 
 def test_the_summary_says_why_a_machine_is_not_covered():
     summary = judge(machine("vsphere", "ubuntu-20.04"))["summary"]
-    assert summary == ("general support ended 2025-05-31; Ubuntu Pro Expanded Security Maintenance runs until "
+    assert summary == ("vendor support ended 2025-05-31; Ubuntu Pro Expanded Security Maintenance runs until "
                        "2030-05-31 but covers it only if enrolled: not bought (support.extended_programmes.ubuntu-esm)")
     on_premises = judge(machine("vsphere", "windows-server-2012-r2"), D("2025-01-01"))["summary"]
     assert on_premises.endswith("free in Azure only, and this machine is not in Azure")
@@ -240,17 +242,21 @@ def patched(kind: str, version: str, build: str | None = None) -> dict[str, Any]
 
 
 PATCH_CASES = [
-    ("host", "8.0.2", "24585300", False, "VMSA-2025-0004", "VMSA: 8.0 U2d 24585300 is fixed (the issue's example)"),
-    ("host", "8.0.2", "24585299", True, "VMSA-2025-0004", "VMSA: below 8.0 U2d"),
-    ("host", "8.0.3", "24585383", False, "VMSA-2025-0004", "VMSA: 8.0 U3d is fixed"),
-    ("host", "8.0.3", "24585382", True, "VMSA-2025-0004", "VMSA: below 8.0 U3d"),
-    ("host", "8.0.1", "22088125", True, "VMSA-2025-0004", "VMSA: 8.0 U1 has no fix; update to U2d or later"),
-    ("host", "7.0.3", "24585291", False, "VMSA-2025-0004", "VMSA: 7.0 U3s is fixed"),
-    ("host", "7.0.3", "21313628", True, "VMSA-2025-0004", "VMSA: below 7.0 U3s"),
-    ("host", "7.0.2", "17630552", True, "VMSA-2025-0004", "VMSA: 7.0 U2 has no fix"),
-    ("host", "9.0.0", "24813472", False, "VMSA-2025-0013", "VMSA: ESX 9.0.0.0100 is fixed"),
-    ("host", "9.0.0", "24755229", True, "VMSA-2025-0013", "VMSA: ESX 9.0 GA is below 9.0.0.0100"),
+    # one minimum per update line: 8.0 U2 is compared with 8.0 U2's fix, not 8.0 U3's
+    ("host", "8.0.2", "24789317", False, "VMSA-2025-0013", "VMSA: 8.0 U2e 24789317 is fixed"),
+    ("host", "8.0.2", "24585300", True, "VMSA-2025-0013",
+     "VMSA: 8.0 U2d fixed VMSA-2025-0004, but VMSA-2025-0013 needs 8.0 U2e"),
+    ("host", "8.0.3", "24784735", False, "VMSA-2025-0013", "VMSA: 8.0 U3f is fixed"),
+    ("host", "8.0.3", "24784734", True, "VMSA-2025-0013", "VMSA: below 8.0 U3f"),
+    ("host", "8.0.1", "22088125", True, "VMSA-2025-0013", "VMSA: 8.0 U1 has no fix; update to U2e or later"),
+    ("host", "7.0.3", "24784741", False, "VMSA-2025-0013", "VMSA: 7.0 U3w is fixed"),
+    ("host", "7.0.3", "21313628", True, "VMSA-2025-0013", "VMSA: below 7.0 U3w"),
+    ("host", "7.0.2", "17630552", True, "VMSA-2025-0013", "VMSA: 7.0 U2 has no fix"),
+    ("host", "9.0.2", "25595025", False, "VMSA-2026-0006", "VMSA: ESX 9.0.2.0100 is fixed"),
+    ("host", "9.0.0", "24813472", True, "VMSA-2026-0006", "VMSA: ESX 9.0.0.0100 is below 9.0.2.0100"),
+    ("host", "9.1.0", "25370933", False, "VMSA-2026-0006", "VMSA: ESX 9.1.0.0 is fixed"),
     ("host", "6.7.0", "17700523", None, None, "no minimum for a line out of support: not evaluated"),
+    ("host", "8.0.3.0", "99999999", None, None, "a version that is not major.minor.update hides the build"),
     ("vcenter", "8.0.2", "24321653", False, "VMSA-2024-0019", "VMSA: vCenter 8.0 U2e is fixed"),
     ("vcenter", "8.0.3", "24322830", True, "VMSA-2024-0019", "VMSA: below vCenter 8.0 U3d"),
     ("vcenter", "7.0.3", "24322018", False, "VMSA-2024-0019", "VMSA: vCenter 7.0 U3t is fixed"),
@@ -288,6 +294,56 @@ def test_every_lifecycle_row_and_minimum_cites_its_source():
                     missing.append(f"{name}.{key}")
     assert not missing, f"rows without a source URL: {missing}"
     assert {"lifecycle.esxi", "lifecycle.vcenter", "lifecycle.os", "lifecycle.sql_server"} <= set(SHIPPED.tables)
+
+
+def test_summaries_say_what_ended_and_what_to_do():
+    assert judge(machine("sql", "2014-sp2"))["summary"] == (
+        "vendor support ended 2020-01-14; later service packs of this release are supported longer: install the latest")
+    assert judge(machine("azure", "windows-server-2012-r2"))["summary"].endswith(
+        "Windows Server Extended Security Updates ended 2026-10-13 too")
+    assert "technical guidance, no fixes, until 2027-04-02" in judge(machine("host", "7.0.3"))["summary"]
+
+
+def test_a_service_pack_without_a_row_falls_to_its_own_release():
+    # SQL Server 2008 R2 SP3 has no row: 2008 R2's, never 2008's
+    support = judge(machine("sql", "2008-r2-sp3"))
+    assert support["row"] == "2008-r2" and "2008-r2" in support["source"]
+
+
+def test_a_partial_programmes_table_keeps_what_vendors_give_free(tmp_path):
+    # naming only what was bought does not switch off ESU in Azure or Debian LTS
+    bought = {"ubuntu-esm": "bought"}
+    assert judge(machine("azure", "windows-server-2012"), D("2025-01-01"), bought, tmp_path)["status"] == "extended"
+    assert judge(machine("vsphere", "debian-12"), TODAY, bought, tmp_path)["status"] == "extended"
+    assert judge(machine("vsphere", "ubuntu-20.04"), TODAY, bought, tmp_path)["status"] == "extended"
+
+
+def test_a_programme_no_row_names_is_refused(tmp_path):
+    bad = write(tmp_path, "mine.yaml", "baselines:\n  support.extended_programmes:\n    windows_server_esu: bought\n")
+    with pytest.raises(BaselineError) as error:
+        load_support_tables(load_baselines([bundled_baselines_dir(), bad]))
+    assert "windows_server_esu" in error.value.one_line() and "windows-server-esu" in error.value.one_line()
+
+
+@pytest.mark.parametrize("table, text, message", [
+    ("support.minimum_builds.esxi", '"8.0.3": "7.0.3.1"', "older than the line itself"),
+    ("lifecycle.os", '"[z-a]*": {end_of_support: 2030-01-01, source: "https://example.org"}', "not a valid pattern"),
+])
+def test_baseline_rows_that_would_pass_everything_or_crash_are_refused(tmp_path, table, text, message):
+    bad = write(tmp_path, "mine.yaml", f"baselines:\n  {table}:\n    {text}\n")
+    with pytest.raises(BaselineError) as error:
+        load_support_tables(load_baselines([bundled_baselines_dir(), bad]))
+    assert message in error.value.one_line() and "mine.yaml" in error.value.one_line()
+
+
+def test_facts_in_a_snapshot_are_not_evidence():
+    # a forged verdict in the snapshot is replaced by what the native fields say
+    sql = make_resource(id="q", name="q", cloud="azure", type="microsoft.sqlvirtualmachine/sqlvirtualmachines",
+                        source="s", native={"properties": {"sqlImageOffer": "custom-image"}})
+    sql["facts"] = {"sql_release": "2022"}
+    derive_facts([sql])
+    assess_support([sql], SHIPPED, TODAY)
+    assert sql["facts"]["support"]["status"] == "not_covered"
 
 
 def test_a_programme_switch_outside_the_known_states_names_its_file(tmp_path):

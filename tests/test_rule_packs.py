@@ -21,7 +21,8 @@ CASES: dict[str, tuple[list, list]] = {
     "HY-SUP-001": (["dc1-legacy-erp", "vm-erp-01", "srv-file-01", "<img src=x onerror=alert(1)>", "srv-mon-01"],
                    ["dc1-build01", "vm-web-01", "srv-print-01", "vm-api-02"]),
     "HY-SUP-002": (["vm-api-02"], ["vm-erp-01", "vm-web-01", "srv-app-07", "srv-mon-01"]),
-    "VS-SUP-003": (["dc1-legacy-erp"], ["dc1-build01", "dc2-web01"]),
+    # dc1-app004 has vmx-14 on ESXi 6.7, which cannot run vmx-17: "where supported"
+    "VS-SUP-003": (["dc1-legacy-erp"], ["dc1-build01", "dc2-web01", "dc1-app004"]),
     "VS-SUP-004": (["dc1-legacy-erp"], ["dc1-build01"]),
     "AZ-SUP-001": (["vm-sql-02"], ["vm-sql-01", "vm-sql-03", "vm-sql-05"]),  # 02: 2014 SP2; 03: 2014 SP3
     "AZ-SUP-005": (["vm-sql-03"], ["vm-sql-02", "vm-sql-04"]),
@@ -111,7 +112,8 @@ CASES: dict[str, tuple[list, list]] = {
     "VS-LIC-007": (["esx06.dc2.corp.example"], ["esx05.dc2.corp.example"]),
     # cl2 has esx07 on vSphere Standard, whose licence lists no DRS feature
     "VS-LIC-008": (["vc-dc1-cl2"], ["vc-dc1-cl1", "vc-dc2-cl2"]),
-    "AZ-LIC-004": (["vm-dc-01", "vm-rhel-01"], ["vm-web-01", "vm-etl-01", "vm-sap-01"]),
+    # vm-etl-01's RHEL_BYOS claim on Ubuntu (AZ-LIC-003) takes no subscription: vm-rhel-01 gets it
+    "AZ-LIC-004": (["vm-dc-01"], ["vm-web-01", "vm-etl-01", "vm-sap-01", "vm-rhel-01"]),
     "AZ-LIC-005": (["vm-erp-01", "vm-sql-04"], ["vm-api-01", "vm-web-01"]),
     "AZ-LIC-006": (["vm-sap-01"], ["vm-rhel-01", "vm-web-01"]),
     "DR-AZ-001": (["1c3e07b90c6459588de4"], ["87938b39f6345087ac45"]),  # policy states: nsg-app, nsg-jump

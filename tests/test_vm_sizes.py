@@ -271,7 +271,8 @@ def test_the_command_refuses_what_is_not_a_skus_answer_in_one_line(tmp_path, cap
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not out.exists()
     assert main(["--generate", str(tmp_path / "missing.json"), "--output", str(out)]) == 2
-    assert "cannot read" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'missing.json'}: Resource SKUs response not found" in err and len(err.splitlines()) == 1
 
 
 def test_a_recorded_answer_with_fewer_active_vcpus_on_a_plain_size_is_not_trusted():
@@ -280,3 +281,139 @@ def test_a_recorded_answer_with_fewer_active_vcpus_on_a_plain_size_is_not_truste
     assert vcpus("Standard_DS14") == (None, "unknown")
     assert vcpus("Standard_E8-2s_v3") == (2, "bundled")
     assert vcpus("Standard_DS14", {"standard_ds14": 16}) == (16, "resource-skus")
+
+
+# -- hostile input to the generator: one line naming the file, exit 2 ------------------------
+
+SKUS_URI = "https://management.azure.com/subscriptions/x/providers/Microsoft.Compute/skus?api-version=2021-07-01"
+DEEP = "[" * 200_000 + "]" * 200_000
+
+
+def _recorded(body: str) -> bytes:
+    return json.dumps({"interactions": [{"request": {"uri": SKUS_URI}, "response": {"body": {"string": body}}}]}).encode()
+
+
+def _refused(capsys, code: int, *names: str) -> str:
+    """The one error line of a refused run, which names each of `names`."""
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and err.startswith("auditor: error: ") and "Traceback" not in err, err
+    for name in names:
+        assert name in err, err
+    return err
+
+
+@pytest.mark.parametrize("content, message", [
+    (DEEP.encode(), "denser than any Resource SKUs response"),  # refused before it is parsed
+    ((DEEP + " " * 2_000_000).encode(), "JSON nested too deeply"),  # as deep, not as dense: the parser's limit
+    (("[" * 5000 + "]" * 5000).encode(), "JSON nested too deeply"),
+    (_recorded(DEEP), "denser than any Resource SKUs response"),
+    (_recorded(DEEP + " " * 2_000_000), "a recorded response body is JSON nested too deeply"),
+    (_recorded("[" * 5000 + "]" * 5000), "a recorded response body is JSON nested too deeply"),
+    (("- " * 100_000 + "x\n").encode(), "YAML nested more than 100 levels deep"),  # a 100k-deep YAML list
+    (("x: " + "[" * 100_000 + "]" * 100_000 + "\n" + " " * 1_000_000).encode(), "YAML nested more than 100"),
+    (("interactions:\n- request:\n    uri: " + SKUS_URI + "\n  response:\n    body:\n      string: '"
+      + "[" * 5000 + "]" * 5000 + "'\n").encode(), "a recorded response body is JSON nested too deeply"),
+    (b"[" + b"[]," * 100_000 + b"[]]", "denser than any Resource SKUs response"),
+], ids=["json-200k-deep", "json-200k-deep-padded", "json-5k-deep", "recorded-200k-deep", "recorded-200k-deep-padded",
+        "recorded-5k-deep", "yaml-100k-deep-list", "yaml-100k-deep-flow", "vcrpy-yaml-5k-deep-body", "json-dense"])
+def test_the_command_refuses_deep_or_dense_input_in_one_line(tmp_path, capsys, content, message):
+    bad = tmp_path / "deep.json"
+    bad.write_bytes(content)
+    out = tmp_path / "sizes.json"
+    _refused(capsys, main(["--generate", str(bad), "--output", str(out)]), f"{bad}", message)
+    assert not out.exists()
+
+
+def test_names_that_are_not_text_are_skipped():
+    items = [
+        {"resourceType": "virtualMachines", "name": "Standard_X",
+         "capabilities": [{"name": ["vCPUs"], "value": "4"}, {"name": {"vCPUs": 1}, "value": "4"}]},
+        {"resourceType": "virtualMachines", "name": ["Standard_Y"], "capabilities": [{"name": "vCPUs", "value": "4"}]},
+        {"resourceType": "virtualMachines", "name": {"n": "Standard_Z"}, "capabilities": [{"name": "vCPUs", "value": "4"}]},
+        {"resourceType": ["virtualMachines"], "name": "Standard_W", "capabilities": [{"name": "vCPUs", "value": "4"}]},
+        {"resourceType": "virtualMachines", "name": "Standard_V",
+         "capabilities": [{"name": ["vCPUs"], "value": "99"}, {"name": "vCPUs", "value": "8"}, {"name": 7, "value": "1"},
+                          {"name": None}, {"name": "vCPUsAvailable", "value": "8"}]},
+    ]
+    document = build_table([("odd.json", json.dumps({"value": items}).encode())])
+    assert document["sizes"] == {"standard_v": {"vcpus": 8, "vcpus_available": 8}}
+
+
+def test_the_command_refuses_an_answer_whose_capability_names_are_lists(tmp_path, capsys):
+    bad = tmp_path / "names.json"
+    bad.write_text('{"value":[{"resourceType":"virtualMachines","name":"Standard_X",'
+                   '"capabilities":[{"name":["vCPUs"],"value":"4"}]}]}', encoding="utf-8")
+    code = main(["--generate", str(bad), "--output", str(tmp_path / "sizes.json")])
+    _refused(capsys, code, str(bad), "no virtualMachines SKU with a vCPUs capability")
+
+
+def _limited_memory() -> None:  # pragma: no cover - runs in the child
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))  # reading /dev/zero whole fails fast
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo") or not __import__("os").path.exists("/dev/zero"),
+                    reason="needs named pipes and /dev/zero")
+@pytest.mark.parametrize("special", ["fifo", "/dev/zero"])
+def test_the_command_reads_only_regular_files(tmp_path, special):
+    import os
+
+    if special == "fifo":
+        special = str(tmp_path / "skus.fifo")
+        os.mkfifo(special)  # nobody writes to it: reading it would wait for ever
+    out = tmp_path / "sizes.json"
+    result = subprocess.run([sys.executable, "-m", "auditor.vm_sizes", "--generate", special, "--output", str(out)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=60, preexec_fn=_limited_memory)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        f"auditor: error: {special}: is a {'named pipe' if special.endswith('fifo') else 'device'}, not a regular "
+        "file: expected a Resource SKUs response"]
+    assert not out.exists()
+
+
+def test_the_command_refuses_inputs_over_the_size_limit(tmp_path, capsys, monkeypatch):
+    import auditor.vm_sizes as vm_sizes_module
+
+    monkeypatch.setattr(vm_sizes_module, "MAX_INPUT_SIZE", 1024)
+    out = tmp_path / "sizes.json"
+    code = main(["--generate", str(EASTUS), "--output", str(out)])  # 13 KiB
+    _refused(capsys, code, str(EASTUS), "larger than the limit of 1 KiB")
+    assert not out.exists()
+    code = main(["--generate", str(tmp_path), "--output", str(out)])
+    _refused(capsys, code, str(tmp_path), "is a directory")
+
+
+@pytest.mark.parametrize("output, message", [
+    ("{tmp}", "is a directory"),
+    ("/dev/full", "is not a regular file"),
+    ("/proc/version", "cannot write"),
+    ("{tmp}/missing/sizes.json", "cannot write: the folder {tmp}/missing does not exist"),
+    ("{tmp}/file.txt/sizes.json", "cannot write: the folder {tmp}/file.txt is not a directory"),
+])
+def test_an_output_that_cannot_be_written_is_one_line_and_exit_2(tmp_path, capsys, output, message):
+    import os
+
+    output, message = output.format(tmp=tmp_path), message.format(tmp=tmp_path)
+    if output.startswith(("/dev/", "/proc/")) and not os.path.exists(output):
+        pytest.skip(f"no {output} here")
+    (tmp_path / "file.txt").write_text("x", encoding="utf-8")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    _refused(capsys, main(["--generate", str(EASTUS), "--output", output]), f"{output}: ", message)
+    assert not (tmp_path / "missing").exists()  # a mistyped folder is not created
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing half-written is left
+    assert (tmp_path / "file.txt").read_text(encoding="utf-8") == "x"
+
+
+def test_a_failed_write_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import auditor.atomic
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(auditor.atomic, "write_text_atomic", full)
+    out = tmp_path / "sizes.json"
+    _refused(capsys, main(["--generate", str(EASTUS), "--output", str(out)]), f"{out}: cannot write: No space left")

@@ -523,11 +523,20 @@ def render_message(parts: list[MessagePart], resource: Any, item: Any) -> str:
         if value is ABSENT:
             out.append("(absent)")
         elif isinstance(value, list):
-            out.append(shortened(", ".join(str(v) for v in value[:50])
+            out.append(shortened(", ".join(_text_of(v) for v in value[:50])
                                  + (f", ... {len(value) - 50} more" if len(value) > 50 else "")))
         else:
-            out.append(shortened(str(value)))
+            out.append(shortened(_text_of(value)))
     return shortened("".join(out), 4 * TEXT_LIMIT)
+
+
+def _text_of(value: Any) -> str:
+    """A value as message text; an integer too long for Python to print (over 4,300 digits,
+    which a hostile snapshot may hold) is named as such instead."""
+    try:
+        return str(value)
+    except ValueError:
+        return "(a number too long to show)"
 
 
 # --- compiled rules -----------------------------------------------------------------------

@@ -49,7 +49,7 @@ class _Ids:
 # --- vSphere ------------------------------------------------------------------------------
 
 ESXI_BUILDS = {"6.7.0": "17700523", "7.0.3": "21313628", "8.0.2": "22380479",
-               "8.0.3": "24674464", "9.2.0": "25110412"}
+               "8.0.3": "24784735", "9.2.0": "25110412"}
 VCENTER_BUILDS = {"7.0.3": "21477706", "8.0.3": "24322831", "9.2.0": "25110399"}
 
 # (guestId, tools-reported full name, weight)
@@ -317,7 +317,7 @@ def vsphere_estate(ids: _Ids, rng: random.Random, vms_per_vcenter: tuple[int, in
             # a hostile name on a VM with findings, so that every report must show it as text
             resources.append(_vm(vc, HOSTILE_NAME, hosts[0], [attachable[0]], ids, rng,
                                  guest=GUESTS[6], tools="guestToolsCurrent", hardware="vmx-19"))
-            resources.append(_vm(vc, "dc1-legacy-erp", hosts[1], [attachable[1]], ids, rng,
+            resources.append(_vm(vc, "dc1-legacy-erp", hosts[2], [attachable[1]], ids, rng,
                                  guest=GUESTS[0], tools="guestToolsTooOld", hardware="vmx-08"))
             resources.append(_vm(vc, "dc1-build01", hosts[2], [attachable[2]], ids, rng,
                                  guest=GUESTS[5], tools="guestToolsCurrent", hardware="vmx-19"))
