@@ -16,6 +16,9 @@ old snapshots gain new facts too), adds `facts.` to resources:
   (`7.0.3.21477706`) compares as one dotted version against a minimum patch level;
 - `facts.tools_version`: VMware Tools as `12.5.1`, decoded from `guest.toolsVersion`;
 - `facts.cpu`: {packages, cores_per_package} of a host;
+- `facts.esxi_settings`, `facts.vm_settings`, `facts.vcenter_settings`: the advanced settings
+  the collector read (through its allow-lists) as one mapping, and `facts.dvfilters`: a
+  VM's network filter settings;
 - `facts.license`: {edition, name, key} of the licence assigned to a host;
 - `facts.host_editions`: the licence editions of a cluster's hosts;
 - `facts.os` on scale sets (from the image their model deploys) and `facts.sql_release`
@@ -42,6 +45,7 @@ from functools import lru_cache
 from typing import Any
 
 from .exposure import assess_exposure
+from .inventory import VM_SETTINGS
 from .patterns import Pattern, linear, search
 from .vm_sizes import vcpus
 
@@ -159,6 +163,10 @@ def nested(obj: Any, *keys: str) -> Any:
 def _vsphere_vm(vm: dict[str, Any], networks: dict[tuple[str, str], dict[str, Any]],
                 host_versions: dict[tuple[str, str], Any]) -> None:
     facts = vm.setdefault("facts", {})
+    extra = nested(vm, "config", "extraConfig")
+    if isinstance(extra, list):  # read through the collector's allow-list
+        facts["vm_settings"] = settings(extra, VM_SETTINGS)
+        facts["dvfilters"] = sorted(key for key in facts["vm_settings"] if search(_DVFILTER, key))
     host = nested(vm, "runtime", "host")
     version = host_versions.get((vm["source"], host)) if isinstance(host, str) else None
     if isinstance(version, str):
@@ -388,8 +396,30 @@ def _count(value: Any, most: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= most
 
 
+def settings(options: Any, names: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """A list of {key, value} (ESXi advanced options, VM extraConfig, vCenter settings) as
+    one mapping, so that a rule reads `facts.esxi_settings["UserVars.DcuiTimeOut"]`; a key
+    listed twice keeps its first value, as vSphere applies it. VMX keys are case-insensitive
+    (`RemoteDisplay.MaxConnections` is `RemoteDisplay.maxConnections`): a key that differs
+    from one of `names` only in case is filed under that name."""
+    canonical = {name.lower(): name for name in names}
+    found: dict[str, Any] = {}
+    for option in _items(options):
+        key = option.get("key") if isinstance(option, dict) else None
+        if isinstance(key, str):
+            key = canonical.get(key.lower(), key)
+            if key not in found:
+                found[key] = option.get("value")
+    return found
+
+
+_DVFILTER = linear(r"ethernet[0-9]+\.filter[0-9]+\.name", ignore_case=True)
+
+
 def _host(host: dict[str, Any]) -> None:
     facts = host.setdefault("facts", {})
+    if isinstance(nested(host, "config", "option"), list):
+        facts["esxi_settings"] = settings(nested(host, "config", "option"))
     _release(host, nested(host, "summary", "config", "product"))
     hardware = nested(host, "summary", "hardware")
     packages, cores = nested(hardware, "numCpuPkgs"), nested(hardware, "numCpuCores")
@@ -547,6 +577,8 @@ def derive_facts(resources: list[dict[str, Any]], vm_sizes: SizeTables | None = 
                 hosts_by_cluster.setdefault((resource["source"], resource["parent"]), []).append(resource)
         elif cloud == "vsphere" and kind == "vCenter":
             _release(resource, resource.get("about"))
+            if isinstance(resource.get("setting"), list):
+                resource.setdefault("facts", {})["vcenter_settings"] = settings(resource["setting"])
         elif cloud == "azure" and kind == "microsoft.compute/virtualmachinescalesets":
             _scale_set(resource, vm_sizes)
         elif cloud == "azure" and kind == "microsoft.compute/virtualmachines":

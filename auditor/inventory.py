@@ -58,3 +58,43 @@ def nearest(cloud: str, kind: str) -> str | None:
     if not by_type:
         return None
     return next(selector for selector, t in choices.items() if t.lower() == by_type[0])
+
+
+# What the vSphere source reads of settings, named by the Security Configuration Guide
+# (vSphere 8, VCF 9). Allow-lists, never everything: advanced settings can hold credentials
+# and tokens. The hardening rules read no setting that is not listed here.
+ESXI_SETTINGS = frozenset({
+    "Security.AccountUnlockTime", "Security.AccountLockFailures", "Security.PasswordHistory",
+    "Security.PasswordMaxDays", "Security.PasswordQualityControl", "Annotations.WelcomeMessage",
+    "Config.HostAgent.vmacore.soap.sessionTimeout", "UserVars.SuppressHyperthreadWarning", "UserVars.DcuiTimeOut",
+    "Config.HostAgent.plugins.solo.enableMob", "Config.Etc.issue", "UserVars.HostClientSessionTimeout",
+    "Net.BMCNetworkEnable", "DCUI.Access", "Syslog.global.auditRecord.storageEnable",
+    "Syslog.global.auditRecord.storageCapacity", "Syslog.global.auditRecord.remoteEnable",
+    "Config.HostAgent.log.level", "Syslog.global.logLevel", "Syslog.global.logHost", "Syslog.global.logDir",
+    "Syslog.global.logDirUnique", "Syslog.global.certificate.checkSSLCerts",
+    "Syslog.global.certificate.strictX509Compliance", "Mem.MemEagerZero", "Net.BlockGuestBPDU",
+    "Net.DVFilterBindIpAddress", "UserVars.ESXiShellInteractiveTimeOut", "UserVars.ESXiShellTimeOut",
+    "UserVars.SuppressShellWarning", "UserVars.ESXiVPsDisabledProtocols", "Mem.ShareForceSalting",
+    "VMkernel.Boot.execInstalledOnly", "Config.HostAgent.plugins.hostsvc.esxAdminsGroup",
+    "Config.HostAgent.plugins.hostsvc.esxAdminsGroupAutoAdd", "ScratchConfig.CurrentScratchLocation",
+})
+# VM advanced settings (extraConfig); keys matching VM_SETTING_PATTERNS are read as well.
+VM_SETTINGS = frozenset({
+    "isolation.tools.copy.disable", "isolation.tools.paste.disable", "isolation.tools.diskShrink.disable",
+    "isolation.tools.diskWiper.disable", "mks.enable3d", "bios.bootDeviceClasses",
+    "isolation.device.connectable.disable", "isolation.tools.dnd.disable", "RemoteDisplay.maxConnections",
+    "tools.setInfo.sizeLimit", "log.keepOld", "log.rotateSize", "tools.guestlib.enableHostInfo",
+    "sched.mem.pshare.salt", "tools.guest.desktop.autolock",
+})
+VM_SETTING_PATTERNS = (r"ethernet[0-9]+\.filter[0-9]+\.name",)  # dvfilter network filters (vm-8.dvfilter)
+# vCenter advanced settings (the service instance's OptionManager).
+VCENTER_SETTINGS = frozenset({
+    "etc.issue", "vpxd.event.syslog.enabled", "config.log.level", "VirtualCenter.VimPasswordExpirationInDays",
+})
+# Virtual devices the guide wants gone (vm-8.remove-unnecessary-devices, vm-8.pci-passthrough),
+# kept beside the network adapters by their type name.
+VM_DEVICE_TYPES = frozenset({
+    "VirtualUSBController", "VirtualUSBXHCIController", "VirtualParallelPort", "VirtualFloppy",
+    "VirtualSerialPort", "VirtualHdAudioCard", "VirtualEnsoniq1371", "VirtualSoundBlaster16", "VirtualCdrom",
+    "VirtualPCIPassthrough", "VirtualAHCIController",
+})

@@ -11,7 +11,7 @@ import pytest
 
 from auditor.cli import main, safe
 from auditor.sample import SAMPLE_SNAPSHOT
-from auditor.sample.generate import HARDENED_OPTIONS
+from auditor.sample.generate import hardened_host_options
 from auditor.snapshot import Snapshot, Source, make_resource, save_snapshot
 
 OUTPUTS = {"findings.json", "results.sarif", "report.html", "junit.xml"}
@@ -49,13 +49,14 @@ def host(version: str, name: str = "esx01", build: str = "1"):
                                                                                       "ntp2.corp.example"]}},
                                             "option": [{"key": "Syslog.global.logHost",
                                                         "value": "ssl://syslog.corp.example:6514"},
-                                                       *HARDENED_OPTIONS]}})
+                                                       *(option for option in hardened_host_options()
+                                                         if option["key"] != "Syslog.global.logHost")]}})
 
 
 def test_default_scan_writes_every_format_under_reports(workdir, capsys):
     code, out, err = run(capsys, "scan", "--as-of", "2026-11-25")
     assert code == 0, err
-    assert "Scanned 338 resources from 5 sources" in out and "Top findings:" in out
+    assert "Scanned 340 resources from 5 sources" in out and "Top findings:" in out
     latest = workdir / "reports" / "latest"
     assert latest.is_symlink() and {p.name for p in latest.iterdir()} == OUTPUTS
     document = json.loads((latest / "findings.json").read_text())

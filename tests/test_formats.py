@@ -122,7 +122,7 @@ def test_findings_json_summary_matches_findings(sample_report):
     document = json.loads(FindingsJson().render(sample_report))
     assert document["schema"] == "auditor.findings" and document["schema_version"] == 1
     assert sum(document["summary"]["by_severity"].values()) == len(document["findings"])
-    assert document["snapshot"]["resource_count"] == 338
+    assert document["snapshot"]["resource_count"] == 340
 
 
 def test_script_json_cannot_close_the_script_element():

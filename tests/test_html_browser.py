@@ -173,6 +173,7 @@ def test_table_cards_and_chart_agree_with_absent_unknown_and_waived_findings(bro
 
     report = scan_snapshot(load_snapshots([SAMPLE_SNAPSHOT]), load_rule_context(None, [SAMPLE_BASELINE], AS_OF), AS_OF)
     report.compared_with = "previous.json"
+    del report.findings[450:]  # the page renders 500 rows at first: keep every one of them on it
     for finding in report.findings:
         finding.state = "unchanged"
     gone, unseen = copy.copy(report.findings[0]), copy.copy(report.findings[1])

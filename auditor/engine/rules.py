@@ -26,7 +26,7 @@ from .operators import OPERATORS, CompileContext
 from .paths import ABSENT, Getter, compile_path
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
-CATEGORIES = ("support-status", "network-isolation", "licensing", "drift", "other")
+CATEGORIES = ("support-status", "network-isolation", "hardening", "licensing", "drift", "other")
 CLOUDS = ("vsphere", "azure")
 RULE_ID = re.compile(r"[A-Z0-9-]+")
 RULE_KEYS = {"id", "title", "severity", "category", "resource", "description", "remediation",

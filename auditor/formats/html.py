@@ -19,7 +19,7 @@ from . import ReportFormat
 
 TEMPLATES = Path(__file__).with_name("templates")
 SEVERITIES = list(SEVERITY_RANK)
-CATEGORY_ORDER = ["support-status", "network-isolation", "licensing", "drift", "other"]
+CATEGORY_ORDER = ["support-status", "network-isolation", "hardening", "licensing", "drift", "other"]
 STATE_LABELS = {"new": "new", "unchanged": "unchanged", "updated": "updated", "waiver-expired": "waiver expired",
                 "absent": "fixed (absent)", "unknown": "unknown (not evaluated)"}
 

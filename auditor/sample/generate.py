@@ -69,13 +69,22 @@ TOOLS = [("guestToolsCurrent", 12), ("guestToolsSupportedOld", 3), ("guestToolsN
 # guest.toolsVersion per tools status: major << 10 | minor << 5 | patch (12452 is 12.5.4)
 TOOLS_VERSIONS = {"guestToolsCurrent": "12452", "guestToolsSupportedOld": "12352",
                   "guestToolsNeedUpgrade": "11365", "guestToolsTooOld": "10346", "guestToolsNotInstalled": "0"}
-# ESXi advanced options of a host hardened to the security configuration guide
-HARDENED_OPTIONS = [
-    {"key": "UserVars.ESXiShellInteractiveTimeOut", "value": 900}, {"key": "UserVars.DcuiTimeOut", "value": 600},
-    {"key": "UserVars.HostClientSessionTimeout", "value": 900}, {"key": "Net.BlockGuestBPDU", "value": 1},
-    {"key": "Mem.ShareForceSalting", "value": 2}, {"key": "VMkernel.Boot.execInstalledOnly", "value": True},
-    {"key": "Config.HostAgent.plugins.solo.enableMob", "value": False},
-]
+# The hardened and neglected value of every setting the hardening rules read, written by
+# tools/scg_rules.py beside the rules: a hardened host or VM has the first, a neglected one
+# the second (a VM's None: the setting is left undefined).
+HARDENING_VALUES = json.loads((Path(__file__).parent / "hardening_values.json").read_text(encoding="utf-8"))
+
+
+def hardened_host_options() -> list[dict[str, Any]]:
+    """The advanced settings of a host hardened to every shipped hardening rule."""
+    return [{"key": key, "value": values["compliant"]} for key, values in sorted(HARDENING_VALUES["esxi"].items())] + [
+        {"key": "Config.HostAgent.plugins.hostsvc.esxAdminsGroup", "value": "esx-host-admins-7f3"},
+        {"key": "Config.HostAgent.plugins.hostsvc.esxAdminsGroupAutoAdd", "value": False}]
+
+
+# settings some sample hosts set on purpose, for the cases that name them
+EXPLICIT_OPTIONS = {"UserVars.ESXiShellTimeOut", "Security.AccountLockFailures", "Syslog.global.logHost",
+                    "Config.HostAgent.plugins.solo.enableMob"}
 HARDWARE = [("vmx-19", 8), ("vmx-21", 4), ("vmx-14", 4), ("vmx-13", 3), ("vmx-10", 1),
             ("vmx-08", 1)]
 
@@ -88,11 +97,13 @@ def _pick(rng: random.Random, weighted: list[tuple[Any, ...]]) -> tuple[Any, ...
     return rng.choices(weighted, weights=[entry[-1] for entry in weighted])[0]
 
 
-def _vcenter(vc: str, version: str, ids: _Ids) -> dict[str, Any]:
+def _vcenter(vc: str, version: str, ids: _Ids, hardened: bool = True) -> dict[str, Any]:
     build = VCENTER_BUILDS[version]
+    setting = [{"key": key, "value": values["compliant" if hardened else "violating"]}
+               for key, values in sorted(HARDENING_VALUES["vcenter"].items())]
     return make_resource(
         id=f"{vc}/vcenter", name=vc, cloud="vsphere", type="vCenter", source=vc,
-        native={"moref": "ServiceInstance", "about": {
+        native={"moref": "ServiceInstance", "setting": setting, "about": {
             "name": "VMware vCenter Server", "fullName": f"VMware vCenter Server {version} build-{build}",
             "vendor": "VMware, Inc.", "version": version, "build": build,
             "apiType": "VirtualCenter", "apiVersion": version.rsplit(".", 1)[0] + ".3.0",
@@ -102,24 +113,39 @@ def _vcenter(vc: str, version: str, ids: _Ids) -> dict[str, Any]:
 def _host(vc: str, name: str, version: str, cluster: str, port_groups: list[dict[str, Any]],
           ids: _Ids, *, ssh: bool = False, lockdown: str = "lockdownNormal", ntp: bool = True,
           syslog: bool = True, license_edition: str = "esx.enterprisePlus.cpuPackage", cpu_packages: int = 2,
-          cores: int = 24, connected: bool = True, shell_timeout: int = 900, lock_failures: int = 5,
+          cores: int = 24, connected: bool = True, shell_timeout: int = 600, lock_failures: int = 5,
           log_host: str = "ssl://syslog.corp.example:6514", ntp_servers: list[str] | None = None,
           license_key: str = "4K2M1", license_name: str = "VMware vSphere 8 Enterprise Plus",
-          hardened: bool = False, mob: bool = False) -> dict[str, Any]:
+          hardened: bool = False, mob: bool = False, ad_joined: bool = False,
+          open_firewall: bool = False) -> dict[str, Any]:
     moref = ids.moref("host")
     options = [{"key": "UserVars.ESXiShellTimeOut", "value": shell_timeout},
                {"key": "Security.AccountLockFailures", "value": lock_failures},
-               {"key": "Syslog.global.logHost", "value": log_host if syslog else ""}]
-    if hardened:
-        options += HARDENED_OPTIONS
-    if mob:
-        options.append({"key": "Config.HostAgent.plugins.solo.enableMob", "value": True})
+               {"key": "Syslog.global.logHost", "value": log_host if syslog else ""},
+               {"key": "Config.HostAgent.plugins.solo.enableMob", "value": mob}]
+    options += [{"key": key, "value": values["compliant" if hardened else "violating"]}
+                for key, values in sorted(HARDENING_VALUES["esxi"].items()) if key not in EXPLICIT_OPTIONS]
+    # CVE-2024-37085: the defaults that let a domain group named "ESX Admins" take over a joined host
+    options += [{"key": "Config.HostAgent.plugins.hostsvc.esxAdminsGroup", "value": "ESX Admins" if not hardened
+                 else "esx-host-admins-7f3"},
+                {"key": "Config.HostAgent.plugins.hostsvc.esxAdminsGroupAutoAdd", "value": not hardened}]
     services = [
         {"key": "TSM-SSH", "label": "SSH", "running": ssh, "policy": "on" if ssh else "off", "required": False},
         {"key": "TSM", "label": "ESXi Shell", "running": False, "policy": "off", "required": False},
         {"key": "ntpd", "label": "NTP Daemon", "running": ntp, "policy": "on" if ntp else "off", "required": False},
         {"key": "vpxa", "label": "VMware vCenter Agent", "running": True, "policy": "on", "required": False},
+        *({"key": key, "label": label, "running": not hardened, "policy": "off" if hardened else "on",
+           "required": False} for key, label in (("sfcbd-watchdog", "CIM Server"), ("slpd", "slpd"),
+                                                   ("snmpd", "SNMP Server"))),
     ]
+    rulesets = [{"key": key, "label": key, "enabled": True, "required": key == "vpxHeartbeats",
+                 "allowedHosts": {"allIp": not hardened and key == "sshServer",
+                                  "ipNetwork": [{"network": "10.1.0.0", "prefixLength": 16}]}}
+                for key in ("sshServer", "vpxHeartbeats", "webAccess")]
+    auth = [{"_type": "HostLocalAuthenticationInfo", "enabled": True}]
+    if ad_joined:
+        auth.append({"_type": "HostActiveDirectoryInfo", "enabled": True, "joinedDomain": "corp.example",
+                     "domainMembershipStatus": "ok"})
     return make_resource(
         id=f"{vc}/{moref}", name=name, cloud="vsphere", type="HostSystem", source=vc,
         native={
@@ -143,7 +169,15 @@ def _host(vc: str, name: str, version: str, cluster: str, port_groups: list[dict
                                                if ntp else []}},
                 "option": options,
                 "network": {"portgroup": port_groups},
+                "firewall": {"defaultPolicy": {"incomingBlocked": not open_firewall, "outgoingBlocked": True},
+                             "ruleset": rulesets},
+                "storageDevice": {"hostBusAdapter": [{
+                    "_type": "HostInternetScsiHba", "device": "vmhba64", "authenticationProperties": {
+                        "chapAuthEnabled": True, "chapAuthenticationType": "chapRequired",
+                        "mutualChapAuthenticationType": "chapRequired" if hardened else "chapProhibited"}}]},
+                "authenticationManagerInfo": {"authConfig": auth},
             },
+            "capability": {"uefiSecureBoot": hardened},
             "assignedLicense": {"editionKey": license_edition, "name": license_name
                                 if license_edition != "eval" else "Evaluation Mode",
                                 "licenseKey": "*****-*****-*****-*****-" + ("00000" if license_edition == "eval" else license_key)},
@@ -158,7 +192,8 @@ def _standard_port_group(name: str, vlan: int, *, promiscuous: bool = False) -> 
 
 
 def _dv_port_group(vc: str, name: str, vlan: Any, ids: _Ids, *, promiscuous: bool = False,
-                   forged: bool = False, mac_changes: bool = False, uplink: bool = False) -> dict[str, Any]:
+                   forged: bool = False, mac_changes: bool = False, uplink: bool = False,
+                   hardened: bool = True, mac_learning: bool = False) -> dict[str, Any]:
     moref = ids.moref("dvportgroup")
     if isinstance(vlan, list):
         vlan_spec = {"_type": "VmwareDistributedVirtualSwitchTrunkVlanSpec",
@@ -174,13 +209,51 @@ def _dv_port_group(vc: str, name: str, vlan: Any, ids: _Ids, *, promiscuous: boo
                 "inherited": False,
                 "allowPromiscuous": {"inherited": False, "value": promiscuous},
                 "macChanges": {"inherited": False, "value": mac_changes},
-                "forgedTransmits": {"inherited": False, "value": forged}}}}})
+                "forgedTransmits": {"inherited": False, "value": forged}},
+                "macManagementPolicy": {"inherited": False, "allowPromiscuous": promiscuous,
+                                        "macLearningPolicy": {"inherited": False, "enabled": mac_learning}}},
+            # a neglected switch lets ports override the group's policy and keeps a VM's
+            # port settings after it disconnects
+            "policy": {"blockOverrideAllowed": True, "shapingOverrideAllowed": False,
+                       "vendorConfigOverrideAllowed": False, "livePortMovingAllowed": False,
+                       "portConfigResetAtDisconnect": hardened, "vlanOverrideAllowed": not hardened,
+                       "securityPolicyOverrideAllowed": not hardened, "macManagementOverrideAllowed": False,
+                       "uplinkTeamingOverrideAllowed": False, "ipfixOverrideAllowed": False,
+                       "trafficFilterOverrideAllowed": False, "networkResourcePoolOverrideAllowed": False}}})
+
+
+# what every VM of the sample's template sets (the guide's values it must set explicitly)
+TEMPLATE_SETTINGS = {key: values["compliant"] for key, values in HARDENING_VALUES["vm"].items()
+                     if key in ("RemoteDisplay.maxConnections", "tools.guest.desktop.autolock", "bios.bootDeviceClasses")}
+
+
+def _vm_settings(hardening: str | None) -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]]]:
+    """extraConfig, the config fields and the extra devices of a VM: the template's
+    (hardening None), or every setting "compliant" or "violating"."""
+    if hardening is None:
+        values = dict(TEMPLATE_SETTINGS)
+    else:
+        values = {key: entry[hardening] for key, entry in HARDENING_VALUES["vm"].items()}
+    extra = [{"key": key, "value": value} for key, value in sorted(values.items()) if value is not None]
+    neglected = hardening == "violating"
+    if neglected:
+        extra.append({"key": "ethernet0.filter0.name", "value": "dvfilter-generic-vmware"})
+    fields = {"ftEncryptionMode": "ftEncryptionOpportunistic" if neglected else "ftEncryptionRequired",
+              "migrateEncryption": "opportunistic" if neglected else "required",
+              "flags": {"enableLogging": not neglected},
+              "firmware": "bios" if neglected else "efi",
+              "bootOptions": {"efiSecureBootEnabled": not neglected}}
+    devices = [{"_type": kind, "key": key, "deviceInfo": {"label": label}}
+               for kind, key, label in (("VirtualCdrom", 3002, "CD/DVD drive 1"), ("VirtualFloppy", 8000, "Floppy drive 1"),
+                                        ("VirtualUSBController", 7000, "USB controller"),
+                                        ("VirtualPCIPassthrough", 13000, "PCI device 0"))] if neglected else []
+    return extra, fields, devices
 
 
 def _vm(vc: str, name: str, host: dict[str, Any], networks: list[dict[str, Any]], ids: _Ids,
         rng: random.Random, *, guest: tuple[Any, ...] | None = None, tools: str | None = None,
-        hardware: str | None = None, power: str = "poweredOn", tags: dict[str, str] | None = None
-        ) -> dict[str, Any]:
+        hardware: str | None = None, power: str = "poweredOn", tags: dict[str, str] | None = None,
+        hardening: str | None = None) -> dict[str, Any]:
     moref = ids.moref("vm")
     guest_id, full_name, _ = guest or _pick(rng, GUESTS)
     tools = tools or _pick(rng, TOOLS)[0]
@@ -194,6 +267,7 @@ def _vm(vc: str, name: str, host: dict[str, Any], networks: list[dict[str, Any]]
                      "backing": {"_type": "VirtualEthernetCardDistributedVirtualPortBackingInfo",
                                  "port": {"portgroupKey": network["moref"]}}})
     cpus = rng.choice([2, 2, 4, 4, 8, 16])
+    extra, fields, devices = _vm_settings(hardening)
     return make_resource(
         id=f"{vc}/{moref}", name=name, cloud="vsphere", type="VirtualMachine", source=vc,
         tags={"owner": rng.choice(["app-team", "dba", "platform", "finance-it"]), **(tags or {})},
@@ -201,8 +275,8 @@ def _vm(vc: str, name: str, host: dict[str, Any], networks: list[dict[str, Any]]
             "moref": moref,
             "config": {"name": name, "guestId": guest_id, "guestFullName": full_name,
                        "version": hardware, "uuid": ids.uuid(), "instanceUuid": ids.uuid(),
-                       "template": False,
-                       "hardware": {"numCPU": cpus, "memoryMB": cpus * 4096, "device": nics}},
+                       "template": False, **fields, "extraConfig": extra,
+                       "hardware": {"numCPU": cpus, "memoryMB": cpus * 4096, "device": nics + devices}},
             "guest": {"guestFullName": full_name if tools != "guestToolsNotInstalled" else None,
                       "toolsStatus": "toolsOk" if tools == "guestToolsCurrent" else "toolsOld",
                       "toolsVersionStatus2": tools, "toolsVersion": TOOLS_VERSIONS[tools],
@@ -226,6 +300,22 @@ def _license(vc: str, key_tail: str, name: str, edition: str, cost_unit: str, to
         # the full key is a secret: only its last group is kept
         native={"licenseKey": f"*****-*****-*****-*****-{key_tail}", "editionKey": edition,
                 "costUnit": cost_unit, "total": total, "used": used, "properties": properties})
+
+
+def _switch(vc: str, name: str, hardened: bool) -> dict[str, Any]:
+    """A distributed switch: a neglected one advertises itself by CDP, sends NetFlow and
+    mirrors a port."""
+    moref = "dvs-" + str(21 + sum(map(ord, vc)) % 50)
+    return make_resource(
+        id=f"{vc}/{moref}", name=name, cloud="vsphere", type="VmwareDistributedVirtualSwitch", source=vc,
+        native={"moref": moref, "summary": {"productInfo": {"name": "DVS", "version": "8.0.0"}},
+                "config": {"maxMtu": 9000, "uplinkPortgroup": [],
+                           "linkDiscoveryProtocolConfig": {"protocol": "cdp",
+                                                           "operation": "none" if hardened else "both"},
+                           "ipfixConfig": {"collectorIpAddress": "" if hardened else "10.1.1.60",
+                                           "collectorPort": 0 if hardened else 2055, "activeFlowTimeout": 60},
+                           "vspanSession": [] if hardened else [{"key": "vspan-1", "name": "ids-mirror",
+                                                                 "enabled": True}]}})
 
 
 def _cluster(vc: str, name: str, hosts: int, ids: _Ids) -> dict[str, Any]:
@@ -256,21 +346,21 @@ def vsphere_estate(ids: _Ids, rng: random.Random, vms_per_vcenter: tuple[int, in
                                      ("vc-dc2.corp.example", "8.0.3", vms_per_vcenter[1])):
         start = len(resources)
         dc1 = vc.startswith("vc-dc1")
-        resources.append(_vcenter(vc, vc_version, ids))
+        resources.append(_vcenter(vc, vc_version, ids, hardened=not dc1))
         port_groups = [
-            _dv_port_group(vc, "pg-prod-web", 110, ids),
-            _dv_port_group(vc, "pg-pci-db", 220, ids),
-            _dv_port_group(vc, "pg-dev", 300, ids),
-            _dv_port_group(vc, "pg-mgmt", 10, ids),
-            _dv_port_group(vc, "pg-backup", 400, ids),
-            _dv_port_group(vc, f"{vc.split('.')[0]}-DVUplinks", [(0, 4094)], ids, uplink=True),
+            _dv_port_group(vc, "pg-prod-web", 110, ids, hardened=not dc1),
+            _dv_port_group(vc, "pg-pci-db", 220, ids, hardened=not dc1),
+            _dv_port_group(vc, "pg-dev", 300, ids, hardened=not dc1),
+            _dv_port_group(vc, "pg-mgmt", 10, ids, hardened=not dc1),
+            _dv_port_group(vc, "pg-backup", 400, ids, hardened=not dc1),
+            _dv_port_group(vc, f"{vc.split('.')[0]}-DVUplinks", [(0, 4094)], ids, uplink=True, hardened=not dc1),
         ]
         if dc1:
             port_groups += [
-                _dv_port_group(vc, "pg-ids-tap", 500, ids, promiscuous=True),
-                _dv_port_group(vc, "pg-legacy-nlb", 120, ids, forged=True, mac_changes=True),
-                _dv_port_group(vc, "pg-vgt-appliance", 4095, ids),
-                _dv_port_group(vc, "pg-trunk-fw", [(100, 199), (300, 399)], ids),
+                _dv_port_group(vc, "pg-ids-tap", 500, ids, promiscuous=True, hardened=False, mac_learning=True),
+                _dv_port_group(vc, "pg-legacy-nlb", 120, ids, forged=True, mac_changes=True, hardened=False),
+                _dv_port_group(vc, "pg-vgt-appliance", 4095, ids, hardened=False),
+                _dv_port_group(vc, "pg-trunk-fw", [(100, 199), (300, 399)], ids, hardened=False),
             ]
         resources.extend(port_groups)
         clusters = [_cluster(vc, f"{vc.split('.')[0]}-cl{n}", 4, ids) for n in (1, 2)]
@@ -295,10 +385,11 @@ def vsphere_estate(ids: _Ids, rng: random.Random, vms_per_vcenter: tuple[int, in
                 ids, license_key=licence[0], license_name=licence[1], hardened=not dc1, mob=dc1 and n == 2,
                 cores=12 if not dc1 and n == 6 else 24,
                 ssh=dc1 and n in (1, 5), lockdown="lockdownDisabled" if dc1 and n <= 4 else "lockdownNormal",
+                ad_joined=dc1 and n == 1, open_firewall=dc1 and n == 1,
                 ntp=not (dc1 and n == 2), syslog=not (dc1 and n in (2, 6)),
                 license_edition="eval" if dc1 and n == 8 else licence[2],
                 # hosts that drifted from the desired state
-                shell_timeout=0 if dc1 and n == 4 else 900, lock_failures=10 if dc1 and n == 7 else 5,
+                shell_timeout=0 if dc1 and n == 4 else 600, lock_failures=10 if dc1 and n == 7 else 5,
                 log_host="udp://10.1.1.50:514" if dc1 and n == 3 else "ssl://syslog.corp.example:6514",
                 ntp_servers=["pool.ntp.org"] if not dc1 and n == 2 else None))
         resources.extend(hosts)
@@ -318,7 +409,8 @@ def vsphere_estate(ids: _Ids, rng: random.Random, vms_per_vcenter: tuple[int, in
             resources.append(_vm(vc, HOSTILE_NAME, hosts[0], [attachable[0]], ids, rng,
                                  guest=GUESTS[6], tools="guestToolsCurrent", hardware="vmx-19"))
             resources.append(_vm(vc, "dc1-legacy-erp", hosts[2], [attachable[1]], ids, rng,
-                                 guest=GUESTS[0], tools="guestToolsTooOld", hardware="vmx-08"))
+                                 guest=GUESTS[0], tools="guestToolsTooOld", hardware="vmx-08",
+                                 hardening="violating"))
             resources.append(_vm(vc, "dc1-build01", hosts[2], [attachable[2]], ids, rng,
                                  guest=GUESTS[5], tools="guestToolsCurrent", hardware="vmx-19"))
             # segmentation: a PCI VM on the dev port group, and one where it belongs
@@ -340,7 +432,8 @@ def vsphere_estate(ids: _Ids, rng: random.Random, vms_per_vcenter: tuple[int, in
             ])
         else:
             resources.append(_vm(vc, "dc2-web01", hosts[0], [attachable[0]], ids, rng,
-                                 guest=GUESTS[3], tools="guestToolsCurrent", hardware="vmx-21"))
+                                 guest=GUESTS[3], tools="guestToolsCurrent", hardware="vmx-21",
+                                 hardening="compliant"))
             flat = _dv_port_group(vc, "pg-flat", 0, ids)
             resources.append(flat)
             resources.append(_vm(vc, "dc2-flat-01", hosts[1], [flat], ids, rng,
@@ -358,6 +451,7 @@ def vsphere_estate(ids: _Ids, rng: random.Random, vms_per_vcenter: tuple[int, in
                 _license(vc, "VCF02", "VMware Cloud Foundation (per core, expansion)",
                          "esx.vcf.entitlement.cpuCoreMin", "cpuCore", 120, 120, "2027-09-30T00:00:00Z"),
             ])
+        resources.append(_switch(vc, f"{vc.split('.')[0]}-dvs", hardened=not dc1))
         sources.append(Source(id=vc, cloud="vsphere", kind="vcenter",
                               resource_count=len(resources) - start,
                               details={"version": vc_version, "build": VCENTER_BUILDS[vc_version]}))
