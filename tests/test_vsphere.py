@@ -12,10 +12,27 @@ import pytest
 
 from auditor.cli import main
 from auditor.facts import derive_facts
+from auditor.inventory import ESXI_SETTINGS, VCENTER_SETTINGS, VM_DEVICE_TYPES
 from auditor.scan import load_rule_context, scan_snapshot
 from auditor.snapshot import Snapshot, load_snapshot
 from auditor.sources import Progress, collect_all
-from auditor.sources.vsphere import VSphereConnection, VSphereSource, parse_server
+from auditor.sources.vsphere import (
+    PROPERTIES,
+    VSphereConnection,
+    VSphereSource,
+    _optional,
+    _resource,
+    describe_failure,
+    keep_host_options,
+    keep_vm_settings,
+    parse_server,
+    path_known,
+    reduce_firewall,
+    reduce_host_bus_adapters,
+    reduce_switch_config,
+    reduce_vm_devices,
+    supported_properties,
+)
 from tests import vcsim
 
 pytestmark = pytest.mark.peer
@@ -80,8 +97,8 @@ def test_collects_every_object_type_with_vsphere_property_paths(collected, simul
     assert vm["guest"]["toolsVersionStatus2"] == "guestToolsNeedUpgrade"
     assert vm["guest"]["toolsVersion"] == "11365"  # VS-SUP-009 reads it as 11.3.5
     assert vm["network"] and vm["network"][0].startswith("dvportgroup-")
-    nics = vm["config"]["hardware"]["device"]
-    assert nics and all("macAddress" in nic for nic in nics)
+    nics = [device for device in vm["config"]["hardware"]["device"] if "macAddress" in device]
+    assert nics and "_type" not in nics[0]  # network adapters as before the other devices were kept
     assert nics[0]["backing"]["_type"] == "VirtualEthernetCardDistributedVirtualPortBackingInfo"
 
 
@@ -104,10 +121,15 @@ def test_secrets_never_reach_the_snapshot(collected, tmp_path):
     text = path.read_text()
     assert vcsim.PASSWORD not in text
     assert "AAAAA-BBBBB-CCCCC-DDDDD" not in text and "*****-*****-*****-*****-7R4H9" in text
-    assert "not-for-snapshots" not in text  # an advanced option outside the hardening list
-    host = next(h for h in by_type(collected.resources, "HostSystem") if h["config"].get("option"))
-    assert {o["key"] for o in host["config"]["option"]} == {
-        "Syslog.global.logHost", "UserVars.ESXiShellTimeOut", "Security.AccountLockFailures"}
+    # advanced options outside the allow-lists, iSCSI CHAP secrets, a VM's guestinfo password,
+    # the vCenter's SSO private key (a vcsim setting), backing file paths of removable devices
+    assert "not-for-snapshots" not in text
+    assert "privateKey" not in text and "solutionUser" not in text
+    assert "floppy/keys.flp" not in text and "serial.log" not in text
+    hosts = {h["summary"]["config"]["product"]["version"]: h for h in by_type(collected.resources, "HostSystem")}
+    assert [o["key"] for o in hosts["7.0.3"]["config"]["option"]] == [
+        "Syslog.global.logHost", "UserVars.ESXiShellTimeOut", "Security.AccountLockFailures"]
+    assert all(o["key"] in ESXI_SETTINGS for h in hosts.values() for o in h["config"]["option"])
     assert vcsim.PASSWORD not in repr(connection_for_repr := VSphereConnection(host="h", password=vcsim.PASSWORD))
     assert "h" in repr(connection_for_repr)
 
@@ -323,3 +345,352 @@ def test_gate_and_drift_across_two_collections_of_the_simulator(simulator_binary
         assert diff_snapshots(load_snapshot(tmp_path / "one.json"), load_snapshot(tmp_path / "two.json")).empty
     finally:
         estate.stop()
+
+
+# -- what the Security Configuration Guide's controls read ----------------------------------
+
+
+def host_by_version(resources, version):
+    return next(h for h in by_type(resources, "HostSystem") if h["summary"]["config"]["product"]["version"] == version)
+
+
+def test_host_hardening_paths(collected):
+    host = host_by_version(collected.resources, "6.7.0")  # the simulator hardens its first host
+    firewall = host["config"]["firewall"]
+    assert firewall["defaultPolicy"] == {"incomingBlocked": False, "outgoingBlocked": True}
+    rulesets = {r["key"]: r for r in firewall["ruleset"]}
+    assert rulesets["sshServer"] == {"key": "sshServer", "enabled": True, "allowedHosts": {
+        "allIp": False, "ipAddress": ["192.0.2.10"], "ipNetwork": [{"network": "10.20.0.0", "prefixLength": 16}]}}
+    assert all(set(r) == {"key", "enabled", "allowedHosts"} for r in firewall["ruleset"])  # no ports, services
+    # only iSCSI adapters, only how they authenticate: no CHAP names or secrets
+    assert host["config"]["storageDevice"]["hostBusAdapter"] == [{
+        "_type": "HostInternetScsiHba", "device": "vmhba65", "authenticationProperties": {
+            "chapAuthEnabled": True, "chapAuthenticationType": "chapPreferred", "chapInherited": False,
+            "mutualChapAuthenticationType": "chapProhibited", "mutualChapInherited": False}}]
+    directory = next(a for a in host["config"]["authenticationManagerInfo"]["authConfig"]
+                     if a["_type"] == "HostActiveDirectoryInfo")
+    assert directory["joinedDomain"] == "corp.example" and directory["domainMembershipStatus"] == "ok"
+    options = {o["key"]: o["value"] for o in host["config"]["option"]}
+    assert options["Config.HostAgent.plugins.hostsvc.esxAdminsGroupAutoAdd"] is True  # CVE-2024-37085
+    assert options["Config.HostAgent.plugins.hostsvc.esxAdminsGroup"] == "ESX Admins"
+    # capability.uefiSecureBoot came with API 8.0.3; vcsim 0.24 speaks 6.5 and its Go types have no
+    # such field, so the path is not asked for (see test_paths_the_api_version_does_not_know)
+    assert "capability" not in host and "_missing" not in host
+
+
+def test_vm_hardening_paths(collected):
+    vms = by_type(collected.resources, "VirtualMachine")
+    weak = next(v for v in vms if v["name"] == HOSTILE)  # the simulator gives its first VM the weak settings
+    config = weak["config"]
+    # allow-listed keys and dvfilter names as they come; vcsim's own `govcsim` and a guestinfo password are not
+    assert config["extraConfig"] == [{"key": "isolation.tools.copy.disable", "value": "FALSE"},
+                                     {"key": "ethernet0.filter0.name", "value": "dvfilter-maclearn"}]
+    assert config["firmware"] == "bios" and config["migrateEncryption"] == "disabled"
+    assert config["flags"] == {"enableLogging": False}
+    assert config["bootOptions"]["efiSecureBootEnabled"] is False
+    assert config["bootOptions"]["bootOrder"] == [{"_type": "VirtualMachineBootOptionsBootableCdromDevice"}]
+    devices = [d for d in config["hardware"]["device"] if "macAddress" not in d]
+    assert {d["_type"] for d in devices} == {"VirtualCdrom", "VirtualFloppy", "VirtualSerialPort",
+                                             "VirtualUSBController"}
+    assert all(d["_type"] in VM_DEVICE_TYPES and set(d) <= {"_type", "key", "deviceInfo", "connectable"}
+               for d in devices)
+    serial = next(d for d in devices if d["_type"] == "VirtualSerialPort")
+    assert serial == {"_type": "VirtualSerialPort", "key": 9000, "deviceInfo": {"label": "Serial port 1"},
+                      "connectable": {"startConnected": True, "allowGuestControl": False, "connected": True,
+                                      "status": "ok"}}
+    usb = next(d for d in devices if d["_type"] == "VirtualUSBController")
+    assert usb == {"_type": "VirtualUSBController", "key": 7000, "deviceInfo": {"label": "USB controller"}}
+    # no other device type (disks, controllers, video card, ...) is kept
+    assert not any(d.get("_type", "").endswith(("Disk", "IDEController", "VideoCard"))
+                   for v in vms for d in v["config"]["hardware"]["device"])
+    strong = next(v for v in vms if v["config"].get("firmware") == "efi"
+                  and v["config"].get("migrateEncryption") == "required")
+    assert strong["config"]["bootOptions"]["efiSecureBootEnabled"] is True
+    assert strong["config"]["flags"] == {"enableLogging": True}
+    assert {s["key"] for s in strong["config"]["extraConfig"]} == {
+        "isolation.tools.copy.disable", "isolation.tools.paste.disable", "tools.setInfo.sizeLimit"}
+    # config.ftEncryptionMode came with API 7.0.2 (vcsim speaks 6.5): not asked for, absent
+    assert all("ftEncryptionMode" not in v["config"] for v in vms)
+
+
+def test_switch_policies_and_vcenter_settings(collected):
+    (switch,) = by_type(collected.resources, "VmwareDistributedVirtualSwitch")  # as a vCenter types them
+    config = switch["config"]
+    assert set(config) == {"uplinkPortgroup", "maxMtu", "defaultPortConfig", "linkDiscoveryProtocolConfig",
+                           "ipfixConfig", "vspanSession"}
+    assert config["maxMtu"] == 9000 and config["uplinkPortgroup"]
+    assert config["linkDiscoveryProtocolConfig"] == {"protocol": "lldp", "operation": "both"}
+    assert config["ipfixConfig"]["collectorIpAddress"] == "192.0.2.50"
+    assert config["ipfixConfig"]["collectorPort"] == 4739
+    (session,) = config["vspanSession"]
+    assert session["enabled"] is True and session["destinationPort"]["ipAddress"] == ["192.0.2.60"]
+    assert session["sessionType"] == "encapsulatedRemoteMirrorSource"
+    assert config["defaultPortConfig"]["_type"] == "VMwareDVSPortSetting"
+    assert config["defaultPortConfig"]["securityPolicy"]["forgedTransmits"]["value"] is True
+    (vcenter,) = by_type(collected.resources, "vCenter")
+    # one QueryOptions per allow-listed key; vpxd.event.syslog.enabled is not set on this vCenter
+    assert vcenter["setting"] == [{"key": "VirtualCenter.VimPasswordExpirationInDays", "value": 30},
+                                  {"key": "config.log.level", "value": "info"},
+                                  {"key": "etc.issue", "value": "Authorised use only."}]
+    assert {s["key"] for s in vcenter["setting"]} < VCENTER_SETTINGS
+    assert "not_collected" not in collected.sources[0].details
+
+
+def test_vm_settings_set_through_the_api_are_filtered(simulator_binary, tmp_path):
+    """Advanced settings written with ReconfigVM: the allow-listed ones (in whatever case the VMX
+    has them) and dvfilter names reach the snapshot, a secret-looking one and near misses do not."""
+    import ssl
+
+    from pyVim.connect import Disconnect, SmartConnect
+    from pyVmomi import vim
+
+    from auditor.snapshot import save_snapshot
+
+    estate = vcsim.start(simulator_binary, tmp_path, "-vms", "1")
+    try:
+        before = {r.get("moref"): r for r in collect(estate).resources}
+        service = SmartConnect(host="127.0.0.1", port=estate.port, user="auditor", pwd=vcsim.PASSWORD,
+                               sslContext=ssl.create_default_context(cafile=str(estate.cert)))
+        try:
+            content = service.RetrieveContent()
+            view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
+            vm = next(v for v in view.view if v.name != HOSTILE)
+            settings = {"tools.setInfo.sizeLimit": "1048576", "RemoteDisplay.MaxConnections": "1",
+                        "ethernet1.filter3.name": "dvfilter-fw", "guestinfo.db.password": "reconfig-secret-1",
+                        "ethernet1.filter3.name.bak": "reconfig-secret-2",
+                        "xisolation.tools.copy.disable": "reconfig-secret-3"}
+            spec = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key=k, value=v) for k, v in settings.items()])
+            task = vm.ReconfigVM_Task(spec)
+            while task.info.state not in ("success", "error"):
+                time.sleep(0.05)
+            assert task.info.state == "success"
+            moref = vm._moId
+        finally:
+            Disconnect(service)
+        result = collect(estate)
+    finally:
+        estate.stop()
+    assert result.sources[0].status == "ok", result.sources[0].error
+    vm = next(r for r in result.resources if r.get("moref") == moref)
+    assert vm["config"]["extraConfig"] == [
+        *before[moref]["config"].get("extraConfig", []), {"key": "tools.setInfo.sizeLimit", "value": "1048576"},
+        {"key": "RemoteDisplay.MaxConnections", "value": "1"}, {"key": "ethernet1.filter3.name", "value": "dvfilter-fw"}]
+    path = tmp_path / "snap.json"
+    save_snapshot(Snapshot(collected_at="x", sources=result.sources, resources=result.resources), path)
+    assert "reconfig-secret" not in path.read_text()
+
+
+# -- a standalone ESXi host ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def esxi(simulator_binary, tmp_path_factory):
+    instance = vcsim.start(simulator_binary, tmp_path_factory.mktemp("esxi"), "-esx")
+    yield instance
+    instance.stop()
+
+
+def test_standalone_esxi_host_with_a_failing_licence_lookup(esxi, tmp_path, credentials):
+    """govmomi's ESX model (apiType HostAgent) fails the read of licenseAssignmentManager (the
+    request is dropped, the server lives on): the host, its VMs and licences are collected,
+    the source is an "esxi" source that names the lookup it could not make, and there is no
+    vCenter resource for vCenter rules to judge."""
+    result = collect(esxi)
+    (source,) = result.sources
+    assert source.status == "ok" and source.error is None
+    assert source.kind == "esxi"
+    assert source.details["api_type"] == "HostAgent"
+    assert (source.details["version"], source.details["build"]) == ("6.7.0", "17700523")
+    assert source.details["not_collected"] == {
+        "licence assignments": "the server dropped the request without an answer (RemoteDisconnected)"}
+    counts = Counter(r["type"] for r in result.resources)
+    assert counts["vCenter"] == 0
+    assert counts["HostSystem"] == 1 and counts["VirtualMachine"] == 4 and counts["License"] == 4
+    (host,) = by_type(result.resources, "HostSystem")
+    assert host["moref"] == "ha-host" and "assignedLicense" not in host
+    assert host["config"]["firewall"]["ruleset"] and host["config"]["option"]
+    assert host["config"]["storageDevice"]["hostBusAdapter"][0]["device"] == "vmhba65"
+    assert all(v["runtime"]["host"] == "ha-host" for v in by_type(result.resources, "VirtualMachine"))
+
+    # through the command line: a whole snapshot (exit 0), the ESXi source as collected
+    out = tmp_path / "esxi.json"
+    assert main(["collect", "vsphere", "--server", esxi.server, "--ca-bundle", str(esxi.cert),
+                 "--out", str(out), "-q"]) == 0
+    snapshot = load_snapshot(out)
+    assert [(s.kind, s.status) for s in snapshot.sources] == [("esxi", "ok")]
+    assert "licence assignments" in snapshot.sources[0].details["not_collected"]
+    as_of = date.today()
+    report = scan_snapshot(snapshot, load_rule_context(None, None, as_of), as_of)
+    assert report.findings and not any(f.resource_type == "vCenter" for f in report.findings)
+    assert any(f.resource_name == host["name"] for f in report.findings)  # a 6.7 host is out of support
+
+
+def test_an_optional_lookup_that_hangs_fails_the_source(simulator_binary, tmp_path):
+    """A vCenter that stops answering during an optional lookup (here its first QueryOptions) is
+    not an optional failure: the source fails after one timeout, as anywhere else."""
+    hung = vcsim.start(simulator_binary, tmp_path, "-stop-on", "QueryOptions", "-vms", "1")
+    try:
+        started = time.monotonic()
+        result = collect(hung, timeout=2)
+        elapsed = time.monotonic() - started
+        assert hung.stopped
+    finally:
+        hung.resume()
+        hung.stop()
+    (source,) = result.sources
+    assert source.status == "failed" and result.resources == []
+    assert source.error == f"{hung.server} (collecting): timed out after 2 s"
+    assert elapsed < 10  # one timeout: no later request waited it out again
+
+
+def test_optional_lookup_failures_are_noted_and_timeouts_are_not():
+    from pyVmomi import vim
+
+    not_collected: dict[str, str] = {}
+
+    def refused():
+        raise vim.fault.NoPermission(privilegeId="Global.Licenses", msg="Permission to perform this operation was denied.")
+
+    assert _optional(not_collected, "licences", refused, []) == []
+    assert not_collected == {"licences": "NoPermission: privilege Global.Licenses missing"}
+
+    def stalled():
+        raise TimeoutError("timed out")
+
+    with pytest.raises(TimeoutError):
+        _optional(not_collected, "custom field names", stalled, {})
+    assert "custom field names" not in not_collected
+
+
+# -- reductions of what vcsim does not model, and the API version --------------------------
+
+
+def test_paths_the_api_version_does_not_know():
+    from pyVmomi import VmomiSupport, vim
+
+    newest = VmomiSupport.GetServiceVersions("vim25")[0]
+    # every path is valid by declared types: a server refuses the whole request otherwise
+    assert supported_properties(PROPERTIES, newest) == PROPERTIES
+    old = supported_properties(PROPERTIES, "vim.version.version11")  # vSphere 6.5, what vcsim speaks
+    assert "capability.uefiSecureBoot" not in old[vim.HostSystem]
+    assert "config.ftEncryptionMode" not in old[vim.VirtualMachine]
+    assert "config.migrateEncryption" in old[vim.VirtualMachine] and "config.firewall" in old[vim.HostSystem]
+    assert path_known(vim.HostSystem, "capability.uefiSecureBoot", "vim.version.v8_0_3_0")
+    assert not path_known(vim.HostSystem, "capability.uefiSecureBoot", "vim.version.v8_0_2_0")
+    # config is declared DistributedVirtualSwitch.ConfigInfo: VMware switch fields have no path
+    assert not path_known(vim.dvs.VmwareDistributedVirtualSwitch, "config.maxMtu", newest)
+
+
+def test_properties_vcsim_does_not_model_are_nested_as_collected():
+    from pyVmomi import vim, vmodl
+
+    def content(obj, **props):
+        return vmodl.query.PropertyCollector.ObjectContent(obj=obj, propSet=[
+            vmodl.DynamicProperty(name=name.replace("__", "."), val=value) for name, value in props.items()])
+
+    host = _resource(content(vim.HostSystem("host-9"), name="esx9", capability__uefiSecureBoot=True), "vc", {}, {})
+    assert host["capability"] == {"uefiSecureBoot": True}
+    vm = _resource(content(vim.VirtualMachine("vm-9"), name="vm9", config__ftEncryptionMode="ftEncryptionRequired"),
+                   "vc", {}, {})
+    assert vm["config"] == {"ftEncryptionMode": "ftEncryptionRequired"}
+
+
+def test_reductions_keep_only_what_controls_read():
+    from pyVmomi import vim
+
+    hba = vim.host.InternetScsiHba(device="vmhba64", key="k", model="m", iScsiName="iqn.x", authenticationProperties=(
+        vim.host.InternetScsiHba.AuthenticationProperties(chapAuthEnabled=True, chapName="user", chapSecret="s3cret",
+                                                          chapAuthenticationType="chapRequired",
+                                                          mutualChapSecret="s3cret2",
+                                                          mutualChapAuthenticationType="chapRequired")))
+    adapters = reduce_host_bus_adapters([vim.host.ParallelScsiHba(device="vmhba0", key="p", model="m"), hba])
+    assert adapters == [{"_type": "HostInternetScsiHba", "device": "vmhba64", "authenticationProperties": {
+        "chapAuthEnabled": True, "chapAuthenticationType": "chapRequired",
+        "mutualChapAuthenticationType": "chapRequired"}}]
+
+    firewall = vim.host.FirewallInfo(
+        defaultPolicy=vim.host.FirewallInfo.DefaultPolicy(incomingBlocked=True, outgoingBlocked=True),
+        ruleset=[vim.host.Ruleset(key="sshServer", label="SSH Server", enabled=True, required=False, rule=[
+            vim.host.Ruleset.Rule(port=22, direction="inbound", protocol="tcp")],
+            allowedHosts=vim.host.Ruleset.IpList(allIp=False, ipNetwork=[
+                vim.host.Ruleset.IpNetwork(network="10.0.0.0", prefixLength=8)]))])
+    assert reduce_firewall(firewall) == {"defaultPolicy": {"incomingBlocked": True, "outgoingBlocked": True},
+                                         "ruleset": [{"key": "sshServer", "enabled": True, "allowedHosts": {
+                                             "allIp": False, "ipAddress": [],
+                                             "ipNetwork": [{"network": "10.0.0.0", "prefixLength": 8}]}}]}
+
+    options = [vim.option.OptionValue(key=k, value=v) for k, v in [
+        ("Security.AccountLockFailures", 5), ("Config.HostAgent.plugins.solo.webServices.secret", "x"),
+        ("security.accountlockfailures", 3)]]  # ESXi names options exactly: no case folding for hosts
+    assert keep_host_options(options) == [{"key": "Security.AccountLockFailures", "value": 5}]
+    settings = [vim.option.OptionValue(key=k, value="v") for k in [
+        "ISOLATION.tools.copy.disable", "ethernet12.filter0.name", "ethernet.filter0.name", "ethernet1.filter0.named",
+        "guestinfo.password", "mks.enable3d"]]
+    assert [s["key"] for s in keep_vm_settings(settings)] == [
+        "ISOLATION.tools.copy.disable", "ethernet12.filter0.name", "mks.enable3d"]
+
+    device = vim.vm.device
+    file_backing = {"fileName": "[ds] secret/image.flp"}
+    devices = reduce_vm_devices([
+        device.VirtualDisk(key=2000, deviceInfo=vim.Description(label="Hard disk 1", summary="s")),
+        device.VirtualPCIPassthrough(key=13000, deviceInfo=vim.Description(label="PCI device 0", summary="s")),
+        device.VirtualUSBXHCIController(key=14000, deviceInfo=vim.Description(label="USB xHCI controller", summary="s")),
+        device.VirtualSoundBlaster16(key=5000, deviceInfo=vim.Description(label="Sound card", summary="s"),
+                                     backing=device.VirtualSoundCard.DeviceBackingInfo(deviceName="/dev/dsp"),
+                                     connectable=device.VirtualDevice.ConnectInfo(startConnected=True,
+                                                                                  allowGuestControl=False,
+                                                                                  connected=False)),
+        device.VirtualFloppy(key=8000, backing=device.VirtualFloppy.ImageBackingInfo(**file_backing)),
+        device.VirtualVmxnet3(key=4000, macAddress="00:50:56:00:00:01"),
+    ])
+    assert devices == [
+        {"_type": "VirtualPCIPassthrough", "key": 13000, "deviceInfo": {"label": "PCI device 0"}},
+        {"_type": "VirtualUSBXHCIController", "key": 14000, "deviceInfo": {"label": "USB xHCI controller"}},
+        {"_type": "VirtualSoundBlaster16", "key": 5000, "deviceInfo": {"label": "Sound card"},
+         "connectable": {"startConnected": True, "allowGuestControl": False, "connected": False}},
+        {"_type": "VirtualFloppy", "key": 8000},
+        {"key": 4000, "macAddress": "00:50:56:00:00:01"},
+    ]
+
+    # a switch of another vendor has no VMware fields; what it has is kept, the rest is not
+    base = vim.DistributedVirtualSwitch.ConfigInfo(name="other", uuid="u", numPorts=8, maxPorts=64,
+                                                   uplinkPortgroup=[vim.dvs.DistributedVirtualPortgroup("pg-1")])
+    assert reduce_switch_config(base) == {"uplinkPortgroup": ["pg-1"]}
+
+
+# -- TLS errors name their cause --------------------------------------------------------------
+
+
+def test_a_too_weak_certificate_key_is_named_as_such(simulator_binary, tmp_path):
+    weak = vcsim.start(simulator_binary, tmp_path, "-rsa-bits", "1024", "-vms", "1")
+    try:
+        errors = [collect(weak).sources[0].error, collect(weak, ca_bundle=None).sources[0].error]
+        insecure = collect(weak, ca_bundle=None, insecure=True).sources[0]
+    finally:
+        weak.stop()
+    for error in errors:  # with its own certificate as the CA, or with the system's CAs
+        assert f"{weak.server} (connecting): TLS certificate does not verify (EE certificate key too weak)" in error
+        assert "key is too weak" in error and "--ca-bundle cannot help" in error
+        assert "pass --ca-bundle" not in error and "\n" not in error
+    assert insecure.status == "ok"
+
+
+def test_certificate_failures_map_to_their_cause():
+    import ssl
+
+    connection = VSphereConnection(host="vc.corp.example")
+
+    def failure(code, message):
+        exc = ssl.SSLCertVerificationError(1, f"certificate verify failed: {message}")
+        exc.verify_code, exc.verify_message, exc.reason = code, message, "CERTIFICATE_VERIFY_FAILED"
+        return describe_failure(exc, connection, "connecting")
+
+    assert "pass --ca-bundle" in failure(20, "unable to get local issuer certificate")
+    assert "pass --ca-bundle" in failure(18, "self-signed certificate")
+    assert "has expired: renew" in failure(10, "certificate has expired")
+    assert "does not name 'vc.corp.example'" in failure(62, "Hostname mismatch, certificate is not valid")
+    weak_digest = failure(68, "CA signature digest algorithm too weak")
+    assert "SHA-256" in weak_digest and "pass --ca-bundle" not in weak_digest
+    handshake = ssl.SSLError(1, "[SSL: EE_KEY_TOO_SMALL] ee key too small")
+    handshake.reason = "EE_KEY_TOO_SMALL"
+    assert "key is too weak" in describe_failure(handshake, connection, "connecting")

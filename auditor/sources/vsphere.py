@@ -13,9 +13,23 @@ accepts and then says nothing fails the source after one timeout; the cleanup re
 after it (DestroyView, logout) are not sent to it, as each would wait the timeout again.
 
 Resources keep vSphere's property paths as nested mappings (`summary.config.product.version`).
-What is left out on purpose: licence keys (only the last group is kept), advanced options
-other than the hardening settings listed below (options can carry secrets), and virtual
-devices other than network adapters.
+What is read is what the rules and the Security Configuration Guide's controls need, and no
+more. Left out on purpose: licence keys (only the last group is kept), host and VM advanced
+settings and vCenter settings outside the allow-lists of `auditor.inventory` (they can carry
+credentials and tokens), iSCSI CHAP names and secrets, backing file paths of removable
+devices, and virtual devices other than network adapters and the types the guide wants gone.
+
+A standalone ESXi host (about.apiType "HostAgent") is collected as a host: Source kind
+"esxi", its about info in the source's details, no vCenter resource. Lookups beside the
+inventory (licences, licence assignments, custom field names, vCenter settings) are
+optional: one that fails is named with its reason in details["not_collected"] and the rest of
+the inventory stands. A peer that stops answering still fails the whole source.
+
+Property paths are checked against the API version agreed with the server: a path that
+version does not know (capability.uefiSecureBoot before vSphere 8.0 U3) is not asked for, as
+the server would refuse the whole request with InvalidProperty. Paths are typed by their
+declared types, so the VMware switch fields (maxMtu, linkDiscoveryProtocolConfig, ...) of a
+switch's `config` are read with the whole `config` and picked here.
 """
 
 from __future__ import annotations
@@ -25,14 +39,19 @@ import datetime
 import http.client
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from xml.etree import ElementTree
 
 from pyVmomi import SoapStubAdapter, VmomiSupport, vim, vmodl
 
+from ..inventory import ESXI_SETTINGS, VCENTER_SETTINGS, VM_DEVICE_TYPES, VM_SETTING_PATTERNS, VM_SETTINGS
+from ..patterns import linear
 from ..snapshot import Source, make_resource
 from . import Collected, InventorySource, Progress
+
+T = TypeVar("T")
 
 PAGE_SIZE = 1000
 VERSIONS_DOCUMENT = "/sdk/vimServiceVersions.xml"
@@ -40,13 +59,16 @@ VERSIONS_LIMIT = 1 << 20  # bytes; the document is a few kB, a peer that sends m
 
 # Property paths per managed object type. The whole `config` of a distributed port group is
 # small and entirely relevant (VLAN, security policy); for hosts and VMs only the parts the
-# rules and facts read are fetched.
+# rules, facts and the Security Configuration Guide's controls read are fetched. A switch's
+# `config` is read whole and reduced (SWITCH_CONFIG_FIELDS): the VMware switch fields are not
+# addressable by path, as `config` is declared DistributedVirtualSwitch.ConfigInfo.
 PROPERTIES: dict[type, list[str]] = {
     vim.HostSystem: [
         "name", "parent", "summary.config.product", "summary.hardware", "summary.runtime.connectionState",
         "summary.runtime.inMaintenanceMode", "summary.runtime.powerState", "config.lockdownMode",
         "config.service", "config.dateTimeInfo", "config.option", "config.network.portgroup",
-        "config.network.vswitch",
+        "config.network.vswitch", "config.firewall", "config.storageDevice.hostBusAdapter",
+        "config.authenticationManagerInfo", "capability.uefiSecureBoot",
     ],
     vim.VirtualMachine: [
         "name", "config.guestId", "config.guestFullName", "config.version", "config.uuid",
@@ -54,26 +76,30 @@ PROPERTIES: dict[type, list[str]] = {
         "config.hardware.device", "guest.guestFullName", "guest.guestId", "guest.toolsStatus",
         "guest.toolsVersionStatus2", "guest.toolsVersion", "guest.toolsRunningStatus", "guest.hostName",
         "guest.ipAddress", "runtime.powerState", "runtime.host", "network", "customValue", "resourcePool",
+        "config.extraConfig", "config.bootOptions", "config.firmware", "config.ftEncryptionMode",
+        "config.migrateEncryption", "config.flags.enableLogging",
     ],
     vim.Network: ["name", "summary"],
     vim.dvs.DistributedVirtualPortgroup: ["config"],
-    vim.DistributedVirtualSwitch: ["name", "config.uplinkPortgroup", "config.maxMtu", "summary.productInfo"],
+    vim.DistributedVirtualSwitch: ["name", "config", "summary.productInfo"],
     vim.ClusterComputeResource: ["name", "summary", "configuration.dasConfig", "configuration.drsConfig"],
     vim.Datastore: ["name", "summary"],
 }
 
-# Advanced options that hardening guides check (vSphere Security Configuration Guide).
-# Other options are not kept: some carry credentials or tokens.
-HARDENING_OPTIONS = frozenset({
-    "Syslog.global.logHost", "Syslog.global.logDir", "Syslog.global.logDirUnique",
-    "UserVars.ESXiShellTimeOut", "UserVars.ESXiShellInteractiveTimeOut", "UserVars.DcuiTimeOut",
-    "UserVars.HostClientSessionTimeout", "UserVars.SuppressShellWarning", "UserVars.ESXiVPsDisabledProtocols",
-    "Security.AccountLockFailures", "Security.AccountUnlockTime", "Security.PasswordQualityControl",
-    "Security.PasswordHistory", "Security.PasswordMaxDays", "Config.HostAgent.log.level",
-    "Config.HostAgent.plugins.solo.enableMob", "Config.HostAgent.plugins.hostsvc.esxAdminsGroup",
-    "Mem.ShareForceSalting", "Net.BlockGuestBPDU", "Net.DVFilterBindIpAddress", "DCUI.Access",
-    "VMkernel.Boot.execInstalledOnly",
-})
+# What is kept of a distributed switch's config: uplinks and MTU, the default port policy
+# (security, VLAN, ...), and from VMware switches link discovery (CDP/LLDP), NetFlow (IPFIX)
+# and port mirroring sessions.
+SWITCH_CONFIG_FIELDS = ("uplinkPortgroup", "maxMtu", "defaultPortConfig", "linkDiscoveryProtocolConfig",
+                        "ipfixConfig", "vspanSession")
+
+# What is kept of an iSCSI adapter's CHAP settings: whether and how it authenticates, never
+# the names and secrets.
+CHAP_FIELDS = ("chapAuthEnabled", "chapAuthenticationType", "chapInherited", "mutualChapAuthenticationType",
+               "mutualChapInherited")
+
+# VM advanced settings are matched without regard to case, as the VMX file reads them.
+_VM_SETTING_KEYS = frozenset(key.lower() for key in VM_SETTINGS)
+_VM_SETTING_PATTERNS = tuple(linear(pattern, ignore_case=True) for pattern in VM_SETTING_PATTERNS)
 
 
 @dataclass
@@ -175,14 +201,11 @@ class VSphereSource(InventorySource):
         except Exception as exc:  # every way a connection can fail becomes the source's status
             return self._failed(source, describe_failure(exc, self.connection, during="connecting"))
         try:
-            resources = self._inventory(service, progress)
+            resources = self._inventory(service, progress, source)
         except Exception as exc:
             return self._failed(source, describe_failure(exc, self.connection, during="collecting"))
         finally:
             _logout(service)
-        about = next((r["about"] for r in resources if r["type"] == "vCenter"), {})
-        source.details = {"version": about.get("version"), "build": about.get("build"),
-                          "api_type": about.get("apiType"), "instance_uuid": about.get("instanceUuid")}
         source.resource_count = len(resources)
         return Collected([source], resources)
 
@@ -215,17 +238,31 @@ class VSphereSource(InventorySource):
             raise
         return service
 
-    def _inventory(self, service: Any, progress: Progress) -> list[dict[str, Any]]:
+    def _inventory(self, service: Any, progress: Progress, source: Source) -> list[dict[str, Any]]:
+        """Everything the server holds, into resources; the source gets its kind and details
+        (about info, lookups that could not be made) as soon as they are known."""
         content = service.RetrieveContent()
         label = self.id
-        resources = [make_resource(id=f"{label}/vcenter", name=(content.about.name and label) or label,
-                                   cloud="vsphere", type="vCenter", source=label,
-                                   native={"moref": "ServiceInstance", "about": to_plain(content.about)})]
-        field_names = _custom_field_names(content)
-        assigned = _assigned_licenses(content)
-        view = content.viewManager.CreateContainerView(content.rootFolder, list(PROPERTIES), True)
+        about = to_plain(content.about)
+        standalone = content.about.apiType == "HostAgent"
+        source.kind = "esxi" if standalone else "vcenter"
+        source.details = {"version": about.get("version"), "build": about.get("build"),
+                          "api_type": about.get("apiType"), "instance_uuid": about.get("instanceUuid")}
+        not_collected: dict[str, str] = {}
+        resources = []
+        if not standalone:  # an ESXi host is a HostSystem below, not a vCenter for vCenter rules to judge
+            native: dict[str, Any] = {"moref": "ServiceInstance", "about": about}
+            settings = _optional(not_collected, "vCenter advanced settings", lambda: vcenter_settings(content), None)
+            if settings is not None:
+                native["setting"] = settings
+            resources.append(make_resource(id=f"{label}/vcenter", name=label, cloud="vsphere", type="vCenter",
+                                           source=label, native=native))
+        field_names = _optional(not_collected, "custom field names", lambda: _custom_field_names(content), {})
+        assigned = _optional(not_collected, "licence assignments", lambda: _assigned_licenses(content), {})
+        properties = supported_properties(PROPERTIES, service._stub.version)
+        view = content.viewManager.CreateContainerView(content.rootFolder, list(properties), True)
         try:
-            for obj in retrieve_paged(content.propertyCollector, view, PROPERTIES, self.page_size):
+            for obj in retrieve_paged(content.propertyCollector, view, properties, self.page_size):
                 resource = _resource(obj, label, field_names, assigned)
                 if resource is not None:
                     resources.append(resource)
@@ -233,9 +270,62 @@ class VSphereSource(InventorySource):
                         progress.update(label, len(resources))
         finally:
             view.DestroyView()
-        resources.extend(_licenses(content, label))
+        resources.extend(_optional(not_collected, "licences", lambda: _licenses(content, label), []))
+        if not_collected:
+            source.details["not_collected"] = not_collected
         progress.update(label, len(resources))
         return resources
+
+
+def _optional(not_collected: dict[str, str], what: str, read: Callable[[], T], fallback: T) -> T:
+    """`read()`, or `fallback` when the server refuses or drops that one request: the failure is
+    noted under `what` and the collection goes on. A timeout is not optional: the peer has
+    stopped answering, and every later request would wait it out again."""
+    try:
+        return read()
+    except TimeoutError:
+        raise
+    except (vmodl.MethodFault, OSError, http.client.HTTPException) as exc:
+        not_collected[what] = lookup_failure(exc)
+        return fallback
+
+
+def lookup_failure(exc: BaseException) -> str:
+    """One line on why an optional lookup failed."""
+    if isinstance(exc, vmodl.MethodFault):
+        name = getattr(type(exc), "_wsdlName", type(exc).__name__)
+        detail = exc.msg or ""
+        if isinstance(exc, vim.fault.NoPermission) and exc.privilegeId:
+            detail = f"privilege {exc.privilegeId} missing"
+        text = f"{name}: {detail}" if detail else name
+    elif isinstance(exc, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
+                          http.client.IncompleteRead)):
+        text = f"the server dropped the request without an answer ({type(exc).__name__})"
+    elif isinstance(exc, http.client.HTTPException):
+        text = f"HTTP error: {exc}"
+    else:
+        text = str(getattr(exc, "strerror", None) or exc or type(exc).__name__)
+    return " ".join(text.split())
+
+
+def supported_properties(properties: dict[type, list[str]], version: str) -> dict[type, list[str]]:
+    """The paths of `properties` that API `version` knows, by the declared type of each step."""
+    return {kind: [path for path in paths if path_known(kind, path, version)] for kind, paths in properties.items()}
+
+
+def path_known(kind: type, path: str, version: str) -> bool:
+    """Whether a PropertyCollector speaking `version` accepts `path` on `kind`: each step is a
+    property of the previous step's declared type, introduced in `version` or before."""
+    current: Any = kind
+    for name in path.split("."):
+        try:
+            info = current._GetPropertyInfo(name)
+        except AttributeError:
+            return False
+        if not VmomiSupport.IsChildVersion(version, info.version):
+            return False
+        current = info.type
+    return True
 
 
 def retrieve_paged(collector: Any, view: Any, properties: dict[type, list[str]], page_size: int):
@@ -287,11 +377,118 @@ def _resource(content: Any, label: str, field_names: dict[int, str],
 
 
 def _property_value(kind: str, path: str, value: Any) -> Any:
-    if kind == "VirtualMachine" and path == "config.hardware.device":
-        value = [device for device in value or () if isinstance(device, vim.vm.device.VirtualEthernetCard)]
-    elif kind == "HostSystem" and path == "config.option":
-        value = [option for option in value or () if option.key in HARDENING_OPTIONS]
+    if kind == "VirtualMachine":
+        if path == "config.hardware.device":
+            return reduce_vm_devices(value)
+        if path == "config.extraConfig":
+            return keep_vm_settings(value)
+    elif kind == "HostSystem":
+        if path == "config.option":
+            return keep_host_options(value)
+        if path == "config.firewall":
+            return reduce_firewall(value)
+        if path == "config.storageDevice.hostBusAdapter":
+            return reduce_host_bus_adapters(value)
+    elif kind in ("DistributedVirtualSwitch", "VmwareDistributedVirtualSwitch") and path == "config":
+        return reduce_switch_config(value)
     return to_plain(value)
+
+
+def keep_host_options(options: Any) -> list[dict[str, Any]]:
+    """Host advanced settings in ESXI_SETTINGS, as {key, value}; the others are never kept."""
+    return [to_plain(option) for option in options or () if option.key in ESXI_SETTINGS]
+
+
+def vm_setting_allowed(key: Any) -> bool:
+    """Whether a VM advanced setting is one the guide checks (VM_SETTINGS, VM_SETTING_PATTERNS)."""
+    return isinstance(key, str) and (key.lower() in _VM_SETTING_KEYS
+                                     or any(pattern.fullmatch(key) for pattern in _VM_SETTING_PATTERNS))
+
+
+def keep_vm_settings(options: Any) -> list[dict[str, Any]]:
+    """VM advanced settings (extraConfig) on the allow-list, as they come ({key, value})."""
+    return [to_plain(option) for option in options or () if vm_setting_allowed(option.key)]
+
+
+def reduce_vm_devices(devices: Any) -> list[dict[str, Any]]:
+    """Network adapters whole; devices of VM_DEVICE_TYPES as {_type, key, deviceInfo: {label},
+    connectable} (no backing: it names ISO, image and log file paths); no other device."""
+    kept = []
+    for device in devices or ():
+        if isinstance(device, vim.vm.device.VirtualEthernetCard):
+            kept.append(to_plain(device))
+        elif _wsdl_name(device) in VM_DEVICE_TYPES:
+            plain: dict[str, Any] = {"_type": _wsdl_name(device), "key": to_plain(device.key)}
+            if device.deviceInfo is not None:
+                plain["deviceInfo"] = {"label": to_plain(device.deviceInfo.label)}
+            if device.connectable is not None:
+                plain["connectable"] = to_plain(device.connectable)
+            kept.append(plain)
+    return kept
+
+
+def reduce_firewall(info: Any) -> dict[str, Any] | None:
+    """A host's firewall: the default policy, and per ruleset its key, whether it is on and
+    which addresses it lets in ({allIp, ipAddress, ipNetwork})."""
+    if info is None:
+        return None
+    rulesets = []
+    for ruleset in info.ruleset or ():
+        plain: dict[str, Any] = {"key": ruleset.key, "enabled": bool(ruleset.enabled)}
+        if ruleset.allowedHosts is not None:
+            allowed = ruleset.allowedHosts
+            plain["allowedHosts"] = {"allIp": bool(allowed.allIp), "ipAddress": list(allowed.ipAddress or ()),
+                                     "ipNetwork": [{"network": net.network, "prefixLength": int(net.prefixLength)}
+                                                   for net in allowed.ipNetwork or ()]}
+        rulesets.append(plain)
+    return {"defaultPolicy": to_plain(info.defaultPolicy), "ruleset": rulesets}
+
+
+def reduce_host_bus_adapters(adapters: Any) -> list[dict[str, Any]]:
+    """iSCSI adapters only, as {_type, device, authenticationProperties} with the CHAP_FIELDS."""
+    kept = []
+    for adapter in adapters or ():
+        if not isinstance(adapter, vim.host.InternetScsiHba):
+            continue
+        plain: dict[str, Any] = {"_type": _wsdl_name(adapter), "device": adapter.device}
+        auth = adapter.authenticationProperties
+        if auth is not None:
+            plain["authenticationProperties"] = {field: to_plain(getattr(auth, field)) for field in CHAP_FIELDS
+                                                 if getattr(auth, field, None) is not None}
+        kept.append(plain)
+    return kept
+
+
+def reduce_switch_config(config: Any) -> dict[str, Any] | None:
+    """A distributed switch's config, reduced to SWITCH_CONFIG_FIELDS (those its type has)."""
+    if config is None:
+        return None
+    kept: dict[str, Any] = {}
+    for name in SWITCH_CONFIG_FIELDS:
+        try:
+            info = config._GetPropertyInfo(name)
+        except AttributeError:  # a field of VMware switches on another vendor's
+            continue
+        value = getattr(config, name, None)
+        if value is not None:
+            kept[name] = to_plain(value, info.type)
+    return kept
+
+
+def vcenter_settings(content: Any) -> list[dict[str, Any]]:
+    """The vCenter's advanced settings in VCENTER_SETTINGS, as {key, value}, one QueryOptions per
+    key, so that no other setting crosses the wire. A key the vCenter lacks is left out."""
+    manager = content.setting
+    if manager is None:
+        return []
+    kept = []
+    for key in sorted(VCENTER_SETTINGS):
+        try:
+            options = manager.QueryOptions(key)
+        except vim.fault.InvalidName:
+            continue
+        kept.extend(to_plain(option) for option in options or () if option.key == key)
+    return kept
 
 
 def _nest(target: dict[str, Any], path: str, value: Any) -> None:
@@ -404,10 +601,9 @@ def describe_failure(exc: BaseException, connection: VSphereConnection, during: 
     if isinstance(exc, vim.fault.NoPermission):
         return f"{where}: user '{connection.user}' lacks the privilege to read {exc.object or 'the inventory'}"
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return (f"{where}: TLS certificate does not verify ({exc.verify_message}); pass --ca-bundle with the "
-                "vCenter's CA certificate, or --insecure to skip verification")
+        return f"{where}: {_certificate_failure(exc, connection)}"
     if isinstance(exc, ssl.SSLError):
-        return f"{where}: TLS error ({exc.reason or exc})"
+        return f"{where}: {_tls_failure(exc)}"
     if isinstance(exc, ConnectionRefusedError):
         return f"{where}: connection refused: is vCenter listening on port {connection.port}?"
     if isinstance(exc, TimeoutError):  # socket.timeout is TimeoutError
@@ -424,3 +620,63 @@ def describe_failure(exc: BaseException, connection: VSphereConnection, during: 
     if isinstance(exc, vmodl.MethodFault):
         return f"{where}: {type(exc).__name__}: {exc.msg or exc}"
     return f"{where}: unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
+# OpenSSL's certificate verification results (X509_V_ERR_*) -> what it means and what to do.
+_UNTRUSTED = ("its issuer is not trusted here: pass --ca-bundle with the CA certificate that signed it "
+              "(the VMCA root of the vCenter), or --insecure to skip verification")
+_WEAK_KEY = ("its key is too weak for this system's OpenSSL (at least 2048-bit RSA or 256-bit ECDSA at "
+             "security level 2): replace the certificate with a stronger one; --ca-bundle cannot help "
+             "(--insecure skips verification)")
+_WEAK_DIGEST = ("it is signed with a digest too weak for this system's OpenSSL (SHA-1 or MD5): reissue it with "
+                "SHA-256; --ca-bundle cannot help (--insecure skips verification)")
+_VERIFY_CODES = {
+    2: _UNTRUSTED, 18: _UNTRUSTED, 19: _UNTRUSTED, 20: _UNTRUSTED, 21: _UNTRUSTED, 27: _UNTRUSTED,
+    9: "it is not valid yet: check this system's clock and the server's",
+    10: "it has expired: renew the certificate (or --insecure to skip verification)",
+    23: "it has been revoked: replace the certificate",
+    66: _WEAK_KEY, 67: _WEAK_KEY, 68: _WEAK_DIGEST,
+    7: "its signature does not verify: the certificate or the --ca-bundle is not the one that signed it",
+    26: "it is not meant for a TLS server (key usage / extended key usage): reissue it",
+}
+# OpenSSL reasons of TLS errors outside certificate verification.
+_TLS_REASONS = {
+    "EE_KEY_TOO_SMALL": "the server's certificate key is too weak for this system's OpenSSL: replace the "
+                        "certificate with a 2048-bit RSA or ECDSA one",
+    "CA_KEY_TOO_SMALL": "a CA certificate's key is too weak for this system's OpenSSL: replace it",
+    "CA_MD_TOO_WEAK": "a certificate is signed with a digest too weak for this system's OpenSSL (SHA-1 or MD5): "
+                      "reissue it with SHA-256",
+    "DH_KEY_TOO_SMALL": "the server offers Diffie-Hellman parameters too weak for this system's OpenSSL: "
+                        "configure stronger TLS on it",
+    "WRONG_VERSION_NUMBER": "the port does not answer TLS (plain HTTP?): check the port",
+    "UNSUPPORTED_PROTOCOL": "the server speaks only TLS versions this system refuses (TLS 1.0/1.1): enable TLS "
+                            "1.2 or later on it",
+    "TLSV1_ALERT_PROTOCOL_VERSION": "the server and this system share no TLS version: enable TLS 1.2 or later "
+                                    "on the server",
+    "NO_PROTOCOLS_AVAILABLE": "the server and this system share no TLS version: enable TLS 1.2 or later "
+                              "on the server",
+    "SSLV3_ALERT_HANDSHAKE_FAILURE": "the server and this system share no TLS cipher: check the server's TLS "
+                                     "configuration",
+    "NO_CERTIFICATE_OR_CRL_FOUND": "the --ca-bundle file holds no PEM certificate",
+}
+
+
+def _certificate_failure(exc: ssl.SSLCertVerificationError, connection: VSphereConnection) -> str:
+    """What OpenSSL refused in the server's certificate, and what to do about it."""
+    message = exc.verify_message or exc.reason or "certificate verify failed"
+    if exc.verify_code in (62, 64):  # the certificate names another host or address
+        return (f"TLS certificate does not verify ({message}): it does not name '{connection.host}': connect "
+                "by a name the certificate lists, or reissue it for this name")
+    advice = _VERIFY_CODES.get(exc.verify_code)
+    if advice is None:
+        return (f"TLS certificate does not verify ({message}); check the server's certificate and --ca-bundle, "
+                "or --insecure to skip verification")
+    return f"TLS certificate does not verify ({message}): {advice}"
+
+
+def _tls_failure(exc: ssl.SSLError) -> str:
+    """A TLS error outside certificate verification, by OpenSSL's reason."""
+    reason = exc.reason or ""
+    advice = _TLS_REASONS.get(reason)
+    shown = reason or " ".join(str(exc).split())
+    return f"TLS error ({shown}): {advice}" if advice else f"TLS error ({shown})"

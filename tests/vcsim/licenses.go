@@ -1,9 +1,11 @@
 package main
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -43,9 +45,16 @@ func addLicenses(ref *types.ManagedObjectReference) {
 }
 
 // serverCertificate makes a self-signed P-256 certificate for 127.0.0.1: the one httptest
-// ships is 1024-bit RSA, which OpenSSL refuses as too weak.
-func serverCertificate() (tls.Certificate, []byte, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+// ships is 1024-bit RSA, which OpenSSL refuses as too weak. With rsaBits > 0 it makes an
+// RSA key of that length instead (1024 shows what a client says about such a certificate).
+func serverCertificate(rsaBits int) (tls.Certificate, []byte, error) {
+	var key crypto.Signer
+	var err error
+	if rsaBits > 0 {
+		key, err = rsa.GenerateKey(rand.Reader, rsaBits)
+	} else {
+		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	}
 	if err != nil {
 		return tls.Certificate{}, nil, err
 	}
@@ -63,16 +72,16 @@ func serverCertificate() (tls.Certificate, []byte, error) {
 		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
 		DNSNames:              []string{"localhost"},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, &template, &template, &key.PublicKey, key)
+	der, err := x509.CreateCertificate(rand.Reader, &template, &template, key.Public(), key)
 	if err != nil {
 		return tls.Certificate{}, nil, err
 	}
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyDER, err := x509.MarshalECPrivateKey(key)
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return tls.Certificate{}, nil, err
 	}
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	return pair, certPEM, err
 }

@@ -1,6 +1,9 @@
 // Command vcsim-auditor runs govmomi's vCenter simulator with an inventory shaped for
 // auditor's tests: several ESXi versions, VMs with old hardware and end-of-life guests,
-// hostile names, port groups with weak security policy and VLAN 4095, and licences.
+// hostile names, port groups with weak security policy and VLAN 4095, licences, and the
+// settings the vSphere Security Configuration Guide checks (see hardening.go). With -esx it
+// is a standalone ESXi host instead (govmomi's ESX model, apiType HostAgent), whose
+// licenseAssignmentManager cannot be read: the request fails, the server lives on.
 //
 // It prints one JSON line {"url": ..., "cert": ...} on stdout once serving, and runs until
 // stdin closes or it is killed. With -stop-on METHOD[:N] it stops itself (SIGSTOP) when the
@@ -102,6 +105,7 @@ func shapeHosts(sshHosts int) {
 			network.Portgroup = groups
 			config.Network = &network
 		}
+		hardenHost(i, &config)
 		host.Config = &config
 	}
 }
@@ -130,6 +134,7 @@ func shapeVMs(hostile string) {
 			vm.Guest.ToolsVersion = "12449"
 		}
 		vm.Guest.ToolsRunningStatus = "guestToolsRunning"
+		hardenVM(i, vm)
 	}
 }
 
@@ -242,6 +247,8 @@ func main() {
 	latency := flag.Int("latency-ms", 0, "delay every SOAP call by this much (network and vCenter service time)")
 	hostile := flag.String("hostile-name", "<img src=x onerror=alert(1)>", "name of the first VM")
 	stopOnCall := flag.String("stop-on", "", "METHOD or METHOD:N: stop the process (SIGSTOP) when the Nth call of this SOAP method arrives")
+	esx := flag.Bool("esx", false, "a standalone ESXi host (govmomi's ESX model, apiType HostAgent) instead of a vCenter")
+	rsaBits := flag.Int("rsa-bits", 0, "serve a self-signed RSA certificate with a key this long instead of P-256 (1024: what OpenSSL refuses)")
 	flag.Parse()
 	if *password == "" {
 		fmt.Fprintln(os.Stderr, "vcsim-auditor: -password is required")
@@ -253,16 +260,27 @@ func main() {
 		os.Exit(2)
 	}
 
-	model := simulator.VPX()
-	model.Datacenter = 1
-	model.Cluster = *clusters
-	model.ClusterHost = *clusterHosts
-	model.Host = 1
-	model.Portgroup = *portgroups
-	model.Machine = *vms
-	model.ServiceContent.About.Version = "7.0.3"
-	model.ServiceContent.About.Build = "21477706"
-	model.ServiceContent.About.FullName = "VMware vCenter Server 7.0.3 build-21477706"
+	var model *simulator.Model
+	if *esx {
+		model = simulator.ESX()
+		model.Machine = *vms
+		// the about info of the host itself: shapeHosts gives its one host the first version
+		v := esxiVersions[0]
+		model.ServiceContent.About.Version = v.version
+		model.ServiceContent.About.Build = v.build
+		model.ServiceContent.About.FullName = fmt.Sprintf("VMware ESXi %s build-%s", v.version, v.build)
+	} else {
+		model = simulator.VPX()
+		model.Datacenter = 1
+		model.Cluster = *clusters
+		model.ClusterHost = *clusterHosts
+		model.Host = 1
+		model.Portgroup = *portgroups
+		model.Machine = *vms
+		model.ServiceContent.About.Version = "7.0.3"
+		model.ServiceContent.About.Build = "21477706"
+		model.ServiceContent.About.FullName = "VMware vCenter Server 7.0.3 build-21477706"
+	}
 	model.DelayConfig.Delay = *latency
 	if *delay > 0 {
 		model.DelayConfig.MethodDelay = map[string]int{
@@ -279,11 +297,15 @@ func main() {
 	shapeVMs(*hostile)
 	shapePortgroups()
 	shapeSwitches()
+	if !*esx {
+		hardenSwitches() // after shapeSwitches, which finds them by their simulator type
+		addVcenterSettings(model.ServiceContent.Setting)
+	}
 	addLicenses(model.ServiceContent.LicenseManager)
 	installPagingCollector(model.ServiceContent.PropertyCollector)
 
 	model.Service.Listen = &url.URL{Host: "127.0.0.1:0", User: url.UserPassword(*user, *password)}
-	certificate, certPEM, err := serverCertificate()
+	certificate, certPEM, err := serverCertificate(*rsaBits)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "vcsim-auditor:", err)
 		os.Exit(1)
