@@ -45,6 +45,9 @@ class Finding:
     state: str | None = None
     suppression: dict[str, Any] | None = None  # the waiver that accepts this finding, if any
     first_seen: str | None = None  # from the scan history, when one is kept
+    # who acts on it: the customer, or the provider (Microsoft runs the hosts of an Azure
+    # VMware Solution private cloud); provider findings do not fail the gate by default
+    responsibility: str = "customer"
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form used in findings.json (shallow: dataclasses.asdict would deep-copy

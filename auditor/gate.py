@@ -288,12 +288,15 @@ class GateResult:
         return bool(self.failing)
 
 
-def decide(findings: list[Finding], fail_on: str, min_severity: str) -> GateResult:
+def decide(findings: list[Finding], fail_on: str, min_severity: str,
+           provider_findings: bool = False) -> GateResult:
     """Which findings fail the gate under `--fail-on` (a severity, `new`, or `never`).
-    Absent and unknown findings never fail it; waived ones neither."""
+    Absent and unknown findings never fail it; waived ones neither; nor those the provider
+    acts on (Azure VMware Solution hosts), unless `provider_findings`."""
     if fail_on == "never":
         return GateResult([], "never fails")
-    live = [f for f in findings if f.state not in NOT_CURRENT and f.suppression is None]
+    live = [f for f in findings if f.state not in NOT_CURRENT and f.suppression is None
+            and (provider_findings or f.responsibility != "provider")]
     if fail_on == "new":
         threshold = SEVERITY_RANK[min_severity]
         failing = [f for f in live if SEVERITY_RANK[f.severity] <= threshold

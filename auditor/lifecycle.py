@@ -122,8 +122,9 @@ def assess_support(resources: list[dict[str, Any]], baselines: Baselines, as_of:
         if key in _MACHINES:
             os_fact = facts.get("os")
             if isinstance(os_fact, dict):
-                _judge(resource, "lifecycle.os", os_fact.get("product"), tables, as_of,
-                       on_azure=_MACHINES[key])
+                # a VM of an Azure VMware Solution private cloud runs in Azure (auditor/avs.py)
+                in_azure = _MACHINES[key] or isinstance(facts.get("avs"), dict)
+                _judge(resource, "lifecycle.os", os_fact.get("product"), tables, as_of, on_azure=in_azure)
             if key == ("vsphere", "VirtualMachine"):
                 _patch(facts, "tools_patch", facts.get("tools_version"), tables.minimums.get("vmware_tools"))
         elif key == ("vsphere", "HostSystem"):

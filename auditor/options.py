@@ -243,6 +243,9 @@ SPECS: dict[str, list[Spec]] = {
         Spec("compare", "a previous findings.json or SARIF of auditor, or `latest` for the newest run in the "
              "output folder: findings become new/unchanged/updated/absent/unknown", metavar="PREVIOUS"),
         Spec("history", "scan history database (default: OUTPUT/history.db)", parse=as_path, metavar="DB"),
+        Spec("gate-provider-findings", "let findings the provider acts on (the hosts of an Azure VMware Solution "
+             "private cloud, run by Microsoft) fail the gate too; they are always reported", switch=True,
+             default=False),
         Spec("no-history", "do not record this scan in the history", switch=True, default=False),
         Spec("waivers", "YAML of accepted risks (rule, resource, reason, owner, expires); repeat for several",
              parse=as_path, many=True, default=[], metavar="FILE"),
@@ -613,6 +616,7 @@ class ScanOptions:
     formats: list[str] = field(default_factory=lambda: list(DEFAULT_FORMATS))
     fail_on: str = "never"
     min_severity: str = "info"
+    gate_provider_findings: bool = False  # provider findings (AVS hosts) fail the gate too
     compare: str | None = None  # a path, or "latest"
     history: Path | None = None  # None: no history
     waivers: list[Path] = field(default_factory=list)
@@ -764,7 +768,7 @@ def scan_options(settings: dict[str, Setting]) -> ScanOptions:
     return ScanOptions(
         snapshots=snapshots, sample=sample, rules=_unique(settings["rules"].value), default_rules=default_rules,
         selection=selection, baselines=_unique(settings["baseline"].value), output=output,
-        formats=formats, fail_on=fail_on,
+        formats=formats, fail_on=fail_on, gate_provider_findings=settings["gate-provider-findings"].value,
         min_severity=settings["min-severity"].value or "info", compare=compare, history=history,
         waivers=_unique(settings["waivers"].value), as_of=settings["as-of"].value or date.today(),
         quiet=settings["quiet"].value, vsphere=_vsphere(settings, servers), azure=_azure(settings, azure),

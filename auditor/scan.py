@@ -22,6 +22,7 @@ from pathlib import Path
 
 from . import __version__
 from .accounting import account_hybrid_benefit, account_vsphere_licences, load_entitlements, load_vsphere_licensing
+from .avs import assign_responsibility, link_avs
 from .baselines import Baselines, load_baselines
 from .bundled import bundled_baselines_dir, bundled_rules_dir, display_path
 from .coverage import assess, judged, settle_counts
@@ -100,18 +101,23 @@ def evaluate_snapshot(snapshot: Snapshot, rules: RuleContext, as_of: date,
     rule's status (a rule waiting for a baseline is in it too, as not evaluated)."""
     derive_facts(snapshot.resources, SizeTables(active=vm_sizes(snapshot.sources),
                                                 total=vm_sizes(snapshot.sources, active=False)))
+    linked = link_avs(snapshot.resources)  # before support: VMs on Azure VMware Solution run in Azure
     # facts that need the baselines: support status, zone membership, licence entitlements
     assess_support(snapshot.resources, rules.baselines, as_of)
     assign_zones(snapshot.resources, rules.baselines)
     account_vsphere_licences(snapshot.resources, rules.baselines)
     account_hybrid_benefit(snapshot.resources, rules.baselines)
     evaluation = evaluate_rules(rules.compiled, snapshot.resources)
+    assign_responsibility(evaluation.findings, snapshot.resources)
     evaluation.findings.sort(key=lambda finding: finding.sort_key())
     counts: dict[str, int] = {}
     for resource in snapshot.resources:
         key = f"{resource['cloud']}:{resource['type']}"
         counts[key] = counts.get(key, 0) + 1
     sources = [source.as_dict() for source in snapshot.sources]
+    for source in sources:  # a vCenter and its Azure VMware Solution private cloud are one system
+        if source["id"] in linked:
+            source["azure_vmware_solution"] = linked[source["id"]]
     waiting = rules.waiting
     infos = [assess(rule, evaluation.tallies.get(rule.id), waiting.get(rule.id), sources)
              for rule in rules.ruleset.rules if rule.enabled]
@@ -232,7 +238,7 @@ def run_scan(options: ScanOptions, warn: Callable[[str], None], progress: Progre
         if waivers:
             report.waivers = apply_waivers(report.findings, waivers, options.as_of, report.incomplete)
         settle_counts(report)
-        gate = decide(report.findings, options.fail_on, options.min_severity)
+        gate = decide(report.findings, options.fail_on, options.min_severity, options.gate_provider_findings)
     if options.history is not None:
         from .history import prepare, record
         with steps.step("reading the scan history"):

@@ -56,7 +56,7 @@ def host(version: str, name: str = "esx01", build: str = "1"):
 def test_default_scan_writes_every_format_under_reports(workdir, capsys):
     code, out, err = run(capsys, "scan", "--as-of", "2026-11-25")
     assert code == 0, err
-    assert "Scanned 340 resources from 5 sources" in out and "Top findings:" in out
+    assert "Scanned 344 resources from 6 sources" in out and "Top findings:" in out
     latest = workdir / "reports" / "latest"
     assert latest.is_symlink() and {p.name for p in latest.iterdir()} == OUTPUTS
     document = json.loads((latest / "findings.json").read_text())

@@ -38,7 +38,7 @@ def test_findings_to_standard_output_in_each_machine_format(workdir):
                                 capture_output=True, text=True, cwd=workdir)
         assert result.returncode == 0, result.stderr
         assert check(result.stdout), fmt
-        assert "Scanned 340 resources" in result.stderr  # the summary beside the findings, not in them
+        assert "Scanned 344 resources" in result.stderr  # the summary beside the findings, not in them
     assert not (workdir / "reports").exists()
 
 

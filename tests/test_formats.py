@@ -38,7 +38,7 @@ def test_sarif_has_one_run_per_category_and_github_required_fields(sample_report
     document = json.loads(SarifReport().render(sample_report))
     categories = [run["automationDetails"]["id"] for run in document["runs"]]
     assert categories == ["vsphere/vc-dc1.corp.example/", "vsphere/vc-dc2.corp.example/",
-                          "vsphere/vc-lab.corp.example/", "azure/7c1d3a52-5b0e-4c43-9f0d-2b7e8a4f1c90/"]
+                          "vsphere/vc-lab.corp.example/", "vsphere/vc.4f2a9c1e.westeurope.avs.azure.com/", "azure/7c1d3a52-5b0e-4c43-9f0d-2b7e8a4f1c90/"]
     total = 0
     for run in document["runs"]:
         rules = run["tool"]["driver"]["rules"]
@@ -106,7 +106,7 @@ def test_a_source_with_no_findings_still_gets_a_run(sample_report):
     report = copy.copy(sample_report)
     report.findings = []
     runs = json.loads(SarifReport().render(report))["runs"]
-    assert len(runs) == 4 and all(run["results"] == [] for run in runs)
+    assert len(runs) == 5 and all(run["results"] == [] for run in runs)
 
 
 def test_junit_has_a_testcase_per_rule_and_a_failure_per_finding(sample_report):
@@ -122,7 +122,7 @@ def test_findings_json_summary_matches_findings(sample_report):
     document = json.loads(FindingsJson().render(sample_report))
     assert document["schema"] == "auditor.findings" and document["schema_version"] == 1
     assert sum(document["summary"]["by_severity"].values()) == len(document["findings"])
-    assert document["snapshot"]["resource_count"] == 340
+    assert document["snapshot"]["resource_count"] == 344
 
 
 def test_script_json_cannot_close_the_script_element():

@@ -106,7 +106,7 @@ def test_a_sarif_of_a_scan_whose_every_source_failed_says_so(workdir):
     assert [run["automationDetails"]["id"] for run in sarif["runs"]] == ["auditor/collection/"]
     [invocation] = sarif["runs"][0]["invocations"]
     assert not invocation["executionSuccessful"] and sarif["runs"][0]["results"] == []
-    assert len(invocation["toolExecutionNotifications"]) == 5
+    assert len(invocation["toolExecutionNotifications"]) == 6
 
 
 def test_unknown_findings_neither_pass_nor_fail_the_gate():

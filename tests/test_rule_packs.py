@@ -182,6 +182,12 @@ CASES: dict[str, tuple[list, list]] = {
     "VS-HRD-063": (["dc1-legacy-erp"], ["dc2-web01"]),
     "VS-HRD-064": (["dc1-legacy-erp"], ["dc2-web01"]),
     "VS-HRD-100": (["esx01.dc1.corp.example"], ["esx01.dc2.corp.example"]),
+    # Azure VMware Solution: avs-weu-01 binds LDAP in clear, has no customer key, and its VCF
+    # licence ends soon; avs-weu-02's has ended
+    "AZ-AVS-001": (["avs-weu-01"], ["avs-weu-02"]),
+    "AZ-AVS-002": (["avs-weu-01"], ["avs-weu-02"]),
+    "AZ-AVS-003": (["avs-weu-01"], ["avs-weu-02"]),
+    "AZ-AVS-004": (["avs-weu-02"], ["avs-weu-01"]),
     "DR-AZ-001": (["1c3e07b90c6459588de4"], ["87938b39f6345087ac45"]),  # policy states: nsg-app, nsg-jump
     "DR-AZ-002": (["require-owner-tag"], ["require-flow-logs"]),
     "DR-VS-001": ([("esx04.dc1.corp.example", "UserVars.ESXiShellTimeOut")], ["esx03.dc1.corp.example"]),

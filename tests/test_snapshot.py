@@ -104,7 +104,8 @@ def test_sample_estate_has_both_clouds_three_vcenters_two_subscriptions_and_avs(
     snapshot = load_snapshot(SAMPLE_SNAPSHOT)
     kinds = {(s.cloud, s.kind) for s in snapshot.sources}
     assert kinds == {("vsphere", "vcenter"), ("azure", "subscription")}
-    assert len(snapshot.sources) == 5  # two sites and a lab on a release the tables do not know
+    # two sites, a lab on a release the tables do not know, and an Azure VMware Solution vCenter
+    assert len(snapshot.sources) == 6
     assert any(r["type"] == "microsoft.avs/privateclouds" for r in snapshot.resources)
     assert 200 <= len(snapshot.resources) <= 1000
 

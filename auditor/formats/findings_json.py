@@ -210,6 +210,9 @@ def _finding(check: DocumentChecker, raw: Any, label: str) -> Finding:
         for key in ("reason", "owner", "expires", "file"):
             check.text(suppression, key, f"{label}.suppression.")
         check.number(suppression, "line", f"{label}.suppression.")
+    responsibility = check.optional(raw, "responsibility", str, "customer", f"{label}.")
+    if responsibility not in ("customer", "provider"):
+        raise check.fail(f"{label}.responsibility", "must be customer or provider")
     return Finding(**values, item_key=check.optional(raw, "item_key", str, None, f"{label}."), evidence=evidence,
                    state=state, suppression=suppression,
-                   first_seen=check.optional(raw, "first_seen", str, None, f"{label}."))
+                   first_seen=check.optional(raw, "first_seen", str, None, f"{label}."), responsibility=responsibility)

@@ -104,7 +104,7 @@ class HtmlReport(ReportFormat):
                  for rule in report.rules}
         fields = ("rule_id", "fingerprint", "severity", "category", "title", "message",
                   "resource_id", "resource_name", "resource_type", "cloud", "source", "item_key",
-                  "evidence", "state", "suppression", "first_seen")
+                  "evidence", "state", "suppression", "first_seen", "responsibility")
         findings = [[getattr(f, name) for name in fields] for f in report.findings]
         summary = report.summary()
         page = template.render(

@@ -120,6 +120,8 @@ def sarif_result(finding: Finding, rule: RuleInfo | None, rule_index: int,
     }
     if finding.item_key is not None:
         result["properties"]["item"] = finding.item_key
+    if finding.responsibility != "customer":
+        result["properties"]["responsibility"] = finding.responsibility
     if finding.state in ("new", "unchanged", "updated", "absent"):
         result["baselineState"] = finding.state
     elif finding.state == "unknown":

@@ -456,7 +456,8 @@ def vsphere_estate(ids: _Ids, rng: random.Random, vms_per_vcenter: tuple[int, in
                               resource_count=len(resources) - start,
                               details={"version": vc_version, "build": VCENTER_BUILDS[vc_version]}))
     lab_sources, lab_resources = _lab_vcenter()
-    return sources + lab_sources, resources + lab_resources
+    avs_sources, avs_resources = _avs_vcenter()
+    return sources + lab_sources + avs_sources, resources + lab_resources + avs_resources
 
 
 def _lab_vcenter() -> tuple[list[Source], list[dict[str, Any]]]:
@@ -468,6 +469,23 @@ def _lab_vcenter() -> tuple[list[Source], list[dict[str, Any]]]:
     resources = [_vcenter(vc, version, ids),
                  _host(vc, "esx01.lab.corp.example", version, "domain-c9", [_standard_port_group("Management Network", 0)],
                        ids, license_edition="eval", hardened=True, lockdown="lockdownNormal")]
+    return [Source(id=vc, cloud="vsphere", kind="vcenter", resource_count=len(resources),
+                   details={"version": version, "build": VCENTER_BUILDS[version]})], resources
+
+
+def _avs_vcenter() -> tuple[list[Source], list[dict[str, Any]]]:
+    """The vCenter of the Azure VMware Solution private cloud avs-weu-01: Microsoft runs its
+    hosts (their findings are the provider's), the customer its VMs. Its own ids."""
+    vc, version = AVS_VCENTER, "8.0.3"
+    ids = _Ids(11)
+    host = _host(vc, "esx01-r07.p01.westeurope.avs.azure.com", version, "domain-c8",
+                 [_standard_port_group("Management Network", 0)], ids, hardened=False,
+                 license_key="AVS01", license_name="Azure VMware Solution")
+    network = _dv_port_group(vc, "TNT-workload-segment", 0, ids)
+    rng = random.Random("avs")
+    resources = [_vcenter(vc, version, ids), host, network,
+                 _vm(vc, "avs-app-01", host, [network], ids, rng, guest=GUESTS[3], tools="guestToolsCurrent",
+                     hardware="vmx-21", hardening="compliant")]
     return [Source(id=vc, cloud="vsphere", kind="vcenter", resource_count=len(resources),
                    details={"version": version, "build": VCENTER_BUILDS[version]})], resources
 
@@ -734,19 +752,32 @@ def _application_gateway(sub: str, rg: str, name: str, subnet_id: str, location:
     return resources
 
 
-def _avs(sub: str, rg: str, name: str, internet: str, location: str) -> dict[str, Any]:
+AVS_VCENTER = "vc.4f2a9c1e.westeurope.avs.azure.com"  # the vCenter of avs-weu-01, collected too
+
+
+def _avs(sub: str, rg: str, name: str, internet: str, location: str, neglected: bool = False) -> dict[str, Any]:
+    vcsa = AVS_VCENTER if neglected else "vc.77b0e5d2.westeurope.avs.azure.com"
+    identity = {"alias": "corp", "domain": "corp.example", "name": "corp-ad", "baseUserDN": "ou=users,dc=corp",
+                "baseGroupDN": "ou=groups,dc=corp", "ssl": "Disabled" if neglected else "Enabled",
+                "primaryServer": ("ldap://10.1.1.10:389" if neglected else "ldaps://10.1.1.10:636")}
     return _azure({"id": _arm_id(sub, rg, "Microsoft.AVS", "privateClouds", name), "name": name,
                    "type": "Microsoft.AVS/privateClouds", "location": location,
                    "sku": {"name": "AV36P"}, "tags": {},
                    "properties": {"provisioningState": "Succeeded", "internet": internet,
                                   "networkBlock": "10.100.0.0/22",
                                   "managementCluster": {"clusterSize": 3, "clusterId": 1, "provisioningState": "Succeeded"},
-                                  "endpoints": {"vcsa": "https://10.100.0.2/", "nsxtManager": "https://10.100.0.3/",
-                                                "hcxCloudManager": "https://10.100.0.9/"},
+                                  "endpoints": {"vcsa": f"https://{vcsa}/", "nsxtManager": "https://10.100.0.3/",
+                                                "hcxCloudManager": "https://10.100.0.9/", "vcenterIp": "10.100.0.2"},
+                                  "identitySources": [identity],
+                                  # the customer's own VCF subscription (bring your own licence)
+                                  "vcfLicense": {"kind": "vcf5", "cores": 288, "broadcomSiteId": "1000123456",
+                                                 # one ends within the warning period, one has ended
+                                                 "endDate": "2026-12-31T00:00:00Z" if neglected else
+                                                 "2026-09-30T00:00:00Z"},
                                   "circuit": {"primarySubnet": "10.100.4.0/30", "secondarySubnet": "10.100.4.4/30",
                                               "expressRouteID": f"/subscriptions/{sub}/resourceGroups/tnt-{name}/providers/Microsoft.Network/expressRouteCircuits/{name}-er"},
                                   "availability": {"strategy": "SingleZone", "zone": 1},
-                                  "encryption": {"status": "Disabled"}}}, sub)
+                                  "encryption": {"status": "Disabled" if neglected else "Enabled"}}}, sub)
 
 
 def azure_estate(rng: random.Random, vm_scale: int = 1) -> tuple[list[Source], list[dict[str, Any]]]:
@@ -858,7 +889,7 @@ def azure_estate(rng: random.Random, vm_scale: int = 1) -> tuple[list[Source], l
         _arc(shared, "rg-shared-arc", "srv-print-01", "Windows Server 2022 Datacenter", "windows", "10.0.20348", "1.48.02881.1941", location),
         _arc(shared, "rg-shared-arc", "srv-mon-01", "Ubuntu 20.04.6 LTS", "linux", "20.04", "1.47.02807.1790", location),
         _arc(shared, "rg-shared-arc", "srv-app-07", "Red Hat Enterprise Linux 8.9", "linux", "8.9", "1.46.02776.1798", location),
-        _avs(shared, "rg-shared-avs", "avs-weu-01", "Enabled", location),
+        _avs(shared, "rg-shared-avs", "avs-weu-01", "Enabled", location, neglected=True),
         _avs(shared, "rg-shared-avs", "avs-weu-02", "Disabled", location),
         # management access without public IPs on VMs: a Bastion host in the hub only
         *_bastion(shared, "rg-shared-network", "bas-hub", f"{hub}/subnets/AzureBastionSubnet", location),

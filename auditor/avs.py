@@ -1,0 +1,108 @@
+"""Azure VMware Solution as one estate: a private cloud and its vCenter, and who acts.
+
+The Azure source sees `Microsoft.AVS/privateClouds`; the vSphere source may collect the
+vCenter that `endpoints.vcsa` (or `endpoints.vcenterIp`) names. When both are in a scan,
+`link_avs` joins them: the private cloud gets `facts.vcenter` (the vSphere source id) and
+every resource of that vCenter `facts.avs` = {private_cloud, name, subscription}, so that
+reports show them as one system, and the support stage knows those VMs run in Azure
+(Microsoft gives Extended Security Updates free on Azure VMware Solution too).
+
+On AVS Microsoft runs the hosts: it patches and upgrades ESXi and vCenter, hardens and
+licenses the hosts (Microsoft's shared responsibility matrix for Azure VMware Solution).
+Findings about those are `responsibility: provider`: shown, and not counted by the gate
+unless asked to (`--gate-provider-findings`). What runs on the private cloud (guests, VM
+settings, networks the customer builds) stays the customer's.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+from urllib.parse import urlsplit
+
+from .facts import nested
+from .findings import Finding
+
+PRIVATE_CLOUD = "microsoft.avs/privateclouds"
+RESPONSIBILITY_MATRIX = ("https://learn.microsoft.com/en-us/azure/azure-vmware/introduction"
+                         "#azure-vmware-solution-responsibility-matrix---microsoft-vs-customer")
+# What Microsoft operates on a private cloud, by finding category and resource type.
+PROVIDER_SCOPE = {
+    "support-status": {"HostSystem", "vCenter"},  # lifecycle and patching of ESXi and vCenter
+    "hardening": {"HostSystem", "vCenter", "DistributedVirtualSwitch", "VmwareDistributedVirtualSwitch"},
+    "licensing": {"HostSystem", "License", "ClusterComputeResource"},  # host licences come with AVS
+    "drift": {"HostSystem"},
+}
+
+
+def _host_of(endpoint: Any) -> str | None:
+    if not isinstance(endpoint, str) or not endpoint.strip():
+        return None
+    text = endpoint.strip()
+    parts = urlsplit(text if "://" in text else f"https://{text}")
+    try:
+        host = parts.hostname
+    except ValueError:
+        return None
+    return host.lower().rstrip(".") if host else None
+
+
+def _source_host(source: str) -> str:
+    """The host part of a vSphere source id (`host`, `host:port`, `[v6]:port`)."""
+    if source.startswith("["):
+        return source[1:].partition("]")[0].lower()
+    host, sep, port = source.rpartition(":")
+    if sep and port.isdigit() and host and ":" not in host:
+        return host.lower()
+    return source.lower()
+
+
+def link_avs(resources: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Join each private cloud with its vCenter when both were collected; idempotent.
+    Returns vSphere source id -> {private_cloud, name, subscription} of those linked."""
+    clouds: dict[str, dict[str, Any]] = {}
+    for cloud in resources:
+        if cloud["cloud"] == "azure" and cloud["type"] == PRIVATE_CLOUD:
+            cloud.setdefault("facts", {}).pop("vcenter", None)
+            endpoints = nested(cloud, "properties", "endpoints")
+            for value in (nested(endpoints, "vcsa"), nested(endpoints, "vcenterIp")):
+                host = _host_of(value)
+                if host:
+                    clouds.setdefault(_normal(host), cloud)
+    if not clouds:
+        return {}
+    linked: dict[str, dict[str, Any]] = {}
+    for resource in resources:
+        if resource["cloud"] != "vsphere":
+            continue
+        facts = resource.setdefault("facts", {})
+        facts.pop("avs", None)
+        source = resource["source"]
+        cloud = linked.get(source)
+        if cloud is None:
+            cloud = clouds.get(_normal(_source_host(source)))
+            if cloud is None:
+                continue
+            linked[source] = cloud
+            cloud["facts"]["vcenter"] = source
+        facts["avs"] = {"private_cloud": cloud["id"], "name": cloud["name"], "subscription": cloud["source"]}
+    return {source: {"private_cloud": cloud["id"], "name": cloud["name"], "subscription": cloud["source"]}
+            for source, cloud in linked.items()}
+
+
+def _normal(host: str) -> str:
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host
+
+
+def assign_responsibility(findings: list[Finding], resources: list[dict[str, Any]]) -> None:
+    """Mark the findings Microsoft acts on, on a linked private cloud's vCenter."""
+    on_avs = {resource["id"] for resource in resources
+              if resource["cloud"] == "vsphere" and isinstance(nested(resource, "facts", "avs"), dict)}
+    if not on_avs:
+        return
+    for finding in findings:
+        if finding.resource_id in on_avs and finding.resource_type in PROVIDER_SCOPE.get(finding.category, ()):
+            finding.responsibility = "provider"

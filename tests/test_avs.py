@@ -1,0 +1,98 @@
+"""Azure VMware Solution as one estate: a private cloud joined with the vCenter its
+endpoints name, host findings marked as the provider's (Microsoft runs the hosts), and the
+gate counting them only when asked to."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+from auditor.avs import link_avs
+from auditor.baselines import load_baselines
+from auditor.bundled import bundled_baselines_dir
+from auditor.cli import main
+from auditor.facts import derive_facts
+from auditor.lifecycle import assess_support
+from auditor.snapshot import Snapshot, Source, make_resource, save_snapshot
+
+SUB = "00000000-0000-0000-0000-0000000000cc"
+VCENTER = "vc.1a2b3c.westeurope.avs.azure.com"
+
+
+def private_cloud(vcsa: str = f"https://{VCENTER}/", ip: str = "10.100.0.2") -> dict:
+    return make_resource(id=f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.AVS/privateClouds/pc1",
+                         name="pc1", cloud="azure", type="Microsoft.AVS/privateClouds", source=SUB,
+                         native={"properties": {"endpoints": {"vcsa": vcsa, "vcenterIp": ip}, "internet": "Disabled",
+                                                "encryption": {"status": "Enabled"}}})
+
+
+def vcenter_pieces(source: str) -> list[dict]:
+    host = make_resource(id=f"{source}/host-1", name="esx-avs", cloud="vsphere", type="HostSystem", source=source,
+                         native={"moref": "host-1", "summary": {"config": {"product": {"version": "7.0.3",
+                                                                                       "build": "21313628"}}}})
+    vm = make_resource(id=f"{source}/vm-1", name="legacy", cloud="vsphere", type="VirtualMachine", source=source,
+                       native={"moref": "vm-1", "runtime": {"host": "host-1"},
+                               "config": {"guestFullName": "Microsoft Windows Server 2012 R2 (64-bit)"}})
+    return [host, vm]
+
+
+def test_a_private_cloud_and_its_vcenter_are_joined_by_name_or_address():
+    for source in (VCENTER, f"{VCENTER.upper()}:443", "10.100.0.2"):
+        cloud, (host, vm) = private_cloud(), vcenter_pieces(source)
+        resources = [cloud, host, vm]
+        derive_facts(resources)
+        linked = link_avs(resources)
+        assert linked == {source: {"private_cloud": cloud["id"], "name": "pc1", "subscription": SUB}}, source
+        assert cloud["facts"]["vcenter"] == source and host["facts"]["avs"]["name"] == "pc1"
+    # another vCenter of the same estate is not joined
+    cloud, (host, _) = private_cloud(), vcenter_pieces("vc-dc1.corp.example")
+    derive_facts([cloud, host])
+    assert link_avs([cloud, host]) == {} and "avs" not in host["facts"] and "vcenter" not in cloud["facts"]
+
+
+def test_windows_esu_is_free_for_a_vm_on_azure_vmware_solution():
+    # Microsoft gives Windows Server 2012 R2 ESU free in Azure, Azure VMware Solution included
+    baselines = load_baselines([bundled_baselines_dir()])
+    for source, status in ((VCENTER, "extended"), ("vc-dc1.corp.example", "out_of_support")):
+        resources = [private_cloud(), *vcenter_pieces(source)]
+        derive_facts(resources)
+        link_avs(resources)
+        assess_support(resources, baselines, date(2025, 1, 1))
+        assert resources[2]["facts"]["support"]["status"] == status, source
+
+
+def scan(tmp_path, *extra: str) -> tuple[int, dict]:
+    sources = [Source(id=VCENTER, cloud="vsphere", kind="vcenter"), Source(id=SUB, cloud="azure", kind="subscription")]
+    path = tmp_path / "avs.json"
+    save_snapshot(Snapshot(collected_at="2026-11-20T00:00:00Z", sources=sources,
+                           resources=[private_cloud(), *vcenter_pieces(VCENTER)]), path)
+    code = main(["scan", "--snapshot", str(path), "--output", str(tmp_path / "out"), "-q", "--no-history",
+                 "--as-of", "2026-11-25", "--skip-checks", "HY-*", *extra])
+    return code, json.loads((tmp_path / "out" / "latest" / "findings.json").read_text())
+
+
+def test_host_findings_are_the_providers_and_do_not_fail_the_gate_unless_asked(tmp_path):
+    code, document = scan(tmp_path, "--fail-on", "high")
+    host = [f for f in document["findings"] if f["resource_name"] == "esx-avs"]
+    # ESXi 7.0 is past end of general support: Microsoft's to upgrade on AVS
+    assert any(f["rule_id"] == "VS-SUP-001" for f in host)
+    assert host and all(f["responsibility"] == "provider" for f in host)
+    assert code == 0
+    [source] = [s for s in document["snapshot"]["sources"] if s["id"] == VCENTER]
+    assert source["azure_vmware_solution"]["name"] == "pc1"
+    code, _ = scan(tmp_path, "--fail-on", "high", "--gate-provider-findings")
+    assert code == 1
+
+
+def test_the_sample_shows_the_private_cloud_and_its_vcenter_as_one_system(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["scan", "-q", "--no-history", "--as-of", "2026-11-25"]) == 0
+    document = json.loads((tmp_path / "reports" / "latest" / "findings.json").read_text())
+    [avs] = [s for s in document["snapshot"]["sources"] if s.get("azure_vmware_solution")]
+    assert avs["id"].endswith(".avs.azure.com") and avs["azure_vmware_solution"]["name"] == "avs-weu-01"
+    providers = {f["resource_name"] for f in document["findings"] if f["responsibility"] == "provider"}
+    # its host and its vCenter are Microsoft's to patch and harden; the VM is the customer's
+    assert providers == {"esx01-r07.p01.westeurope.avs.azure.com", avs["id"]}
+    assert all(f["responsibility"] == "customer" for f in document["findings"] if f["resource_name"] == "avs-app-01")
+    html = (tmp_path / "reports" / "latest" / "report.html").read_text()
+    assert "Azure VMware Solution private cloud avs-weu-01" in html
