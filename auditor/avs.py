@@ -57,18 +57,36 @@ def _source_host(source: str) -> str:
     return source.lower()
 
 
+# The names Azure VMware Solution gives its vCenters (vc.<id>.<region>.avs.azure.com, and
+# Microsoft's lab's in its published examples).
+AVS_DOMAINS = (".avs.azure.com", ".avslab.azure.com")
+
+
 def link_avs(resources: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Join each private cloud with its vCenter when both were collected; idempotent.
-    Returns vSphere source id -> {private_cloud, name, subscription} of those linked."""
+    Returns vSphere source id -> {private_cloud, name, subscription} of those linked.
+
+    The join hides findings from the gate (they become the provider's), so it is made only
+    where it cannot be forged by a resource that merely names a vCenter: the vCenter's name
+    is one Azure VMware Solution gives (under avs.azure.com), or its address lies in the
+    private cloud's own management network block; a vCenter two private clouds name is not
+    joined to either."""
     clouds: dict[str, dict[str, Any]] = {}
+    ambiguous: set[str] = set()
     for cloud in resources:
         if cloud["cloud"] == "azure" and cloud["type"] == PRIVATE_CLOUD:
             cloud.setdefault("facts", {}).pop("vcenter", None)
             endpoints = nested(cloud, "properties", "endpoints")
-            for value in (nested(endpoints, "vcsa"), nested(endpoints, "vcenterIp")):
-                host = _host_of(value)
-                if host:
-                    clouds.setdefault(_normal(host), cloud)
+            names = {_normal(host) for host in (_host_of(nested(endpoints, "vcsa")),
+                                                _host_of(nested(endpoints, "vcenterIp"))) if host}
+            for host in names:
+                if not _avs_address(host, nested(cloud, "properties", "networkBlock")):
+                    continue
+                if host in clouds and clouds[host] is not cloud:
+                    ambiguous.add(host)
+                clouds.setdefault(host, cloud)
+    for host in ambiguous:
+        del clouds[host]
     if not clouds:
         return {}
     linked: dict[str, dict[str, Any]] = {}
@@ -88,6 +106,20 @@ def link_avs(resources: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         facts["avs"] = {"private_cloud": cloud["id"], "name": cloud["name"], "subscription": cloud["source"]}
     return {source: {"private_cloud": cloud["id"], "name": cloud["name"], "subscription": cloud["source"]}
             for source, cloud in linked.items()}
+
+
+def _avs_address(host: str, network_block: Any) -> bool:
+    """Whether a vCenter address can only be an Azure VMware Solution one: a name under
+    avs.azure.com, or an address inside the private cloud's management block."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host.endswith(AVS_DOMAINS)
+    try:
+        block = ipaddress.ip_network(network_block, strict=False) if isinstance(network_block, str) else None
+    except ValueError:
+        return False
+    return block is not None and block.prefixlen >= 16 and address in block and not address.is_unspecified
 
 
 def _normal(host: str) -> str:

@@ -23,7 +23,7 @@ def private_cloud(vcsa: str = f"https://{VCENTER}/", ip: str = "10.100.0.2") -> 
     return make_resource(id=f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.AVS/privateClouds/pc1",
                          name="pc1", cloud="azure", type="Microsoft.AVS/privateClouds", source=SUB,
                          native={"properties": {"endpoints": {"vcsa": vcsa, "vcenterIp": ip}, "internet": "Disabled",
-                                                "encryption": {"status": "Enabled"}}})
+                                                "networkBlock": "10.100.0.0/22", "encryption": {"status": "Enabled"}}})
 
 
 def vcenter_pieces(source: str) -> list[dict]:
@@ -48,6 +48,24 @@ def test_a_private_cloud_and_its_vcenter_are_joined_by_name_or_address():
     cloud, (host, _) = private_cloud(), vcenter_pieces("vc-dc1.corp.example")
     derive_facts([cloud, host])
     assert link_avs([cloud, host]) == {} and "avs" not in host["facts"] and "vcenter" not in cloud["facts"]
+
+
+def test_a_private_cloud_cannot_claim_a_vcenter_that_is_not_azure_vmware_solutions():
+    # the join hides host findings from the gate: a resource naming an on-premises vCenter,
+    # an address outside its own network block, or a vCenter another private cloud names too,
+    # joins nothing
+    for cloud, source in ((private_cloud(vcsa="https://vc-dc1.corp.example/", ip="10.1.1.5"), "vc-dc1.corp.example"),
+                          (private_cloud(vcsa="https://evil@vc-dc1.corp.example/"), "vc-dc1.corp.example"),
+                          (private_cloud(ip="10.1.1.5"), "10.1.1.5"), (private_cloud(ip="0.0.0.0"), "0.0.0.0")):
+        host, vm = vcenter_pieces(source)
+        resources = [cloud, host, vm]
+        derive_facts(resources)
+        assert link_avs(resources) == {} and "avs" not in host["facts"], source
+    twin = private_cloud()
+    twin["id"], twin["name"] = twin["id"] + "-twin", "pc1-twin"
+    resources = [private_cloud(), twin, *vcenter_pieces(VCENTER)]
+    derive_facts(resources)
+    assert link_avs(resources) == {}
 
 
 def test_windows_esu_is_free_for_a_vm_on_azure_vmware_solution():
