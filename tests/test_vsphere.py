@@ -523,6 +523,12 @@ def test_standalone_esxi_host_with_a_failing_licence_lookup(esxi, tmp_path, cred
     report = scan_snapshot(snapshot, load_rule_context(None, None, as_of), as_of)
     assert report.findings and not any(f.resource_type == "vCenter" for f in report.findings)
     assert any(f.resource_name == host["name"] for f in report.findings)  # a 6.7 host is out of support
+    # what was not collected is said, and the rule that needs it did not judge the host
+    from auditor.formats.sarif import SarifReport
+    notes = [n["message"]["text"] for run in json.loads(SarifReport().render(report))["runs"]
+             for invocation in run["invocations"] for n in invocation.get("toolExecutionNotifications", [])]
+    assert any("licence assignments not collected" in note for note in notes)
+    assert next(r for r in report.rules if r.id == "VS-LIC-005").status == "not_evaluated"
 
 
 def test_an_optional_lookup_that_hangs_fails_the_source(simulator_binary, tmp_path):

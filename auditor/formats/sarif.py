@@ -225,6 +225,13 @@ class SarifReport(ReportFormat):
             notifications = [
                 {"level": "error", "message": {"text": f"collection from {s['id']} failed: {s.get('error')}"}}
                 for s in failed]
+            # optional lookups a source could not make (licence assignments, say): the rules that
+            # read them judged those resources as not evaluated
+            notifications += [
+                {"level": "warning", "message": {"text": f"{s['id']}: {what} not collected: {why}"}}
+                for s in sources if isinstance(s.get("details"), dict)
+                and isinstance(s["details"].get("not_collected"), dict)
+                for what, why in s["details"]["not_collected"].items()]
             cloud = name.split("/", 1)[0]
             # a rule that did not judge this run's resources is no pass: say so, per rule
             notifications += [
