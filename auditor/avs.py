@@ -39,9 +39,8 @@ def _host_of(endpoint: Any) -> str | None:
     if not isinstance(endpoint, str) or not endpoint.strip():
         return None
     text = endpoint.strip()
-    parts = urlsplit(text if "://" in text else f"https://{text}")
-    try:
-        host = parts.hostname
+    try:  # whatever an Azure property holds: a value that is no URL names no endpoint
+        host = urlsplit(text if "://" in text else f"https://{text}").hostname
     except ValueError:
         return None
     return host.lower().rstrip(".") if host else None
@@ -87,25 +86,30 @@ def link_avs(resources: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                 clouds.setdefault(host, cloud)
     for host in ambiguous:
         del clouds[host]
-    if not clouds:
-        return {}
-    linked: dict[str, dict[str, Any]] = {}
+    # only a vCenter can be a private cloud's: a standalone ESXi source is not joined
+    vcenters = {r["source"] for r in resources if r["cloud"] == "vsphere" and r["type"] == "vCenter"}
+    linked: dict[str, dict[str, Any] | None] = {}
     for resource in resources:
-        if resource["cloud"] != "vsphere":
+        if resource["cloud"] != "vsphere" or resource["source"] not in vcenters:
             continue
         facts = resource.setdefault("facts", {})
         facts.pop("avs", None)
         source = resource["source"]
-        cloud = linked.get(source)
-        if cloud is None:
-            cloud = clouds.get(_normal(_source_host(source)))
-            if cloud is None:
-                continue
-            linked[source] = cloud
-            cloud["facts"]["vcenter"] = source
-        facts["avs"] = {"private_cloud": cloud["id"], "name": cloud["name"], "subscription": cloud["source"]}
-    return {source: {"private_cloud": cloud["id"], "name": cloud["name"], "subscription": cloud["source"]}
-            for source, cloud in linked.items()}
+        if source not in linked:
+            host = _normal(_source_host(source))
+            cloud = clouds.get(host)
+            if cloud is not None:
+                cloud["facts"]["vcenter"] = source
+                linked[source] = {"private_cloud": cloud["id"], "name": cloud["name"], "subscription": cloud["source"]}
+            elif host.endswith(AVS_DOMAINS):
+                # a vCenter under avs.azure.com is Azure VMware Solution's by its name alone,
+                # whether or not this scan also read its private cloud from Azure
+                linked[source] = {"private_cloud": None, "name": None, "subscription": None}
+            else:
+                linked[source] = None
+        if linked[source] is not None:
+            facts["avs"] = dict(linked[source])
+    return {source: link for source, link in linked.items() if link is not None}
 
 
 def _avs_address(host: str, network_block: Any) -> bool:

@@ -202,6 +202,9 @@ def _scan(settings: dict) -> int:
         print(f"auditor: gate failed: {outcome.gate.reason}", file=sys.stderr)
         for finding in outcome.gate.failing[:20]:
             print(f"  {finding.severity.upper():8} {finding.rule_id}  {safe(finding.message)}", file=sys.stderr)
+    elif outcome.gate.provider_left and not options.quiet:
+        print(f"auditor: {outcome.gate.provider_left} finding(s) the provider acts on (Azure VMware Solution "
+              "hosts) were not counted by the gate; --gate-provider-findings counts them", file=sys.stderr)
     return outcome.exit_code
 
 

@@ -127,6 +127,9 @@ def compare(current: list[Finding], previous: list[Finding],
         seen.add(finding.fingerprint)
         if old is None:
             finding.state = "new"
+        elif old.responsibility == "provider" and finding.responsibility != "provider":
+            # the gate never counted it: now that it is the customer's, it is news to the gate
+            finding.state = "new"
         elif old.severity != finding.severity or _evidence_key(old) != _evidence_key(finding):
             finding.state = "updated"
         else:
@@ -282,6 +285,7 @@ class GateResult:
 
     failing: list[Finding]
     reason: str
+    provider_left: int = 0  # current findings the provider acts on that the gate did not count
 
     @property
     def failed(self) -> bool:
@@ -295,8 +299,11 @@ def decide(findings: list[Finding], fail_on: str, min_severity: str,
     acts on (Azure VMware Solution hosts), unless `provider_findings`."""
     if fail_on == "never":
         return GateResult([], "never fails")
-    live = [f for f in findings if f.state not in NOT_CURRENT and f.suppression is None
-            and (provider_findings or f.responsibility != "provider")]
+    current = [f for f in findings if f.state not in NOT_CURRENT and f.suppression is None]
+    live = [f for f in current if provider_findings or f.responsibility != "provider"]
+    left = len(current) - len(live)
+    note = (f"; {plural(left, 'finding')} the provider acts on not counted (--gate-provider-findings "
+            "counts them)") if left else ""
     if fail_on == "new":
         threshold = SEVERITY_RANK[min_severity]
         failing = [f for f in live if SEVERITY_RANK[f.severity] <= threshold
@@ -305,8 +312,8 @@ def decide(findings: list[Finding], fail_on: str, min_severity: str,
         parts = [plural(new, "new finding")] if new else []
         if len(failing) > new:
             parts.append(plural(len(failing) - new, "finding") + " whose waiver expired")
-        return GateResult(failing, f"{' and '.join(parts)} at or above {min_severity}")
+        return GateResult(failing, f"{' and '.join(parts)} at or above {min_severity}{note}", left)
     threshold = SEVERITY_RANK[fail_on]
     failing = [f for f in live if SEVERITY_RANK[f.severity] <= threshold]
-    return GateResult(failing, f"{plural(len(failing), 'finding')} at or above {fail_on}")
+    return GateResult(failing, f"{plural(len(failing), 'finding')} at or above {fail_on}{note}", left)
 

@@ -139,6 +139,12 @@ def test_cve_2024_37085_needs_a_domain_join_and_the_default_group(tmp_path):
     assert run_rule(tmp_path, body, [joined("esx-admins-7f3", True)], resource="vsphere:HostSystem")
     assert not run_rule(tmp_path, body, [joined("esx-admins-7f3", False)], resource="vsphere:HostSystem")
     assert not run_rule(tmp_path, body, [joined("ESX Admins", True, domain=False)], resource="vsphere:HostSystem")
+    # before the fix there is no AutoAdd setting: the group's name decides, and unset is "ESX Admins"
+    for group, found in (("ESX Admins", True), ("esx-admins-7f3", False), (None, True)):
+        unpatched = joined(group or "", False)
+        unpatched["config"]["option"] = [] if group is None else unpatched["config"]["option"][:1]
+        derive_facts([unpatched])
+        assert bool(run_rule(tmp_path, body, [unpatched], resource="vsphere:HostSystem")) is found, group
 
 
 def test_vm_setting_keys_are_case_insensitive_as_vmx_keys_are():

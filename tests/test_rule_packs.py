@@ -148,7 +148,6 @@ CASES: dict[str, tuple[list, list]] = {
     "VS-HRD-029": (["esx01.dc1.corp.example"], ["esx01.dc2.corp.example"]),
     "VS-HRD-030": (["esx01.dc1.corp.example"], ["esx01.dc2.corp.example"]),
     "VS-HRD-031": (["esx01.dc1.corp.example"], ["esx01.dc2.corp.example"]),
-    "VS-HRD-032": (["esx01.dc1.corp.example"], ["esx01.dc2.corp.example"]),
     "VS-HRD-033": (["vc-dc1.corp.example"], ["vc-dc2.corp.example"]),
     "VS-HRD-034": (["vc-dc1.corp.example"], ["vc-dc2.corp.example"]),
     "VS-HRD-035": (["vc-dc1.corp.example"], ["vc-dc2.corp.example"]),

@@ -359,9 +359,11 @@ def test_host_hardening_paths(collected):
     firewall = host["config"]["firewall"]
     assert firewall["defaultPolicy"] == {"incomingBlocked": False, "outgoingBlocked": True}
     rulesets = {r["key"]: r for r in firewall["ruleset"]}
-    assert rulesets["sshServer"] == {"key": "sshServer", "enabled": True, "allowedHosts": {
+    assert rulesets["sshServer"] == {"key": "sshServer", "enabled": True, "required": True, "allowedHosts": {
         "allIp": False, "ipAddress": ["192.0.2.10"], "ipNetwork": [{"network": "10.20.0.0", "prefixLength": 16}]}}
-    assert all(set(r) == {"key", "enabled", "allowedHosts"} for r in firewall["ruleset"])  # no ports, services
+    assert all(set(r) == {"key", "enabled", "required", "allowedHosts"} for r in firewall["ruleset"])  # no ports
+    # the rulesets ESXi needs open are kept as required, so the firewall rule does not flag them
+    assert any(r["required"] for r in firewall["ruleset"]) and not all(r["required"] for r in firewall["ruleset"])
     # only iSCSI adapters, only how they authenticate: no CHAP names or secrets
     assert host["config"]["storageDevice"]["hostBusAdapter"] == [{
         "_type": "HostInternetScsiHba", "device": "vmhba65", "authenticationProperties": {
@@ -621,7 +623,7 @@ def test_reductions_keep_only_what_controls_read():
             allowedHosts=vim.host.Ruleset.IpList(allIp=False, ipNetwork=[
                 vim.host.Ruleset.IpNetwork(network="10.0.0.0", prefixLength=8)]))])
     assert reduce_firewall(firewall) == {"defaultPolicy": {"incomingBlocked": True, "outgoingBlocked": True},
-                                         "ruleset": [{"key": "sshServer", "enabled": True, "allowedHosts": {
+                                         "ruleset": [{"key": "sshServer", "enabled": True, "required": False, "allowedHosts": {
                                              "allIp": False, "ipAddress": [],
                                              "ipNetwork": [{"network": "10.0.0.0", "prefixLength": 8}]}}]}
 

@@ -38,7 +38,8 @@ def esxi(control: str, key: str, op: str, value: Any, want: str, compliant: Any,
     return {"control": control, "id": rule_id, "resource": "vsphere:HostSystem", "needs": [path],
             "match": _compare(path, op, value), "key": key, "kind": "esxi", "want": want,
             "compliant": compliant, "violating": violating,
-            "message": f"{{name}}: {key} is {{{path}}}; the guide asks for {want}",
+            "message": (f"{{name}}: {key} is not set; the guide asks for {want}" if op == "empty" else
+                        f"{{name}}: {key} is {{{path}}}; the guide asks for {want}"),
             "remediation": f"Set the host's advanced setting {key} to {want} (vSphere Client: host > Configure > "
                            "System > Advanced System Settings; or Get-AdvancedSetting | Set-AdvancedSetting)."}
 
@@ -47,8 +48,9 @@ def vm(control: str, key: str, op: str, value: Any, want: str, compliant: Any, v
     """A VM advanced setting (extraConfig); the guide's "or Undefined": not set passes."""
     path = f'facts.vm_settings["{key}"]'
     return {"control": control, "resource": "vsphere:VirtualMachine", "needs": ["facts.vm_settings"],
-            "match": _compare(path, op, value), "key": key, "kind": "vm", "want": want,
+            "match": _compare(path, op, value, undefined_passes=True), "key": key, "kind": "vm", "want": want,
             "compliant": compliant, "violating": violating,
+            # an unset parameter reads "(absent)": the guide says what undefined means
             "message": f"{{name}}: {key} is {{{path}}}; the guide asks for {want}",
             "remediation": f"Set the VM's advanced parameter {key} to {want}, or remove it where the guide "
                            "accepts undefined (VM > Edit Settings > Advanced Parameters; takes effect at power-on)."}
@@ -59,7 +61,8 @@ def vcenter(control: str, key: str, op: str, value: Any, want: str, compliant: A
     return {"control": control, "resource": "vsphere:vCenter", "needs": [path],
             "match": _compare(path, op, value), "key": key, "kind": "vcenter", "want": want,
             "compliant": compliant, "violating": violating,
-            "message": f"vCenter {{name}}: {key} is {{{path}}}; the guide asks for {want}",
+            "message": (f"vCenter {{name}}: {key} is not set; the guide asks for {want}" if op == "empty" else
+                        f"vCenter {{name}}: {key} is {{{path}}}; the guide asks for {want}"),
             "remediation": f"Set the vCenter advanced setting {key} to {want} (vCenter > Configure > Settings > "
                            "Advanced Settings)."}
 
@@ -70,23 +73,49 @@ def custom(control: str, resource: str | list[str], needs: list[str], match: dic
             "message": message, "remediation": remediation, "kind": "custom"}
 
 
-def _compare(path: str, op: str, value: Any) -> dict[str, Any]:
+def _numeric(path: str, condition: dict[str, Any], undefined_passes: bool) -> dict[str, Any]:
+    """A numeric comparison that a value which is no whole number (NaN, "abc", true) fails
+    too, instead of slipping past both `lt` and `gt`; an unset VM parameter still passes."""
+    not_a_number = {"not": {"path": path, "op": "regex", "value": "^\\s*-?[0-9]{1,18}\\s*$"}}
+    guarded = {"any": [not_a_number, condition]}
+    return {"all": [{"path": path, "op": "present"}, guarded]} if undefined_passes else guarded
+
+
+def _compare(path: str, op: str, value: Any, undefined_passes: bool = False) -> dict[str, Any]:
     """The condition under which the setting is NOT what the guide asks."""
     if op == "range":  # (low, high): compliant inside, 0 (never) is not compliant
         low, high = value
-        return {"any": [{"path": path, "op": "lt", "value": low}, {"path": path, "op": "gt", "value": high}]}
-    # settings arrive as booleans (ESXi) or as text (VM parameters, "TRUE"); both count
-    truthy = {"any": [{"path": path, "op": "eq", "value": True}, {"path": path, "op": "regex", "value": "(?i)^true$"}]}
+        return _numeric(path, {"any": [{"path": path, "op": "lt", "value": low},
+                                       {"path": path, "op": "gt", "value": high}]}, undefined_passes)
+    if op in ("lt", "gt"):
+        return _numeric(path, {"path": path, "op": op, "value": value}, undefined_passes)
+    # settings arrive typed (ESXi: booleans, numbers) or as text (VM parameters: "TRUE", "1");
+    # every form counts the same
+    truthy = {"any": [{"path": path, "op": "eq", "value": True}, {"path": path, "op": "regex",
+                                                                  "value": "(?i)^(true|1)$"}]}
+    falsy = {"any": [{"path": path, "op": "eq", "value": False}, {"path": path, "op": "regex",
+                                                                   "value": "(?i)^(false|0)$"}]}
     if op == "not_true":
         return {"not": truthy}
     if op == "not_false":
         return truthy
+    if op == "ne" and isinstance(value, int) and not isinstance(value, bool):
+        # numbers as numbers: "1" and 1 are the same setting
+        return _numeric(path, {"any": [{"path": path, "op": "lt", "value": value},
+                                       {"path": path, "op": "gt", "value": value}]}, undefined_passes)
+    if op == "ne_or_unset":  # the guide wants it set: undefined means the insecure default
+        return {"any": [{"path": path, "op": "absent"}, _compare(path, "ne", value)]}
+    if op == "not_true_or_unset":
+        return {"not": truthy}
+    if op == "all_of":  # a comma list that must hold each of `value`, in any order
+        return {"any": [{"not": {"path": path, "op": "regex", "value": f"(?i)(^|,)\\s*{item}\\s*(,|$)"}}
+                        for item in value]}
+    if op == "matches":  # a pattern the value must match
+        return {"not": {"path": path, "op": "regex", "value": value}}
     if op == "is_true_text":  # VM settings: set to anything but TRUE (undefined passes)
-        return {"all": [{"path": path, "op": "present"},
-                        {"not": {"path": path, "op": "regex", "value": "(?i)^true$"}}]}
+        return {"all": [{"path": path, "op": "present"}, {"not": truthy}]}
     if op == "is_false_text":
-        return {"all": [{"path": path, "op": "present"},
-                        {"not": {"path": path, "op": "regex", "value": "(?i)^false$"}}]}
+        return {"all": [{"path": path, "op": "present"}, {"not": falsy}]}
     if op == "empty":
         return {"path": path, "op": "empty"}
     if op == "not_empty_text":
@@ -115,9 +144,12 @@ CONTROLS: list[dict[str, Any]] = [
     esxi("esxi-8.account-lockout", "Security.AccountLockFailures", "range", (1, 5), "5 or fewer (not 0)", 5, 10),
     esxi("esxi-8.account-password-history", "Security.PasswordHistory", "lt", 5, "5 or more", 5, 0),
     esxi("esxi-8.account-password-max-days", "Security.PasswordMaxDays", "ne", 9999, "9999", 9999, 90),
-    esxi("esxi-8.account-password-policies", "Security.PasswordQualityControl", "ne",
-         "similar=deny retry=3 min=disabled,disabled,disabled,disabled,15 max=64",
-         "similar=deny retry=3 min=disabled,disabled,disabled,disabled,15 max=64",
+    # the guide's policy or a stricter one: similar passwords refused, 15 characters at least
+    esxi("esxi-8.account-password-policies", "Security.PasswordQualityControl", "matches",
+         "similar=deny.*min=(?:[^, ]+,){4}(?:1[5-9]|[2-9][0-9]|[1-9][0-9]{2,})\\b|min=(?:[^, ]+,){4}"
+         "(?:1[5-9]|[2-9][0-9]|[1-9][0-9]{2,})\\b.*similar=deny",
+         "similar=deny, and passphrases of 15 characters at least (the guide's "
+         "\"similar=deny retry=3 min=disabled,disabled,disabled,disabled,15 max=64\", or stricter)",
          "similar=deny retry=3 min=disabled,disabled,disabled,disabled,15 max=64",
          "retry=3 min=disabled,disabled,disabled,7,7"),
     esxi("esxi-8.annotations-welcomemessage", "Annotations.WelcomeMessage", "empty", None,
@@ -153,7 +185,7 @@ CONTROLS: list[dict[str, Any]] = [
     esxi("esxi-8.shell-timeout", "UserVars.ESXiShellTimeOut", "range", (1, 600), "600 seconds or less (not 0)",
          600, 3600),
     esxi("esxi-8.shell-warning", "UserVars.SuppressShellWarning", "ne", 0, "0", 0, 1),
-    esxi("esxi-8.tls-protocols", "UserVars.ESXiVPsDisabledProtocols", "ne", "sslv3,tlsv1,tlsv1.1",
+    esxi("esxi-8.tls-protocols", "UserVars.ESXiVPsDisabledProtocols", "all_of", ["sslv3", "tlsv1", "tlsv1\\.1"],
          "sslv3,tlsv1,tlsv1.1 (only TLS 1.2 and later enabled)", "sslv3,tlsv1,tlsv1.1", "sslv3"),
     esxi("esxi-8.transparent-page-sharing", "Mem.ShareForceSalting", "ne", 2, "2", 2, 0, rule_id="VS-NET-015"),
     esxi("esxi-8.vib-trusted-binaries", "VMkernel.Boot.execInstalledOnly", "not_true", True, "true", True, False,
@@ -164,10 +196,10 @@ CONTROLS: list[dict[str, Any]] = [
     service("esxi-8.deactivate-snmp", ["snmpd"]),
     custom("esxi-8.timekeeping-services", "vsphere:HostSystem", ["config.service.service"], {"no_item": {
         "path": "config.service.service", "match": {"all": [
-            {"path": "key", "op": "eq", "value": "ntpd"}, {"path": "running", "op": "eq", "value": True},
+            {"path": "key", "op": "in", "value": ["ntpd", "ptpd"]}, {"path": "running", "op": "eq", "value": True},
             {"path": "policy", "op": "eq", "value": "on"}]}}},
-        "{name}: the NTP service (ntpd) is not running with the host",
-        "Start the NTP service and set its startup policy to start and stop with the host."),
+        "{name}: neither the NTP (ntpd) nor the PTP (ptpd) service runs with the host",
+        "Start the NTP (or PTP) service and set its startup policy to start and stop with the host."),
     custom("esxi-8.firewall-incoming-default", "vsphere:HostSystem", ["config.firewall.defaultPolicy"],
            {"path": "config.firewall.defaultPolicy.incomingBlocked", "op": "ne", "value": True},
            "{name}: the host firewall admits incoming connections no ruleset allows",
@@ -189,14 +221,9 @@ CONTROLS: list[dict[str, Any]] = [
             {"path": "authenticationProperties.mutualChapAuthenticationType", "op": "ne", "value": "chapRequired"}]}}},
         "{name}: iSCSI adapter {item.device} does not require mutual CHAP",
         "Set the iSCSI adapter's authentication to bidirectional CHAP with a unique secret."),
-    custom("esxi-8.ad-auth-proxy", "vsphere:HostSystem", ["config.authenticationManagerInfo"], {"any_item": {
-        "path": "config.authenticationManagerInfo.authConfig", "match": {"all": [
-            {"path": "_type", "op": "eq", "value": "HostActiveDirectoryInfo"},
-            {"path": "enabled", "op": "eq", "value": True},
-            {"path": "joinedDomain", "op": "present"}]}}},
-        "{name}: joined to {item.joinedDomain}; join hosts through the vSphere Authentication Proxy so that no "
-        "domain credentials are sent to them",
-        "Use the vSphere Authentication Proxy to join hosts to Active Directory."),
+    # numbered, not checked: the API shows the domain join, not whether the proxy made it
+    {"control": "esxi-8.ad-auth-proxy", "retired": "the vSphere API cannot tell whether the Authentication Proxy "
+                                                   "joined the host"},
     # --- vCenter advanced settings, distributed switches -----------------------------------------
     vcenter("vcenter-8.etc-issue", "etc.issue", "empty", None, "a login banner your legal advisers approve",
             "Authorised use only.", ""),
@@ -249,8 +276,7 @@ CONTROLS: list[dict[str, Any]] = [
        "TRUE or undefined", None, "FALSE"),
     vm("vm-8.isolation-tools-dnd-deactivate", "isolation.tools.dnd.disable", "is_true_text", None,
        "TRUE or undefined", None, "FALSE"),
-    vm("vm-8.limit-console-connections", "RemoteDisplay.maxConnections", "ne", "1", "1", "1", "-1") | {
-        "needs": ['facts.vm_settings["RemoteDisplay.maxConnections"]'],
+    vm("vm-8.limit-console-connections", "RemoteDisplay.maxConnections", "ne_or_unset", 1, "1", "1", "-1") | {
         "note": "undefined means unlimited: the VM must set it"},
     vm("vm-8.limit-setinfo-size", "tools.setInfo.sizeLimit", "gt", 1048576, "1048576 or less, or undefined",
        None, "4194304"),
@@ -262,10 +288,11 @@ CONTROLS: list[dict[str, Any]] = [
        None, "TRUE"),
     vm("vm-8.transparentpagesharing-inter-vm-enabled", "sched.mem.pshare.salt", "present", None, "not present",
        None, "shared-salt"),
-    vm("vm-8.vmrc-lock", "tools.guest.desktop.autolock", "not_true", None, "TRUE", "TRUE", "FALSE") | {
-        "needs": ['facts.vm_settings["tools.guest.desktop.autolock"]']},
-    vm("vm-8.efi-boot-types", "bios.bootDeviceClasses", "ne", "allow:hd", "allow:hd once the guest OS is installed",
-       "allow:hd", "allow:all") | {"needs": ['facts.vm_settings["bios.bootDeviceClasses"]']},
+    vm("vm-8.vmrc-lock", "tools.guest.desktop.autolock", "not_true_or_unset", None, "TRUE", "TRUE", "FALSE") | {
+        "note": "undefined means FALSE: the VM must set it"},
+    vm("vm-8.efi-boot-types", "bios.bootDeviceClasses", "ne_or_unset", "allow:hd",
+       "allow:hd once the guest OS is installed", "allow:hd", "allow:all") | {
+        "note": "undefined means allow:all: the VM must set it"},
     custom("vm-8.dvfilter", "vsphere:VirtualMachine", ["facts.vm_settings"],
            {"path": "facts.dvfilters", "op": "not_empty"},
            "{name}: network filters are attached: {facts.dvfilters}",
@@ -312,7 +339,16 @@ def guide() -> tuple[dict[str, dict[str, str]], set[str]]:
     return {row["SCG ID"]: row for row in rows if row["SCG ID"]}, nine
 
 
+# VCF 9 ids of the same control under another name
+VCF9_RENAMED = {"esxi-8.account-password-policies": "esx-9.password-complexity",
+                "esxi-8.logs-audit-local": "esx-9.log-audit-local",
+                "esxi-8.annotations-welcomemessage": "esx-9.login-message",
+                "guest-8.secure-boot": "vm-9.secure-boot"}
+
+
 def vcf9(control: str, nine: set[str]) -> str | None:
+    if VCF9_RENAMED.get(control) in nine:
+        return VCF9_RENAMED[control]
     component, _, rest = control.partition(".")
     mapped = {"esxi-8": "esx-9", "vcenter-8": "vcenter-9", "vm-8": "vm-9", "guest-8": "guest-9"}.get(component)
     return f"{mapped}.{rest}" if mapped and f"{mapped}.{rest}" in nine else None
@@ -332,7 +368,9 @@ def render() -> tuple[str, dict[str, Any]]:
     for spec in CONTROLS:
         row = controls[spec["control"]]
         if not spec.get("id"):
-            number += 1
+            number += 1  # retired entries keep their number, so that no later rule's id moves
+        if spec.get("retired"):
+            continue
         rule_id = spec.get("id") or f"VS-HRD-{number:03d}"
         priority = row["Implementation Priority"].split("\n")[0].strip()
         frameworks: dict[str, list[str]] = {"vsphere-scg-8": [spec["control"]]}
@@ -378,7 +416,7 @@ def main() -> int:
     (ROOT / "rules" / "hardening.yaml").write_text(text, encoding="utf-8")
     (ROOT / "auditor" / "sample" / "hardening_values.json").write_text(
         json.dumps(values, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"wrote {len(CONTROLS)} rules to rules/hardening.yaml")
+    print(f"wrote {sum(1 for spec in CONTROLS if not spec.get('retired'))} rules to rules/hardening.yaml")
     return 0
 
 

@@ -17,7 +17,7 @@ from . import ReportFormat
 
 COLUMNS = ("severity", "state", "waived", "rule_id", "title", "category", "resource_name", "resource_id",
            "resource_type", "cloud", "source", "item_key", "message", "first_seen", "waiver_owner",
-           "waiver_expires", "fingerprint")
+           "waiver_expires", "fingerprint", "responsibility")
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -35,7 +35,7 @@ def row(finding: Finding) -> list[str]:
     values = (finding.severity, finding.state, "yes" if finding.suppression else "no", finding.rule_id,
               finding.title, finding.category, finding.resource_name, finding.resource_id, finding.resource_type,
               finding.cloud, finding.source, finding.item_key, finding.message, finding.first_seen,
-              waiver.get("owner"), waiver.get("expires"), finding.fingerprint)
+              waiver.get("owner"), waiver.get("expires"), finding.fingerprint, finding.responsibility)
     return [cell(value) for value in values]
 
 

@@ -105,7 +105,8 @@ def sarif_result(finding: Finding, rule: RuleInfo | None, rule_index: int,
     `location` may be one shared mapping for all results of the rule (it is only read)."""
     result: dict[str, Any] = {
         "ruleId": finding.rule_id, "ruleIndex": rule_index,
-        "level": LEVELS.get(finding.severity, "warning"),
+        # what the provider acts on (AVS hosts) is shown, as a note: it blocks no pull request
+        "level": "note" if finding.responsibility == "provider" else LEVELS.get(finding.severity, "warning"),
         "message": {"text": finding.message},
         "locations": [{
             "physicalLocation": location or physical_location(rule),

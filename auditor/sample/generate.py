@@ -757,6 +757,7 @@ AVS_VCENTER = "vc.4f2a9c1e.westeurope.avs.azure.com"  # the vCenter of avs-weu-0
 
 def _avs(sub: str, rg: str, name: str, internet: str, location: str, neglected: bool = False) -> dict[str, Any]:
     vcsa = AVS_VCENTER if neglected else "vc.77b0e5d2.westeurope.avs.azure.com"
+    block = "10.100.0.0/22" if neglected else "10.101.0.0/22"
     identity = {"alias": "corp", "domain": "corp.example", "name": "corp-ad", "baseUserDN": "ou=users,dc=corp",
                 "baseGroupDN": "ou=groups,dc=corp", "ssl": "Disabled" if neglected else "Enabled",
                 "primaryServer": ("ldap://10.1.1.10:389" if neglected else "ldaps://10.1.1.10:636")}
@@ -764,10 +765,11 @@ def _avs(sub: str, rg: str, name: str, internet: str, location: str, neglected: 
                    "type": "Microsoft.AVS/privateClouds", "location": location,
                    "sku": {"name": "AV36P"}, "tags": {},
                    "properties": {"provisioningState": "Succeeded", "internet": internet,
-                                  "networkBlock": "10.100.0.0/22",
+                                  "networkBlock": block,
                                   "managementCluster": {"clusterSize": 3, "clusterId": 1, "provisioningState": "Succeeded"},
                                   "endpoints": {"vcsa": f"https://{vcsa}/", "nsxtManager": "https://10.100.0.3/",
-                                                "hcxCloudManager": "https://10.100.0.9/", "vcenterIp": "10.100.0.2"},
+                                                "hcxCloudManager": "https://10.100.0.9/",
+                                                "vcenterIp": block.replace("0/22", "2")},
                                   "identitySources": [identity],
                                   # the customer's own VCF subscription (bring your own licence)
                                   "vcfLicense": {"kind": "vcf5", "cores": 288, "broadcomSiteId": "1000123456",

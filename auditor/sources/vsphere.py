@@ -434,7 +434,9 @@ def reduce_firewall(info: Any) -> dict[str, Any] | None:
         return None
     rulesets = []
     for ruleset in info.ruleset or ():
-        plain: dict[str, Any] = {"key": ruleset.key, "enabled": bool(ruleset.enabled)}
+        # `required`: a ruleset ESXi itself needs open, which the guide does not ask to restrict
+        plain: dict[str, Any] = {"key": ruleset.key, "enabled": bool(ruleset.enabled),
+                                 "required": bool(ruleset.required)}
         if ruleset.allowedHosts is not None:
             allowed = ruleset.allowedHosts
             plain["allowedHosts"] = {"allIp": bool(allowed.allIp), "ipAddress": list(allowed.ipAddress or ()),
