@@ -23,7 +23,7 @@ from .errors import EXIT_INCOMPLETE, EXIT_INPUT_ERROR, EXIT_INTERNAL, EXIT_OK, A
 from .findings import SEVERITY_RANK, STATES, ScanReport
 from .options import add_arguments, collect_options, log_level, scan_options, settings_for
 from .text import for_terminal as safe
-from .text import plural
+from .text import plural, shortened
 
 EPILOG = """exit codes: 0 no finding at or above --fail-on; 1 findings at or above it (with --compare: new
 ones); 2 usage or input error; 3 collection incomplete (a source failed); 70 internal error (a bug)"""
@@ -274,7 +274,8 @@ def print_compliance(report: ScanReport, framework: str, stream: Any) -> None:
                  + "  ".join(f"{status.replace('_', ' ')} {totals[status]}" for status in totals) + "\n")
     for control in found["controls"]:
         if control["status"] != "passed":
-            stream.write(f"  {control['status'].replace('_', ' '):14} {safe(control['id']):12} "
+            title = f" {safe(shortened(control['title'], 70))}" if control.get("title") else ""
+            stream.write(f"  {control['status'].replace('_', ' '):14} {safe(control['id']):12}{title}: "
                          f"rules {', '.join(control['rules'])}" + (f"; {control['findings']} open findings"
                                                                    if control["findings"] else "") + "\n")
 

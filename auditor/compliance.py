@@ -10,7 +10,10 @@ applies to and found nothing: a control nobody could check is never reported com
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any
 
 from .findings import RuleInfo, ScanReport
@@ -39,7 +42,23 @@ class Control:
     findings: int = 0  # open findings of its rules
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "status": self.status, "rules": self.rules, "findings": self.findings}
+        """JSON form, with the control's title where the catalogue's owner publishes one."""
+        found = {"id": self.id, "status": self.status, "rules": self.rules, "findings": self.findings}
+        title = control_titles().get(self.id)
+        if title:
+            found["title"] = title
+        return found
+
+
+@functools.cache
+def control_titles() -> dict[str, str]:
+    """Control id -> title: the Security Configuration Guide's control titles and the display
+    names of the Azure Policy definitions the rules cite (shipped in auditor/data)."""
+    titles: dict[str, str] = {}
+    for name in ("scg_control_titles.json", "azure_policy_names.json"):
+        text = resources.files("auditor").joinpath("data", name).read_text(encoding="utf-8")
+        titles.update({key: value for key, value in json.loads(text).items() if not key.startswith("_")})
+    return titles
 
 
 def _rule_status(rule: RuleInfo) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -54,8 +55,9 @@ def test_the_pack_is_what_its_generator_writes():
     generator = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(generator)
     text, values = generator.render()
+    assert json.loads((ROOT / "auditor" / "data" / "scg_control_titles.json").read_text()) == \
+        generator.control_titles()
     assert (ROOT / "rules" / "hardening.yaml").read_text(encoding="utf-8") == text, "run python tools/scg_rules.py"
-    import json
     assert json.loads((ROOT / "auditor" / "sample" / "hardening_values.json").read_text()) == values
 
 
@@ -151,3 +153,13 @@ def test_vm_setting_keys_are_case_insensitive_as_vmx_keys_are():
     resource = vm(**{"RemoteDisplay.MaxConnections": "1", "ISOLATION.TOOLS.COPY.DISABLE": "FALSE"})
     assert resource["facts"]["vm_settings"] == {"RemoteDisplay.maxConnections": "1",
                                                 "isolation.tools.copy.disable": "FALSE"}
+
+
+def test_controls_carry_their_titles_in_the_compliance_view():
+    from auditor.compliance import control_titles
+    titles = control_titles()
+    # the guide's title, and the display name of an Azure Policy definition, not its GUID
+    assert titles["esxi-8.account-lockout"].startswith("The ESXi host must lock an account")
+    assert titles["22730e10-96f6-4aac-ad84-9383d35b5917"] == "Management ports should be closed on your virtual machines"
+    cited = {control for rule in RULES for control in rule.frameworks.get("azure-policy", ())}
+    assert cited and cited <= set(titles)

@@ -411,7 +411,21 @@ def _yaml_rule(rule: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def control_titles() -> dict[str, str]:
+    """The guide's title of every control the shipped rules can cite (vSphere 8 and VCF 9),
+    for the compliance view: auditor/data/scg_control_titles.json."""
+    titles = {}
+    for name in ("vsphere-8-controls.csv", "vcf-9-controls.csv"):
+        with open(FIXTURES / name, encoding="utf-8-sig", newline="") as handle:
+            for row in csv.DictReader(handle):
+                if row["SCG ID"]:
+                    titles[row["SCG ID"]] = " ".join(row["Description/Title"].split())
+    return dict(sorted(titles.items()))
+
+
 def main() -> int:
+    (ROOT / "auditor" / "data" / "scg_control_titles.json").write_text(
+        json.dumps(control_titles(), indent=0, ensure_ascii=False) + "\n", encoding="utf-8")
     text, values = render()
     (ROOT / "rules" / "hardening.yaml").write_text(text, encoding="utf-8")
     (ROOT / "auditor" / "sample" / "hardening_values.json").write_text(
