@@ -292,6 +292,14 @@ class GateResult:
         return bool(self.failing)
 
 
+def _provider_note(left_out: list[Finding]) -> tuple[int, str]:
+    """How many findings the provider acts on would have failed the gate, and the words."""
+    if not left_out:
+        return 0, ""
+    return len(left_out), (f"; {plural(len(left_out), 'finding')} the provider acts on not counted "
+                           "(--gate-provider-findings counts them)")
+
+
 def decide(findings: list[Finding], fail_on: str, min_severity: str,
            provider_findings: bool = False) -> GateResult:
     """Which findings fail the gate under `--fail-on` (a severity, `new`, or `never`).
@@ -301,13 +309,13 @@ def decide(findings: list[Finding], fail_on: str, min_severity: str,
         return GateResult([], "never fails")
     current = [f for f in findings if f.state not in NOT_CURRENT and f.suppression is None]
     live = [f for f in current if provider_findings or f.responsibility != "provider"]
-    left = len(current) - len(live)
-    note = (f"; {plural(left, 'finding')} the provider acts on not counted (--gate-provider-findings "
-            "counts them)") if left else ""
+    left_out = [f for f in current if f not in live]
     if fail_on == "new":
         threshold = SEVERITY_RANK[min_severity]
-        failing = [f for f in live if SEVERITY_RANK[f.severity] <= threshold
-                   and f.state in ("new", "waiver-expired")]
+        def fails(f: Finding) -> bool:
+            return SEVERITY_RANK[f.severity] <= threshold and f.state in ("new", "waiver-expired")
+        failing = [f for f in live if fails(f)]
+        left, note = _provider_note([f for f in left_out if fails(f)])
         new = sum(1 for f in failing if f.state == "new")
         parts = [plural(new, "new finding")] if new else []
         if len(failing) > new:
@@ -315,5 +323,6 @@ def decide(findings: list[Finding], fail_on: str, min_severity: str,
         return GateResult(failing, f"{' and '.join(parts)} at or above {min_severity}{note}", left)
     threshold = SEVERITY_RANK[fail_on]
     failing = [f for f in live if SEVERITY_RANK[f.severity] <= threshold]
+    left, note = _provider_note([f for f in left_out if SEVERITY_RANK[f.severity] <= threshold])
     return GateResult(failing, f"{plural(len(failing), 'finding')} at or above {fail_on}{note}", left)
 

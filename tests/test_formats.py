@@ -146,6 +146,94 @@ def test_html_is_self_contained_and_escapes_names(sample_report):
     assert "&lt;b&gt;boom&lt;/b&gt;" in page and "<b>boom</b>" not in page
 
 
+def _html_payload(page: bytes) -> dict:
+    text = page.decode("utf-8")
+    start = text.index('<script type="application/json" id="report-data">')
+    return json.loads(text[text.index(">", start) + 1:text.index("</script>", start)])
+
+
+def _tricky_report(sample_report):
+    """The sample with findings that defeat each shortcut of the compact form."""
+    report = copy.copy(sample_report)
+    findings = [copy.copy(f) for f in sample_report.findings]
+    findings[0].title = "a title its rule does not have"
+    findings[1].category = "elsewhere"
+    findings[2].rule_id = "NOT-IN-THE-REPORT"
+    findings[3].rule_id = "constructor"  # an Object.prototype name, not a rule
+    findings[4].evidence = [{"path": "a", "op": "eq", "actual": 1, "expected": True}]
+    findings[5].evidence = [{"path": "a", "op": "eq", "actual": True, "expected": 1}]
+    findings[6].evidence = [{"path": "a", "op": "eq", "actual": "1", "expected": "true"}]
+    findings[7].suppression = {"owner": "ops", "expires": "2027-01-01", "reason": "r", "file": "w.yaml", "line": 3}
+    findings[7].state, findings[7].first_seen = "absent", "2026-01-01T00:00:00Z"
+    findings[8].item_key = ""
+    findings[9].resource_name = "</script><img src=x onerror=alert(1)>\u2028"
+    findings[10].responsibility = "provider"
+    report.findings = findings
+    return report
+
+
+def _expected_rows(report):
+    from auditor.formats.html import FIELDS
+    from auditor.jsonio import to_json
+    return json.loads(to_json([[getattr(f, name) for name in FIELDS] for f in report.findings]))
+
+
+def test_html_payload_decodes_to_every_field_of_every_finding(sample_report):
+    from auditor.formats.html import FIELDS, decode_findings
+    empty = copy.copy(sample_report)
+    empty.findings = []
+    for report in (sample_report, _tricky_report(sample_report), empty):
+        payload = _html_payload(HtmlReport().render(report))
+        assert payload["fields"] == list(FIELDS)
+        assert decode_findings(payload["findings"], payload["rules"]) == _expected_rows(report)
+    # titles and categories come from the rules: only the findings that differ carry theirs
+    columns = _html_payload(HtmlReport().render(_tricky_report(sample_report)))["findings"]["columns"]
+    assert [row for row, _ in columns["title"]["except"]] == [0, 2, 3]
+    assert [row for row, _ in columns["category"]["except"]] == [1, 2, 3]
+
+
+@pytest.mark.peer
+def test_the_pages_decoder_gives_the_same_rows_in_chromium(sample_report):
+    import re
+
+    from tests.conftest import CHROMIUM, CHROMIUM_ARGS, need_peer
+    need_peer(CHROMIUM.exists(), f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+    report = _tricky_report(sample_report)
+    page_bytes = HtmlReport().render(report)
+    source = re.search(r"function decodeReport\(data\) \{.*?\n  \}\n", page_bytes.decode("utf-8"), re.S).group()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            rows = browser.new_page().evaluate(
+                "(data) => { " + source + " return decodeReport(data).findings; }", _html_payload(page_bytes))
+        finally:
+            browser.close()
+    assert rows == _expected_rows(report)
+
+
+def _repeated_report(sample_report, count):
+    """`count` findings: the sample's, repeated, each with its own fingerprint (as bench/html.py)."""
+    report = copy.copy(sample_report)
+    base = sample_report.findings
+    report.findings = []
+    for index in range(count):
+        finding = copy.copy(base[index % len(base)])
+        finding.fingerprint = f"{index:032x}"
+        report.findings.append(finding)
+    return report
+
+
+def test_html_page_grows_linearly_and_compactly_with_findings(sample_report):
+    sizes = {n: len(HtmlReport().render(_repeated_report(sample_report, n))) for n in (2_000, 4_000, 8_000)}
+    first, second = (sizes[4_000] - sizes[2_000]) / 2_000, (sizes[8_000] - sizes[4_000]) / 4_000
+    assert first < 300 and second < 300, sizes
+    assert abs(second - first) < 0.25 * first, sizes  # linear: no per-finding cost creeping up
+    title = next(rule.title for rule in sample_report.rules if rule.id == sample_report.findings[0].rule_id)
+    counts = {n: HtmlReport().render(_repeated_report(sample_report, n)).decode().count(title) for n in (200, 2_000)}
+    assert 1 <= counts[200] == counts[2_000], counts  # rule text is not repeated per finding
+
+
 def test_finding_round_trips_through_dict():
     finding = Finding(rule_id="A", fingerprint="f", severity="high", category="other", title="t",
                       message="m", resource_id="r", resource_name="n", resource_type="x", cloud="azure",
@@ -158,3 +246,13 @@ def test_format_names_match_the_registered_formats():
     from auditor.options import REPORT_FORMATS
     assert tuple(formats()) == REPORT_FORMATS
     assert len({fmt.filename for fmt in formats().values()}) == len(REPORT_FORMATS)
+
+
+def test_trend_axis_ticks_are_round_and_cover_the_tallest_bar():
+    from auditor.formats.html import _ticks
+    assert _ticks(1) == [0, 1]
+    assert _ticks(26) == [0, 10, 20, 30]
+    assert _ticks(4999) == [0, 1000, 2000, 3000, 4000, 5000]
+    for largest in (1, 7, 11, 99, 123, 100_000):
+        ticks = _ticks(largest)
+        assert ticks[0] == 0 and ticks[-1] >= largest and len(ticks) <= 6

@@ -247,7 +247,8 @@ def test_every_count_reads_the_same_everywhere(workdir, capsys):
     severities = dict((k, int(v)) for k, v in re.findall(r"(\w+) (\d+)", out.split("  severity  ")[1].splitlines()[0]))
     html = latest(workdir, "report.html")
     card = int(re.search(r'id="total-count">(\d+)<', html).group(1))
-    cards = {s: int(n) for s, n in re.findall(r'data-severity="(\w+)"><span class="muted">\w+</span><b>(\d+)</b>', html)}
+    cards = {s: int(n) for s, n in re.findall(r'data-severity="(\w+)"[^>]*><span class="muted">\w+</span><b>(\d+)</b>',
+                                              html)}
     chart = sum(int(n) for n in re.findall(r'<text x="[\d.]+" y="\d+">(\d+)</text>', html))
     assert total == card == chart == summary["total"] == sum(summary["by_severity"].values())
     assert severities == cards == {s: summary["by_severity"].get(s, 0) for s in cards}
