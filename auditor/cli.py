@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     collect_commands = collect.add_subparsers(dest="collect_command", metavar="SOURCE", required=True)
     command(collect_commands, "vsphere", "collect vsphere", help="collect from vCenters or ESXi hosts with pyvmomi",
             description="Collect hosts, clusters, VMs, port groups, datastores and licences from one or more "
-                        "vCenters in parallel. The password comes from VSPHERE_PASSWORD or --password-file, "
+                        "vCenters in parallel. The password comes from VSPHERE_PASSWORD or --vsphere-password-file, "
                         "never from the command line.")
     command(collect_commands, "azure", "collect azure", help="collect from Azure with Resource Graph and the SDK",
             description="Collect VMs, scale sets, networks, NSGs, flow logs, SQL VMs, Arc machines, AVS private "
@@ -75,12 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     command(rule_commands, "list", "rules list", help="list rules", epilog=None)
     validate = command(rule_commands, "validate", "rules validate", epilog="exit codes: 0 valid; 2 problems found",
                        help="check rule files against the rule format, reporting every problem")
-    validate.add_argument("paths", type=Path, nargs="+", metavar="PATH")
+    validate.add_argument("paths", type=Path, nargs="+", metavar="PATH",
+                          help="rule pack files or folders of them to check")
     diff = command(commands, "diff", "diff", help="what changed between two snapshots",
                    epilog="exit codes: 0 no drift; 1 drift found; 2 usage or input error; 3 a source failed in "
                           "either snapshot (its resources are not compared)")
-    diff.add_argument("old", type=Path, metavar="OLD_SNAPSHOT")
-    diff.add_argument("new", type=Path, metavar="NEW_SNAPSHOT")
+    diff.add_argument("old", type=Path, metavar="OLD_SNAPSHOT", help="the earlier snapshot (.json or .json.gz)")
+    diff.add_argument("new", type=Path, metavar="NEW_SNAPSHOT", help="the later snapshot to compare with it")
     command(commands, "history", "history", help="list recorded scans", epilog=None)
     command(commands, "report", "report", help="render saved findings again, without scanning", epilog=None)
     return parser

@@ -181,3 +181,19 @@ def test_the_framework_summary_on_the_console_and_in_findings_json(workdir, caps
     assert [int(n) for n in match.groups()] == [sum(totals.values()), totals["passed"], totals["failed"],
                                                 totals["waived"], totals["not_evaluated"]]
     assert totals["failed"] > 0
+
+
+def test_every_argument_of_every_command_has_help_positionals_too():
+    import argparse
+
+    def walk(parser: argparse.ArgumentParser, name: str):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub_name, sub in action.choices.items():
+                    yield from walk(sub, f"{name} {sub_name}")
+            elif not isinstance(action, argparse._HelpAction):
+                yield name, action
+
+    missing = [(name, action.dest) for name, action in walk(build_parser(), "auditor")
+               if not action.help]
+    assert not missing, missing

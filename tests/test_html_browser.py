@@ -437,3 +437,22 @@ def test_days_open_only_where_history_knows_the_first_sighting(browser, tmp_path
         assert ("days open" in detail.inner_text()) is shows
         row.click()
     page.context.close()
+
+
+def test_prototype_names_in_links_and_in_the_estate_break_nothing(browser, tmp_path, sample_report):
+    # a shared link may name any framework, and an estate may name a resource __proto__
+    import copy
+
+    for hash_ in ("#control=__proto__:x", "#control=constructor:x", "#control=hasOwnProperty:x"):
+        page = open_report(browser, tmp_path, sample_report, hash_, name="proto.html")
+        page.wait_for_selector("#findings tbody tr.finding")
+        assert not page.errors and rows(page).count() > 0, hash_
+        page.close()
+    report = copy.copy(sample_report)
+    report.findings = [copy.copy(f) for f in sample_report.findings]
+    report.findings[0].resource_id = report.findings[0].resource_name = "__proto__"
+    page = open_report(browser, tmp_path, report, name="proto-resource.html")
+    page.wait_for_selector("#findings tbody tr.finding")
+    assert page.evaluate("Object.prototype.count") is None
+    assert page.locator("#shown-count").inner_text().startswith(f"showing {min(500, len(report.findings))} of")
+    page.close()

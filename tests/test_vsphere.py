@@ -702,3 +702,20 @@ def test_certificate_failures_map_to_their_cause():
     handshake = ssl.SSLError(1, "[SSL: EE_KEY_TOO_SMALL] ee key too small")
     handshake.reason = "EE_KEY_TOO_SMALL"
     assert "key is too weak" in describe_failure(handshake, connection, "connecting")
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--user", "auditor"], "the user from --user and the password from --password-file"),
+    (["--vsphere-user", "auditor"], "the user from --vsphere-user and the password from --password-file"),
+    ([], "the user from VSPHERE_USER and the password from --password-file"),
+])
+def test_a_failed_login_names_what_the_user_gave(simulator, tmp_path, monkeypatch, capsys, flags, named):
+    """The message says to check the flag the user typed, not VSPHERE_USER when --user was given."""
+    monkeypatch.setenv("VSPHERE_USER", "auditor")
+    monkeypatch.delenv("VSPHERE_PASSWORD", raising=False)
+    wrong = tmp_path / "password"
+    wrong.write_text("not-the-password\n")
+    code = main(["collect", "vsphere", "--server", simulator.server, *flags, "--password-file", str(wrong),
+                 "--ca-bundle", str(simulator.cert), "--out", str(tmp_path / "x.json"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 3 and f"check {named}" in err, err
