@@ -8,7 +8,8 @@ reports show them as one system, and the support stage knows those VMs run in Az
 (Microsoft gives Extended Security Updates free on Azure VMware Solution too).
 
 On AVS Microsoft runs the hosts: it patches and upgrades ESXi and vCenter, hardens and
-licenses the hosts (Microsoft's shared responsibility matrix for Azure VMware Solution).
+licenses the hosts (Microsoft's responsibility matrix for Azure VMware Solution,
+learn.microsoft.com/azure/azure-vmware/introduction).
 Findings about those are `responsibility: provider`: shown, and not counted by the gate
 unless asked to (`--gate-provider-findings`). What runs on the private cloud (guests, VM
 settings, networks the customer builds) stays the customer's.
@@ -24,8 +25,6 @@ from .facts import nested
 from .findings import Finding
 
 PRIVATE_CLOUD = "microsoft.avs/privateclouds"
-RESPONSIBILITY_MATRIX = ("https://learn.microsoft.com/en-us/azure/azure-vmware/introduction"
-                         "#azure-vmware-solution-responsibility-matrix---microsoft-vs-customer")
 # What Microsoft operates on a private cloud, by finding category and resource type.
 PROVIDER_SCOPE = {
     "support-status": {"HostSystem", "vCenter"},  # lifecycle and patching of ESXi and vCenter
@@ -69,7 +68,8 @@ def link_avs(resources: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     where it cannot be forged by a resource that merely names a vCenter: the vCenter's name
     is one Azure VMware Solution gives (under avs.azure.com), or its address lies in the
     private cloud's own management network block; a vCenter two private clouds name is not
-    joined to either."""
+    joined to either. A vCenter under avs.azure.com is AVS's by its name alone (private_cloud
+    None) when no private cloud of this scan claims it: a vSphere-only scan keeps it so."""
     clouds: dict[str, dict[str, Any]] = {}
     ambiguous: set[str] = set()
     for cloud in resources:
