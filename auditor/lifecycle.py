@@ -31,7 +31,15 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from .baselines import EXTENDED_PROGRAMME_STATES, Baselines, LifecycleRow, LifecycleTable, MinimumTable, parse_version
+from .baselines import (
+    EXTENDED_PROGRAMME_STATES,
+    Baselines,
+    LifecycleRow,
+    LifecycleTable,
+    MinimumTable,
+    compare_versions,
+    parse_version,
+)
 from .errors import BaselineError
 from .facts import nested
 
@@ -230,9 +238,9 @@ def _summary(row: LifecycleRow, status: str, lane: Any, until: date | None, enro
 def _patch(facts: dict[str, Any], name: str, observed: Any, table: MinimumTable | None) -> None:
     version = parse_version(observed) if isinstance(observed, str) else None
     row = table.lookup(version) if table is not None and version is not None else None
-    if row is None:
+    if row is None or version is None:
         return
-    below = table.below(observed) is True
+    below = compare_versions(version, row.parsed_minimum) < 0  # the row found above: no second look-up
     summary = f"the minimum of its update line {row.line} is {row.minimum} ({row.advisory or 'no advisory named'})"
     if row.note:
         summary += f"; {row.note}"

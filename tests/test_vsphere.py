@@ -57,6 +57,13 @@ def credentials(monkeypatch):
     monkeypatch.setenv("VSPHERE_PASSWORD", vcsim.PASSWORD)
 
 
+def finished(task) -> None:
+    """Wait for a simulator task, which must succeed."""
+    while task.info.state not in ("success", "error"):
+        time.sleep(0.05)
+    assert task.info.state == "success"
+
+
 def connection(simulator, **overrides) -> VSphereConnection:
     values = dict(host="127.0.0.1", port=simulator.port, user="auditor", password=vcsim.PASSWORD,
                   ca_bundle=str(simulator.cert), timeout=20)
@@ -322,10 +329,7 @@ def test_gate_and_drift_across_two_collections_of_the_simulator(simulator_binary
                 configVersion=config.configVersion, name=config.name, numPorts=config.numPorts,
                 type=config.type, policy=config.policy, description=config.description,
                 autoExpand=config.autoExpand, defaultPortConfig=setting)
-            task = group.ReconfigureDVPortgroup_Task(spec)
-            while task.info.state not in ("success", "error"):
-                time.sleep(0.05)
-            assert task.info.state == "success"
+            finished(group.ReconfigureDVPortgroup_Task(spec))
             moref = group._moId
         finally:
             Disconnect(service)
@@ -462,10 +466,7 @@ def test_vm_settings_set_through_the_api_are_filtered(simulator_binary, tmp_path
                         "ethernet1.filter3.name.bak": "reconfig-secret-2",
                         "xisolation.tools.copy.disable": "reconfig-secret-3"}
             spec = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key=k, value=v) for k, v in settings.items()])
-            task = vm.ReconfigVM_Task(spec)
-            while task.info.state not in ("success", "error"):
-                time.sleep(0.05)
-            assert task.info.state == "success"
+            finished(vm.ReconfigVM_Task(spec))
             moref = vm._moId
         finally:
             Disconnect(service)

@@ -26,6 +26,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the checkout's auditor, whatever else is installed
+
+from auditor.inventory import VM_DEVICE_TYPES  # noqa: E402
+
 FIXTURES = ROOT / "tests" / "fixtures" / "vsphere-scg"
 GUIDE_URL = "https://github.com/vmware/vcf-security-and-compliance-guidelines/tree/main/security-configuration-hardening-guide"
 SEVERITY = {"P0": "high", "P1": "medium", "P2": "low", "Advanced": "low"}
@@ -308,11 +312,10 @@ CONTROLS: list[dict[str, Any]] = [
         "path": "config.hardware.device", "match": {"path": "_type", "op": "eq", "value": "VirtualPCIPassthrough"}}},
         "{name}: a PCI device is passed through ({item.deviceInfo.label})",
         "Remove PCI and DirectPath I/O passthrough devices unless the workload requires them."),
+    # the devices the collector keeps (auditor/inventory.py), passthrough having its own control
     custom("vm-8.remove-unnecessary-devices", "vsphere:VirtualMachine", ["config.hardware.device"], {"any_item": {
-        "path": "config.hardware.device", "match": {"path": "_type", "op": "in", "value": [
-            "VirtualUSBController", "VirtualUSBXHCIController", "VirtualParallelPort", "VirtualFloppy",
-            "VirtualSerialPort", "VirtualHdAudioCard", "VirtualEnsoniq1371", "VirtualSoundBlaster16", "VirtualCdrom",
-            "VirtualAHCIController"]}}},
+        "path": "config.hardware.device", "match": {"path": "_type", "op": "in",
+                                                    "value": sorted(VM_DEVICE_TYPES - {"VirtualPCIPassthrough"})}}},
         "{name}: has {item.deviceInfo.label} ({item._type})",
         "Remove virtual devices the VM does not use (USB, serial, parallel, floppy, sound, CD/DVD)."),
     custom("vm-8.vmotion-encrypted", "vsphere:VirtualMachine", ["config.migrateEncryption"],
