@@ -245,10 +245,13 @@ def _cluster_drs(cluster: dict[str, Any], hosts: list[dict[str, Any]],
 
 # --- Azure Hybrid Benefit ------------------------------------------------------------------
 
-def account_hybrid_benefit(resources: list[dict[str, Any]], baselines: Baselines) -> None:
+def account_hybrid_benefit(resources: list[dict[str, Any]], baselines: Baselines,
+                           on_premises: int | None = None) -> None:
     """Write facts.hybrid_benefit and facts.sql_benefit (and facts.windows_server on vSphere
     hosts). Nothing is counted until the organisation declares licensing.entitlements:
-    without it every claim would look unlicensed."""
+    without it every claim would look unlicensed. `on_premises` is the Windows Server
+    Standard cores vSphere hosts take, when the vSphere resources are not among `resources`
+    (a sharded scan); by default they are counted here."""
     for resource in resources:
         facts = resource.get("facts")
         if isinstance(facts, dict):
@@ -257,7 +260,8 @@ def account_hybrid_benefit(resources: list[dict[str, Any]], baselines: Baselines
     if "licensing.entitlements" not in baselines.tables:
         return
     entitlements = load_entitlements(baselines)
-    on_premises = _standard_on_premises(resources)
+    counted_here = _standard_on_premises(resources)
+    on_premises = counted_here if on_premises is None else on_premises
     claimants = sorted((r for r in resources if r["cloud"] == "azure" and r["type"] in (
         "microsoft.compute/virtualmachines", "microsoft.compute/virtualmachinescalesets")),
         key=lambda r: r["id"].lower())
@@ -441,6 +445,26 @@ def _take(left: dict[str, int], edition: str, count: int) -> bool:
         return False
     left[edition] -= own
     return True
+
+
+def needs_on_premises(baselines: Baselines) -> bool:
+    """Whether Azure's Windows Server claims depend on vSphere's guests: a Standard
+    entitlement has no dual use, so cores licensing guests on premises are not usable."""
+    if "licensing.entitlements" not in baselines.tables:
+        return False
+    windows = load_entitlements(baselines).get("Windows_Server")
+    return windows is not None and windows["edition"] == "standard"
+
+
+def standard_on_premises(resources: list[dict[str, Any]]) -> int:
+    """The Windows Server Standard cores already counted on these resources' vSphere hosts
+    (facts.windows_server, written by `account_hybrid_benefit`)."""
+    total = 0
+    for host in resources:
+        if host["cloud"] == "vsphere" and host["type"] == "HostSystem":
+            counted = (host.get("facts") or {}).get("windows_server")
+            total += counted["standard_cores"] if isinstance(counted, dict) else 0
+    return total
 
 
 def _standard_on_premises(resources: list[dict[str, Any]]) -> int:

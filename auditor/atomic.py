@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from .errors import InputError
 
@@ -13,6 +15,14 @@ from .errors import InputError
 def write_bytes_atomic(path: Path, payload: bytes) -> None:
     """Write `payload` to `path` via a temp file in the same folder and a rename; a path that
     cannot be written (a folder, a missing or read-only place) is an InputError naming it."""
+    with write_stream_atomic(path) as stream:
+        stream.write(payload)
+
+
+@contextlib.contextmanager
+def write_stream_atomic(path: Path) -> Iterator[IO[bytes]]:
+    """A binary stream whose bytes replace `path` only once the block ends without error (a
+    temp file in the same folder, fsync, rename), for outputs too large to hold in memory."""
     if path.is_dir():
         raise InputError("is a directory: name a file to write", where=str(path))
     if path.is_symlink() or (path.exists() and not path.is_file()):
@@ -24,8 +34,8 @@ def write_bytes_atomic(path: Path, payload: bytes) -> None:
     except OSError as exc:
         raise InputError(f"cannot write here: {exc.strerror}", where=str(path)) from None
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
+        with os.fdopen(fd, "wb", buffering=1 << 20) as handle:
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp_name, 0o644)

@@ -27,6 +27,16 @@ def to_json(value: Any, *, indent: bool = False) -> bytes:
     return _UNSAFE_UTF8.sub(_escape, payload)
 
 
+def to_json_pieces(value: Any, *, indent: bool = False, strict: bool) -> bytes:
+    """`to_json`'s two ways taken apart, for a document written in pieces that must come out
+    as `to_json` writes it whole: `strict` is orjson alone (raising orjson.JSONEncodeError
+    where `to_json` would switch), else everything through `encodable`, as `to_json` does
+    once any part of the document needs it."""
+    options = _OPTIONS | (orjson.OPT_INDENT_2 if indent else 0)
+    payload = orjson.dumps(value if strict else encodable(value), default=_fallback, option=options)
+    return _UNSAFE_UTF8.sub(_escape, payload)
+
+
 # C1 controls (U+0080-U+009F), U+2028/U+2029 and U+200E/F, U+202A-U+202E, U+2066-U+2069 in UTF-8
 _UNSAFE_UTF8 = re.compile(rb"\xc2[\x80-\x9f]|\xe2\x80[\x8e\x8f\xa8-\xae]|\xe2\x81[\xa6-\xa9]")
 

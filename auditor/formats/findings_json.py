@@ -7,7 +7,7 @@ CI gate read it back.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
@@ -15,15 +15,16 @@ from ..compliance import compliance
 from ..errors import InputError
 from ..files import DEFAULT_INPUT_LIMIT, read_input
 from ..findings import RULE_STATUSES, SEVERITY_RANK, STATES, Finding, RuleInfo, ScanReport
-from ..jsonio import to_json
+from ..jsonio import to_json, to_json_pieces
 from . import ReportFormat
 
 SCHEMA = "auditor.findings"
 SCHEMA_VERSION = 1
 
 
-def report_document(report: ScanReport) -> dict[str, Any]:
-    """The findings.json document for a report."""
+def report_document(report: ScanReport, with_findings: bool = True) -> dict[str, Any]:
+    """The findings.json document for a report (its `findings` empty unless `with_findings`:
+    `FindingsJson.write` writes them in pieces)."""
     return {
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
         "tool": {"name": "auditor", "version": report.tool_version},
@@ -38,7 +39,7 @@ def report_document(report: ScanReport) -> dict[str, Any]:
         "history": report.history,
         "rules": [rule.as_dict() for rule in report.rules],
         "compliance": compliance(report),
-        "findings": [finding.as_dict() for finding in report.findings],
+        "findings": [finding.as_dict() for finding in report.findings] if with_findings else [],
     }
 
 
@@ -48,6 +49,38 @@ class FindingsJson(ReportFormat):
 
     def render(self, report: ScanReport) -> bytes:
         return to_json(report_document(report), indent=True) + b"\n"
+
+    def write(self, report: ScanReport, stream: IO[bytes]) -> None:
+        """The bytes `render` gives, written a few thousand findings at a time, so that a
+        million findings never sit in memory as one document. A value orjson cannot write
+        makes `to_json` write the whole document another way: then it starts again that way."""
+        try:
+            self._write(report, stream, strict=True)
+        except orjson.JSONEncodeError:
+            stream.seek(0)
+            stream.truncate()
+            self._write(report, stream, strict=False)
+
+    @staticmethod
+    def _write(report: ScanReport, stream: IO[bytes], strict: bool) -> None:
+        head = to_json_pieces(report_document(report, with_findings=False), indent=True, strict=strict)
+        if not report.findings:
+            stream.write(head + b"\n")
+            return
+        stream.write(head[:-len(_EMPTY_TAIL)] + b"[")
+        findings = report.findings
+        for start in range(0, len(findings), _PIECE):
+            # wrapped one level down, as in the document: the same indent, the same depth
+            # at which orjson and `encodable` give up
+            piece = to_json_pieces({"f": [f.as_dict() for f in findings[start:start + _PIECE]]},
+                                   indent=True, strict=strict)
+            stream.write((b"," if start else b"") + piece[len(_PIECE_HEAD):-len(_PIECE_TAIL)])
+        stream.write(b"\n  ]\n}\n")
+
+
+_PIECE = 2_000  # findings per piece
+_EMPTY_TAIL = b"[]\n}"  # how the document written without findings ends
+_PIECE_HEAD, _PIECE_TAIL = b'{\n  "f": [', b"\n  ]\n}"
 
 
 def read_json(path: Path, what: str, limit: int = DEFAULT_INPUT_LIMIT) -> Any:
