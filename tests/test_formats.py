@@ -256,3 +256,88 @@ def test_trend_axis_ticks_are_round_and_cover_the_tallest_bar():
     for largest in (1, 7, 11, 99, 123, 100_000):
         ticks = _ticks(largest)
         assert ticks[0] == 0 and ticks[-1] >= largest and len(ticks) <= 6
+
+
+# --- SARIF written in pieces (issue #17) -----------------------------------------------------
+
+def _nested(depth: int) -> object:
+    value: object = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _with_hostile_evidence(sample_report):
+    """The sample with evidence that orjson refuses and to_json turns into text: an integer
+    past 64 bits, nesting past orjson's limit only when counted from the log's top, and
+    nesting within orjson's limit that to_json cuts only because another part needed it."""
+    report = copy.copy(sample_report)
+    report.findings = [copy.copy(f) for f in sample_report.findings]
+    report.findings[3].evidence = [{"path": "a", "op": "eq", "actual": 2 ** 70}]
+    # a result's evidence value sits 8 deep: this is 256 deep in the log, 248 alone
+    report.findings[5].evidence = [{"path": "b", "op": "eq", "actual": _nested(248)}]
+    report.findings[6].evidence = [{"path": "c", "op": "eq", "actual": _nested(220)}]
+    return report
+
+
+@pytest.mark.parametrize("variant", ["sample", "truncated", "compared", "hostile"])
+def test_sarif_written_in_pieces_is_the_document_to_json_writes(sample_report, variant):
+    from auditor.jsonio import to_json
+    report = _with_hostile_evidence(sample_report) if variant == "hostile" else sample_report
+    if variant == "compared":
+        report = copy.copy(sample_report)
+        report.findings = [copy.copy(f) for f in sample_report.findings]
+        for index, finding in enumerate(report.findings):
+            finding.state = ("new", "unchanged", "updated", "absent", "unknown")[index % 5]
+        report.sources = [dict(s, status="failed", error="refused") if i in (1, 4) else s
+                          for i, s in enumerate(sample_report.sources)]
+    payload = SarifReport(max_results=7 if variant == "truncated" else 25_000).render(report)
+    # what the writer that built the whole document and called to_json once wrote
+    assert payload == to_json(json.loads(payload)) + b"\n"
+    if variant == "hostile":
+        assert b'"actual":"1180591620717411303424"' in payload
+        results = {r["partialFingerprints"]["primaryLocationLineHash"]: r
+                   for run in json.loads(payload)["runs"] for r in run["results"]}
+        for finding in report.findings[5:7]:  # both cut 200 deep, where to_json cuts
+            evidence = json.dumps(results[finding.fingerprint]["properties"]["evidence"])
+            assert evidence.count("[") == 200 - 8 + 1 and '"\\u2026"' in evidence
+
+
+def test_sarif_with_more_categories_than_runs_allowed_merges_them(sample_report):
+    document = json.loads(SarifReport(max_runs=3).render(sample_report))
+    runs = document["runs"]
+    assert 1 <= len(runs) <= 2 and all(run["automationDetails"]["id"].endswith("-of-2/") for run in runs)
+    names = [name for run in runs for name in run["properties"]["merged"]["categories"]]
+    assert sorted(names) == sorted({"vsphere/vc-dc1.corp.example/", "vsphere/vc-dc2.corp.example/",
+                                    "vsphere/vc-lab.corp.example/", "vsphere/vc.4f2a9c1e.westeurope.avs.azure.com/",
+                                    "azure/7c1d3a52-5b0e-4c43-9f0d-2b7e8a4f1c90/"})
+    results = [r for run in runs for r in run["results"]]
+    assert len(results) == len(sample_report.findings)
+    for run in runs:  # a run says which rules did not judge any cloud it holds
+        clouds = {name.split("/", 1)[0] for name in run["properties"]["merged"]["categories"]}
+        assert {r["properties"]["cloud"] for r in run["results"]} <= clouds
+    with pytest.raises(ValueError):
+        SarifReport(max_runs=1)
+
+
+def test_sarif_writer_holds_the_compressed_log_not_the_text(sample_report, tmp_path):
+    import tracemalloc
+    big = copy.copy(sample_report)
+    big.findings = []
+    for copy_number in range(12):  # ~9,000 findings: a log of about 12 MB
+        for finding in sample_report.findings:
+            twin = copy.copy(finding)
+            twin.fingerprint = f"{copy_number:04x}{finding.fingerprint[4:]}"
+            big.findings.append(twin)
+    path = tmp_path / "results.sarif"
+    tracemalloc.start()
+    try:
+        with path.open("wb") as stream:
+            SarifReport().write(big, stream)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    size = path.stat().st_size
+    assert size > 10_000_000
+    assert peak < size / 3, f"peak {peak:,} bytes for a {size:,}-byte log"
+    assert json.loads(path.read_bytes())["runs"][0]["results"]

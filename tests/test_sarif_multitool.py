@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gzip
 import json
 import os
 import subprocess
@@ -60,3 +61,21 @@ def test_the_validator_does_report_a_broken_file(tmp_path, sample_report):
     document["runs"][0]["results"][1]["ruleIndex"] = 9999
     problems = validate(tmp_path, json.dumps(document).encode())
     assert {p["ruleId"] for p in problems} - ACCEPTED_WARNINGS, "validator reported nothing"
+
+
+def test_an_estate_past_githubs_limits_gives_valid_sarif_too(tmp_path, sample_report):
+    """Issue #17's estate, scaled down: 60 categories share 19 runs, one source failed (its
+    run is held back, the collection run says so), and the size limit cuts results."""
+    from tests.test_format_scaling import repeated_estate
+    report = repeated_estate(sample_report, copies=30, per_copy=40)
+    report.sources = [dict(s, status="failed", error="connection refused") if i == 7 else s
+                      for i, s in enumerate(report.sources)]
+    empty = copy.copy(report)
+    empty.findings = []
+    floor, full = (len(gzip.compress(SarifReport().render(r), compresslevel=1)) for r in (empty, report))
+    payload = SarifReport(max_gzipped_bytes=(floor + full) // 2).render(report)
+    document = json.loads(payload)
+    assert len(document["runs"]) <= 20 and document["runs"][-1]["properties"]["withheld"]
+    assert any("truncated" in run["properties"] for run in document["runs"])
+    problems = validate(tmp_path, payload)
+    assert [p for p in problems if p["ruleId"] not in ACCEPTED_WARNINGS] == [], problems[:3]

@@ -7,6 +7,7 @@ A format is one module with one class registered here; `auditor scan --format` a
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import IO
 
 from ..findings import ScanReport
 
@@ -20,6 +21,11 @@ class ReportFormat(ABC):
     @abstractmethod
     def render(self, report: ScanReport) -> bytes:
         """The file's bytes for `report`."""
+
+    def write(self, report: ScanReport, stream: IO[bytes]) -> None:
+        """Write the file for `report` to `stream` (atomic.write_stream_atomic's, say). A
+        format whose files can be large writes them in pieces instead of as one string."""
+        stream.write(self.render(report))
 
 
 def formats() -> dict[str, ReportFormat]:
