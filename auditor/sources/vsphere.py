@@ -5,6 +5,15 @@ property paths, then ContinueRetrievePropertiesEx while the vCenter hands back a
 the round trips grow with pages (1,000 objects each), not with objects. Per-object
 attribute access (`vm.config.version`) would cost one round trip per property per object.
 
+The pages are read by lxml (`--vsphere-parser fast`, the default; vsphere_soap): pyVmomi
+sends the requests and keeps the session, but its deserialiser, which makes a Python object
+of every element in expat callbacks (over four seconds of CPU for 2,000 VMs), never sees
+them; each property goes straight to the plain data the snapshot keeps, reduced by the same
+REDUCTIONS. `--vsphere-parser pyvmomi` reads them with pyVmomi into its objects first: the
+same snapshot (tests/test_vsphere_fast.py), kept as the reference. While a page is decoded
+the next one is already asked for (retrieve_read_ahead). Collected with other sources, a
+vCenter is collected in a process of its own (VSphereSource.own_process, sources.collect_all).
+
 Every request (the API version probe, login, RetrievePropertiesEx, ContinueRetrievePropertiesEx,
 logout) runs on a socket with `--timeout` as its timeout: connecting, the TLS handshake and
 each read. pyVim's SmartConnect is not used: its version probe opens a connection without
@@ -36,10 +45,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import http.client
 import socket
 import ssl
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from xml.etree import ElementTree
@@ -50,10 +62,23 @@ from ..inventory import ESXI_SETTINGS, VCENTER_SETTINGS, VM_DEVICE_TYPES, VM_SET
 from ..patterns import linear
 from ..snapshot import Source, make_resource
 from . import Collected, InventorySource, Progress
+from .vsphere_soap import (
+    AnswerTap,
+    Decoder,
+    ElementView,
+    MalformedAnswer,
+    PlainContent,
+    TappedConnection,
+    iso_utc,
+    page_token,
+)
 
 T = TypeVar("T")
 
 PAGE_SIZE = 1000
+# how the PropertyCollector's pages are read: with lxml straight into plain data (vsphere_soap),
+# or by pyVmomi's deserialiser into its objects first (several times the CPU, under the GIL)
+PARSERS = ("fast", "pyvmomi")
 VERSIONS_DOCUMENT = "/sdk/vimServiceVersions.xml"
 VERSIONS_LIMIT = 1 << 20  # bytes; the document is a few kB, a peer that sends more is not a vCenter
 
@@ -147,9 +172,16 @@ class NotVSphere(Exception):
 class TimedStub(SoapStubAdapter):
     """pyVmomi's SOAP stub (its connections get `httpConnectionTimeout` as their socket
     timeout) that stops asking a vCenter which let a request time out: later requests of the
-    session fail at once rather than each waiting out the timeout again."""
+    session fail at once rather than each waiting out the timeout again.
+
+    `InvokeTapped` sends a request as every other (pyVmomi serialises it, keeps the session
+    cookie and the connection pool) but reads the answer with lxml (vsphere_soap.AnswerTap)."""
 
     stalled: TimeoutError | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._taps = threading.local()  # the tap of the request this thread is sending, if any
 
     def InvokeMethod(self, mo: Any, info: Any, args: Any, outerStub: Any = None) -> Any:
         """Send one SOAP request, unless an earlier one timed out."""
@@ -160,6 +192,30 @@ class TimedStub(SoapStubAdapter):
         except TimeoutError as exc:  # socket.timeout, and TLS handshakes that time out
             self.stalled = exc
             raise
+
+    def InvokeTapped(self, mo: Any, info: Any, args: list[Any], tap: AnswerTap) -> Any:
+        """Send one SOAP request through InvokeMethod; the answer element `tap` read. A SOAP
+        fault is raised as pyVmomi raises it."""
+        self._taps.current = tap
+        try:
+            returned = self.InvokeMethod(mo, info, args)
+        finally:
+            self._taps.current = None
+        if isinstance(returned, BaseException):  # a fault with HTTP 200, which pyVmomi returns
+            raise returned
+        if tap.answer is None:  # a pyVmomi that no longer reads answers from GetConnection's connection
+            raise RuntimeError(f"{info.wsdlName}: pyVmomi read the answer past the tap; use --vsphere-parser pyvmomi")
+        return tap.answer
+
+    def GetConnection(self) -> Any:
+        """A pooled connection; tapped while InvokeTapped sends on this thread."""
+        connection = super().GetConnection()
+        tap = getattr(self._taps, "current", None)
+        return connection if tap is None else TappedConnection(connection, tap)
+
+    def ReturnConnection(self, conn: Any) -> None:
+        """Back to the pool, without its tap."""
+        super().ReturnConnection(conn.connection if isinstance(conn, TappedConnection) else conn)
 
 
 def api_version(host: str, port: int, context: ssl.SSLContext, timeout: float) -> str:
@@ -187,15 +243,24 @@ def api_version(host: str, port: int, context: ssl.SSLContext, timeout: float) -
 
 
 class VSphereSource(InventorySource):
-    """One vCenter (or ESXi host) collected with the PropertyCollector."""
+    """One vCenter (or ESXi host) collected with the PropertyCollector; `parser` says how its
+    pages are read (PARSERS)."""
 
-    def __init__(self, connection: VSphereConnection, page_size: int = PAGE_SIZE):
+    cloud = "vsphere"
+    kind = "vcenter"
+    # reading pages is CPU work under the GIL: with other sources, in a process of its own
+    own_process = True
+
+    def __init__(self, connection: VSphereConnection, page_size: int = PAGE_SIZE, parser: str = "fast"):
+        if parser not in PARSERS:
+            raise ValueError(f"parser {parser!r} is not one of {', '.join(PARSERS)}")
         self.connection = connection
         self.page_size = page_size
+        self.parser = parser
         self.id = connection.label
 
     def collect(self, progress: Progress) -> Collected:
-        source = Source(id=self.id, cloud="vsphere", kind="vcenter")
+        source = Source(id=self.id, cloud=self.cloud, kind=self.kind)
         try:
             service = self._connect()
         except Exception as exc:  # every way a connection can fail becomes the source's status
@@ -260,15 +325,22 @@ class VSphereSource(InventorySource):
         field_names = _optional(not_collected, "custom field names", lambda: _custom_field_names(content), {})
         assigned = _optional(not_collected, "licence assignments", lambda: _assigned_licenses(content), {})
         properties = supported_properties(PROPERTIES, service._stub.version)
+        collector = content.propertyCollector
+        retrieve = retrieve_read_ahead if self.parser == "fast" else retrieve_paged
         view = content.viewManager.CreateContainerView(content.rootFolder, list(properties), True)
         try:
-            for obj in retrieve_paged(content.propertyCollector, view, properties, self.page_size):
+            for obj in retrieve(collector, view, properties, self.page_size):
                 resource = _resource(obj, label, field_names, assigned)
                 if resource is not None:
                     resources.append(resource)
                     if len(resources) % 200 == 0:
                         progress.update(label, len(resources))
+                        # the resources so far live to the end and hold no cycles: out of the
+                        # cyclic collector's way, which would otherwise go through all of them
+                        # again and again (0.7 s of 5 at 10,000 VMs); undone below
+                        gc.freeze()
         finally:
+            gc.unfreeze()
             view.DestroyView()
         resources.extend(_optional(not_collected, "licences", lambda: _licenses(content, label), []))
         if not_collected:
@@ -328,14 +400,19 @@ def path_known(kind: type, path: str, version: str) -> bool:
     return True
 
 
-def retrieve_paged(collector: Any, view: Any, properties: dict[type, list[str]], page_size: int):
-    """Yield ObjectContent for every object in `view`, one RetrievePropertiesEx per page."""
+def _filter_spec(view: Any, properties: dict[type, list[str]]) -> Any:
+    """Every object of `view` (a ContainerView), with the paths of its type in `properties`."""
     spec = vmodl.query.PropertyCollector
-    filter_spec = spec.FilterSpec(
+    return spec.FilterSpec(
         objectSet=[spec.ObjectSpec(obj=view, skip=True, selectSet=[
             spec.TraversalSpec(name="view", path="view", skip=False, type=vim.view.ContainerView)])],
         propSet=[spec.PropertySpec(type=kind, pathSet=paths, all=False) for kind, paths in properties.items()])
-    result = collector.RetrievePropertiesEx([filter_spec], spec.RetrieveOptions(maxObjects=page_size))
+
+
+def retrieve_paged(collector: Any, view: Any, properties: dict[type, list[str]], page_size: int) -> Iterator[Any]:
+    """Yield pyVmomi's ObjectContent for every object in `view`, one RetrievePropertiesEx per page."""
+    options = vmodl.query.PropertyCollector.RetrieveOptions(maxObjects=page_size)
+    result = collector.RetrievePropertiesEx([_filter_spec(view, properties)], options)
     try:
         while result is not None:
             yield from result.objects
@@ -348,21 +425,71 @@ def retrieve_paged(collector: Any, view: Any, properties: dict[type, list[str]],
         raise
 
 
+def send_tapped(collector: Any, method: str, args: list[Any]) -> Any:
+    """Call PropertyCollector `method` through its stub (TimedStub), the answer read with
+    lxml: the answer element, parsed and checked (vsphere_soap.AnswerTap)."""
+    return collector._stub.InvokeTapped(collector, collector._GetMethodInfo(method), args, AnswerTap(method))
+
+
+def retrieve_read_ahead(collector: Any, view: Any, properties: dict[type, list[str]],
+                        page_size: int) -> Iterator[PlainContent]:
+    """Yield PlainContent for every object in `view`, one RetrievePropertiesEx per page, the
+    pages read with lxml (vsphere_soap) and reduced as REDUCTIONS says. The next page is
+    asked for, on a thread of its own, while this one is decoded: a vCenter takes its time to
+    make a page, and the decoding of one need not wait for it. One request is out at a time."""
+    version = collector._stub.version
+    options = vmodl.query.PropertyCollector.RetrieveOptions(maxObjects=page_size)
+    following: Future[Any] | None = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vsphere-read-ahead") as ahead:
+        answer = send_tapped(collector, "RetrievePropertiesEx", [[_filter_spec(view, properties)], options])
+        try:
+            while answer is not None:
+                token = page_token(answer)
+                if token:
+                    following = ahead.submit(send_tapped, collector, "ContinueRetrievePropertiesEx", [token])
+                page = Decoder(version).retrieve_result(answer, REDUCTIONS)
+                answer = None  # the page's XML can go
+                if page is not None:
+                    yield from page.objects
+                if following is not None:
+                    answer, following = following.result(), None
+        except GeneratorExit:
+            # the consumer stopped early: the server's cursor is let go (best effort: the
+            # session ends with the logout anyway)
+            with contextlib.suppress(Exception):
+                token = page_token(following.result() if following is not None else None)
+                if token:
+                    collector.CancelRetrievePropertiesEx(token)
+            raise
+
+
+def _vim_type(obj: Any) -> type:
+    """The vim type of a pyVmomi object, or of a data object of an answer read with lxml."""
+    return obj.vim_type if isinstance(obj, ElementView) else type(obj)
+
+
 def _wsdl_name(obj: Any) -> str:
-    return type(obj)._wsdlName
+    return _vim_type(obj)._wsdlName
 
 
 def _resource(content: Any, label: str, field_names: dict[int, str],
               assigned: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """A resource from one object of a page: pyVmomi's ObjectContent, whose values are made
+    plain here, or a PlainContent of the fast path, whose values are plain already."""
     obj = content.obj
     kind = _wsdl_name(obj)
     moref = obj._moId
+    if isinstance(content, PlainContent):
+        properties, missing = content.properties, content.missing
+    else:
+        properties = [(prop.name, _property_value(kind, prop.name, prop.val)) for prop in content.propSet]
+        missing = [item.path for item in content.missingSet or ()]
     native: dict[str, Any] = {"moref": moref}
-    for prop in content.propSet:
-        _nest(native, prop.name, _property_value(kind, prop.name, prop.val))
-    for missing in content.missingSet or ():
+    for path, value in properties:
+        _nest(native, path, value)
+    for path in missing:
         # a property the vCenter could not read (e.g. a disconnected host's config)
-        native.setdefault("_missing", []).append(missing.path)
+        native.setdefault("_missing", []).append(path)
     name = native.pop("name", None)
     if name is None and kind == "DistributedVirtualPortgroup":
         name = native.get("config", {}).get("name")
@@ -377,21 +504,10 @@ def _resource(content: Any, label: str, field_names: dict[int, str],
 
 
 def _property_value(kind: str, path: str, value: Any) -> Any:
-    if kind == "VirtualMachine":
-        if path == "config.hardware.device":
-            return reduce_vm_devices(value)
-        if path == "config.extraConfig":
-            return keep_vm_settings(value)
-    elif kind == "HostSystem":
-        if path == "config.option":
-            return keep_host_options(value)
-        if path == "config.firewall":
-            return reduce_firewall(value)
-        if path == "config.storageDevice.hostBusAdapter":
-            return reduce_host_bus_adapters(value)
-    elif kind in ("DistributedVirtualSwitch", "VmwareDistributedVirtualSwitch") and path == "config":
-        return reduce_switch_config(value)
-    return to_plain(value)
+    """A pyVmomi property value as the snapshot keeps it: reduced where REDUCTIONS says,
+    else whole (the fast path applies REDUCTIONS in vsphere_soap.Decoder)."""
+    reduce = REDUCTIONS.get((kind, path))
+    return to_plain(value) if reduce is None else reduce(value)
 
 
 def keep_host_options(options: Any) -> list[dict[str, Any]]:
@@ -415,14 +531,17 @@ def reduce_vm_devices(devices: Any) -> list[dict[str, Any]]:
     connectable} (no backing: it names ISO, image and log file paths); no other device."""
     kept = []
     for device in devices or ():
-        if isinstance(device, vim.vm.device.VirtualEthernetCard):
+        kind = _vim_type(device)
+        if issubclass(kind, vim.vm.device.VirtualEthernetCard):
             kept.append(to_plain(device))
-        elif _wsdl_name(device) in VM_DEVICE_TYPES:
-            plain: dict[str, Any] = {"_type": _wsdl_name(device), "key": to_plain(device.key)}
-            if device.deviceInfo is not None:
-                plain["deviceInfo"] = {"label": to_plain(device.deviceInfo.label)}
-            if device.connectable is not None:
-                plain["connectable"] = to_plain(device.connectable)
+        elif kind._wsdlName in VM_DEVICE_TYPES:
+            plain: dict[str, Any] = {"_type": kind._wsdlName, "key": to_plain(device.key)}
+            info = device.deviceInfo
+            if info is not None:
+                plain["deviceInfo"] = {"label": to_plain(info.label)}
+            connectable = device.connectable
+            if connectable is not None:
+                plain["connectable"] = to_plain(connectable)
             kept.append(plain)
     return kept
 
@@ -450,7 +569,7 @@ def reduce_host_bus_adapters(adapters: Any) -> list[dict[str, Any]]:
     """iSCSI adapters only, as {_type, device, authenticationProperties} with the CHAP_FIELDS."""
     kept = []
     for adapter in adapters or ():
-        if not isinstance(adapter, vim.host.InternetScsiHba):
+        if not issubclass(_vim_type(adapter), vim.host.InternetScsiHba):
             continue
         plain: dict[str, Any] = {"_type": _wsdl_name(adapter), "device": adapter.device}
         auth = adapter.authenticationProperties
@@ -477,6 +596,18 @@ def reduce_switch_config(config: Any) -> dict[str, Any] | None:
     return kept
 
 
+# (type, property path) -> what of it is kept; every other property is kept whole
+REDUCTIONS: dict[tuple[str, str], Callable[[Any], Any]] = {
+    ("VirtualMachine", "config.hardware.device"): reduce_vm_devices,
+    ("VirtualMachine", "config.extraConfig"): keep_vm_settings,
+    ("HostSystem", "config.option"): keep_host_options,
+    ("HostSystem", "config.firewall"): reduce_firewall,
+    ("HostSystem", "config.storageDevice.hostBusAdapter"): reduce_host_bus_adapters,
+    ("DistributedVirtualSwitch", "config"): reduce_switch_config,
+    ("VmwareDistributedVirtualSwitch", "config"): reduce_switch_config,
+}
+
+
 def vcenter_settings(content: Any) -> list[dict[str, Any]]:
     """The vCenter's advanced settings in VCENTER_SETTINGS, as {key, value}, one QueryOptions per
     key, so that no other setting crosses the wire. A key the vCenter lacks is left out."""
@@ -494,19 +625,27 @@ def vcenter_settings(content: Any) -> list[dict[str, Any]]:
 
 
 def _nest(target: dict[str, Any], path: str, value: Any) -> None:
-    keys = path.split(".")
+    keys = _PATHS.get(path)
+    if keys is None:  # a few dozen paths, each on every object
+        keys = _PATHS[path] = tuple(path.split("."))
     for key in keys[:-1]:
         target = target.setdefault(key, {})
     target[keys[-1]] = value
 
 
+_PATHS: dict[str, tuple[str, ...]] = {}
+
+
 def to_plain(value: Any, declared: Any = None) -> Any:
     """A pyvmomi value as JSON-ready data: data objects as mappings (with `_type` where the
-    object is of a subtype of the declared type), references as moref ids, times as ISO."""
+    object is of a subtype of the declared type), references as moref ids, times as ISO.
+    The fast path (vsphere_soap.Decoder.plain) renders an answer's elements the same way."""
     if value is None:
         return None
     if isinstance(value, VmomiSupport.ManagedObject):
         return value._moId
+    if isinstance(value, ElementView):  # a data object of an answer read with lxml
+        return value.plain(declared)
     if isinstance(value, VmomiSupport.DataObject):
         out: dict[str, Any] = {}
         if declared is not None and type(value) is not declared:
@@ -531,9 +670,7 @@ def to_plain(value: Any, declared: Any = None) -> Any:
     if isinstance(value, str):
         return str(value)
     if isinstance(value, datetime.datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(datetime.UTC)
-        return value.replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
+        return iso_utc(value)
     if isinstance(value, (bytes, bytearray)):
         return None  # binary blobs (certificates, thumbprints) are no rule's business
     if isinstance(value, type):
@@ -612,6 +749,9 @@ def describe_failure(exc: BaseException, connection: VSphereConnection, during: 
         return f"{where}: timed out after {connection.timeout:g} s"
     if isinstance(exc, NotVSphere):
         return f"{where}: not a vCenter or ESXi host: {exc}"
+    if isinstance(exc, MalformedAnswer):
+        return (f"{where}: the server's answer is not valid vSphere SOAP ({exc}); nothing of this server was "
+                "kept: check that it is a vCenter or ESXi host and nothing between rewrites its answers")
     if isinstance(exc, socket.gaierror):
         return f"{where}: cannot resolve host name ({exc.strerror})"
     if isinstance(exc, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,

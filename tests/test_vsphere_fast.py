@@ -1,0 +1,877 @@
+"""The fast vSphere path (lxml, auditor/sources/vsphere_soap.py) against pyVmomi's own reading,
+and vCenters collected in processes of their own.
+
+- Every estate of govmomi's simulator the suite collects gives the same snapshot (resources,
+  in order and with their JSON types, and source details) read either way.
+- Objects vcsim does not model (times, binary, faults, typed option values, subtypes, newer
+  types than the session knows) are serialised by pyVmomi itself into an answer, which both
+  readers then read; Hypothesis varies the typed values.
+- A vCenter whose answers come back truncated, cut off, garbled, as entity bombs or with
+  values pyVmomi would refuse fails its source with one line, with no resource of it kept,
+  promptly, and without a traceback (a relay in front of the simulator mangles them).
+- Sources collected together run in processes: results and progress come back, a process
+  that dies fails its source alone, a bug is raised in the parent, Ctrl-C and SIGTERM leave
+  no process behind, and no password is on any process's command line.
+"""
+
+from __future__ import annotations
+
+import datetime
+import gzip
+import http.client
+import http.server
+import io
+import json
+import os
+import re
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from auditor.cli import main
+from auditor.inventory import ESXI_SETTINGS
+from auditor.snapshot import Source, load_snapshot
+from auditor.sources import Collected, InventorySource, Progress, collect_all
+from auditor.sources.vsphere import REDUCTIONS, VSphereConnection, VSphereSource, _resource
+from auditor.sources.vsphere_soap import MalformedAnswer, answer_element, page_token, read_document
+from tests import vcsim
+from tests.arm_replay import make_certificate
+from tests.conftest import ROOT
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+GUARD = 90  # seconds: a command still running then hangs
+
+
+@pytest.fixture(scope="module")
+def simulator_binary(tmp_path_factory):
+    return vcsim.build(tmp_path_factory.mktemp("vcsim-bin"))
+
+
+def connection(simulator, **overrides) -> VSphereConnection:
+    values = dict(host="127.0.0.1", port=simulator.port, user="auditor", password=vcsim.PASSWORD,
+                  ca_bundle=str(simulator.cert), timeout=20)
+    values.update(overrides)
+    return VSphereConnection(**values)
+
+
+def collect(simulator, parser="fast", page_size=1000, **overrides) -> Collected:
+    source = VSphereSource(connection(simulator, **overrides), page_size=page_size, parser=parser)
+    return source.collect(Progress(enabled=False))
+
+
+def as_json(resources) -> str:
+    """Resources as text: order, and the JSON types of the values (1, 1.0, true), count."""
+    return json.dumps(resources, ensure_ascii=False)
+
+
+def assert_same(reference: Collected, fast: Collected) -> None:
+    assert [s.status for s in reference.sources] == ["ok"], reference.sources[0].error
+    assert fast.sources == reference.sources  # status, kind, counts, details (about, not collected)
+    assert as_json(fast.resources) == as_json(reference.resources)
+
+
+# -- the same snapshot, read either way -------------------------------------------------------
+
+
+def reconfigure(simulator) -> None:
+    """The changes test_vsphere.py makes through the API: VM advanced settings (ReconfigVM)
+    and a port group's security policy (ReconfigureDVPortgroup)."""
+    from pyVim.connect import Disconnect, SmartConnect
+    from pyVmomi import vim
+
+    service = SmartConnect(host="127.0.0.1", port=simulator.port, user="auditor", pwd=vcsim.PASSWORD,
+                           sslContext=ssl.create_default_context(cafile=str(simulator.cert)))
+    try:
+        content = service.RetrieveContent()
+        vms = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
+        vm = next(v for v in vms.view if v.name != HOSTILE)
+        settings = {"tools.setInfo.sizeLimit": "1048576", "RemoteDisplay.MaxConnections": "1",
+                    "ethernet1.filter3.name": "dvfilter-fw", "guestinfo.db.password": "reconfig-secret"}
+        wait(vm.ReconfigVM_Task(vim.vm.ConfigSpec(extraConfig=[
+            vim.option.OptionValue(key=key, value=value) for key, value in settings.items()])))
+        groups = content.viewManager.CreateContainerView(content.rootFolder, [vim.dvs.DistributedVirtualPortgroup],
+                                                         True)
+        group = next(pg for pg in groups.view if pg.name == "DC0_DVPG2")
+        config = group.config
+        setting = config.defaultPortConfig
+        setting.securityPolicy.forgedTransmits = vim.BoolPolicy(inherited=False, value=True)
+        wait(group.ReconfigureDVPortgroup_Task(vim.dvs.DistributedVirtualPortgroup.ConfigSpec(
+            configVersion=config.configVersion, name=config.name, numPorts=config.numPorts, type=config.type,
+            policy=config.policy, description=config.description, autoExpand=config.autoExpand,
+            defaultPortConfig=setting)))
+    finally:
+        Disconnect(service)
+
+
+def wait(task) -> None:
+    while task.info.state not in ("success", "error"):
+        time.sleep(0.05)
+    assert task.info.state == "success"
+
+
+# every estate the suite collects: tests/test_vsphere.py, test_stalled_peers.py (the estates
+# that hang or stall are failures, not snapshots), test_examples.py and test_fanout.py (-user)
+ESTATES = {
+    "vCenter": ([], {}),
+    "standalone ESXi host": (["-esx"], {}),
+    "two VMs per pool": (["-vms", "2"], {}),
+    "one VM per pool": (["-vms", "1"], {}),
+    "SSO user": (["-user", "auditor@vsphere.local"], {"user": "auditor@vsphere.local"}),
+    "1024-bit certificate, --insecure": (["-rsa-bits", "1024", "-vms", "1"], {"ca_bundle": None, "insecure": True}),
+    "changed through the API": ([], {}),
+}
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("estate", list(ESTATES))
+def test_every_estate_reads_the_same_either_way(simulator_binary, tmp_path, estate):
+    flags, overrides = ESTATES[estate]
+    simulator = vcsim.start(simulator_binary, tmp_path, *flags)
+    try:
+        if estate == "changed through the API":
+            reconfigure(simulator)
+        reference = collect(simulator, "pyvmomi", **overrides)
+        fast = collect(simulator, "fast", **overrides)
+        paged = collect(simulator, "fast", page_size=3, **overrides)  # ContinueRetrievePropertiesEx read ahead
+    finally:
+        simulator.stop()
+    assert_same(reference, fast)
+    assert_same(reference, paged)
+    counts = Counter(r["type"] for r in fast.resources)
+    assert counts["VirtualMachine"] >= 2 and counts["HostSystem"] >= 1 and counts["License"] == 4
+    if estate == "standalone ESXi host":
+        assert fast.sources[0].kind == "esxi" and "licence assignments" in fast.sources[0].details["not_collected"]
+    if estate == "changed through the API":
+        assert "reconfig-secret" not in as_json(fast.resources)
+        assert any(s.get("key") == "RemoteDisplay.MaxConnections" for r in fast.resources
+                   for s in r.get("config", {}).get("extraConfig", []))
+
+
+@pytest.mark.peer
+def test_the_command_line_chooses_the_reader(simulator_binary, tmp_path, monkeypatch, capsys):
+    """--parser and AUDITOR_VSPHERE_PARSER pick the reader; either writes the same snapshot."""
+    simulator = vcsim.start(simulator_binary, tmp_path, "-vms", "1")
+    monkeypatch.setenv("VSPHERE_USER", "auditor")
+    monkeypatch.setenv("VSPHERE_PASSWORD", vcsim.PASSWORD)
+    common = ["collect", "vsphere", "--server", simulator.server, "--ca-bundle", str(simulator.cert), "-q"]
+    try:
+        assert main([*common, "--out", str(tmp_path / "fast.json")]) == 0
+        assert main([*common, "--parser", "pyvmomi", "--out", str(tmp_path / "flag.json")]) == 0
+        monkeypatch.setenv("AUDITOR_VSPHERE_PARSER", "pyvmomi")
+        assert main([*common, "--out", str(tmp_path / "env.json")]) == 0
+        with pytest.raises(SystemExit) as refused:
+            main([*common, "--parser", "xml", "--out", str(tmp_path / "x.json")])
+        assert refused.value.code == 2
+    finally:
+        simulator.stop()
+    assert "invalid choice 'xml'" in capsys.readouterr().err
+    fast, *others = (load_snapshot(tmp_path / name) for name in ("fast.json", "flag.json", "env.json"))
+    for other in others:
+        assert other.sources == fast.sources and as_json(other.resources) == as_json(fast.resources)
+    with pytest.raises(ValueError, match="parser 'lxml'"):
+        VSphereSource(VSphereConnection(host="h"), parser="lxml")
+
+
+# -- objects vcsim does not model, serialised by pyVmomi ----------------------------------------
+
+
+def soap_answer(objects: list, version: str, token: str | None = None,
+                method: str = "RetrievePropertiesEx") -> bytes:
+    """A PropertyCollector answer as a vCenter sends it, serialised by pyVmomi."""
+    from pyVmomi import SoapAdapter, VmomiSupport, vmodl
+
+    result = vmodl.query.PropertyCollector.RetrieveResult(objects=objects, token=token)
+    info = VmomiSupport.Object(name="returnval", type=type(result), version=version, flags=0)
+    inner = SoapAdapter.SerializeToStr(result, info, version)
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n<soapenv:Envelope '
+            'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+            'xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
+            f'<soapenv:Body><{method}Response xmlns="urn:vim25">{inner}</{method}Response></soapenv:Body>'
+            '</soapenv:Envelope>').encode()
+
+
+class Answer:
+    """An HTTP answer's body, as read_document reads http.client's."""
+
+    def __init__(self, body: bytes, encoding: str | None = None):
+        self.body = io.BytesIO(body)
+        self.encoding = encoding
+
+    def getheader(self, name, default=None):
+        return self.encoding if name.lower() == "content-encoding" and self.encoding else default
+
+    def read(self, amount=-1):
+        return self.body.read(amount)
+
+
+FIELDS = {1: "owner", 2: "cost-centre"}
+ASSIGNED = {"host-1": {"licenseKey": "*****-*****-*****-*****-7R4H9", "name": "ESXi"}}
+
+
+def read_both(body: bytes, version: str) -> tuple[list, list]:
+    """The resources pyVmomi's reading gives, and those the fast reading gives."""
+    from pyVmomi import SoapAdapter, vmodl
+
+    stub = SoapAdapter.SoapStubAdapter(host="localhost", version=version)
+    result = SoapAdapter.SoapResponseDeserializer(stub).Deserialize(body, vmodl.query.PropertyCollector.RetrieveResult)
+    reference = [_resource(content, "vc", FIELDS, ASSIGNED) for content in result.objects]
+    from auditor.sources.vsphere_soap import Decoder
+
+    answer, is_fault = answer_element(read_document(Answer(body)), "RetrievePropertiesEx")
+    assert not is_fault
+    page = Decoder(version).retrieve_result(answer, REDUCTIONS)
+    assert page.token == result.token == page_token(answer)
+    return reference, [_resource(content, "vc", FIELDS, ASSIGNED) for content in page.objects]
+
+
+def complete(value):
+    """`value` with every required property of its data objects set, as a server sends them
+    (pyVmomi's serialiser refuses objects that lack one)."""
+    import datetime as dt
+
+    from pyVmomi import VmomiSupport
+
+    if isinstance(value, list):
+        for item in value:
+            complete(item)
+        return value
+    if not isinstance(value, VmomiSupport.DataObject):
+        return value
+    for info in value._GetPropertyList():
+        if info.name in ("dynamicType", "dynamicProperty"):
+            continue
+        current = getattr(value, info.name)
+        kind = info.type.Item if issubclass(info.type, list) else info.type
+        missing = current is None or (isinstance(current, list) and not current)
+        if missing and not info.flags & VmomiSupport.F_OPTIONAL:
+            if issubclass(kind, VmomiSupport.DataObject):
+                sample = kind()
+            elif issubclass(kind, VmomiSupport.Enum):
+                sample = kind.values[0]
+            elif issubclass(kind, VmomiSupport.ManagedObject):
+                sample = kind(f"{kind._wsdlName.lower()}-1")
+            elif kind is dt.datetime:
+                sample = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+            elif kind is type:
+                sample = VmomiSupport.GetVmodlType("vim.HostSystem")
+            else:
+                sample = kind() if kind is not object else "x"
+            if sample is None:
+                continue
+            setattr(value, info.name, info.type([sample]) if issubclass(info.type, list) else sample)
+        complete(getattr(value, info.name))
+    return value
+
+
+def unmodelled_objects() -> list:
+    """Hosts, VMs, switches, datastores and clusters with what vcsim leaves out."""
+    from pyVmomi import VmomiSupport, vim, vmodl
+
+    pc = vmodl.query.PropertyCollector
+
+    def content(obj, missing=(), **props):
+        return pc.ObjectContent(obj=obj, missingSet=[pc.MissingProperty(path=path, fault=vim.fault.NoPermission(
+            privilegeId="System.Read", msg="denied")) for path in missing], propSet=[
+            vmodl.DynamicProperty(name=name.replace("__", "."), val=value) for name, value in props.items()])
+
+    strings = VmomiSupport.GetVmodlType("string[]")
+    ints = VmomiSupport.GetVmodlType("int[]")
+    option = vim.option.OptionValue
+    when = datetime.datetime(2026, 3, 1, 12, 30, 5, tzinfo=datetime.timezone(datetime.timedelta(hours=2)))
+    device = vim.vm.device
+    connect = device.VirtualDevice.ConnectInfo(startConnected=True, allowGuestControl=False, connected=True)
+    devices = device.VirtualDevice.Array([
+        device.VirtualDisk(key=2000, capacityInKB=1 << 34, deviceInfo=vim.Description(label="Hard disk 1", summary="s"),
+                           backing=device.VirtualDisk.FlatVer2BackingInfo(fileName="[ds] vm/vm.vmdk",
+                                                                          diskMode="persistent")),
+        device.VirtualVmxnet3(key=4000, macAddress="00:50:56:00:00:01", addressType="assigned",
+                              wakeOnLanEnabled=True, connectable=connect, deviceInfo=vim.Description(label="NIC 1",
+                                                                                                   summary="s"),
+                              backing=device.VirtualEthernetCard.NetworkBackingInfo(deviceName="VM Network")),
+        device.VirtualE1000e(key=4001, macAddress="00:50:56:00:00:02", backing=(
+            device.VirtualEthernetCard.DistributedVirtualPortBackingInfo(port=vim.dvs.PortConnection(
+                switchUuid="50 2a", portgroupKey="dvportgroup-9", portKey="12")))),
+        device.VirtualCdrom(key=3000, connectable=connect, backing=device.VirtualCdrom.IsoBackingInfo(
+            fileName="[ds] iso/secret.iso")),
+        device.VirtualFloppy(key=8000),  # no deviceInfo, no connectable
+        device.VirtualUSBXHCIController(key=14000, deviceInfo=vim.Description(label="USB xHCI", summary="s")),
+        device.VirtualSoundBlaster16(key=5000, deviceInfo=vim.Description(label="Sound", summary="s")),
+        device.VirtualSerialPort(key=9000, yieldOnPoll=True, backing=device.VirtualSerialPort.FileBackingInfo(
+            fileName="[ds] serial.log")),
+    ])
+    vm = content(
+        vim.VirtualMachine("vm-1"), missing=["guest.ipAddress"],
+        name="vm <one> & 'two' \u00e9\u4e2d", config__guestId="rhel8_64Guest", config__template=False,
+        config__hardware__numCPU=4, config__hardware__memoryMB=8192, config__hardware__device=devices,
+        config__extraConfig=option.Array([option(key="isolation.tools.copy.disable", value="TRUE"),
+                                          option(key="guestinfo.password", value="not-kept"),
+                                          option(key="RemoteDisplay.maxConnections", value=1)]),
+        config__bootOptions=vim.vm.BootOptions(efiSecureBootEnabled=True, bootDelay=5000, bootOrder=[
+            vim.vm.BootOptions.BootableCdromDevice(), vim.vm.BootOptions.BootableDiskDevice(deviceKey=2000)]),
+        config__flags__enableLogging=True, runtime__powerState=vim.VirtualMachine.PowerState.poweredOn,
+        runtime__host=vim.HostSystem("host-1"), guest__toolsStatus=vim.vm.GuestInfo.ToolsStatus.toolsOk,
+        network=vim.Network.Array([vim.Network("network-1"), vim.dvs.DistributedVirtualPortgroup("dvportgroup-9")]),
+        customValue=vim.CustomFieldsManager.Value.Array([vim.CustomFieldsManager.StringValue(key=1, value="team-a"),
+                                                         vim.CustomFieldsManager.StringValue(key=7, value="x")]),
+        resourcePool=vim.ResourcePool("resgroup-1"))
+    ruleset = vim.host.Ruleset
+    hba = vim.host.InternetScsiHba
+    host = content(
+        vim.HostSystem("host-1"), missing=["config.dateTimeInfo", "capability.uefiSecureBoot"], name="esx-1",
+        config__option=option.Array([
+            option(key="UserVars.ESXiShellTimeOut", value=900), option(key="Syslog.global.logHost", value=strings(
+                ["ssl://a:6514", "udp://b:514"])), option(key="Security.AccountLockFailures", value=VmomiSupport.GetVmodlType(
+                    "long")(5)), option(key="Config.HostAgent.plugins.hostsvc.esxAdminsGroupAutoAdd", value=False),
+            option(key="Mem.ShareForceSalting", value=ints([2])), option(key="UserVars.HostClientSessionTimeout",
+                                                                      value=when),
+            option(key="Config.HostAgent.plugins.solo.webServices.secret", value="not-kept")]),
+        config__firewall=vim.host.FirewallInfo(
+            defaultPolicy=vim.host.FirewallInfo.DefaultPolicy(incomingBlocked=True, outgoingBlocked=False),
+            ruleset=[ruleset(key="sshServer", label="SSH", enabled=True, required=False, rule=[
+                ruleset.Rule(port=22, direction="inbound", protocol="tcp")], allowedHosts=ruleset.IpList(
+                allIp=False, ipAddress=["192.0.2.1"], ipNetwork=[ruleset.IpNetwork(network="10.0.0.0", prefixLength=8)])),
+                     ruleset(key="ntpClient", label="NTP", enabled=False, required=True, rule=[
+                ruleset.Rule(port=123, direction="outbound", protocol="udp")])]),
+        config__storageDevice__hostBusAdapter=vim.host.HostBusAdapter.Array([
+            vim.host.ParallelScsiHba(device="vmhba0", key="p", model="m", status="online"),
+            hba(device="vmhba64", key="k", model="m", status="online", iScsiName="iqn.x", isSoftwareBased=True,
+                authenticationProperties=hba.AuthenticationProperties(
+                    chapAuthEnabled=True, chapName="user", chapSecret="s3cret", chapAuthenticationType="chapRequired",
+                    chapInherited=False, mutualChapSecret="s3cret2", mutualChapAuthenticationType="chapProhibited"))]),
+        summary__hardware=vim.host.Summary.HardwareSummary(vendor="Dell", model="R750", uuid="u", memorySize=1 << 40,
+                                                           cpuModel="Xeon", cpuMhz=2900, numCpuPkgs=2, numCpuCores=64,
+                                                           numCpuThreads=128, numNics=4, numHBAs=2),
+        summary__config__product=vim.AboutInfo(name="VMware ESXi", fullName="VMware ESXi 8.0.3", vendor="VMware, Inc.",
+                                               version="8.0.3", build="24022510", apiType="HostAgent",
+                                               apiVersion="8.0.3.0", osType="vmnix-x86", productLineId="embeddedEsx"),
+        summary__runtime__connectionState=vim.HostSystem.ConnectionState.connected,
+        summary__runtime__inMaintenanceMode=False,
+        config__lockdownMode=vim.host.HostAccessManager.LockdownMode.lockdownStrict,
+        config__service=vim.host.ServiceInfo(service=[vim.host.Service(key="TSM-SSH", label="SSH", required=False,
+                                                                       uninstallable=False, running=True, policy="on",
+                                                                       ruleset=["sshServer"])]),
+        config__network__portgroup=vim.host.PortGroup.Array([vim.host.PortGroup(
+            key="key-vim.host.PortGroup-VM Network", vswitch="key-vim.host.VirtualSwitch-vSwitch0",
+            spec=vim.host.PortGroup.Specification(name="VM Network", vlanId=4095, vswitchName="vSwitch0",
+                                                  policy=vim.host.NetworkPolicy()))]),
+        config__authenticationManagerInfo=vim.host.AuthenticationManagerInfo(authConfig=[
+            vim.host.LocalAuthenticationInfo(enabled=True),
+            vim.host.ActiveDirectoryInfo(enabled=True, joinedDomain="corp.example", domainMembershipStatus="ok")]),
+        parent=vim.ClusterComputeResource("domain-c1"))
+    vmware = vim.dvs.VmwareDistributedVirtualSwitch
+    switch = content(
+        vmware("dvs-1"), name="DSwitch", summary__productInfo=vim.dvs.ProductSpec(name="DVS", vendor="VMware, Inc.",
+                                                                                 version="8.0.0"),
+        config=vmware.ConfigInfo(
+            name="DSwitch", uuid="50 2a", numPorts=8, maxPorts=64, configVersion="3", createTime=when,
+            uplinkPortgroup=[vim.dvs.DistributedVirtualPortgroup("dvportgroup-1")], maxMtu=9000,
+            linkDiscoveryProtocolConfig=vim.host.LinkDiscoveryProtocolConfig(protocol="cdp", operation="listen"),
+            defaultPortConfig=vmware.VmwarePortConfigPolicy(vlan=vmware.VlanIdSpec(inherited=False, vlanId=10),
+                                                            securityPolicy=vmware.SecurityPolicy(
+                                                                allowPromiscuous=vim.BoolPolicy(value=False))),
+            vspanSession=[vmware.VspanSession(key="s1", name="mirror", enabled=True, normalTrafficAllowed=False,
+                                              destinationPort=vmware.VspanPorts(ipAddress=["192.0.2.60"]))]))
+    datastore = content(vim.Datastore("datastore-1"), name="ds-1", summary=vim.Datastore.Summary(
+        name="ds-1", url="ds:///vmfs/volumes/1/", capacity=1 << 45, freeSpace=1 << 44, type="VMFS", accessible=True,
+        multipleHostAccess=True, maintenanceMode="normal", datastore=vim.Datastore("datastore-1")))
+    cluster = content(vim.ClusterComputeResource("domain-c1"), name="cluster",
+                      configuration__drsConfig=vim.cluster.DrsConfigInfo(
+                          enabled=True, defaultVmBehavior=vim.cluster.DrsConfigInfo.DrsBehavior.fullyAutomated,
+                          vmotionRate=3),
+                      configuration__dasConfig=vim.cluster.DasConfigInfo(enabled=True, admissionControlEnabled=True))
+    return complete([vm, host, switch, datastore, cluster])
+
+
+@pytest.mark.parametrize("version", ["vim.version.version11", "newest"])
+def test_objects_vcsim_does_not_model_read_the_same(version):
+    from pyVmomi import VmomiSupport
+
+    if version == "newest":
+        version = VmomiSupport.GetServiceVersions("vim25")[0]
+    reference, fast = read_both(soap_answer(unmodelled_objects(), version, token="page-2"), version)
+    assert as_json(fast) == as_json(reference)
+    vm, host, switch, *_ = fast
+    assert vm["tags"] == {"owner": "team-a", "7": "x"} and vm["_missing"] == ["guest.ipAddress"]
+    assert [d.get("_type", "nic") for d in vm["config"]["hardware"]["device"]] == [
+        "nic", "nic", "VirtualCdrom", "VirtualFloppy", "VirtualUSBXHCIController", "VirtualSoundBlaster16",
+        "VirtualSerialPort"]
+    assert "secret" not in as_json(fast) and "not-kept" not in as_json(fast)
+    options = {o["key"]: o["value"] for o in host["config"]["option"]}
+    assert options["UserVars.HostClientSessionTimeout"] == "2026-03-01T10:30:05Z"
+    assert options["Security.AccountLockFailures"] == 5 and options["Syslog.global.logHost"][1] == "udp://b:514"
+    assert host["assignedLicense"]["name"] == "ESXi" and host["config"]["lockdownMode"] == "lockdownStrict"
+    assert switch["config"]["maxMtu"] == 9000 and "createTime" not in switch["config"]
+
+
+def test_required_values_a_server_leaves_out_read_as_pyvmomi_defaults_them():
+    """pyVmomi's data objects give absent required values a default (False, "", 0, 0.0, []),
+    and `to_plain` keeps them; absent optional ones, enums and objects are left out."""
+    version = "vim.version.version11"
+    body = soap_answer(unmodelled_objects(), version)
+    left_out = [b"numCpuPkgs", b"model", b"accessible", b"multipleHostAccess", b"enabled", b"required",
+                b"macAddress", b"wakeOnLanEnabled", b"key", b"rule", b"port", b"vmotionRate", b"capacity",
+                b"defaultPolicy", b"uplinkPortgroup", b"deviceInfo"]
+    for name in left_out:
+        body, count = re.subn(rb"<%s(?: [^>]*)?>(?:(?!<%s[ >]).)*?</%s>" % (name, name, name), b"", body, flags=re.S)
+        assert count, name
+    reference, fast = read_both(body, version)
+    assert as_json(fast) == as_json(reference)
+    host = fast[1]
+    assert host["summary"]["hardware"]["numCpuPkgs"] == 0 and host["summary"]["hardware"]["model"] == ""
+    assert host["config"]["firewall"]["ruleset"][0]["enabled"] is False
+
+
+def test_empty_answers_faults_and_types_newer_than_the_session():
+    from pyVmomi import vim, vmodl
+
+    from auditor.sources.vsphere_soap import Decoder
+
+    version = "vim.version.version11"  # vSphere 6.5, what vcsim speaks
+    # nothing found: RetrievePropertiesEx answers without a returnval
+    empty = (b'<?xml version="1.0" encoding="UTF-8"?>\n<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/'
+             b'soap/envelope/"><soapenv:Body><RetrievePropertiesExResponse xmlns="urn:vim25"/></soapenv:Body>'
+             b"</soapenv:Envelope>")
+    answer, _ = answer_element(read_document(Answer(empty)), "RetrievePropertiesEx")
+    assert Decoder(version).retrieve_result(answer, REDUCTIONS) is None and page_token(answer) is None
+    # a fault as a value (sent as a LocalizedMethodFault), and a device of vSphere 7 in a
+    # vSphere 6.5 session, which pyVmomi widens to the type the session knows
+    option = vim.option.OptionValue
+    host = vmodl.query.PropertyCollector.ObjectContent(obj=vim.HostSystem("host-1"), propSet=[vmodl.DynamicProperty(
+        name="config.option", val=option.Array([
+            option(key="UserVars.ESXiShellTimeOut", value=vim.fault.NotFound(msg="no such option")),
+            option(key="Syslog.global.logHost", value=vim.vm.device.VirtualDevice(
+                key=50, deviceInfo=vim.Description(label="WDT", summary="s")))]))])
+    body = soap_answer([host], version)
+    assert b'xsi:type="VirtualDevice"' in body
+    reference, fast = read_both(body.replace(b'xsi:type="VirtualDevice"', b'xsi:type="VirtualWDT"'), version)
+    assert as_json(fast) == as_json(reference)
+    fault, device = (o["value"] for o in fast[0]["config"]["option"])
+    assert fault["_type"] == "NotFound" and fault["msg"] == "no such option"
+    assert device["_type"] == "VirtualDevice" and device["deviceInfo"] == {"label": "WDT", "summary": "s"}
+
+
+XML_TEXT = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xD7FF) | st.sampled_from("\t\n"), max_size=40)
+OPTION_VALUES = st.one_of(
+    XML_TEXT, st.booleans(), st.integers(-(1 << 63), (1 << 63) - 1),
+    st.floats(allow_nan=False, allow_infinity=False, width=32),
+    st.datetimes(min_value=datetime.datetime(1900, 1, 1), max_value=datetime.datetime(2200, 1, 1),
+                 timezones=st.sampled_from([datetime.UTC, datetime.timezone(datetime.timedelta(hours=-7, minutes=-30))])),
+    st.binary(max_size=20), st.lists(XML_TEXT, max_size=3), st.lists(st.integers(-(1 << 31), (1 << 31) - 1),
+                                                                     max_size=3))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(sorted(ESXI_SETTINGS)), OPTION_VALUES), max_size=6), XML_TEXT)
+def test_typed_values_read_the_same(options, name):
+    """Host advanced settings of every type an anyType value takes, and names of any text."""
+    from pyVmomi import VmomiSupport, vim, vmodl
+
+    def typed(value):
+        if isinstance(value, bytes):
+            return VmomiSupport.binary(value)
+        if isinstance(value, list):
+            kind = "int[]" if value and isinstance(value[0], int) else "string[]"
+            return VmomiSupport.GetVmodlType(kind)(value)
+        if isinstance(value, int) and not isinstance(value, bool) and not -(1 << 31) <= value < (1 << 31):
+            return VmomiSupport.GetVmodlType("long")(value)
+        return value
+
+    option = vim.option.OptionValue
+    host = vmodl.query.PropertyCollector.ObjectContent(obj=vim.HostSystem("host-7"), propSet=[
+        vmodl.DynamicProperty(name="name", val=name),
+        vmodl.DynamicProperty(name="config.option", val=option.Array([option(key=k, value=typed(v)) for k, v in options]))])
+    version = "vim.version.version11"
+    reference, fast = read_both(soap_answer([host], version), version)
+    assert as_json(fast) == as_json(reference)
+
+
+# -- answers that are not what they should be ------------------------------------------------
+
+
+BOMB = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">' + b"".join(
+    b'<!ENTITY lol%d "%s">' % (i, (b"&lol%d;" % (i - 1) if i > 1 else b"&lol;") * 10) for i in range(1, 10))
+    + b']><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>'
+    b'<RetrievePropertiesExResponse xmlns="urn:vim25"><returnval><token>&lol9;</token></returnval>'
+    b"</RetrievePropertiesExResponse></soapenv:Body></soapenv:Envelope>")
+EXTERNAL = (b'<?xml version="1.0"?><!DOCTYPE e [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+            b'<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>'
+            b'<RetrievePropertiesExResponse xmlns="urn:vim25"><returnval><token>&x;</token></returnval>'
+            b"</RetrievePropertiesExResponse></soapenv:Body></soapenv:Envelope>")
+FAULT = (b'<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/'
+         b'envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><soapenv:Fault>'
+         b'<faultcode>ServerFaultCode</faultcode><faultstring>config.bogus is not a property</faultstring><detail>'
+         b'<InvalidPropertyFault xmlns="urn:vim25" xsi:type="InvalidProperty"><name>config.bogus</name>'
+         b"</InvalidPropertyFault></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>")
+
+
+def mangled(mode: str, body: bytes) -> tuple[int, bytes, bool]:
+    """(HTTP status, body, whether to cut the connection after half of it) for `mode`."""
+    if mode == "truncated":
+        return 200, body[: len(body) // 2], False
+    if mode == "cut off":
+        return 200, body, True
+    if mode == "garbage":
+        return 200, bytes(range(256)) * 40, False
+    if mode == "html":
+        return 200, b"<html><body>502 Bad Gateway</body></html>", False
+    if mode == "entity bomb":
+        return 200, BOMB, False
+    if mode == "external entity":
+        return 200, EXTERNAL, False
+    if mode == "deep":
+        return 200, b"<soapenv:Envelope xmlns:soapenv='http://schemas.xmlsoap.org/soap/envelope/'>" + b"<a>" * 100_000, False
+    if mode == "fault":
+        return 500, FAULT, False
+    if mode == "unknown property":
+        return 200, body.replace(b"<timeZone>", b"<bogusProperty>1</bogusProperty><timeZone>", 1), False
+    if mode == "bad number":
+        return 200, re.sub(rb"<gmtOffset>0</gmtOffset>", b"<gmtOffset>zero</gmtOffset>", body, count=1), False
+    if mode == "other answer":
+        return 200, body.replace(b"RetrievePropertiesExResponse", b"RetrievePropertiesResponse"), False
+    raise AssertionError(mode)
+
+
+class Relay(http.server.ThreadingHTTPServer):
+    """An HTTPS relay in front of the simulator that mangles the answer to the `nth`
+    PropertyCollector page request (RetrievePropertiesEx or ContinueRetrievePropertiesEx),
+    or to the first one after it that has what the mode changes."""
+
+    daemon_threads = True
+
+    def __init__(self, simulator, workdir: Path, mode: str, nth: int = 1):
+        super().__init__(("127.0.0.1", 0), RelayHandler)
+        self.simulator, self.mode, self.nth, self.pages, self.done = simulator, mode, nth, 0, False
+        self.lock = threading.Lock()
+        cert, key = make_certificate(workdir)
+        self.cert = workdir / "relay-ca.pem"
+        self.cert.write_bytes(cert.read_bytes())
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        self.socket = context.wrap_socket(self.socket, server_side=True)
+        self.upstream = ssl.create_default_context(cafile=str(simulator.cert))
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def server(self) -> str:
+        return f"127.0.0.1:{self.server_address[1]}"
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class RelayHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # pyVmomi keeps its connections
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.relay(b"")
+
+    def do_POST(self) -> None:
+        self.relay(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+
+    def relay(self, request: bytes) -> None:
+        relay: Relay = self.server
+        upstream = http.client.HTTPSConnection("127.0.0.1", relay.simulator.port, context=relay.upstream, timeout=30)
+        headers = {name: self.headers[name] for name in ("Cookie", "SOAPAction", "Content-Type") if self.headers[name]}
+        upstream.request(self.command, self.path, request or None, headers)
+        answer = upstream.getresponse()
+        status, body, cut = answer.status, answer.read(), False
+        upstream.close()
+        if re.search(rb"<(Continue)?RetrievePropertiesEx[\s>]", request):
+            with relay.lock:
+                relay.pages += 1
+                if relay.pages >= relay.nth and not relay.done:
+                    # the nth page, or the first after it with what the mode changes
+                    status, changed, cut = mangled(relay.mode, body)
+                    relay.done, body = changed != body or cut, changed
+        self.send_response(status)
+        for name in ("Set-Cookie", "Content-Type"):
+            if answer.getheader(name):
+                self.send_header(name, answer.getheader(name))
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[: len(body) // 2] if cut else body)
+        if cut:
+            self.wfile.flush()
+            self.close_connection = True
+
+
+@pytest.fixture(scope="module")
+def upstream(simulator_binary, tmp_path_factory):
+    instance = vcsim.start(simulator_binary, tmp_path_factory.mktemp("upstream"))
+    yield instance
+    instance.stop()
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("mode, nth, message", [
+    ("truncated", 1, "not valid vSphere SOAP (not well-formed XML"),
+    ("truncated", 3, "not valid vSphere SOAP (not well-formed XML"),  # a later page, read ahead
+    ("cut off", 2, "connection lost (IncompleteRead)"),
+    ("garbage", 1, "not valid vSphere SOAP (not well-formed XML"),
+    ("html", 1, "not valid vSphere SOAP (not a SOAP envelope but <html>)"),
+    ("entity bomb", 1, "not valid vSphere SOAP (the answer declares a DTD, which SOAP forbids)"),
+    ("external entity", 1, "not valid vSphere SOAP (the answer declares a DTD, which SOAP forbids)"),
+    ("deep", 1, "not valid vSphere SOAP (not well-formed XML"),
+    ("unknown property", 1, "not valid vSphere SOAP (HostDateTimeInfo has no property 'bogusProperty')"),
+    ("bad number", 1, "not valid vSphere SOAP ('zero' is not a whole number)"),
+    ("other answer", 1, "not valid vSphere SOAP (<RetrievePropertiesResponse> answers no RetrievePropertiesEx)"),
+    ("fault", 2, "InvalidProperty: config.bogus is not a property"),
+])
+def test_a_bad_answer_fails_the_source_and_keeps_nothing(upstream, tmp_path, mode, nth, message):
+    relay = Relay(upstream, tmp_path, mode, nth)
+    try:
+        started = time.monotonic()
+        result = VSphereSource(connection(upstream, port=relay.server_address[1], ca_bundle=str(relay.cert)),
+                               page_size=5).collect(Progress(enabled=False))
+        elapsed = time.monotonic() - started
+    finally:
+        relay.stop()
+    (source,) = result.sources
+    assert relay.done, "the relay never mangled an answer"
+    assert source.status == "failed" and result.resources == [], source
+    assert source.error.startswith(f"{relay.server} (collecting): ") and message in source.error, source.error
+    assert "\n" not in source.error and "root:" not in source.error and "lol" not in source.error
+    assert elapsed < 15
+
+
+@pytest.mark.peer
+def test_a_fault_reads_as_pyvmomi_reads_it(upstream, tmp_path):
+    errors = []
+    for parser in ("fast", "pyvmomi"):
+        (tmp_path / parser).mkdir()
+        relay = Relay(upstream, tmp_path / parser, "fault")
+        try:
+            error = VSphereSource(connection(upstream, port=relay.server_address[1], ca_bundle=str(relay.cert)),
+                                  parser=parser).collect(Progress(enabled=False)).sources[0].error
+        finally:
+            relay.stop()
+        errors.append(error.replace(relay.server, "VC"))
+    assert errors == ["VC (collecting): vmodl.query.InvalidProperty: config.bogus is not a property"] * 2
+
+
+def test_size_limit_gzip_bomb_and_depth_are_refused_at_once():
+    from pyVmomi import vim, vmodl
+
+    host = vmodl.query.PropertyCollector.ObjectContent(obj=vim.HostSystem("host-1"), propSet=[
+        vmodl.DynamicProperty(name="name", val="esx")])
+    body = soap_answer([host], "vim.version.version11")
+    for encoding in ("gzip", "deflate"):
+        compressed = gzip.compress(body) if encoding == "gzip" else zlib.compress(body)
+        assert answer_element(read_document(Answer(compressed, encoding)), "RetrievePropertiesEx")[0] is not None
+    started = time.monotonic()
+    bomb = gzip.compress(b" " * (64 << 20), compresslevel=9)  # 64 kB that inflate to 64 MB
+    with pytest.raises(MalformedAnswer, match="larger than 1 MiB"):
+        read_document(Answer(bomb, "gzip"), limit=1 << 20)
+    with pytest.raises(MalformedAnswer, match="larger than 1 MiB"):
+        read_document(Answer(b"<a>" + b" " * (2 << 20) + b"</a>"), limit=1 << 20)
+    with pytest.raises(MalformedAnswer, match="compressed answer is corrupt"):
+        read_document(Answer(b"\x1f\x8b\x08\x00garbage", "gzip"))
+    with pytest.raises(MalformedAnswer, match="compressed answer is corrupt"):
+        read_document(Answer(gzip.compress(body)[:-30], "gzip"))
+    with pytest.raises(MalformedAnswer, match="not well-formed"):
+        read_document(Answer(b"<a>" * 100_000))
+    with pytest.raises(MalformedAnswer, match="not well-formed"):
+        read_document(Answer(b""))
+    with pytest.raises(MalformedAnswer, match="declares a DTD"):
+        read_document(Answer(BOMB))
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.peer
+def test_a_bad_answer_on_the_command_line_is_one_line_and_the_others_stand(upstream, simulator_binary, tmp_path):
+    """Two vCenters in one command (each in its own process): one answers an entity bomb on
+    its second page. Exit 3, one error line, no traceback, and only the sound one's resources."""
+    relay = Relay(upstream, tmp_path, "entity bomb", nth=2)
+    sound = vcsim.start(simulator_binary, tmp_path, "-vms", "1")
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text(relay.cert.read_text() + sound.cert.read_text())
+    out = tmp_path / "estate.json"
+    env = {**os.environ, "VSPHERE_USER": "auditor", "VSPHERE_PASSWORD": vcsim.PASSWORD}
+    try:
+        result = subprocess.run([sys.executable, "-m", "auditor", "collect", "vsphere", "--server", relay.server,
+                                 "--server", sound.server, "--ca-bundle", str(bundle), "--page-size", "5",
+                                 "--out", str(out), "-q"], capture_output=True, text=True, cwd=ROOT, env=env,
+                                timeout=GUARD)
+    finally:
+        relay.stop()
+        sound.stop()
+    assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("auditor: error")]
+    assert len(errors) == 1 and f"{relay.server} (collecting): the server's answer is not valid vSphere SOAP" in errors[0]
+    snapshot = load_snapshot(out)
+    assert [(s.id, s.status) for s in snapshot.sources] == [(relay.server, "failed"), (sound.server, "ok")]
+    assert {r["source"] for r in snapshot.resources} == {sound.server}
+
+
+# -- sources in processes of their own ----------------------------------------------------------
+
+
+class Probe(InventorySource):
+    """A source that says which process collected it (`how` picks a misbehaviour)."""
+
+    own_process = True
+    cloud, kind = "test", "probe"
+
+    def __init__(self, name: str, how: str = "well"):
+        self.id = name
+        self.how = how
+
+    def collect(self, progress: Progress) -> Collected:
+        progress.update(self.id, 7)
+        if self.how == "dies":
+            os._exit(9)
+        if self.how == "bug":
+            raise KeyError("a bug of ours")
+        source = Source(id=self.id, cloud=self.cloud, kind=self.kind, details={"pid": os.getpid()})
+        return Collected([source], [{"id": f"{self.id}/x", "pid": os.getpid()}])
+
+
+class ThreadProbe(Probe):
+    """A source collected on a thread of the parent, as Azure's are."""
+
+    own_process = False
+
+
+class Recorder(Progress):
+    def __init__(self):
+        super().__init__(enabled=False)
+        self.seen = []
+
+    def update(self, source, count):
+        self.seen.append((source, count))
+
+
+def test_sources_collected_together_run_in_processes_and_one_dying_fails_alone():
+    progress = Recorder()
+    snapshot = collect_all([Probe("a"), Probe("b", "dies"), Probe("c"), ThreadProbe("t")], progress)
+    assert [(s.id, s.status) for s in snapshot.sources] == [("a", "ok"), ("b", "failed"), ("c", "ok"), ("t", "ok")]
+    pids = {snapshot.sources[0].details["pid"], snapshot.sources[2].details["pid"]}
+    assert len(pids) == 2 and os.getpid() not in pids
+    assert snapshot.sources[3].details["pid"] == os.getpid()  # on a thread here, as Azure's sources
+    assert [r["id"] for r in snapshot.resources] == ["a/x", "c/x", "t/x"]
+    assert snapshot.sources[1].error == ("b (collecting): the collecting process ended without a result (exit status "
+                                         "9): it was killed, ran out of memory, or hit a bug of auditor")
+    assert sorted(progress.seen) == [("a", 7), ("b", 7), ("c", 7), ("t", 7)]
+    # a lone source is collected here, where a process would only add its start
+    assert collect_all([Probe("d")], Recorder()).sources[0].details["pid"] == os.getpid()
+
+
+def test_a_bug_in_a_collecting_process_is_raised_in_the_parent():
+    with pytest.raises(KeyError, match="a bug of ours") as raised:
+        collect_all([Probe("a"), Probe("b", "bug")], Recorder())
+    assert any("in the process collecting b" in note for note in raised.value.__notes__)
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid`, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    living = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            living.add(pid)
+    return living
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("how", ["SIGTERM to the command", "Ctrl-C in the terminal"])
+def test_stopping_the_command_stops_every_collecting_process(simulator_binary, tmp_path, how):
+    # slow pages (0.4 s each, three objects a page): both collections take several seconds
+    simulators = [vcsim.start(simulator_binary, tmp_path, "-delay-ms", "400") for _ in range(2)]
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("".join(s.cert.read_text() for s in simulators))
+    env = {**os.environ, "VSPHERE_USER": "auditor", "VSPHERE_PASSWORD": vcsim.PASSWORD}
+    command = subprocess.Popen(
+        [sys.executable, "-m", "auditor", "collect", "vsphere", *[a for s in simulators for a in ("--server", s.server)],
+         "--ca-bundle", str(bundle), "--page-size", "3", "--out", str(tmp_path / "estate.json"), "-q"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # the fork server and, below it, a collecting process per vCenter
+            below = descendants(command.pid)
+            collecting = {pid for pid in below if parent_of(pid) != command.pid}
+            if len(collecting) >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert len(collecting) >= 2, "no collecting processes"
+        for pid in below:  # the password goes through pipes, never on a command line
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                assert vcsim.PASSWORD.encode() not in cmdline.read()
+        if how == "SIGTERM to the command":
+            os.kill(command.pid, signal.SIGTERM)
+        else:
+            os.killpg(command.pid, signal.SIGINT)
+        _, err = command.communicate(timeout=GUARD)
+        deadline = time.monotonic() + 10
+        while alive(below) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(below), f"left running: {alive(below)}"
+    finally:
+        if command.poll() is None:
+            command.kill()
+            command.wait()
+        for simulator in simulators:
+            simulator.stop()
+    assert "Traceback" not in err, err
+    if how == "SIGTERM to the command":
+        assert command.returncode == -signal.SIGTERM
+    else:
+        assert command.returncode == 130 and "auditor: interrupted; no output was written" in err, err
+    assert not (tmp_path / "estate.json").exists()
+
+
+def parent_of(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return None
+
+
+@pytest.mark.peer
+def test_a_vcenter_that_stops_answering_mid_read_ahead(simulator_binary, tmp_path):
+    """The read-ahead page request meets a vCenter that has stopped: one timeout, as ever."""
+    hung = vcsim.start(simulator_binary, tmp_path, "-stop-on", "ContinueRetrievePropertiesEx:2")
+    try:
+        started = time.monotonic()
+        result = collect(hung, page_size=3, timeout=2)
+        elapsed = time.monotonic() - started
+        assert hung.stopped
+    finally:
+        hung.resume()
+        hung.stop()
+    assert result.resources == [] and result.sources[0].error == f"{hung.server} (collecting): timed out after 2 s"
+    assert elapsed < 10
