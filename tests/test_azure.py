@@ -44,8 +44,8 @@ PCI = "9f2c4e1a-7b3d-4c5e-8f60-a1b2c3d4e5f6"
 EXAMPLES = ["subid", "{subscriptionId}", "ae640e6b-ba3e-4256-9d62-2993eecfa6f2"]
 
 
-@pytest.fixture
-def replay(tmp_path, monkeypatch):
+@pytest.fixture(name="replay")
+def replay_fixture(tmp_path, monkeypatch):
     server = ArmReplay(tmp_path, standard_estate()).start()
     monkeypatch.setenv("AZURE_TENANT_ID", TENANT)
     monkeypatch.setenv("AZURE_CLIENT_ID", CLIENT_ID)
