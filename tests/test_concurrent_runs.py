@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import AS_OF, ROOT
+from tests.postgres import history_db_fixture  # noqa: F401 (the history_db fixture: SQLite and PostgreSQL)
 
 OUTPUTS = {"findings.json", "results.sarif", "report.html", "junit.xml"}
 SCAN = [sys.executable, "-m", "auditor", "scan", "-q", "--as-of", AS_OF.isoformat()]
@@ -238,11 +239,10 @@ def test_a_history_database_of_an_older_auditor_stays_readable(tmp_path):
         assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("1",)
 
 
-def test_standard_output_writes_no_folder(tmp_path):
-    result = subprocess.run([*SCAN, "-f", "json", "-o", "-", "--history", str(tmp_path / "h.db")], cwd=tmp_path,
-                            env=ENV, text=True, capture_output=True)
+def test_standard_output_writes_no_folder(tmp_path, history_db):
+    result = subprocess.run([*SCAN, "-f", "json", "-o", "-", *history_db.flags], cwd=tmp_path,
+                            env={**ENV, **history_db.env}, text=True, capture_output=True)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["schema"] == "auditor.findings"
-    assert sorted(os.listdir(tmp_path)) == ["h.db"]
-    with closing(sqlite3.connect(tmp_path / "h.db")) as db:
-        assert db.execute("SELECT run FROM scans").fetchall() == [(None,)]
+    assert [p for p in tmp_path.rglob("*") if not p.is_dir()] == history_db.local_files  # the history's own file
+    assert history_db.rows("SELECT run FROM scans") == [(None,)]

@@ -6,7 +6,6 @@ import copy
 import json
 import re
 import shlex
-import sqlite3
 
 import pytest
 
@@ -18,6 +17,7 @@ from auditor.gate import apply_waivers, compare, decide, load_waivers
 from auditor.sample import SAMPLE_BASELINE, SAMPLE_SNAPSHOT
 from auditor.snapshot import load_snapshot, save_snapshot
 from tests.conftest import AS_OF
+from tests.postgres import history_db_fixture  # noqa: F401 (the history_db fixture: SQLite and PostgreSQL)
 
 ARGS = ["--as-of", AS_OF.isoformat(), "-q"]
 # a drifted copy of the sample is scanned with the sample's zones and entitlements, as the sample is
@@ -207,19 +207,25 @@ def test_gate_input_errors_exit_2(workdir, capsys):
     assert not (workdir / "reports").exists()
 
 
-def test_history_records_scans_first_seen_and_trend(workdir, capsys):
-    first_scan(workdir)
-    assert main(["scan", *ARGS, *SAMPLE_ZONES, "--snapshot", str(drifted_sample(workdir)[0])]) == 0
-    db = sqlite3.connect(workdir / "reports" / "history.db")
-    totals = [row[0] for row in db.execute("SELECT total FROM scans ORDER BY id")]
+def test_history_records_scans_first_seen_and_trend(workdir, capsys, history_db):
+    assert main(["scan", *ARGS, *history_db.flags]) == 0
+    first = json.loads((workdir / "reports" / "latest" / "findings.json").read_text())
+    assert main(["scan", *ARGS, *history_db.flags, *SAMPLE_ZONES, "--snapshot", str(drifted_sample(workdir)[0])]) == 0
+    totals = [row[0] for row in history_db.rows("SELECT total FROM scans ORDER BY id")]
     assert len(totals) == 2 and totals[1] == totals[0] + 1
     document = json.loads((workdir / "reports" / "latest" / "findings.json").read_text())
     assert len(document["history"]) == 2 and all(f["first_seen"] for f in document["findings"])
-    assert main(["history"]) == 0
+    known = {f["fingerprint"] for f in first["findings"]}
+    assert {f["first_seen"] for f in document["findings"] if f["fingerprint"] in known} == {first["scanned_at"]}
+    assert [f["first_seen"] for f in document["findings"] if f["fingerprint"] not in known] == [document["scanned_at"]]
+    assert main(["history", *history_db.flags]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].split()[:2] == ["scan", "scanned"] and len(out.splitlines()) == 3
     html = (workdir / "reports" / "latest" / "report.html").read_text()
     assert 'id="trend"' in html
+
+
+def test_a_file_that_is_no_history_database_is_refused(workdir, capsys):
     (workdir / "broken.db").write_text("not a database")
     assert main(["scan", *ARGS, "--history", str(workdir / "broken.db")]) == 2
     assert "broken.db: not a usable history database" in capsys.readouterr().err

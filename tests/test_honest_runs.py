@@ -23,6 +23,7 @@ from auditor.gate import decide
 from auditor.sample import SAMPLE_BASELINE, SAMPLE_SNAPSHOT
 from auditor.snapshot import Snapshot, Source, load_snapshot, save_snapshot
 from tests.conftest import AS_OF
+from tests.postgres import history_db_fixture  # noqa: F401 (the history_db fixture: SQLite and PostgreSQL)
 
 ARGS = ["--as-of", AS_OF.isoformat(), "--no-history"]
 SAMPLE_ZONES = ["--baseline", str(SAMPLE_BASELINE)]
@@ -414,15 +415,17 @@ def test_junit_shows_a_partial_rule_with_no_open_finding_as_skipped(workdir):
         assert skipped is not None and skipped.get("message").startswith("partial: ")
 
 
-def test_history_counts_unknown_findings_apart_from_open_ones(workdir, capsys):
-    main(["scan", "--as-of", AS_OF.isoformat(), *SAMPLE_ZONES, "--snapshot", str(sample_copy(workdir, "a.json")), "-q"])
+def test_history_counts_unknown_findings_apart_from_open_ones(workdir, capsys, history_db):
+    main(["scan", "--as-of", AS_OF.isoformat(), *SAMPLE_ZONES, "--snapshot", str(sample_copy(workdir, "a.json")), "-q",
+          *history_db.flags])
     partial = sample_copy(workdir, "partial.json", fail_source(VC2))
     main(["scan", "--as-of", AS_OF.isoformat(), *SAMPLE_ZONES, "--snapshot", str(partial), "--compare", "latest",
-          "-q"])
+          "-q", *history_db.flags])
     document = latest(workdir)
     assert document["history"][-1]["total"] == document["summary"]["open"]
+    assert history_db.rows("SELECT total, incomplete FROM scans ORDER BY id")[-1] == (document["summary"]["open"], 1)
     capsys.readouterr()
-    main(["history"])
+    main(["history", *history_db.flags])
     newest = capsys.readouterr().out.splitlines()[1]
     assert f"{document['summary']['open']:>5}" in newest
 
