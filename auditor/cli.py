@@ -294,7 +294,9 @@ def _collect(options: Any) -> int:
     if not options.quiet:
         counts = ", ".join(f"{s.id}: {s.resource_count}" if s.status == "ok" else f"{s.id}: failed"
                            for s in outcome.snapshot.sources)
-        print(f"wrote {len(outcome.snapshot.resources)} resources to {options.output} ({safe(counts)})")
+        # the blob written, not the prefix asked for: a site's log then names the exact snapshot
+        # that a later `scan --max-age` may call stale
+        print(f"wrote {len(outcome.snapshot.resources)} resources to {safe(outcome.output)} ({safe(counts)})")
     return outcome.exit_code
 
 

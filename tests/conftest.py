@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import textwrap
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -15,6 +16,9 @@ from auditor.bundled import bundled_baselines_dir
 from auditor.engine.evaluate import evaluate
 from auditor.engine.rules import compile_rules, load_rules
 from auditor.findings import Finding
+
+if TYPE_CHECKING:
+    from tests.azurite import Azurite
 
 AS_OF = date(2026, 11, 25)
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -95,6 +99,17 @@ def multitool_binary() -> Path | None:
         if binary.exists():
             return binary
     return None
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    """Microsoft's Blob Storage emulator (tests/azurite.py), started once for the whole session:
+    the blob and fan-out tests each take a container of their own in it."""
+    from tests.azurite import start  # here, not at the top: tests/azurite.py imports this module
+
+    emulator = start(tmp_path_factory.mktemp("azurite"))
+    yield emulator
+    emulator.stop()
 
 
 CHROMIUM = Path(os.environ.get("AUDITOR_CHROMIUM", "/usr/bin/chromium"))
