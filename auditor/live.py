@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .blob import BlobLocation, is_blob
 from .errors import EXIT_INCOMPLETE, EXIT_OK, InputError
 from .files import read_input
 from .options import AzureOptions, CollectOptions, VSphereOptions
@@ -58,7 +59,7 @@ def vsphere_sources(options: VSphereOptions, warn: Callable[[str], None]) -> lis
                                        ca_bundle=str(options.ca_bundle) if options.ca_bundle else None,
                                        insecure=options.insecure, timeout=options.timeout,
                                        credentials_from=credentials_from)
-        sources.append(VSphereSource(connection, page_size=options.page_size))
+        sources.append(VSphereSource(connection, page_size=options.page_size, parser=options.parser))
     return sources
 
 
@@ -103,7 +104,7 @@ class CollectOutcome:
     """What `collect` gathered and whether it wrote the snapshot."""
 
     snapshot: Snapshot
-    output: Path
+    output: Path | BlobLocation  # in storage under a prefix: the blob written
     written: bool
 
     @property
@@ -113,14 +114,23 @@ class CollectOutcome:
 
 
 def run_collect(options: CollectOptions, warn: Callable[[str], None], progress: Progress) -> CollectOutcome:
-    """Collect one kind of live source into a snapshot file. When every source failed,
-    nothing is written, so the snapshot already at the output path stays."""
+    """Collect one kind of live source into a snapshot file or blob. When every source
+    failed, nothing is written, so the snapshot already at the output path stays."""
     from .snapshot import save_snapshot
 
     # the options of the other kind of source are left at their defaults: off
     sources = live_sources(options.vsphere, options.azure, warn)
+    output = options.output
+    if is_blob(output):
+        from .blob import check_output, source_label, upload_snapshot
+        check_output(output)  # a missing container or a refused credential, before minutes of collection
     snapshot = collect_all(sources, progress)
     written = any(source.status == "ok" for source in snapshot.sources)
-    if written:
-        save_snapshot(snapshot, options.output)
-    return CollectOutcome(snapshot, options.output, written)
+    if written and is_blob(output):
+        scope = (options.vsphere.servers if options.source == "vsphere" else
+                 [f"mg-{options.azure.management_group}"] if options.azure.management_group else
+                 options.azure.subscriptions)
+        output = upload_snapshot(snapshot, output, source_label(options.source, scope))
+    elif written:
+        save_snapshot(snapshot, output)
+    return CollectOutcome(snapshot, output, written)

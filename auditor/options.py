@@ -24,14 +24,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+from .blob import BlobLocation, is_blob, looks_like_blob, parse_location
 from .errors import InputError
 from .files import DEFAULT_INPUT_LIMIT
+from .history import HistoryLocation, history_location
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 REPORT_FORMATS = ("json", "sarif", "html", "junit", "csv")
@@ -116,6 +119,28 @@ def as_path(text: str) -> Path:
     return Path(text)
 
 
+def as_location(text: str) -> Path | BlobLocation:
+    """A local path, or a place in Azure Blob Storage (`az://container/path`, or the
+    account's blob URL): see auditor/blob.py."""
+    return parse_location(text.strip()) if looks_like_blob(text.strip()) else as_path(text)
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86_400, "w": 604_800}
+_DURATION_PART = re.compile(r"(\d{1,6})(min|[smhdw])")
+
+
+def as_duration(text: str) -> float:
+    """A duration in seconds from `36h`, `2d`, `90m`, `1d12h` (units s, m or min, h, d, w)."""
+    spoken = text.strip().lower().replace(" ", "")
+    parts = _DURATION_PART.findall(spoken)
+    if not parts or "".join(number + unit for number, unit in parts) != spoken:
+        raise ValueError(f"'{text}' is not a duration (a number and a unit: 36h, 2d, 90m, 1w)")
+    seconds = sum(int(number) * _DURATION_UNITS[unit] for number, unit in parts)
+    if not 0 < seconds <= 366 * 86_400:
+        raise ValueError(f"'{text}' must be more than nothing and at most a year")
+    return float(seconds)
+
+
 # --- the table -------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -166,6 +191,9 @@ def _vsphere_specs(prefixed: bool) -> list[Spec]:
              default=60.0, metavar="SECONDS", aliases=aliases("timeout"), group=group, needs_source=needs),
         Spec("vsphere-page-size", "objects per PropertyCollector page (default: 1000)", parse=as_count,
              default=1000, metavar="N", aliases=aliases("page-size"), group=group, needs_source=needs),
+        Spec("vsphere-parser", "how the PropertyCollector's answers are read: fast (lxml, the default) or pyvmomi "
+             "(its own deserialiser: the same snapshot, several times the CPU)", choices=("fast", "pyvmomi"),
+             default="fast", aliases=aliases("parser"), group=group, needs_source=needs),
     ]
 
 
@@ -208,6 +236,9 @@ NO_DEFAULT_RULES = Spec("no-default-rules", "do not run the shipped rule packs, 
 RULES = Spec("rules", "rule files or folders to run beside the shipped packs (see --no-default-rules)",
              parse=as_path, many=True, default=[], metavar="PATH")
 STDOUT = Path("-")  # `--output -`: the one format to standard output
+STORAGE_TIMEOUT = Spec("storage-timeout", "network timeout per Azure Blob Storage request in seconds, when a "
+                       "snapshot or output is in storage (default: 60)", parse=as_seconds, default=60.0,
+                       metavar="SECONDS")
 MAX_INPUT_SIZE = Spec("max-input-size", "largest snapshot or earlier findings file to read, counted after "
                       "gzip decompression (default: 2G)", parse=as_size, default=DEFAULT_INPUT_LIMIT, metavar="SIZE")
 CONFIG = Spec("config", f"config file of options (default: ./{CONFIG_FILE} when it exists)", parse=as_path,
@@ -215,8 +246,14 @@ CONFIG = Spec("config", f"config file of options (default: ./{CONFIG_FILE} when 
 
 SPECS: dict[str, list[Spec]] = {
     "scan": [
-        Spec("snapshot", "snapshot files to scan; repeat or list several", parse=as_path, many=True, default=[],
-             metavar="FILE"),
+        Spec("snapshot", "snapshot files to scan, or Azure Blob Storage locations (az://container/blob, or the "
+             "account's blob URL); a location ending in / reads the newest snapshot of each source under it; "
+             "repeat or list several", parse=as_location, many=True, default=[], metavar="LOCATION"),
+        Spec("max-age", "a source whose snapshot was collected longer ago than this (36h, 2d) counts as failed: "
+             "exit 3, naming it and its age", parse=as_duration, metavar="DURATION"),
+        Spec("workers", "processes that evaluate JSON Lines snapshots (.jsonl, .jsonl.gz) one vCenter or Azure "
+             "tenant at a time, so memory follows the largest of them, not the estate (default: one per CPU); "
+             "1 reads the whole estate into this process", parse=as_count, metavar="N"),
         Spec("sample", "scan the bundled sample estate (also the default when no source is named)", switch=True,
              default=False),
         RULES,
@@ -232,8 +269,9 @@ SPECS: dict[str, list[Spec]] = {
         Spec("baseline", "baseline files; their tables replace shipped tables of the same name", parse=as_path,
              many=True, default=[], metavar="FILE"),
         Spec("output", "output folder: each run writes DIR/<timestamp>/ and DIR/latest (default: reports); "
-             "`-` writes the one --format to standard output", parse=as_path, default=Path("reports"),
-             metavar="DIR", aliases=("out", "o")),
+             "`-` writes the one --format to standard output; az://container/prefix/ (or a blob URL) uploads "
+             "them to Azure Blob Storage", parse=as_location, default=Path("reports"), metavar="DIR",
+             aliases=("out", "o")),
         Spec("format", f"comma-separated formats to write (default: {','.join(DEFAULT_FORMATS)}; also csv)",
              many=True, default=list(DEFAULT_FORMATS), choices=REPORT_FORMATS, metavar="LIST", aliases=("f",)),
         Spec("fail-on", "exit 1 on findings at or above this severity, or on `new` ones (see --compare); "
@@ -242,7 +280,9 @@ SPECS: dict[str, list[Spec]] = {
              choices=SEVERITIES),
         Spec("compare", "a previous findings.json or SARIF of auditor, or `latest` for the newest run in the "
              "output folder: findings become new/unchanged/updated/absent/unknown", metavar="PREVIOUS"),
-        Spec("history", "scan history database (default: OUTPUT/history.db)", parse=as_path, metavar="DB"),
+        Spec("history", "scan history: a SQLite file (default: OUTPUT/history.db) or PostgreSQL, "
+             "postgresql://USER@HOST:PORT/DB (password from PGPASSWORD or ~/.pgpass)", parse=history_location,
+             metavar="DB"),
         Spec("gate-provider-findings", "let findings the provider acts on (the hosts of an Azure VMware Solution "
              "private cloud, run by Microsoft) fail the gate too; they are always reported", switch=True,
              default=False),
@@ -257,32 +297,40 @@ SPECS: dict[str, list[Spec]] = {
         Spec("vsphere", "collect these vCenters live (HOST or HOST:PORT) and scan them with the rest", many=True,
              default=[], metavar="HOST"),
         *_vsphere_specs(prefixed=True),
-        Spec("save-snapshot", "also write what was collected live to FILE (.json or .json.gz)", parse=as_path,
+        Spec("save-snapshot", "also write what was collected live to FILE (.json, .json.gz; .jsonl or .jsonl.gz "
+             "for JSON Lines)", parse=as_path,
              metavar="FILE"),
         Spec("azure", "collect Azure live (the --azure-* options choose what) and scan it with the rest",
              switch=True, default=False),
         *_azure_specs(prefixed=True),
         MAX_INPUT_SIZE,
+        STORAGE_TIMEOUT,
         CONFIG,
     ],
     "collect vsphere": [
         Spec("vsphere", "vCenter or ESXi host to collect (HOST, HOST:PORT or https://HOST/sdk); repeat for "
              "several", many=True, default=[], metavar="HOST", aliases=("server",)),
-        Spec("output", "snapshot to write (.json or .json.gz)", parse=as_path, metavar="FILE",
+        Spec("output", "snapshot to write (.json, .json.gz; .jsonl or .jsonl.gz for JSON Lines), or in Azure Blob "
+             "Storage: a blob, or a prefix "
+             "az://container/path/ that gets <source>/<UTC time>.json.gz", parse=as_location, metavar="FILE",
              aliases=("out", "o")),
         QUIET,
         VERBOSE,
         LOG_LEVEL,
         *_vsphere_specs(prefixed=False),
+        STORAGE_TIMEOUT,
         CONFIG,
     ],
     "collect azure": [
-        Spec("output", "snapshot to write (.json or .json.gz)", parse=as_path, metavar="FILE",
+        Spec("output", "snapshot to write (.json, .json.gz; .jsonl or .jsonl.gz for JSON Lines), or in Azure Blob "
+             "Storage: a blob, or a prefix "
+             "az://container/path/ that gets <source>/<UTC time>.json.gz", parse=as_location, metavar="FILE",
              aliases=("out", "o")),
         QUIET,
         VERBOSE,
         LOG_LEVEL,
         *_azure_specs(prefixed=False),
+        STORAGE_TIMEOUT,
         CONFIG,
     ],
     "rules list": [
@@ -306,7 +354,8 @@ SPECS: dict[str, list[Spec]] = {
         CONFIG,
     ],
     "history": [
-        Spec("history", "scan history database (default: reports/history.db)", parse=as_path,
+        Spec("history", "scan history: a SQLite file (default: reports/history.db) or PostgreSQL, "
+             "postgresql://USER@HOST:PORT/DB (password from PGPASSWORD or ~/.pgpass)", parse=history_location,
              default=Path("reports") / "history.db", metavar="DB", aliases=("db",)),
         Spec("limit", "how many scans to list (default: 20)", parse=as_count, default=20, metavar="N"),
         CONFIG,
@@ -331,7 +380,7 @@ def _flag_type(spec: Spec) -> Callable[[str], Any]:
         try:
             if spec.name == "format" and spec.many:
                 return _format_list(text, spec)
-            if spec.many and spec.parse is not as_path:
+            if spec.many and spec.parse not in (as_path, as_location):
                 # `--severity critical,high` as the environment and config file write it;
                 # paths keep their commas
                 return [one(part.strip()) for part in text.split(",") if part.strip()] or [one(text)]
@@ -580,6 +629,7 @@ class VSphereOptions(Named):
     insecure: bool = False
     timeout: float = 60.0
     page_size: int = 1000
+    parser: str = "fast"  # how SOAP answers are read (auditor.sources.vsphere.PARSERS)
     given: dict[str, str] = field(default_factory=dict)
 
 
@@ -606,19 +656,20 @@ class AzureOptions(Named):
 class ScanOptions:
     """Everything one scan needs, whatever layer it came from."""
 
-    snapshots: list[Path] = field(default_factory=list)
+    snapshots: list[Path | BlobLocation] = field(default_factory=list)
+    max_age: float | None = None  # seconds: older snapshots count as failed sources
     sample: bool = False
     rules: list[Path] = field(default_factory=list)
     default_rules: bool = True  # run the shipped packs too
     selection: RuleSelection = field(default_factory=lambda: RuleSelection())
     baselines: list[Path] = field(default_factory=list)
-    output: Path = Path("reports")
+    output: Path | BlobLocation = Path("reports")
     formats: list[str] = field(default_factory=lambda: list(DEFAULT_FORMATS))
     fail_on: str = "never"
     min_severity: str = "info"
     gate_provider_findings: bool = False  # provider findings (AVS hosts) fail the gate too
     compare: str | None = None  # a path, or "latest"
-    history: Path | None = None  # None: no history
+    history: HistoryLocation | None = None  # None: no history
     waivers: list[Path] = field(default_factory=list)
     as_of: date = field(default_factory=date.today)
     quiet: bool = False
@@ -626,6 +677,7 @@ class ScanOptions:
     azure: AzureOptions = field(default_factory=AzureOptions)
     save_snapshot: Path | None = None
     max_input_size: int = DEFAULT_INPUT_LIMIT  # bytes of a snapshot or earlier findings file
+    workers: int | None = None  # evaluating JSON Lines snapshots; None: one per CPU
 
     @property
     def live(self) -> bool:
@@ -670,7 +722,7 @@ class CollectOptions:
     """One `collect vsphere` or `collect azure`."""
 
     source: str  # "vsphere" or "azure"
-    output: Path
+    output: Path | BlobLocation
     quiet: bool = False
     vsphere: VSphereOptions = field(default_factory=VSphereOptions)
     azure: AzureOptions = field(default_factory=AzureOptions)
@@ -693,7 +745,7 @@ def _vsphere(settings: dict[str, Setting], servers: list[str]) -> VSphereOptions
         servers=_unique(servers), user=settings["vsphere-user"].value,
         password_file=settings["vsphere-password-file"].value, ca_bundle=settings["vsphere-ca-bundle"].value,
         insecure=settings["vsphere-insecure"].value, timeout=settings["vsphere-timeout"].value,
-        page_size=settings["vsphere-page-size"].value)
+        page_size=settings["vsphere-page-size"].value, parser=settings["vsphere-parser"].value)
 
 
 def _azure(settings: dict[str, Setting], enabled: bool) -> AzureOptions:
@@ -738,7 +790,7 @@ def scan_options(settings: dict[str, Setting]) -> ScanOptions:
                              "findings.json or SARIF of an earlier scan, or `latest`)")
     if settings["no-history"].value and settings["history"].given:
         raise UsageError(f"{_named('history', settings['history'])} and --no-history contradict each other")
-    output: Path = settings["output"].value
+    output: Path | BlobLocation = _in_storage(settings, "output")
     formats = _unique(settings["format"].value)
     if not formats:  # an empty AUDITOR_FORMAT or `format: []` would write an empty run as if all went well
         raise UsageError(f"{_named('format', settings['format'])} names no format: name at least one of "
@@ -750,10 +802,18 @@ def scan_options(settings: dict[str, Setting]) -> ScanOptions:
         if compare == "latest":
             raise UsageError("--compare latest reads the output folder's latest run; with --output - there is "
                              "none: name the previous findings.json")
-    history = None if settings["no-history"].value or (output == STDOUT and not settings["history"].given) \
+    # reports in storage have no folder for a history file: only a named --history records them
+    history = None if settings["no-history"].value or ((output == STDOUT or is_blob(output))
+                                                      and not settings["history"].given) \
         else (settings["history"].value or output / "history.db")
     fail_on = settings["fail-on"].value or ("new" if compare else "never")
-    snapshots = _unique(settings["snapshot"].value)
+    snapshots = _unique(_in_storage(settings, "snapshot"))
+    if settings["max-age"].given and not snapshots:
+        raise UsageError(f"{_named('max-age', settings['max-age'])} needs --snapshot: it is the age of the "
+                         "snapshots read that it limits")
+    if settings["storage-timeout"].given and not (is_blob(output) or any(map(is_blob, snapshots))):
+        _needs(settings, "storage-timeout", "a --snapshot or --output in Azure Blob Storage",
+               "without one it would be ignored")
     if settings["sample"].value and (snapshots or servers or azure):
         raise UsageError(f"{_named('sample', settings['sample'])} scans the bundled sample on its own: with "
                          "--snapshot, --vsphere or --azure its zones and entitlements would apply to your estate")
@@ -766,13 +826,23 @@ def scan_options(settings: dict[str, Setting]) -> ScanOptions:
                               severities=_unique(settings["severity"].value),
                               frameworks=_unique(settings["framework"].value))
     return ScanOptions(
-        snapshots=snapshots, sample=sample, rules=_unique(settings["rules"].value), default_rules=default_rules,
+        snapshots=snapshots, max_age=settings["max-age"].value, sample=sample, rules=_unique(settings["rules"].value),
+        default_rules=default_rules,
         selection=selection, baselines=_unique(settings["baseline"].value), output=output,
         formats=formats, fail_on=fail_on, gate_provider_findings=settings["gate-provider-findings"].value,
         min_severity=settings["min-severity"].value or "info", compare=compare, history=history,
         waivers=_unique(settings["waivers"].value), as_of=settings["as-of"].value or date.today(),
         quiet=settings["quiet"].value, vsphere=_vsphere(settings, servers), azure=_azure(settings, azure),
-        save_snapshot=settings["save-snapshot"].value, max_input_size=settings["max-input-size"].value)
+        save_snapshot=settings["save-snapshot"].value, max_input_size=settings["max-input-size"].value,
+        workers=settings["workers"].value)
+
+
+def _in_storage(settings: dict[str, Setting], option: str) -> Any:
+    """An option's value with --storage-timeout applied to the storage locations in it."""
+    value, timeout = settings[option].value, settings["storage-timeout"].value
+    if isinstance(value, list):
+        return [item.with_timeout(timeout) if is_blob(item) else item for item in value]
+    return value.with_timeout(timeout) if is_blob(value) else value
 
 
 def log_level(settings: dict[str, Setting]) -> str:
@@ -784,9 +854,11 @@ def log_level(settings: dict[str, Setting]) -> str:
 
 def collect_options(source: str, settings: dict[str, Setting]) -> CollectOptions:
     """The typed options of `collect vsphere` / `collect azure`."""
-    output = settings["output"].value
+    output = _in_storage(settings, "output")
     if output is None:
         raise UsageError(f"collect {source} needs --output FILE (the snapshot to write)")
+    if not is_blob(output):
+        _needs(settings, "storage-timeout", "an --output in Azure Blob Storage", "without one it would be ignored")
     if source == "vsphere":
         servers = settings["vsphere"].value
         if not servers:

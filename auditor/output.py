@@ -38,7 +38,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .atomic import write_bytes_atomic
+from .atomic import write_stream_atomic
+from .blob import BlobLocation, is_blob
 from .errors import InputError
 from .findings import ScanReport
 from .formats import formats
@@ -61,14 +62,14 @@ LEGACY_LEFTOVER_AGE = 3600.0  # seconds
 _MAX_SUFFIX = 10_000
 
 
-def write_run(report: ScanReport, out: Path, names: list[str]) -> Path:
+def write_run(report: ScanReport, out: Path | BlobLocation, names: list[str]) -> Path | BlobLocation:
     """Write the outputs of one run and point `latest` at it; returns the run folder."""
     run = write_run_folder(report, out, names)
     point_latest(out, run)
     return run
 
 
-def write_run_folder(report: ScanReport, out: Path, names: list[str]) -> Path:
+def write_run_folder(report: ScanReport, out: Path | BlobLocation, names: list[str]) -> Path | BlobLocation:
     """Write the outputs of one run into a new run folder of `out` and return it; `latest`
     does not move (see `point_latest`).
 
@@ -76,13 +77,17 @@ def write_run_folder(report: ScanReport, out: Path, names: list[str]) -> Path:
     holds one rendered file at most; the folder only appears under its name when all are
     written.
     """
+    if is_blob(out):  # Azure Blob Storage: written here into a temporary folder, then uploaded
+        from .blob import upload_run
+        return upload_run(report, out, names)
     available = formats()
     _create_folder(out)
     staging, held = _make_staging(out)
     try:
         for name in names:
             fmt = available[name]
-            write_bytes_atomic(staging / fmt.filename, fmt.render(report))
+            with write_stream_atomic(staging / fmt.filename) as stream:
+                fmt.write(report, stream)  # in pieces: a large SARIF or findings.json never whole in memory
         os.chmod(staging, 0o755)
         return _claim(staging, out)
     except BaseException:
@@ -93,9 +98,13 @@ def write_run_folder(report: ScanReport, out: Path, names: list[str]) -> Path:
             os.close(held)  # the run folder is in place (or gone): the lock has done its work
 
 
-def prepare_output(out: Path) -> None:
+def prepare_output(out: Path | BlobLocation) -> None:
     """Create the output folder, or fail with one line before any work is done; then remove
-    what killed runs left in it (see `remove_leftovers`)."""
+    what killed runs left in it (see `remove_leftovers`). In storage: check the container."""
+    if is_blob(out):
+        from .blob import check_output
+        check_output(out)
+        return
     _create_folder(out)
     remove_leftovers(out)
 
@@ -130,8 +139,13 @@ def _claim(staging: Path, out: Path) -> Path:
     raise InputError(f"no free run folder name for {stamp} after {_MAX_SUFFIX} tries", where=str(out))
 
 
-def point_latest(out: Path, run: Path) -> None:
-    """Make `out/latest` refer to `run`: a symlink swapped atomically, or a copy."""
+def point_latest(out: Path | BlobLocation, run: Path | BlobLocation) -> None:
+    """Make `out/latest` refer to `run`: a symlink swapped atomically, or a copy; in storage,
+    each blob of `latest/` replaced by the run's."""
+    if is_blob(out):
+        from .blob import upload_latest
+        upload_latest(out, run)
+        return
     latest = out / "latest"
     # a name no other process uses (a pid alone repeats across containers sharing a folder)
     link = out / f"{LATEST_TEMP_PREFIX}{os.getpid()}.{secrets.token_hex(4)}"

@@ -24,6 +24,7 @@ from . import __version__
 from .accounting import account_hybrid_benefit, account_vsphere_licences, load_entitlements, load_vsphere_licensing
 from .avs import assign_responsibility, link_avs
 from .baselines import Baselines, load_baselines
+from .blob import BlobLocation, is_blob
 from .bundled import bundled_baselines_dir, bundled_rules_dir, display_path
 from .coverage import assess, judged, settle_counts
 from .engine.evaluate import Evaluation, evaluate_rules
@@ -37,7 +38,8 @@ from .lifecycle import assess_support, load_support_tables
 from .options import RuleSelection, ScanOptions
 from .progress import Progress
 from .segmentation import assign_zones, load_zones
-from .snapshot import Snapshot, load_snapshot, merge_snapshots, now_utc
+from .shards import default_workers, is_lines_file
+from .snapshot import Snapshot, expire_stale, load_snapshot, merge_snapshots, now_utc
 from .vm_sizes import vm_sizes
 
 
@@ -95,26 +97,35 @@ def load_snapshots(paths: list[Path], limit: int = DEFAULT_INPUT_LIMIT) -> Snaps
     return merge_snapshots([load_snapshot(path, limit) for path in paths])
 
 
-def evaluate_snapshot(snapshot: Snapshot, rules: RuleContext, as_of: date,
-                      sample: bool = False) -> tuple[ScanReport, Evaluation]:
-    """Derive facts, evaluate the compiled rules and build the report, with every enabled
-    rule's status (a rule waiting for a baseline is in it too, as not evaluated)."""
-    derive_facts(snapshot.resources, SizeTables(active=vm_sizes(snapshot.sources),
-                                                total=vm_sizes(snapshot.sources, active=False)))
-    linked = link_avs(snapshot.resources)  # before support: VMs on Azure VMware Solution run in Azure
-    # facts that need the baselines: support status, zone membership, licence entitlements
-    assess_support(snapshot.resources, rules.baselines, as_of)
-    assign_zones(snapshot.resources, rules.baselines)
-    account_vsphere_licences(snapshot.resources, rules.baselines)
-    account_hybrid_benefit(snapshot.resources, rules.baselines)
-    evaluation = evaluate_rules(rules.compiled, snapshot.resources)
-    assign_responsibility(evaluation.findings, snapshot.resources)
-    evaluation.findings.sort(key=lambda finding: finding.sort_key())
+def assess_estate(resources: list[dict], sources: list, rules: RuleContext, as_of: date,
+                  on_premises: int | None = None) -> dict[str, dict]:
+    """Derive every resource's facts, those that need the baselines too (support status,
+    zone membership, licence entitlements); returns the AVS joins (see `link_avs`).
+    `on_premises`: see `account_hybrid_benefit`."""
+    derive_facts(resources, SizeTables(active=vm_sizes(sources), total=vm_sizes(sources, active=False)))
+    linked = link_avs(resources)  # before support: VMs on Azure VMware Solution run in Azure
+    assess_support(resources, rules.baselines, as_of)
+    assign_zones(resources, rules.baselines)
+    account_vsphere_licences(resources, rules.baselines)
+    account_hybrid_benefit(resources, rules.baselines, on_premises)
+    return linked
+
+
+def resource_counts(resources: list[dict]) -> dict[str, int]:
+    """How many resources of each cloud:type."""
     counts: dict[str, int] = {}
-    for resource in snapshot.resources:
+    for resource in resources:
         key = f"{resource['cloud']}:{resource['type']}"
         counts[key] = counts.get(key, 0) + 1
-    sources = [source.as_dict() for source in snapshot.sources]
+    return counts
+
+
+def build_report(header: Snapshot, rules: RuleContext, evaluation: Evaluation, counts: dict[str, int],
+                 resource_count: int, linked: dict[str, dict], as_of: date, sample: bool = False) -> ScanReport:
+    """The report of an evaluation, with every enabled rule's status (a rule waiting for a
+    baseline is in it too, as not evaluated); findings are sorted here."""
+    evaluation.findings.sort(key=lambda finding: finding.sort_key())
+    sources = [source.as_dict() for source in header.sources]
     for source in sources:  # a vCenter and its Azure VMware Solution private cloud are one system
         if source["id"] in linked:
             source["azure_vmware_solution"] = linked[source["id"]]
@@ -123,9 +134,20 @@ def evaluate_snapshot(snapshot: Snapshot, rules: RuleContext, as_of: date,
              for rule in rules.ruleset.rules if rule.enabled]
     report = ScanReport(
         tool_version=__version__, scanned_at=now_utc(), as_of=as_of.isoformat(),
-        collected_at=snapshot.collected_at, sources=sources, resource_count=len(snapshot.resources),
+        collected_at=header.collected_at, sources=sources, resource_count=resource_count,
         rules=infos, findings=evaluation.findings, resource_counts=dict(sorted(counts.items())), sample=sample)
     settle_counts(report)
+    return report
+
+
+def evaluate_snapshot(snapshot: Snapshot, rules: RuleContext, as_of: date,
+                      sample: bool = False) -> tuple[ScanReport, Evaluation]:
+    """Derive facts, evaluate the compiled rules and build the report (see `build_report`)."""
+    linked = assess_estate(snapshot.resources, snapshot.sources, rules, as_of)
+    evaluation = evaluate_rules(rules.compiled, snapshot.resources)
+    assign_responsibility(evaluation.findings, snapshot.resources)
+    report = build_report(snapshot, rules, evaluation, resource_counts(snapshot.resources), len(snapshot.resources),
+                          linked, as_of, sample)
     return report, evaluation
 
 
@@ -154,10 +176,13 @@ class ScanOutcome:
         return [s for s in self.report.sources if s.get("status") != "ok"]
 
 
-def previous_findings(compare: str, output: Path,
-                      limit: int = DEFAULT_INPUT_LIMIT) -> tuple[list[Finding], str, Path | None]:
+def previous_findings(compare: str, output: Path | BlobLocation,
+                      limit: int = DEFAULT_INPUT_LIMIT) -> tuple[list[Finding], str, Path | BlobLocation | None]:
     """The previous scan's findings, what to call it, and (for `latest` with no earlier scan
     yet) the path that was looked for: then every finding counts as new."""
+    if compare == "latest" and is_blob(output):
+        from .blob import previous_findings as previous_in_storage
+        return previous_in_storage(output, limit)
     if compare == "latest":
         path = output / "latest" / "findings.json"
         if not path.is_file():
@@ -193,7 +218,6 @@ def run_scan(options: ScanOptions, warn: Callable[[str], None], progress: Progre
     from .live import live_sources
     from .output import point_latest, prepare_output, write_run_folder
     from .sample import SAMPLE_BASELINE, SAMPLE_SNAPSHOT
-    from .sources import collect_all
 
     progress = progress or Progress(enabled=False)
     steps = Steps(progress)
@@ -212,24 +236,16 @@ def run_scan(options: ScanOptions, warn: Callable[[str], None], progress: Progre
         sources = live_sources(options.vsphere, options.azure, warn)  # credentials and TLS options checked
         if not options.to_stdout:
             prepare_output(options.output)  # before a live collection that may take minutes
+        if options.history is not None:
+            from .history import check
+            check(options.history)  # a wrong password or a newer schema, too, before that collection
     LOG.info("%d rules from %d files, %d compiled", len(context.ruleset.rules), len(context.ruleset.files),
              len(context.compiled))
-    with steps.step(f"loading {len(files)} snapshot file{'s' if len(files) != 1 else ''}"):
-        snapshots = [_load_frozen(files, options.max_input_size)] if files else []
-    if sources:
-        with steps.step(f"collecting {len(sources)} live source{'s' if len(sources) != 1 else ''}"):
-            collected = collect_all(sources, progress)
-            if options.save_snapshot:
-                save_live_snapshot(collected, options.save_snapshot, warn)
-        snapshots.append(collected)
-    snapshot = merge_snapshots(snapshots)
-    LOG.info("%d resources from %d sources", len(snapshot.resources), len(snapshot.sources))
-    # the inventory is acyclic and lives until the scan ends: keep the cyclic collector from
-    # re-walking millions of its objects on every collection (refcounting still frees them)
-    gc.freeze()
-    with steps.step(f"evaluating {len(context.compiled)} rules over {len(snapshot.resources):,} resources"):
-        report, evaluation = evaluate_snapshot(snapshot, context, options.as_of, sample=options.sample)
-    del snapshot  # findings hold what the reports need; free the inventory before rendering
+    workers = options.workers or default_workers()
+    if workers > 1 and files and not sources and all(not is_blob(file) and is_lines_file(file) for file in files):
+        report, evaluation = _evaluate_in_shards(options, files, context, steps, workers)
+    else:
+        report, evaluation = _evaluate_in_memory(options, files, sources, context, steps, progress, warn)
     with steps.step("comparing and applying waivers"):
         if previous is not None:
             estate_wide = frozenset(rule.id for rule in context.ruleset.rules if rule.scope == "estate")
@@ -260,6 +276,61 @@ def run_scan(options: ScanOptions, warn: Callable[[str], None], progress: Progre
     code = EXIT_INCOMPLETE if report.incomplete else EXIT_FINDINGS if gate.failed else EXIT_OK
     return ScanOutcome(report=report, run=run, formats=options.formats, gate=gate, exit_code=code,
                        no_previous=no_previous, payload=payload)
+
+
+def _evaluate_in_memory(options: ScanOptions, files: list, sources: list, context: RuleContext, steps: Steps,
+                        progress: Progress, warn: Callable[[str], None]) -> tuple[ScanReport, Evaluation]:
+    """Load every snapshot and collect every live source into one estate in this process,
+    and evaluate it: the reference path, which the sharded one must match byte for byte."""
+    from .sources import collect_all
+
+    with steps.step(f"loading {len(files)} snapshot file{'s' if len(files) != 1 else ''}"):
+        local = [file for file in files if not is_blob(file)]
+        snapshots = [_load_frozen(local, options.max_input_size)] if local else []
+        if len(local) < len(files):  # the blob, or the newest snapshot of each source under a prefix
+            from .blob import read_snapshots
+            snapshots += [snapshot for file in files if is_blob(file)
+                          for snapshot in read_snapshots(file, options.max_input_size)]
+    if sources:
+        with steps.step(f"collecting {len(sources)} live source{'s' if len(sources) != 1 else ''}"):
+            collected = collect_all(sources, progress)
+            if options.save_snapshot:
+                save_live_snapshot(collected, options.save_snapshot, warn)
+        snapshots.append(collected)
+    snapshot = merge_snapshots(snapshots)
+    if options.max_age is not None:
+        expire_stale(snapshot, options.max_age)  # a snapshot too old is a failed source, never a silent one
+    LOG.info("%d resources from %d sources", len(snapshot.resources), len(snapshot.sources))
+    # the inventory is acyclic and lives until the scan ends: keep the cyclic collector from
+    # re-walking millions of its objects on every collection (refcounting still frees them)
+    gc.freeze()
+    with steps.step(f"evaluating {len(context.compiled)} rules over {len(snapshot.resources):,} resources"):
+        report, evaluation = evaluate_snapshot(snapshot, context, options.as_of, sample=options.sample)
+    return report, evaluation
+
+
+def _evaluate_in_shards(options: ScanOptions, files: list[Path], context: RuleContext, steps: Steps,
+                        workers: int) -> tuple[ScanReport, Evaluation]:
+    """Evaluate JSON Lines snapshots a vCenter or Azure tenant at a time in `workers`
+    processes (see `auditor.shards`)."""
+    from .shards import evaluate_sharded, route, spill_folder
+
+    with spill_folder() as spill:
+        with steps.step(f"routing {len(files)} snapshot file{'s' if len(files) != 1 else ''} into shards"):
+            routed = route(files, options.max_input_size, spill)
+        stale = frozenset()
+        if options.max_age is not None:  # a snapshot too old is a failed source, never a silent one
+            stale = frozenset(source.id for source in expire_stale(routed.header, options.max_age))
+        resources = sum(shard.resources for shard in routed.shards)
+        LOG.info("%d resources from %d sources in %d shards", resources, len(routed.header.sources),
+                 len(routed.shards))
+        with steps.step(f"evaluating {len(context.compiled)} rules over {resources:,} resources in "
+                        f"{workers} workers"):
+            evaluation, counts, evaluated, linked = evaluate_sharded(routed, context, options.as_of, workers, stale)
+            report = build_report(routed.header, context, evaluation, counts, evaluated, linked, options.as_of,
+                                  options.sample)
+    gc.freeze()  # the findings live until the scan ends; see _load_frozen
+    return report, evaluation
 
 
 def save_live_snapshot(collected: Snapshot, path: Path, warn: Callable[[str], None]) -> None:

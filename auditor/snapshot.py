@@ -33,6 +33,7 @@ from .atomic import write_bytes_atomic
 from .errors import SnapshotError
 from .files import DEFAULT_INPUT_LIMIT, decompress_bounded, read_input
 from .jsonio import to_json
+from .snapshot_lines import is_lines_header, is_lines_path, parse_header, parse_resource, snapshot_lines, write_lines
 from .text import without_lone_surrogates
 
 SCHEMA_VERSION = 1
@@ -52,6 +53,10 @@ class Source:
     error: str | None = None
     resource_count: int = 0
     details: dict[str, Any] = field(default_factory=dict)
+    # when and where the snapshot this source was read from was collected (None: collected
+    # live by this run); for --max-age, not stored: a snapshot has one collected_at
+    collected_at: str | None = field(default=None, compare=False)
+    origin: str | None = field(default=None, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form, as stored in the snapshot."""
@@ -102,7 +107,13 @@ def make_resource(*, id: str, name: str, cloud: str, type: str, source: str,
 
 
 def save_snapshot(snapshot: Snapshot, path: Path) -> None:
-    """Write the snapshot atomically; `.gz` paths are gzip-compressed."""
+    """Write the snapshot atomically; `.gz` paths are gzip-compressed, `.jsonl` and
+    `.jsonl.gz` paths take the JSON Lines layout (see `auditor.snapshot_lines`)."""
+    if is_lines_path(path):
+        header = snapshot.as_dict()
+        resources = header.pop("resources")
+        write_lines(path, snapshot_lines(header, resources))
+        return
     payload = to_json(snapshot.as_dict())
     if path.suffix == ".gz":
         payload = gzip.compress(payload, mtime=0)
@@ -119,6 +130,9 @@ def load_snapshot(path: Path, limit: int = DEFAULT_INPUT_LIMIT) -> Snapshot:
     raw = read_input(path, "snapshot file", SnapshotError, limit=limit, raise_with=MAX_INPUT_FLAG)
     raw = decompress_bounded(raw, where, "snapshot", SnapshotError, limit=limit, raise_with=MAX_INPUT_FLAG)
     _check_density(raw, where)
+    first_line = raw[:raw.find(b"\n") + 1 or len(raw)]
+    if b"\n" in raw.rstrip() and is_lines_header(first_line):
+        return _snapshot_from_lines(raw, where)
     # the stdlib parser, not orjson: as fast here, and it shares one string per distinct key
     # across the document, which is ~150 MiB less for a 100,000-resource estate
     try:
@@ -146,6 +160,19 @@ def load_snapshot(path: Path, limit: int = DEFAULT_INPUT_LIMIT) -> Snapshot:
 # properties); `[[],[],...]` has one for every 3, and each costs Python ~60 bytes, so 200 MiB
 # of it would take 5 GiB. A document denser than this is refused before it is parsed.
 MAX_VALUES_PER_BYTE = 1 / 5
+
+
+def _snapshot_from_lines(raw: bytes, where: str) -> Snapshot:
+    """A snapshot of the JSON Lines layout, read whole (see `auditor.shards` for a resource
+    at a time)."""
+    lines = raw.split(b"\n")
+    document = parse_header(lines[0], where)
+    document["resources"] = resources = []
+    with _collector_paused():
+        for number, line in enumerate(lines[1:], start=2):
+            if line.strip():
+                resources.append(parse_resource(line, where, number, routed=True))
+    return snapshot_from_document(document, where)
 
 
 def _check_density(raw: bytes, where: str) -> None:
@@ -222,7 +249,8 @@ def snapshot_from_document(document: Any, where: str) -> Snapshot:
         sources.append(Source(id=entry["id"], cloud=entry["cloud"], kind=entry["kind"],
                               status=status, error=error if isinstance(error, str) else None,
                               resource_count=count if isinstance(count, int) else 0,
-                              details=details if isinstance(details, dict) else {}))
+                              details=details if isinstance(details, dict) else {},
+                              collected_at=collected_at, origin=where))
     seen: dict[str, int] = {}
     for index, resource in enumerate(resources):
         _check_resource(resource, index, where)
@@ -284,3 +312,63 @@ def resource_key(resource: dict[str, Any]) -> str:
     """The identity of a resource across scans: ARM ids compare case-insensitively."""
     rid = resource["id"]
     return rid.lower() if resource.get("cloud") == "azure" else rid
+
+
+def expire_stale(snapshot: Snapshot, max_age: float, now: datetime | None = None) -> list[Source]:
+    """Count as failed each source whose snapshot was collected more than `max_age` seconds
+    before `now` (`--max-age`), and return those sources.
+
+    A stale source is treated as one whose collection failed: its resources are dropped, so
+    its earlier findings become unknown rather than current, the scan exits 3, and its error
+    names the source and the age of its snapshot, so a site whose collector died is never
+    silent. A snapshot without a readable collected_at counts as stale; sources collected
+    live by this run are never stale."""
+    now = now or datetime.now(UTC)
+    stale: list[Source] = []
+    for source in snapshot.sources:
+        if source.status != "ok" or source.collected_at is None:
+            continue
+        collected = parse_utc(source.collected_at)
+        age = None if collected is None else (now - collected).total_seconds()
+        if age is not None and age <= max_age:
+            continue
+        where = source.origin or "its snapshot"
+        if age is None:
+            source.error = (f"{source.id}: the collected_at of its snapshot ({source.collected_at!r}, {where}) is no "
+                            "timestamp, so --max-age cannot tell how old it is")
+        else:
+            source.error = (f"{source.id}: newest snapshot is {duration_text(age)} old (collected "
+                            f"{source.collected_at}, {where}), older than --max-age {duration_text(max_age)}: is its "
+                            "collector still running?")
+        source.status, source.resource_count = "failed", 0
+        source.details = {**source.details, "stale_snapshot": {
+            "collected_at": source.collected_at, "age_seconds": None if age is None else int(age),
+            "max_age_seconds": int(max_age), "from": where}}
+        stale.append(source)
+    if stale:
+        gone = {source.id for source in stale}
+        snapshot.resources = [resource for resource in snapshot.resources if resource["source"] not in gone]
+    return stale
+
+
+def parse_utc(text: str) -> datetime | None:
+    """An ISO timestamp (`2026-11-20T08:00:00Z`) as an aware datetime, UTC when it names no
+    zone; None when it is none."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def duration_text(seconds: float) -> str:
+    """A duration as people say it: `45 s`, `90 min`, `37 h`, `3 d 4 h`."""
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 2 * 3600:
+        return f"{seconds // 60} min"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h"
+    days, hours = divmod(seconds // 3600, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
