@@ -642,7 +642,8 @@ def upload_latest(out: BlobLocation, run: BlobLocation) -> None:
     try:
         with BlobStore(out) as store, store.failing_as_one_line(latest, "uploading latest/"):
             files = {file.name: file for file in staged.iterdir()}
-            for name, file in sorted(files.items()):
+            # findings.json last: a run stopped half-way leaves --compare latest an earlier whole scan
+            for name, file in sorted(files.items(), key=lambda item: (item[0] == "findings.json", item[0])):
                 store.upload(f"{latest.path}{name}", file.read_bytes(), overwrite=True,
                              content_type=_content_type(name))
             for blob in list(store.container.list_blobs(name_starts_with=latest.path)):

@@ -29,12 +29,12 @@ EPILOG = """exit codes: 0 no finding at or above --fail-on; 1 findings at or abo
 ones); 2 usage or input error; 3 collection incomplete (a source failed); 70 internal error (a bug)"""
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, whose error line quotes the value given: shown escaped, on one line, so a
-    value cannot forge lines in a CI log (`--as-of $'x\\n::error::...'`)."""
+    """argparse, whose error is one line quoting the value given: shown escaped, so a value
+    cannot forge lines in a CI log (`--as-of $'x\\n::error::...'`), and without the usage
+    text, 27 lines that would bury it."""
 
     def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_INPUT_ERROR, f"{self.prog}: error: {safe(message)}\n")
+        self.exit(EXIT_INPUT_ERROR, f"{self.prog}: error: {safe(message)} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

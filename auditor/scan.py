@@ -242,9 +242,13 @@ def run_scan(options: ScanOptions, warn: Callable[[str], None], progress: Progre
     LOG.info("%d rules from %d files, %d compiled", len(context.ruleset.rules), len(context.ruleset.files),
              len(context.compiled))
     workers = options.workers or default_workers()
-    if workers > 1 and files and not sources and all(not is_blob(file) and is_lines_file(file) for file in files):
+    whole = [file for file in files if is_blob(file) or not is_lines_file(file)]
+    if workers > 1 and files and not sources and not whole:
         report, evaluation = _evaluate_in_shards(options, files, context, steps, workers)
     else:
+        if workers > 1 and len(whole) < len(files):  # some JSON Lines, but not all: say why memory grows
+            LOG.info("reading the whole estate into one process: %s", "live sources are collected too" if sources
+                     else f"{whole[0]} is not a local JSON Lines snapshot")
         report, evaluation = _evaluate_in_memory(options, files, sources, context, steps, progress, warn)
     with steps.step("comparing and applying waivers"):
         if previous is not None:

@@ -339,8 +339,30 @@ def evaluate_sharded(routed: RoutedEstate, rules: RuleContext, as_of: date, work
 
 
 def default_workers() -> int:
-    """One worker per CPU this process may run on."""
+    """One worker per CPU this process may use: those it may run on, fewer when its cgroup
+    (a container's CPU limit) allows less, since a pod on a large node would otherwise start
+    one worker, and hold one shard in memory, per CPU of the node."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_cpus()
+    return max(1, min(cpus, quota) if quota else cpus)
+
+
+def _cgroup_cpus() -> int | None:
+    """The CPUs a cgroup's quota allows (cgroup v2 cpu.max, else v1), rounded up; None when
+    unlimited or unknown."""
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota == "max":
+            return None
+        return -(-int(quota) // int(period))
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return -(-quota // period) if quota > 0 and period > 0 else None

@@ -172,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{count:>9,} resources ({estate.stat().st_size / 2**20:,.0f} MiB gzip): "
                   f"scan {scan_time:6.1f} s, peak {scan_peak / GIB:5.2f} GiB, {written / 2**20:,.0f} MiB of reports | "
                   f"orjson alone {ref_time:5.1f} s, {ref_peak / GIB:5.2f} GiB | "
-                  f"ratio time {scan_time / ref_time:4.1f}x, memory {scan_peak / ref_peak:4.2f}x", flush=True)
+                  f"ratio time {scan_time / ref_time:4.1f}x, memory {scan_peak / ref_peak:4.2f}x | "
+                  f"load average {os.getloadavg()[1]:.1f}", flush=True)
             if count >= 1_000_000 and (scan_time >= 120 or scan_peak >= 4 * GIB):
                 missed.append(f"{count:,} resources: {scan_time:.0f} s, {scan_peak / GIB:.2f} GiB")
             if count <= 100_000 and scan_time >= 8:
