@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -171,7 +172,7 @@ class PostgresHistory(History):
                 hint = "check the user, and the password in PGPASSWORD or ~/.pgpass (PGPASSFILE)"
             elif "no password supplied" in detail:
                 hint = "the server asks for a password: set PGPASSWORD or add a ~/.pgpass line (never in --history)"
-            elif "does not exist" in detail:
+            elif re.search(r'(database|role) "[^"]*" does not exist', detail):
                 hint = "create it (createdb, or CREATE DATABASE/ROLE) or name another in --history"
             elif "timeout expired" in detail:
                 hint = "check the host, the port and the firewall"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import re
 import resource
 import subprocess
 import sys
@@ -94,18 +95,19 @@ class Translator:
                 get = compile_path(body["path"])
                 items = [i for s in scopes for i in (get(s) if isinstance(get(s), list) else [])]
                 inner = self.condition(body["match"], items, rule_id)
-                listed = {"type": "list-item", "key": body["path"], "attrs": [inner]}
+                list_key = jmespath_key(body["path"])
+                listed = {"type": "list-item", "key": list_key, "attrs": [inner]}
                 if kind == "any_item":
                     return listed
                 if kind == "no_item":
                     return {"not": [listed]}
-                return {"and": [{"type": "value", "key": body["path"], "value_type": "size", "op": "gt", "value": 0},
-                                {"not": [{"type": "list-item", "key": body["path"], "attrs": [{"not": [inner]}]}]}]}
+                return {"and": [{"type": "value", "key": list_key, "value_type": "size", "op": "gt", "value": 0},
+                                {"not": [{"type": "list-item", "key": list_key, "attrs": [{"not": [inner]}]}]}]}
         return self.compare(node, scopes, rule_id)
 
     def compare(self, node: dict[str, Any], scopes: list[Any], rule_id: str) -> dict[str, Any]:
         path, op = node["path"], node["op"]
-        key = ".".join(f'"{p}"' if "-" in p else p for p in path.split("."))
+        key = jmespath_key(path)
         raw = node.get("value")
         if isinstance(raw, dict) and set(raw) == {"path"}:
             return {"type": "value", "key": key, "op": SIMPLE.get(op, VERSION.get(op, "eq")),
@@ -150,6 +152,17 @@ class Translator:
         accepted = sorted(accepted, key=str)
         return {"or": [{"type": "value", "key": key, "op": "in", "value": accepted},
                        {"type": "value", "key": key, "op": "intersect", "value": accepted}]}
+
+
+_SEGMENT = re.compile(r'\["([^"]*)"\]|([^.\[\]]+)')
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def jmespath_key(path: str) -> str:
+    """Our path (`facts.esxi_settings["Security.AccountUnlockTime"]`) as a JMESPath key: a
+    segment that is no JMESPath identifier quoted (jmespath 1.1 refuses the brackets)."""
+    segments = [quoted or plain for quoted, plain in _SEGMENT.findall(path)]
+    return ".".join(s if _IDENTIFIER.fullmatch(s) else '"' + s.replace('"', '\\"') + '"' for s in segments)
 
 
 def c7n_filters(context, resources: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], list]]:

@@ -264,15 +264,15 @@ def test_kubernetes_cronjobs_collect_at_each_site_and_scan_centrally(site, sites
     shutil.copy(site["work"] / "audit" / "baselines.yaml", central_config / "baselines.yaml")
 
     paris = pod_run(jobs["auditor-collect-paris"], names, {
-        ("auditor-site", "vsphere-user"): USER, ("auditor-site", "vsphere-password"): vcsim.PASSWORD,
-        ("auditor-site", "storage-connection-string"): site_storage}, paris_config, clean_environment(), tmp_path)
+        ("auditor-site-paris", "vsphere-user"): USER, ("auditor-site-paris", "vsphere-password"): vcsim.PASSWORD,
+        ("auditor-site-paris", "storage-connection-string"): site_storage}, paris_config, clean_environment(), tmp_path)
     assert paris.returncode == 0, paris.stderr
     # AKS's workload identity webhook would inject the identity; here, the replay's service principal
     azure_identity = {"AZURE_TENANT_ID": TENANT, "AZURE_CLIENT_ID": CLIENT_ID, "AZURE_CLIENT_SECRET": CLIENT_SECRET,
                       "AUDITOR_AZURE_ARM_ENDPOINT": replay.url, "AUDITOR_AZURE_AUTHORITY": replay.url,
                       "AUDITOR_AZURE_CA_BUNDLE": str(replay.cert)}
     azure = pod_run(jobs["auditor-collect-azure"], names,
-                    {("auditor-site", "storage-connection-string"): site_storage}, tmp_path / "unused",
+                    {("auditor-site-azure", "storage-connection-string"): site_storage}, tmp_path / "unused",
                     clean_environment(**azure_identity), tmp_path)
     assert azure.returncode == 0, azure.stderr
     folders = {name.split("/")[1] for name in container.names("site-snapshots/")}
