@@ -51,6 +51,7 @@ import urllib.parse
 import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
 
@@ -68,6 +69,7 @@ DEFAULT_TIMEOUT = 60.0  # seconds, as --vsphere-timeout and --azure-timeout
 BLOCK_SIZE = 4 * 1024 * 1024
 # `<collected_at>[-n].json.gz`, as `collect --output PREFIX/` names snapshots (any snapshot
 # layout auditor reads: .json, .jsonl, gzipped or not)
+FUTURE_SKEW = timedelta(minutes=5)  # clocks of sites and the central scan may differ this much
 SNAPSHOT_NAME = re.compile(r"(?P<stamp>\d{8}T\d{6}Z)(?:-(?P<n>\d{1,4}))?\.jsonl?(?:\.gz)?")
 _CONTAINER = re.compile(r"\$root|\$web|\$logs|[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
 _MAX_SUFFIX = 1000
@@ -155,6 +157,11 @@ def parse_location(text: str) -> BlobLocation:
 
     Raises ValueError with a message that never repeats a SAS token."""
     if text[:len(AZ_SCHEME)].lower() == AZ_SCHEME:
+        if "?" in text or "#" in text:
+            # a SAS pasted onto az:// would sit on every process list, and in blob names
+            raise ValueError(f"{text.partition('?')[0].partition('#')[0]}: a query string (a SAS token?) does not "
+                             "belong on the command line: set AZURE_STORAGE_SAS_TOKEN or "
+                             "AZURE_STORAGE_CONNECTION_STRING instead")
         container, _, path = text[len(AZ_SCHEME):].partition("/")
         return BlobLocation(container=_container(container, text), path=path)
     parsed = urllib.parse.urlsplit(text)
@@ -466,11 +473,14 @@ class BlobStore:
         """(name, size) of the newest snapshot in every folder under `prefix`, by the
         `<collected_at>[-n]` of their names; blobs of other names are passed over."""
         newest: dict[str, tuple[tuple[str, int], str, int]] = {}
+        # a name dated ahead of now would stay "newest" for ever and shadow its site's real
+        # snapshots (a site's SAS may create blobs in any folder): such names are passed over
+        latest_stamp = (datetime.now(UTC) + FUTURE_SKEW).strftime("%Y%m%dT%H%M%SZ")
         for blob in self.container.list_blobs(name_starts_with=prefix):
             folder, _, base = blob.name.rpartition("/")
             match = SNAPSHOT_NAME.fullmatch(base)
-            if match is None:
-                continue
+            if match is None or "/" in folder[len(prefix):] or match["stamp"] > latest_stamp:
+                continue  # not a snapshot, one in a sub-folder (an archive), or dated in the future
             key = (match["stamp"], int(match["n"] or 1))
             if folder not in newest or key > newest[folder][0]:
                 newest[folder] = (key, blob.name, blob.size)

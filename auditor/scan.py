@@ -317,9 +317,9 @@ def _evaluate_in_shards(options: ScanOptions, files: list[Path], context: RuleCo
                         workers: int) -> tuple[ScanReport, Evaluation]:
     """Evaluate JSON Lines snapshots a vCenter or Azure tenant at a time in `workers`
     processes (see `auditor.shards`)."""
-    from .shards import evaluate_sharded, route, spill_folder
+    from .shards import evaluate_sharded, route, spill_folder, terminated_as_exit
 
-    with spill_folder() as spill:
+    with terminated_as_exit(), spill_folder() as spill:
         with steps.step(f"routing {len(files)} snapshot file{'s' if len(files) != 1 else ''} into shards"):
             routed = route(files, options.max_input_size, spill)
         stale = frozenset()

@@ -27,9 +27,13 @@ import ctypes
 import gc
 import multiprocessing
 import os
+import signal
 import tempfile
+import threading
 import traceback
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -39,7 +43,7 @@ from typing import IO, TYPE_CHECKING, Any
 from .accounting import needs_on_premises, standard_on_premises
 from .avs import PRIVATE_CLOUD, assign_responsibility
 from .engine.evaluate import Evaluation, RuleTally, evaluate_rules
-from .errors import AuditorError, SnapshotError
+from .errors import EXIT_INTERNAL, AuditorError, SnapshotError
 from .findings import Finding
 from .snapshot import CLOUDS, MAX_INPUT_FLAG, Snapshot, Source, _check_resource, snapshot_from_document
 from .snapshot_lines import is_lines_header, open_lines, parse_header, parse_resource, routing_keys
@@ -49,13 +53,15 @@ if TYPE_CHECKING:
 
 AZURE_SHARD = "azure"
 BATCH_RESOURCES = 20_000  # small shards are packed into batches of about this many resources
+MAX_BLANK_LINES = 10_000
+MAX_HEADER = 64 * 1024 * 1024  # a header lists every source: thousands of subscriptions fit
 
 
 def is_lines_file(path: Path) -> bool:
     """Whether `path` is a snapshot in the JSON Lines layout (read by its first line)."""
     try:
         with open_lines(path) as stream:
-            return is_lines_header(stream.readline(1 << 20))
+            return is_lines_header(stream.readline(MAX_HEADER))
     except (AuditorError, OSError, EOFError):
         return False  # the one-document reader names what is wrong with it
 
@@ -103,12 +109,17 @@ def route(paths: list[Path], limit: int, spill: Path) -> RoutedEstate:
         for index, path in enumerate(paths):
             where = str(path)
             header = None
+            blank = 0
             with open_lines(path) as stream:
                 for number, line in enumerate(_bounded_lines(stream, limit, where), start=1):
                     if number == 1:
                         header = snapshot_from_document({**parse_header(line, where), "resources": []}, where)
                         continue
                     if not line.strip():
+                        blank += 1
+                        if blank > MAX_BLANK_LINES:  # a gzip bomb of newlines would take minutes to count
+                            raise SnapshotError(f"not a snapshot: more than {MAX_BLANK_LINES:,} blank lines",
+                                                where=where, line=number)
                         continue
                     source, cloud, kind, rid = routing_keys(line, where, number)
                     if not all(isinstance(value, str) and value for value in (source, cloud, kind, rid)) \
@@ -123,7 +134,8 @@ def route(paths: list[Path], limit: int, spill: Path) -> RoutedEstate:
                     seen[key] = (index << 40) + number  # an int: a million of them are 28 MB, not 100
                     prefix = b"%d %d " % (index, number)
                     line = line if line.endswith(b"\n") else line + b"\n"
-                    shard_file(source if cloud == "vsphere" else AZURE_SHARD, cloud).write(prefix + line)
+                    # "vsphere/<id>": no vCenter, whatever its name, shares the Azure shard's key
+                    shard_file(f"vsphere/{source}" if cloud == "vsphere" else AZURE_SHARD, cloud).write(prefix + line)
                     if cloud == "azure" and kind.lower() == PRIVATE_CLOUD:
                         context_files["vsphere"].write(prefix + line)
                     elif cloud == "vsphere" and kind == "vCenter":
@@ -273,6 +285,47 @@ def _release_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+class ShardWorkerLost(AuditorError):
+    """A worker process ended without handing back its shard (killed, out of memory)."""
+
+    exit_code = EXIT_INTERNAL
+
+
+def _completed(pool: ProcessPoolExecutor, tasks: list[tuple[list[Shard], int | None]]) -> Iterator[ShardOutcome]:
+    """The outcomes of `tasks`, as they complete."""
+    futures = [pool.submit(_evaluate_batch, task) for task in tasks]
+    for future in as_completed(futures):
+        yield future.result()
+
+
+def _worker_started() -> None:
+    """A worker ends with the scan that started it (see `_exit_with_parent`); Ctrl-C and
+    SIGTERM are the scan's to handle, and it ends its workers."""
+    from .sources import _exit_with_parent
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _exit_with_parent()
+
+
+@contextmanager
+def terminated_as_exit() -> Iterator[None]:
+    """SIGTERM (a Kubernetes deadline, a systemd stop) raises SystemExit while the block
+    runs, so that its workers are ended and its spill files removed, as on Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminated(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @contextmanager
 def spill_folder() -> Iterator[Path]:
     """A private temporary folder for the spill files, removed afterwards."""
@@ -320,15 +373,27 @@ def evaluate_sharded(routed: RoutedEstate, rules: RuleContext, as_of: date, work
             resources += outcome.resources
             standard_cores += outcome.standard_cores
 
-        context = multiprocessing.get_context("fork")
-        # forked now, while this process is small: a worker forked later would start with a
-        # copy of every finding gathered so far
-        with context.Pool(processes=max(1, min(workers, len(batches)))) as pool:
-            for outcome in pool.imap_unordered(_evaluate_batch, first):
+        # forked at the first submit, while this process is small: a worker forked later would
+        # start with a copy of every finding gathered so far
+        pool = ProcessPoolExecutor(max_workers=max(1, min(workers, len(batches))),
+                                   mp_context=multiprocessing.get_context("fork"), initializer=_worker_started)
+        try:
+            for outcome in _completed(pool, first):
                 absorb(outcome)
             # every vSphere shard is in: the cores their Windows guests take are known
-            for outcome in pool.imap_unordered(_evaluate_batch, [(batch, standard_cores) for batch in later]):
+            for outcome in _completed(pool, [(batch, standard_cores) for batch in later]):
                 absorb(outcome)
+        except BaseException as exc:
+            # a Ctrl-C, a SIGTERM, a bad line, a lost worker: no worker runs on
+            for process in dict(getattr(pool, "_processes", None) or {}).values():
+                with contextlib.suppress(Exception):
+                    process.kill()
+            if isinstance(exc, BrokenProcessPool):
+                raise ShardWorkerLost("a worker evaluating a shard ended without its result: it was killed, ran "
+                                      "out of memory, or hit a bug of auditor; nothing was written") from None
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         for compiled in rules.compiled:  # every rule has a tally, as evaluate_rules gives
             tallies.setdefault(compiled.rule.id, RuleTally())
     finally:

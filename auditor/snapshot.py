@@ -131,7 +131,7 @@ def load_snapshot(path: Path, limit: int = DEFAULT_INPUT_LIMIT) -> Snapshot:
     raw = decompress_bounded(raw, where, "snapshot", SnapshotError, limit=limit, raise_with=MAX_INPUT_FLAG)
     _check_density(raw, where)
     first_line = raw[:raw.find(b"\n") + 1 or len(raw)]
-    if b"\n" in raw.rstrip() and is_lines_header(first_line):
+    if is_lines_header(first_line):  # a header alone is an empty estate, as the sharded path reads it
         return _snapshot_from_lines(raw, where)
     # the stdlib parser, not orjson: as fast here, and it shares one string per distinct key
     # across the document, which is ~150 MiB less for a 100,000-resource estate
@@ -330,12 +330,15 @@ def expire_stale(snapshot: Snapshot, max_age: float, now: datetime | None = None
             continue
         collected = parse_utc(source.collected_at)
         age = None if collected is None else (now - collected).total_seconds()
-        if age is not None and age <= max_age:
+        if age is not None and -FUTURE_SKEW <= age <= max_age:
             continue
         where = source.origin or "its snapshot"
         if age is None:
             source.error = (f"{source.id}: the collected_at of its snapshot ({source.collected_at!r}, {where}) is no "
                             "timestamp, so --max-age cannot tell how old it is")
+        elif age < -FUTURE_SKEW:  # a clock ahead, or a date forged to stay fresh for ever
+            source.error = (f"{source.id}: its snapshot says it was collected {source.collected_at}, in the future "
+                            f"({where}), so --max-age cannot tell how old it is")
         else:
             source.error = (f"{source.id}: newest snapshot is {duration_text(age)} old (collected "
                             f"{source.collected_at}, {where}), older than --max-age {duration_text(max_age)}: is its "
@@ -349,6 +352,9 @@ def expire_stale(snapshot: Snapshot, max_age: float, now: datetime | None = None
         gone = {source.id for source in stale}
         snapshot.resources = [resource for resource in snapshot.resources if resource["source"] not in gone]
     return stale
+
+
+FUTURE_SKEW = 300  # seconds a site's clock may run ahead of the scan's before its snapshot counts as forged
 
 
 def parse_utc(text: str) -> datetime | None:

@@ -41,6 +41,7 @@ _STRING = rb'("[^"\\]*(?:\\.[^"\\]*)*")'  # unrolled: a run of plain characters 
 # holding quotes or backslashes cannot shift what is read as the next key
 _ROUTING = re.compile(rb'\{"source":' + _STRING + rb',"cloud":' + _STRING + rb',"type":' + _STRING
                       + rb',"id":' + _STRING)
+_DENSITY_FROM = 50_000  # bytes of a line from which its density is checked (below it, too few values to matter)
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
 
@@ -101,6 +102,12 @@ def parse_resource(line: bytes, where: str, number: int, routed: bool = False) -
     surrogates replaced. `routed`: refuse a line whose routing keys, read whole, are not the
     ones `routing_keys` reads (a key given twice: JSON keeps the last, routing the first),
     so that every reader places it alike."""
+    if len(line) > _DENSITY_FROM:
+        from .snapshot import _check_density
+        try:
+            _check_density(line, where)  # as the one-document reader refuses such a file
+        except SnapshotError as exc:
+            raise SnapshotError(exc.message, where=where, line=number) from None
     try:
         value = orjson.loads(line)
     except orjson.JSONDecodeError:

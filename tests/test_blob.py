@@ -521,3 +521,25 @@ def test_a_stalled_account_times_out(storage, capsys):
     assert one_error_line(capsys.readouterr().err) == (
         f"auditor: error: {location}: storage account {ACCOUNT} at http://127.0.0.1:{port}/{ACCOUNT} timed out "
         "after 1 s (listing snapshots)")
+
+
+def test_a_sas_pasted_onto_an_az_location_is_refused_unechoed(capsys):
+    with pytest.raises(ValueError) as refused:
+        parse_location("az://site-data/x.json.gz?sv=2024&sig=SUPERSECRETSIG123")
+    assert "SUPERSECRETSIG123" not in str(refused.value) and "query string" in str(refused.value)
+
+
+def test_a_name_dated_in_the_future_or_in_a_sub_folder_does_not_shadow_the_newest(storage, tmp_path):
+    """A site's create-and-write SAS may add a blob to another site's folder: one named for
+    9999 would otherwise be that site's newest for ever; an archive folder is no site."""
+    from auditor.snapshot import save_snapshot as save
+
+    real = store(storage, site(SITE_A, timedelta(hours=1)))
+    folder = real.path.rpartition("/")[0]
+    forged = site(SITE_A, timedelta(minutes=1), drop=50)
+    save(forged, tmp_path / "forged.json.gz")
+    storage.client.upload_blob(f"{folder}/99991231T235959Z.json.gz", (tmp_path / "forged.json.gz").read_bytes())
+    storage.client.upload_blob(f"{folder}/archive/20261101T000000Z.json.gz",
+                               (tmp_path / "forged.json.gz").read_bytes())
+    assert main([*SCAN, "--snapshot", storage.at("site-snapshots/")]) == EXIT_OK
+    assert report(tmp_path)["snapshot"]["resource_count"] == len(site(SITE_A, timedelta(hours=1)).resources)

@@ -246,3 +246,130 @@ def test_a_stale_site_fails_alike_sharded_and_in_memory(workdir, capsys):
     assert {f["cloud"] for f in document["findings"]} == {"vsphere"}
     assert main(["scan", "--snapshot", str(fresh), "--snapshot", str(stale), "--out", str(workdir / "again"),
                  "--workers", "2", "--max-age", "2d", "-q", "--baseline", str(SAMPLE_BASELINE)]) == 3
+
+
+# --- workers that die, scans that are stopped ---------------------------------------------------
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+@pytest.fixture(scope="module")
+def large_estate(tmp_path_factory) -> Path:
+    """Enough resources that each worker is busy for seconds."""
+    path = tmp_path_factory.mktemp("large") / "estate.jsonl.gz"
+    save_snapshot(build_sample_estate(vms_per_vcenter=(12000, 9000), azure_vm_scale=30), path)
+    return path
+
+
+def _start_scan(estate: Path, tmp_path: Path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "TMPDIR": str(tmp_path / "tmp")}
+    (tmp_path / "tmp").mkdir()
+    scan = subprocess.Popen([sys.executable, "-m", "auditor", "scan", "--snapshot", str(estate), "--out",
+                             str(tmp_path / "out"), "--workers", "2", "-q", "--no-history"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(_children(scan.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    workers = _children(scan.pid)
+    assert len(workers) >= 2, "the scan never started its workers"
+    return scan, workers
+
+
+def test_a_killed_worker_fails_the_scan_at_once_and_writes_nothing(large_estate, tmp_path):
+    import os
+    import signal
+    import time
+
+    scan, workers = _start_scan(large_estate, tmp_path)
+    time.sleep(1.0)
+    os.kill(workers[0], signal.SIGKILL)
+    _, err = scan.communicate(timeout=60)  # before: the pool waited for ever for the lost batch
+    assert scan.returncode == 70, err
+    assert "a worker evaluating a shard ended without its result" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out" / "latest").exists()
+    assert not list((tmp_path / "tmp").iterdir())  # the spill files are gone
+
+
+def test_sigterm_ends_the_workers_and_removes_the_spill_files(large_estate, tmp_path):
+    import os
+    import signal
+    import time
+
+    scan, workers = _start_scan(large_estate, tmp_path)
+    time.sleep(1.0)
+    os.kill(scan.pid, signal.SIGTERM)
+    scan.communicate(timeout=60)
+    assert scan.returncode == 128 + signal.SIGTERM
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "a worker outlived the scan"
+    assert not list((tmp_path / "tmp").iterdir())
+    assert not (tmp_path / "out" / "latest").exists()
+
+
+def test_a_vcenter_named_like_the_azure_shard_gets_its_own(workdir, capsys):
+    """A source id is the estate's to choose: `azure` must not merge a vCenter into the
+    tenant's shard (whose Windows Standard claims would then not wait for its guests)."""
+    estate = build_sample_estate(vms_per_vcenter=(1200, 800), azure_vm_scale=12)
+    for source in estate.sources:
+        if source.id == "vc-dc1.corp.example":
+            source.id = "azure"
+    for resource in estate.resources:
+        if resource["source"] == "vc-dc1.corp.example":
+            resource["source"] = "azure"
+    path = workdir / "named.jsonl"
+    save_snapshot(estate, path)
+    baseline = workdir / "standard.yaml"
+    baseline.write_text(SAMPLE_BASELINE.read_text().replace("Windows_Server: {edition: datacenter, cores: 64}",
+                                                            "Windows_Server: {edition: standard, cores: 20000}"))
+    reports = assert_same_reports([path], workdir, "--baseline", str(baseline))
+    assert any(f["source"] == "azure" and f["cloud"] == "vsphere"
+               for f in orjson.loads(reports["findings.json"])["findings"])
+
+
+def test_a_header_alone_is_an_empty_estate_either_way(workdir, capsys):
+    path = workdir / "empty.jsonl"
+    save_snapshot(Snapshot("2026-11-20T06:00:00Z", [], []), path)
+    for workers in ("1", "2"):
+        code = main(["scan", "--snapshot", str(path), "--out", str(workdir / f"out{workers}"), "--workers", workers,
+                     "-q", "--no-history"])
+        assert code == 0, capsys.readouterr().err
+        document = orjson.loads((workdir / f"out{workers}" / "latest" / "findings.json").read_bytes())
+        assert document["snapshot"]["resource_count"] == 0 and document["findings"] == []
+
+
+def test_a_dense_line_is_refused_before_it_is_parsed(workdir, capsys):
+    """200,000 empty lists would take hundreds of MB in a worker: refused as the
+    one-document reader refuses such a file."""
+    line = b'{"source":"vc","cloud":"vsphere","type":"HostSystem","id":"esx01","name":"a","x":[' + \
+        b",".join([b"[]"] * 200_000) + b"]}"
+    path = _write_lines(workdir / "dense.jsonl", {**HEADER, "sources": []}, [line])
+    for workers in ("2", "1"):
+        code = main(["scan", "--snapshot", str(path), "--out", str(workdir / "out"), "--workers", workers, "-q"])
+        err = capsys.readouterr().err
+        assert code == 2 and "far denser than any inventory" in err, err
+
+
+def test_a_snapshot_dated_in_the_future_is_not_fresh(workdir, capsys):
+    estate = load_snapshot(SAMPLE_SNAPSHOT)
+    path = workdir / "future.jsonl"
+    save_snapshot(Snapshot("2099-01-01T00:00:00Z", estate.sources, estate.resources), path)
+    code = main(["scan", "--snapshot", str(path), "--out", str(workdir / "out"), "--workers", "2", "-q",
+                 "--max-age", "2h", "--baseline", str(SAMPLE_BASELINE)])
+    err = capsys.readouterr().err
+    assert code == 3 and "in the future" in err, err

@@ -463,7 +463,10 @@ def _read_datetime(text: str) -> str:
     value = Iso8601.ParseISO8601(text)  # pyVmomi's own parser: the same times, the same refusals
     if not value:
         raise MalformedAnswer(f"{text[:40]!r} is not an ISO 8601 time")
-    return iso_utc(value)
+    try:
+        return iso_utc(value)
+    except OverflowError:  # year 1 east of UTC: no time Python can hold
+        raise MalformedAnswer(f"{text[:40]!r} is out of range") from None
 
 
 def _read_binary(text: str) -> None:
