@@ -875,3 +875,27 @@ def test_a_vcenter_that_stops_answering_mid_read_ahead(simulator_binary, tmp_pat
         hung.stop()
     assert result.resources == [] and result.sources[0].error == f"{hung.server} (collecting): timed out after 2 s"
     assert elapsed < 10
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("parser", ["fast", "pyvmomi"])
+def test_an_object_paged_twice_fails_the_source(upstream, monkeypatch, parser):
+    """A server (or a relay) that answers a page again: two resources under one id would
+    make a snapshot every scan refuses; the source fails instead, keeping nothing."""
+    import auditor.sources.vsphere as vsphere
+
+    name = "retrieve_read_ahead" if parser == "fast" else "retrieve_paged"
+    original = getattr(vsphere, name)
+
+    def twice(*args, **kwargs):
+        first = None
+        for obj in original(*args, **kwargs):
+            first = first or obj
+            yield obj
+        yield first  # the first object once more, as a replayed page would bring it
+
+    monkeypatch.setattr(vsphere, name, twice)
+    result = VSphereSource(connection(upstream), parser=parser).collect(Progress(enabled=False))
+    (source,) = result.sources
+    assert source.status == "failed" and result.resources == [], source
+    assert "came twice in the PropertyCollector's pages" in source.error

@@ -328,10 +328,16 @@ class VSphereSource(InventorySource):
         collector = content.propertyCollector
         retrieve = retrieve_read_ahead if self.parser == "fast" else retrieve_paged
         view = content.viewManager.CreateContainerView(content.rootFolder, list(properties), True)
+        seen: set[str] = set()
         try:
             for obj in retrieve(collector, view, properties, self.page_size):
                 resource = _resource(obj, label, field_names, assigned)
                 if resource is not None:
+                    if resource["id"] in seen:
+                        # a page answered twice (a faulty server or relay): the snapshot would hold
+                        # two resources under one id, which a scan refuses
+                        raise MalformedAnswer(f"{resource['id']} came twice in the PropertyCollector's pages")
+                    seen.add(resource["id"])
                     resources.append(resource)
                     if len(resources) % 200 == 0:
                         progress.update(label, len(resources))
