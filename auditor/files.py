@@ -51,12 +51,9 @@ def _kind(mode: int) -> str:
     return "special file"
 
 
-def read_input(path: Path, what: str, error: type[InputError] = InputError, *,
-               limit: int = TEXT_FILE_LIMIT, raise_with: str = "") -> bytes:
-    """The bytes of the regular file `path`, at most `limit` of them.
-
-    A missing, unreadable, special or oversized file raises `error` naming it; `raise_with`
-    tells the user how to raise the limit where they can."""
+def open_regular(path: Path, what: str, error: type[InputError] = InputError) -> tuple[int, os.stat_result]:
+    """An open descriptor of the regular file `path` and its status; a missing, unreadable or
+    special file (a folder, a FIFO, a device) raises `error` naming it."""
     where = str(path)
     try:
         # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer for ever
@@ -73,16 +70,27 @@ def read_input(path: Path, what: str, error: type[InputError] = InputError, *,
         if stat.S_ISDIR(status.st_mode):
             raise error(f"is a directory, expected a {what}", where=where)
         raise error(f"is a {_kind(status.st_mode)}, not a regular file: expected a {what}", where=where)
+    return fd, status
+
+
+def read_input(path: Path, what: str, error: type[InputError] = InputError, *,
+               limit: int = TEXT_FILE_LIMIT, raise_with: str = "") -> bytes:
+    """The bytes of the regular file `path`, at most `limit` of them.
+
+    A missing, unreadable, special or oversized file raises `error` naming it; `raise_with`
+    tells the user how to raise the limit where they can."""
+    where = str(path)
+    fd, status = open_regular(path, what, error)
     if status.st_size > limit:  # refused before a byte is read
         os.close(fd)
-        raise error(_over(what, limit, raise_with), where=where)
+        raise error(over_limit(what, limit, raise_with), where=where)
     with os.fdopen(fd, "rb") as handle:
         try:
             payload = _read_at_most(handle, limit)
         except OSError as exc:
             raise error(f"cannot read {what}: {exc.strerror}", where=where) from None
     if payload is None:  # the file grew past the limit while it was read
-        raise error(_over(what, limit, raise_with), where=where)
+        raise error(over_limit(what, limit, raise_with), where=where)
     return payload
 
 
@@ -116,10 +124,11 @@ def decompress_bounded(payload: bytes, where: str, what: str, error: type[InputE
     except (OSError, EOFError, zlib.error) as exc:
         raise error(f"broken gzip data ({exc})", where=where) from None
     if data is None:
-        raise error(_over(f"{what} (decompressed)", limit, raise_with), where=where)
+        raise error(over_limit(f"{what} (decompressed)", limit, raise_with), where=where)
     return data
 
 
-def _over(what: str, limit: int, raise_with: str) -> str:
+def over_limit(what: str, limit: int, raise_with: str) -> str:
+    """What to say of `what` past `limit` bytes, and how to raise the limit."""
     hint = f"; raise the limit with {raise_with}" if raise_with else ""
     return f"{what} is larger than the limit of {size_text(limit)}{hint}"

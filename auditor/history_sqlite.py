@@ -12,21 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
-from .history import SCHEMA_VERSION, TREND_COLUMNS, UPSERT_SIGHTING, History, Sighting, check_version
+from .history import SCHEMA_VERSION, TREND_COLUMNS, UPSERT_SIGHTING, History, Sighting, check_version, schema
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS scans (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, scanned_at TEXT NOT NULL, as_of TEXT NOT NULL,
-    collected_at TEXT NOT NULL, sources TEXT NOT NULL, resource_count INTEGER NOT NULL,
-    incomplete INTEGER NOT NULL, total INTEGER NOT NULL, suppressed INTEGER NOT NULL,
-    critical INTEGER NOT NULL, high INTEGER NOT NULL, medium INTEGER NOT NULL, low INTEGER NOT NULL,
-    info INTEGER NOT NULL, run TEXT);
-CREATE TABLE IF NOT EXISTS findings (
-    fingerprint TEXT PRIMARY KEY, rule_id TEXT NOT NULL, resource_id TEXT NOT NULL,
-    severity TEXT NOT NULL, first_seen TEXT NOT NULL, last_seen TEXT NOT NULL,
-    last_scan INTEGER NOT NULL REFERENCES scans(id));
-"""
+_SCHEMA = schema("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER")
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another scan's transaction, which takes milliseconds
 _CHUNK = 500  # bound parameters per query: old SQLite builds allow 999
 

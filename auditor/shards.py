@@ -44,6 +44,7 @@ from .accounting import needs_on_premises, standard_on_premises
 from .avs import PRIVATE_CLOUD, assign_responsibility
 from .engine.evaluate import Evaluation, RuleTally, evaluate_rules
 from .errors import EXIT_INTERNAL, AuditorError, SnapshotError
+from .files import over_limit
 from .findings import Finding
 from .snapshot import CLOUDS, MAX_INPUT_FLAG, Snapshot, Source, _check_resource, snapshot_from_document
 from .snapshot_lines import is_lines_header, open_lines, parse_header, parse_resource, routing_keys
@@ -161,15 +162,12 @@ def _check_line(resource: Any, where: str, number: int) -> None:
 def _bounded_lines(stream: IO[bytes], limit: int, where: str) -> Iterator[bytes]:
     """The stream's lines, failing once they pass `limit` bytes in all (a gzip bomb stops at
     the limit, as the one-document reader's does)."""
-    from .files import size_text
-
     total = 0
     try:
         while line := stream.readline(limit + 1 - total):
             total += len(line)
             if total > limit:
-                raise SnapshotError(f"snapshot file (decompressed) is larger than the limit of {size_text(limit)}; "
-                                    f"raise the limit with {MAX_INPUT_FLAG}", where=where)
+                raise SnapshotError(over_limit("snapshot file (decompressed)", limit, MAX_INPUT_FLAG), where=where)
             yield line
     except (OSError, EOFError) as exc:
         raise SnapshotError(f"broken gzip data ({exc})", where=where) from None
@@ -209,6 +207,20 @@ class ShardOutcome:
     error: tuple[str, str | None, int | None] | None = None  # an input error: message, where, line
     crash: str | None = None  # anything else: the worker's traceback
 
+    def add(self, findings: list[Finding], tallies: dict[str, RuleTally], counts: dict[str, int],
+            linked: dict[str, dict[str, Any]], resources: int, standard_cores: int) -> None:
+        """Count another shard's results in (a worker its batch's shards, the scan every batch)."""
+        self.findings.extend(findings)
+        for rule_id, tally in tallies.items():
+            merged = self.tallies.setdefault(rule_id, RuleTally())
+            merged.checked += tally.checked
+            merged.not_evaluated.extend(tally.not_evaluated)
+        for key, count in counts.items():
+            self.counts[key] = self.counts.get(key, 0) + count
+        self.linked.update(linked)
+        self.resources += resources
+        self.standard_cores += standard_cores
+
 
 @dataclass
 class _Job:
@@ -241,7 +253,7 @@ def _read_spill(path: Path, job: _Job) -> list[dict[str, Any]]:
 def _evaluate_batch(task: tuple[list[Shard], int | None]) -> ShardOutcome:
     """Worker: evaluate each shard of the batch on its own, with its context; `on_premises`
     is what Azure's Windows Server claims must leave to vSphere (None: not needed)."""
-    from .scan import assess_estate
+    from .scan import assess_estate, resource_counts
 
     batch, on_premises = task
 
@@ -255,19 +267,10 @@ def _evaluate_batch(task: tuple[list[Shard], int | None]) -> ShardOutcome:
             context = _read_spill(job.context[shard.cloud], job)
             linked = assess_estate(context + own, job.sources, job.rules, job.as_of,
                                    on_premises if shard.cloud == AZURE_SHARD else None)
-            outcome.standard_cores += standard_on_premises(own)
             evaluation = evaluate_rules(job.rules.compiled, own)
             assign_responsibility(evaluation.findings, own)
-            outcome.findings.extend(evaluation.findings)
-            for rule_id, tally in evaluation.tallies.items():
-                merged = outcome.tallies.setdefault(rule_id, RuleTally())
-                merged.checked += tally.checked
-                merged.not_evaluated.extend(tally.not_evaluated)
-            for resource in own:
-                key = f"{resource['cloud']}:{resource['type']}"
-                outcome.counts[key] = outcome.counts.get(key, 0) + 1
-            outcome.linked.update(linked)
-            outcome.resources += len(own)
+            outcome.add(evaluation.findings, evaluation.tallies, resource_counts(own), linked, len(own),
+                        standard_on_premises(own))
             del own, context, evaluation, linked
             _release_memory()
     except AuditorError as exc:
@@ -340,11 +343,7 @@ def evaluate_sharded(routed: RoutedEstate, rules: RuleContext, as_of: date, work
     unsorted), resource counts by cloud:type, the number of resources and the AVS joins."""
     global _JOB
     _JOB = _Job(rules, routed.header.sources, routed.context, routed.files, as_of, skip_sources)
-    findings: list[Finding] = []
-    tallies: dict[str, RuleTally] = {}
-    counts: dict[str, int] = {}
-    linked: dict[str, dict[str, Any]] = {}
-    resources = 0
+    total = ShardOutcome()
     batches = pack(routed.shards)
     enabled = gc.isenabled()
     gc.disable()  # a million findings arrive: the cyclic collector would re-walk them all
@@ -353,25 +352,15 @@ def evaluate_sharded(routed: RoutedEstate, rules: RuleContext, as_of: date, work
         waits = needs_on_premises(rules.baselines)
         first = [(batch, None) for batch in batches if not (waits and batch[0].cloud == AZURE_SHARD)]
         later = [batch for batch in batches if waits and batch[0].cloud == AZURE_SHARD]
-        standard_cores = 0
 
         def absorb(outcome: ShardOutcome) -> None:
-            nonlocal resources, standard_cores
             if outcome.error is not None:
                 message, where, line = outcome.error
                 raise SnapshotError(message, where=where, line=line)
             if outcome.crash is not None:
                 raise RuntimeError(f"a shard worker failed:\n{outcome.crash}")
-            findings.extend(outcome.findings)
-            for rule_id, tally in outcome.tallies.items():
-                merged = tallies.setdefault(rule_id, RuleTally())
-                merged.checked += tally.checked
-                merged.not_evaluated.extend(tally.not_evaluated)
-            for key, count in outcome.counts.items():
-                counts[key] = counts.get(key, 0) + count
-            linked.update(outcome.linked)
-            resources += outcome.resources
-            standard_cores += outcome.standard_cores
+            total.add(outcome.findings, outcome.tallies, outcome.counts, outcome.linked, outcome.resources,
+                      outcome.standard_cores)
 
         # forked at the first submit, while this process is small: a worker forked later would
         # start with a copy of every finding gathered so far
@@ -381,7 +370,7 @@ def evaluate_sharded(routed: RoutedEstate, rules: RuleContext, as_of: date, work
             for outcome in _completed(pool, first):
                 absorb(outcome)
             # every vSphere shard is in: the cores their Windows guests take are known
-            for outcome in _completed(pool, [(batch, standard_cores) for batch in later]):
+            for outcome in _completed(pool, [(batch, total.standard_cores) for batch in later]):
                 absorb(outcome)
         except BaseException as exc:
             # a Ctrl-C, a SIGTERM, a bad line, a lost worker: no worker runs on
@@ -395,12 +384,12 @@ def evaluate_sharded(routed: RoutedEstate, rules: RuleContext, as_of: date, work
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         for compiled in rules.compiled:  # every rule has a tally, as evaluate_rules gives
-            tallies.setdefault(compiled.rule.id, RuleTally())
+            total.tallies.setdefault(compiled.rule.id, RuleTally())
     finally:
         _JOB = None
         if enabled:
             gc.enable()
-    return Evaluation(findings, tallies), counts, resources, linked
+    return Evaluation(total.findings, total.tallies), total.counts, total.resources, total.linked
 
 
 def default_workers() -> int:

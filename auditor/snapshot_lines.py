@@ -19,7 +19,6 @@ import gzip
 import json
 import os
 import re
-import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -28,7 +27,7 @@ import orjson
 
 from .atomic import write_stream_atomic
 from .errors import SnapshotError
-from .files import GZIP_MAGIC
+from .files import GZIP_MAGIC, open_regular
 from .jsonio import to_json
 from .text import without_lone_surrogates
 
@@ -157,26 +156,14 @@ def routing_keys(line: bytes, where: str, number: int) -> tuple[Any, Any, Any, A
 def open_lines(path: Path) -> IO[bytes]:
     """Open a snapshot file to read it line by line, gzip or not (the caller counts bytes
     against the input limit). Missing, special or unreadable files fail naming the file."""
-    where = str(path)
-    try:
-        # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer for ever
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise SnapshotError("snapshot file not found", where=where) from None
-    except IsADirectoryError:
-        raise SnapshotError("is a directory, expected a snapshot file", where=where) from None
-    except OSError as exc:
-        raise SnapshotError(f"cannot read snapshot file: {exc.strerror}", where=where) from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise SnapshotError("is not a regular file: expected a snapshot file", where=where)
+    fd, _ = open_regular(path, "snapshot file", SnapshotError)
     handle = os.fdopen(fd, "rb")
     try:
         magic = handle.read(2)
         handle.seek(0)
     except OSError as exc:
         handle.close()
-        raise SnapshotError(f"cannot read snapshot file: {exc.strerror}", where=where) from None
+        raise SnapshotError(f"cannot read snapshot file: {exc.strerror}", where=str(path)) from None
     if magic == GZIP_MAGIC:
         packed = gzip.GzipFile(fileobj=handle, mode="rb")
         packed.myfileobj = handle  # closed with it (what gzip.open does for a path)
