@@ -16,7 +16,7 @@ The first run of the K vCenters together, which starts the fork server as a fres
 does, is printed too.
 
 Targets: fast >= 5x faster than pyVmomi; fast <= 2x the floor; K vCenters together <= 0.75x
-the time of one after another; SOAP round trips that grow with pages (one per 1,000 objects),
+the time of one after another; SOAP round trips that grow with pages (one per PAGE_SIZE objects),
 not with objects.
 
 The naive pyVmomi loop (vm.name, vm.config, ... per VM, a round trip each) this benchmark once
@@ -43,6 +43,7 @@ from pyVmomi import SoapAdapter, vmodl
 
 from auditor.sources import Progress, collect_all
 from auditor.sources.vsphere import (
+    PAGE_SIZE,
     PROPERTIES,
     VSphereConnection,
     VSphereSource,
@@ -62,7 +63,7 @@ def connection(simulator: vcsim.Simulator) -> VSphereConnection:
                              ca_bundle=str(simulator.cert), timeout=600)
 
 
-def collect(simulator: vcsim.Simulator, parser: str, page_size: int = 1000) -> list[dict]:
+def collect(simulator: vcsim.Simulator, parser: str, page_size: int = PAGE_SIZE) -> list[dict]:
     """One whole collection; its resources."""
     result = VSphereSource(connection(simulator), page_size=page_size, parser=parser).collect(Progress(enabled=False))
     if result.sources[0].status != "ok":
@@ -80,7 +81,7 @@ def floor(simulator: vcsim.Simulator) -> tuple[float, int]:
         properties = supported_properties(PROPERTIES, service._stub.version)
         view = content.viewManager.CreateContainerView(content.rootFolder, list(properties), True)
         collector = content.propertyCollector
-        options = vmodl.query.PropertyCollector.RetrieveOptions(maxObjects=1000)
+        options = vmodl.query.PropertyCollector.RetrieveOptions(maxObjects=PAGE_SIZE)
         started = time.perf_counter()
         answer = send_tapped(collector, "RetrievePropertiesEx", [[_filter_spec(view, properties)], options])
         pages = 1

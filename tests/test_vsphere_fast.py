@@ -538,6 +538,11 @@ def mangled(mode: str, body: bytes) -> tuple[int, bytes, bool]:
         return 200, re.sub(rb"<gmtOffset>0</gmtOffset>", b"<gmtOffset>zero</gmtOffset>", body, count=1), False
     if mode == "other answer":
         return 200, body.replace(b"RetrievePropertiesExResponse", b"RetrievePropertiesResponse"), False
+    if mode == "decoy token":  # a comment ahead of the page whose bytes look like its token
+        return 200, re.sub(rb"(<(Continue)?RetrievePropertiesExResponse[^>]*>)",
+                           rb"\1<!--<returnval><token>decoy</token>-->", body, count=1), False
+    if mode == "cdata token":  # the token as CDATA: well-formed, but not plainly in the bytes
+        return 200, re.sub(rb"<token>([^<]*)</token>", rb"<token><![CDATA[\1]]></token>", body, count=1), False
     raise AssertionError(mode)
 
 
@@ -631,6 +636,8 @@ def upstream(simulator_binary, tmp_path_factory):
     ("bad number", 1, "not valid vSphere SOAP ('zero' is not a whole number)"),
     ("other answer", 1, "not valid vSphere SOAP (<RetrievePropertiesResponse> answers no RetrievePropertiesEx)"),
     ("fault", 2, "InvalidProperty: config.bogus is not a property"),
+    ("decoy token", 1, "not valid vSphere SOAP (a page's token differs from what its first bytes said)"),
+    ("decoy token", 2, "not valid vSphere SOAP (a page's token differs from what its first bytes said)"),
 ])
 def test_a_bad_answer_fails_the_source_and_keeps_nothing(upstream, tmp_path, mode, nth, message):
     relay = Relay(upstream, tmp_path, mode, nth)
@@ -647,6 +654,71 @@ def test_a_bad_answer_fails_the_source_and_keeps_nothing(upstream, tmp_path, mod
     assert source.error.startswith(f"{relay.server} (collecting): ") and message in source.error, source.error
     assert "\n" not in source.error and "root:" not in source.error and "lol" not in source.error
     assert elapsed < 15
+
+
+@pytest.mark.peer
+def test_a_token_the_first_bytes_do_not_give_plainly_is_read_from_the_parsed_page(upstream, tmp_path):
+    """A page whose token is CDATA: nothing is asked for early, the next page is asked for
+    with the parsed token, and the collection is whole."""
+    relay = Relay(upstream, tmp_path, "cdata token", nth=2)
+    try:
+        mangled_run = VSphereSource(connection(upstream, port=relay.server_address[1], ca_bundle=str(relay.cert)),
+                                    page_size=5).collect(Progress(enabled=False))
+    finally:
+        relay.stop()
+    assert relay.done
+    plain = collect(upstream, page_size=5)
+    assert mangled_run.sources[0].status == "ok", mangled_run.sources[0].error
+    assert as_json(mangled_run.resources).replace(relay.server, upstream.server) == as_json(plain.resources)
+
+
+@pytest.mark.peer
+def test_the_next_page_is_asked_for_before_this_one_is_parsed(upstream, monkeypatch):
+    """The vCenter makes the next page while this one is parsed and decoded: the request for
+    page 2 leaves before page 1 is parsed (its token is read from the first bytes)."""
+    import auditor.sources.vsphere as vsphere
+    import auditor.sources.vsphere_soap as vsphere_soap
+
+    asked, order = threading.Event(), []
+    send, parse = vsphere.send_tapped, vsphere_soap.parse_document
+
+    def sending(collector, method, args, tap=None):
+        if method == "ContinueRetrievePropertiesEx":
+            order.append(f"asked {args[0]}")
+            asked.set()
+        return send(collector, method, args, tap)
+
+    def parsing(document):
+        if b"<RetrievePropertiesExResponse" in document[:1000]:  # page 1 (later pages: <Continue...)
+            asked.wait(10)  # the first page's parse waits (a while at most) for the next request
+            order.append("page 1 parsed")
+        return parse(document)
+
+    monkeypatch.setattr(vsphere, "send_tapped", sending)
+    monkeypatch.setattr(vsphere_soap, "parse_document", parsing)
+    result = collect(upstream, page_size=5)
+    assert result.sources[0].status == "ok", result.sources[0].error
+    assert order[0].startswith("asked ") and order[1] == "page 1 parsed", order
+    assert as_json(result.resources) == as_json(collect(upstream, "pyvmomi", page_size=5).resources)
+
+
+def test_the_leading_token_is_taken_only_when_plain():
+    """leading_token: the token of a page as vCenter writes it; anything else is left to the
+    parser (None), never guessed."""
+    from auditor.sources.vsphere_soap import leading_token
+
+    response = b'<?xml version="1.0"?><soapenv:Envelope><soapenv:Body><RetrievePropertiesExResponse xmlns="urn:vim25">'
+    assert leading_token(response + b"<returnval><token>session[52ab]1</token><objects>") == "session[52ab]1"
+    assert leading_token(response + b'<v:returnval>\n  <v:token a="1">7</v:token>') == "7"
+    for near_miss in (b"<returnval><token>a&amp;b</token>",  # a reference
+                      b"<returnval><token><![CDATA[x]]></token>",  # CDATA
+                      b"<returnval><token>caf\xc3\xa9</token>",  # not ASCII: depends on the encoding
+                      b"<returnval><token>a b</token>",  # white space
+                      b"<returnval><objects/><token>1</token>",  # not before the objects
+                      b"<returnval><token></token>",  # empty
+                      b"<returnvalue><token>1</token>"):  # another element
+        assert leading_token(response + near_miss) is None, near_miss
+    assert leading_token(b" " * (16 << 10) + b"<returnval><token>1</token>") is None  # past the first bytes
 
 
 @pytest.mark.peer

@@ -136,9 +136,14 @@ class _Deflate:
 def read_document(response: Any, limit: int = ANSWER_LIMIT) -> Any:
     """The root element of an HTTP answer's XML body (decompressed as its Content-Encoding
     says), parsed with a hardened parser; MalformedAnswer when it is not well-formed, declares
-    a DTD or exceeds `limit` bytes. The body is read whole, then parsed in one call: lxml lets
-    go of the GIL while it parses a document in memory (not while it is fed one piece by piece),
-    so a page parsed on the read-ahead thread does not hold up the decoding of the one before."""
+    a DTD or exceeds `limit` bytes (read_body, then parse_document)."""
+    return parse_document(read_body(response, limit))
+
+
+def read_body(response: Any, limit: int = ANSWER_LIMIT) -> bytes:
+    """An HTTP answer's whole body, decompressed as its Content-Encoding says; MalformedAnswer
+    when it exceeds `limit` bytes or its compression is corrupt, IncompleteRead when the peer
+    left before the end."""
     decompressor = _decompressor((response.getheader("Content-Encoding") or "identity").strip().lower())
     pieces: list[bytes] = []
     total = 0
@@ -165,8 +170,15 @@ def read_document(response: Any, limit: int = ANSWER_LIMIT) -> Any:
         raise http.client.IncompleteRead(b"", missing)
     if decompressor is not None and not decompressor.eof:
         raise MalformedAnswer("the compressed answer is corrupt or cut short")
-    document = b"".join(pieces)
-    del pieces
+    return b"".join(pieces)
+
+
+def parse_document(document: bytes) -> Any:
+    """The root element of an answer's XML, parsed with a hardened parser (xml_parser);
+    MalformedAnswer when it is not well-formed or declares a DTD. The document is parsed in
+    one call: lxml lets go of the GIL while it parses a document in memory (not while it is
+    fed one piece by piece), so a page parsed on one thread does not hold up the decoding of
+    another on the next."""
     if _declares_dtd(document[:4096]):  # said plainly, before libxml2 reads the DTD
         raise MalformedAnswer(_DTD)
     try:
@@ -177,6 +189,24 @@ def read_document(response: Any, limit: int = ANSWER_LIMIT) -> Any:
     if docinfo.doctype or docinfo.internalDTD is not None:  # a DTD the first look missed (UTF-16, ...)
         raise MalformedAnswer(_DTD)
     return root
+
+
+# A page's token as vCenter (and the simulator) write it, before the page's objects:
+# <returnval><token>...</token><objects>... Only a token of printable ASCII without markup or
+# references is taken: its bytes then read the same in every encoding an answer may declare.
+_LEADING_TOKEN = re.compile(
+    rb"<(?:[A-Za-z_][\w.-]*:)?returnval(?:\s[^<>]*)?>\s*<(?:[A-Za-z_][\w.-]*:)?token(?:\s[^<>]*)?>"
+    rb"([\x21-\x25\x27-\x3b\x3d\x3f-\x7e]{1,4096})</")
+LEADING_BYTES = 16 << 10  # where the token is looked for
+
+
+def leading_token(document: bytes) -> str | None:
+    """The token of a RetrievePropertiesEx / ContinueRetrievePropertiesEx answer as its first
+    bytes give it, before the page is parsed; None when they do not give it plainly. A guess
+    to ask for the next page early with: page_token of the parsed answer is the word, and a
+    guess that differs from it fails the page (Pages)."""
+    found = _LEADING_TOKEN.search(document, 0, LEADING_BYTES)
+    return None if found is None else found.group(1).decode("ascii")
 
 
 _DTD = "the answer declares a DTD, which SOAP forbids"
@@ -234,14 +264,25 @@ class AnswerTap:
     element for the caller, and gives pyVmomi's deserialiser what it is to read instead: an
     empty answer, or the fault as sent, so that pyVmomi raises it as usual."""
 
-    def __init__(self, method: str, limit: int = ANSWER_LIMIT):
+    def __init__(self, method: str, limit: int = ANSWER_LIMIT,
+                 on_token: Callable[[str], None] | None = None):
         self.method = method
         self.limit = limit
         self.answer: Any = None
+        # a page's token as its first bytes give it (leading_token), told to `on_token` as soon
+        # as the answer is in and before it is parsed
+        self.on_token = on_token
+        self.early_token: str | None = None
 
     def take(self, response: Any) -> bytes:
         """Read `response` (an http.client answer); what pyVmomi is to deserialise."""
-        root = read_document(response, self.limit)
+        document = read_body(response, self.limit)
+        if self.on_token is not None and response.status == 200:
+            self.early_token = leading_token(document)
+            if self.early_token is not None:
+                self.on_token(self.early_token)
+        root = parse_document(document)
+        del document
         element, is_fault = answer_element(root, self.method)
         if is_fault:
             return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
@@ -332,6 +373,20 @@ class RetrievePage(NamedTuple):
 # (type, property path) -> a reduction, which gets the value as pyVmomi's (data objects as
 # ElementViews) and returns what is kept of it; other properties are kept whole, as plain data
 Reductions = Mapping[tuple[str, str], Callable[[Any], Any]]
+
+
+class KeptItems(NamedTuple):
+    """The reduction of an array property that keeps only items of the types `keeps` accepts
+    (`reduce` drops the others itself): called, it is `reduce`; the decoder hands it only the
+    items `keeps` accepts and never reads the others (a VM's dozen devices, of which one or
+    two are kept, are most of a page)."""
+
+    keeps: Callable[[type], bool]
+    reduce: Callable[[Any], Any]
+
+    def __call__(self, value: Any) -> Any:
+        """What `reduce` keeps of the whole value (pyVmomi's, or an answer's read whole)."""
+        return self.reduce(value)
 
 
 # -- types ---------------------------------------------------------------------------------------
@@ -528,6 +583,7 @@ class Decoder:
         self._references: dict[str, type] = {}
         self._top: dict[str | None, type] = {}  # xsi:type of a property value -> its type
         self._by_kind: tuple[Reductions, dict[str, dict[str, Callable[[Any], Any]]]] | None = None
+        self._kept: dict[Callable[[type], bool], dict[type, bool]] = {}  # KeptItems' verdicts by type
 
     # -- names and types
 
@@ -715,6 +771,25 @@ class Decoder:
             return _shallow_default(default)
         return self._shallow(matches[-1], self._resolve(matches[-1], kind))
 
+    def _kept_items(self, element: Any, keeps: Callable[[type], bool]) -> Any:
+        """An array value as `shallow` reads it, but only the items whose type `keeps`
+        accepts; the others are typed (an unknown type is refused as ever) and left unread."""
+        cls = self._resolve(element, object)
+        if _kind(cls) != _LIST:
+            return self._shallow(element, cls)
+        item, kept = cls.Item, []
+        verdicts = self._kept.get(keeps)
+        if verdicts is None:
+            verdicts = self._kept[keeps] = {}
+        for child in element:
+            child_cls = self._resolve(child, item)
+            keep = verdicts.get(child_cls)
+            if keep is None:
+                keep = verdicts[child_cls] = bool(keeps(child_cls))
+            if keep:
+                kept.append(self._shallow(child, child_cls))
+        return kept
+
     # -- pages
 
     def retrieve_result(self, answer: Any, reductions: Reductions) -> RetrievePage | None:
@@ -809,7 +884,11 @@ class Decoder:
     def _value(self, reduce: Callable[[Any], Any] | None, element: Any) -> Any:
         """A property value as the snapshot keeps it: reduced, else plain."""
         if reduce is not None:
-            return reduce(None if element is None else self.shallow(element))
+            if element is None:
+                return reduce(None)
+            if isinstance(reduce, KeptItems):
+                return reduce.reduce(self._kept_items(element, reduce.keeps))
+            return reduce(self.shallow(element))
         if element is None:
             return None
         xsi = element.get(XSI_TYPE)
