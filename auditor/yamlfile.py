@@ -68,6 +68,17 @@ class LinedList(list):
     item_lines: list[int]
 
 
+def plain_data(value: Any) -> Any:
+    """`value` with its mappings and sequences as plain dicts and lists, without their lines:
+    what a finding's evidence shows of a rule's constant, which then crosses between
+    processes as plain data (see shards.ShardOutcome)."""
+    if isinstance(value, dict):
+        return {key: plain_data(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain_data(item) for item in value]
+    return value
+
+
 def line_of(value: Any, default: int | None = None) -> int | None:
     """The line a loaded value started on, where it is known."""
     return getattr(value, "line", default)

@@ -3,6 +3,8 @@ evidence and fingerprints."""
 
 from __future__ import annotations
 
+import pytest
+
 from auditor.engine.paths import ABSENT, compile_path, parse_path
 from auditor.findings import fingerprint
 from tests.conftest import run_rule, thing
@@ -200,3 +202,38 @@ def test_set_comparison_ignores_order_and_shows_the_set_sorted(tmp_path):
     eq = run_rule(tmp_path, "match: {path: properties.ntp, op: set_eq, value: [ntp1, ntp2]}",
                   [same, reversed_, other])
     assert [f.resource_name for f in eq] == ["same", "rev"]
+
+
+@pytest.mark.parametrize("needs", [["properties.a"], ["properties.a", "properties.b"],
+                                   ["properties.a", "properties.b", "properties.c"]])
+def test_each_need_leaves_a_resource_unjudged_whatever_their_number(tmp_path, needs):
+    """The straight-line test of one, two, or more needs: a resource missing any one of them,
+    wherever it stands in the list, is not evaluated; one with them all is judged."""
+    from auditor.baselines import load_baselines
+    from auditor.bundled import bundled_baselines_dir
+    from auditor.engine.evaluate import evaluate_rules
+    from auditor.engine.rules import compile_rules, load_rules
+    from tests.conftest import AS_OF, rule_file
+
+    body = f"""
+    needs: [{", ".join(needs)}]
+    match: {{path: properties.a, op: eq, value: 1}}
+    """
+    whole = {"a": 1, "b": 2, "c": 3}
+    complete = thing("complete", properties=whole)
+    lacking = [thing(f"no-{path[-1]}", properties={k: v for k, v in whole.items() if k != path[-1]})
+               for path in needs]
+    compiled = compile_rules(load_rules([rule_file(tmp_path, body)]), load_baselines([bundled_baselines_dir()]), AS_OF)
+    result = evaluate_rules(compiled, [complete, *lacking])
+    assert [f.resource_name for f in result.findings] == ["complete"]
+    tally = result.tallies["T-001"]
+    assert tally.checked == 1 and tally.not_evaluated == [r["id"].lower() for r in lacking]
+
+
+def test_a_rules_constant_shows_in_evidence_as_plain_data(tmp_path):
+    """What a rule compares with is shown as plain lists and mappings, not the YAML loader's
+    line-keeping types: evidence crosses between processes as plain data (shards)."""
+    findings = run_rule(tmp_path, "match: {path: properties.ntp, op: set_ne, value: [ntp1, ntp2]}",
+                        [thing("other", properties={"ntp": ["ntp9"]})])
+    expected = findings[0].evidence[0]["expected"]
+    assert expected == ["ntp1", "ntp2"] and type(expected) is list

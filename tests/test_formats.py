@@ -341,3 +341,14 @@ def test_sarif_writer_holds_the_compressed_log_not_the_text(sample_report, tmp_p
     assert size > 10_000_000
     assert peak < size / 3, f"peak {peak:,} bytes for a {size:,}-byte log"
     assert json.loads(path.read_bytes())["runs"][0]["results"]
+
+
+def test_only_the_unsafe_characters_are_escaped():
+    """jsonio.escape_unsafe looks for lead bytes C2 and E2 before the pattern: text with other
+    non-ASCII characters, or with C2/E2 characters that are safe, comes out as it went in."""
+    from auditor.jsonio import escape_unsafe, to_json
+
+    for safe in ("plain", "café Zürich", "naïve – dash “quotes” €", "no\u00a0break°"):
+        assert to_json(safe) == b'"' + safe.encode() + b'"'
+    assert escape_unsafe("a\u0085b\u2028c\u202ed\u2066".encode()) == b"a\\u0085b\\u2028c\\u202ed\\u2066"
+    assert to_json({"name": "vm\u2029"}) == b'{"name":"vm\\u2029"}'

@@ -704,3 +704,24 @@ def test_a_full_disk_behind_standard_output_is_an_input_error(workdir):
         result = subprocess.run([sys.executable, "-m", "auditor", "scan", *ARGS, "-o", "-", "-f", "json", "-q"],
                                 stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
     assert result.returncode == 2 and "cannot write to standard output" in result.stderr, result.stderr
+
+
+def test_a_search_remembered_is_the_search_made(monkeypatch):
+    """patterns.search keeps what it found per pattern and text: the same answer (match or
+    none) as searching again, per pattern; long texts are not kept, and the memory is bounded."""
+    import auditor.patterns as patterns
+
+    monkeypatch.setattr(patterns, "_SEARCHES", {})
+    monkeypatch.setattr(patterns, "_SEARCHES_KEPT", 4)
+    digits, letters = patterns.linear(r"(\d+)"), patterns.linear(r"([a-z]+)")
+    assert patterns.search(digits, "vm-42").group(1) == "42"
+    assert patterns.search(digits, "vm-42").group(1) == "42"  # remembered
+    assert patterns.search(letters, "vm-42").group(1) == "vm"  # the same text, another pattern
+    assert patterns.search(digits, "none") is None and patterns.search(digits, "none") is None
+    assert patterns.search(digits, "\udc80") is None  # text RE2 cannot encode: no match, as before
+    long_text = "x" * 10_000 + "7"
+    assert patterns.search(digits, long_text).group(1) == "7"
+    assert (digits, long_text) not in patterns._SEARCHES
+    for number in range(20):
+        assert patterns.search(digits, f"host-{number}").group(1) == str(number)
+    assert len(patterns._SEARCHES) <= 4

@@ -373,3 +373,33 @@ def test_a_snapshot_dated_in_the_future_is_not_fresh(workdir, capsys):
                  "--max-age", "2h", "--baseline", str(SAMPLE_BASELINE)])
     err = capsys.readouterr().err
     assert code == 3 and "in the future" in err, err
+
+
+class Label(str):
+    """A text subclass, as a fact's value may be."""
+
+
+def test_a_workers_findings_come_back_as_they_were():
+    """A worker's outcome crosses to the scan as marshal data where every value allows it,
+    else through pickle: either way the findings come back equal, their values of the same
+    types (a date stays a date, a text subclass its class)."""
+    import datetime
+    import pickle
+
+    from auditor.findings import Finding
+    from auditor.shards import ShardOutcome
+
+    def outcome(evidence_value) -> ShardOutcome:
+        finding = Finding(rule_id="r", fingerprint="f", severity="high", category="c", title="t", message="m",
+                          resource_id="id", resource_name="n", resource_type="VirtualMachine", cloud="vsphere",
+                          source="vc", item_key="k", evidence=[{"path": "a.b", "actual": evidence_value,
+                                                               "result": True}])
+        return ShardOutcome(findings=[finding], counts={"vsphere:VirtualMachine": 1}, resources=1)
+
+    plain = outcome([1, 2.5, None, 2 ** 70, {"x": (1, "y")}])
+    assert pickle.dumps(plain).count(b"marshal") == 1  # taken by marshal
+    for original in (plain, outcome(datetime.date(2026, 1, 1)), outcome(Label("zone"))):
+        back = pickle.loads(pickle.dumps(original))
+        assert back == original
+        value, expected = back.findings[0].evidence[0]["actual"], original.findings[0].evidence[0]["actual"]
+        assert type(value) is type(expected)

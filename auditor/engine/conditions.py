@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..text import bounded, shortened_key
+from ..yamlfile import plain_data
 from .operators import Operator, Predicate
 from .paths import ABSENT, Getter
 
@@ -34,7 +35,7 @@ class Compare:
     def __init__(self, path: str, get: Getter, op: Operator, test: Test, shown_value: Any):
         self.path = path
         self.op = op
-        self.shown_value = shown_value
+        self.shown_value = plain_data(shown_value)
         self.test = test
         self._get = get
 

@@ -25,13 +25,35 @@ def index_by_type(resources: list[dict[str, Any]]) -> dict[tuple[str, str], list
 
 def candidates(rule: CompiledRule, index: dict[tuple[str, str], list[dict[str, Any]]]):
     """The resources a rule applies to, each once even if several selectors name it."""
+    for resources in candidate_lists(rule, index):
+        yield from resources
+
+
+def candidate_lists(rule: CompiledRule,
+                    index: dict[tuple[str, str], list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
+    """The index's lists of the resources a rule applies to (`candidates` a list at a time)."""
+    lists = []
     for cloud, kind in rule.rule.resources:
         if cloud == "*":
-            for (have_cloud, have_kind), resources in index.items():
-                if have_kind == kind or (have_cloud == "azure" and have_kind == kind.lower()):
-                    yield from resources
-        else:
-            yield from index.get((cloud, kind), ())
+            lists.extend(resources for (have_cloud, have_kind), resources in index.items()
+                         if have_kind == kind or (have_cloud == "azure" and have_kind == kind.lower()))
+        elif (cloud, kind) in index:
+            lists.append(index[(cloud, kind)])
+    return lists
+
+
+def lacking_test(needs: tuple[Any, ...]) -> Any:
+    """A test of whether a resource lacks any of the `needs` paths (None: there are none);
+    straight-line for the common counts, as a generator per resource costs more than the reads."""
+    if not needs:
+        return None
+    if len(needs) == 1:
+        (first,) = needs
+        return lambda resource: first(resource) is ABSENT
+    if len(needs) == 2:
+        first, second = needs
+        return lambda resource: first(resource) is ABSENT or second(resource) is ABSENT
+    return lambda resource: any(get(resource) is ABSENT for get in needs)
 
 
 @dataclass
@@ -59,21 +81,24 @@ def evaluate_rules(rules: list[CompiledRule], resources: list[dict[str, Any]]) -
     for compiled in rules:
         tally = tallies[compiled.rule.id] = RuleTally()
         where = compiled.where
-        needs = compiled.needs
+        lacking = lacking_test(compiled.needs)
         match = compiled.match
+        per_item = compiled.per_item
+        test = match.test
         checked = 0
-        for resource in candidates(compiled, index):
-            if where is not None and not where(resource):
-                continue
-            if needs and any(get(resource) is ABSENT for get in needs):
-                tally.not_evaluated.append(resource_key(resource))
-                continue
-            checked += 1
-            if compiled.per_item:
-                for position, item in match.matching(resource):
-                    findings.append(_finding(compiled, resource, item, position))
-            elif match.test(resource):
-                findings.append(_finding(compiled, resource, ABSENT, None))
+        for resources in candidate_lists(compiled, index):
+            for resource in resources:
+                if where is not None and not where(resource):
+                    continue
+                if lacking is not None and lacking(resource):
+                    tally.not_evaluated.append(resource_key(resource))
+                    continue
+                checked += 1
+                if per_item:
+                    for position, item in match.matching(resource):
+                        findings.append(_finding(compiled, resource, item, position))
+                elif test(resource):
+                    findings.append(_finding(compiled, resource, ABSENT, None))
         tally.checked = checked
     return Evaluation(findings, tallies)
 
