@@ -52,8 +52,8 @@ def assess(rule: Rule, tally: RuleTally | None, waiting: list[str] | None,
         reasons.append(f"source{'s' if len(failed) > 1 else ''} failed: {', '.join(failed)}")
     if tally.not_evaluated:
         needs = ", ".join(rule.needs)
-        reasons.append(f"{len(tally.not_evaluated)} resource{'s' if len(tally.not_evaluated) > 1 else ''} "
-                       f"lack data it needs ({needs})")
+        reasons.append(f"1 resource lacks data it needs ({needs})" if len(tally.not_evaluated) == 1 else
+                       f"{len(tally.not_evaluated)} resources lack data it needs ({needs})")
     if tally.checked == 0:
         if not reasons:
             reasons.append(f"no resource it applies to ({', '.join(rule.resource_text)}) in the scanned estate")

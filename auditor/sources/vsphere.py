@@ -7,7 +7,7 @@ attribute access (`vm.config.version`) would cost one round trip per property pe
 
 The pages are read by lxml (`--vsphere-parser fast`, the default; vsphere_soap): pyVmomi
 sends the requests and keeps the session, but its deserialiser, which makes a Python object
-of every element in expat callbacks (over four seconds of CPU for 2,000 VMs), never sees
+of every element in expat callbacks (over three seconds of CPU for 2,000 VMs), never sees
 them; each property goes straight to the plain data the snapshot keeps, reduced by the same
 REDUCTIONS. `--vsphere-parser pyvmomi` reads them with pyVmomi into its objects first: the
 same snapshot (tests/test_vsphere_fast.py), kept as the reference. While a page is decoded
