@@ -237,3 +237,14 @@ def test_a_rules_constant_shows_in_evidence_as_plain_data(tmp_path):
                         [thing("other", properties={"ntp": ["ntp9"]})])
     expected = findings[0].evidence[0]["expected"]
     assert expected == ["ntp1", "ntp2"] and type(expected) is list
+
+
+def test_a_resource_two_selectors_name_is_judged_once(tmp_path):
+    """`resource: [azure:T, "*:T"]` (or T twice) names one list of resources twice: each
+    resource is judged, and found, once, as the index's docstring promises."""
+    body = "match: {path: properties.a, op: eq, value: 1}"
+    resources = [thing("one", properties={"a": 1}), thing("two", properties={"a": 2})]
+    for selectors in ('[azure:microsoft.network/routetables, "*:microsoft.network/routetables"]',
+                      "[azure:microsoft.network/routetables, azure:microsoft.network/routetables]"):
+        findings = run_rule(tmp_path, body, resources, resource=selectors)
+        assert [f.resource_name for f in findings] == ["one"], selectors

@@ -203,6 +203,8 @@ def soap_answer(objects: list, version: str, token: str | None = None,
 class Answer:
     """An HTTP answer's body, as read_document reads http.client's."""
 
+    status = 200
+
     def __init__(self, body: bytes, encoding: str | None = None):
         self.body = io.BytesIO(body)
         self.encoding = encoding
@@ -513,10 +515,14 @@ FAULT = (b'<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv
          b'<InvalidPropertyFault xmlns="urn:vim25" xsi:type="InvalidProperty"><name>config.bogus</name>'
          b"</InvalidPropertyFault></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>")
 
+UNKNOWN_FAULT = FAULT.replace(b"config.bogus is not a property", b"a fault from a newer vCenter").replace(
+    b'<InvalidPropertyFault xmlns="urn:vim25" xsi:type="InvalidProperty"><name>config.bogus</name>'
+    b"</InvalidPropertyFault>", b'<BrandNewFault xmlns="urn:vim25" xsi:type="BrandNewFault"/>')
+
 
 def mangled(mode: str, body: bytes) -> tuple[int, bytes, bool]:
     """(HTTP status, body, whether to cut the connection after half of it) for `mode`."""
-    if mode == "truncated":
+    if mode in ("truncated", "truncated, stalled"):
         return 200, body[: len(body) // 2], False
     if mode == "cut off":
         return 200, body, True
@@ -532,13 +538,17 @@ def mangled(mode: str, body: bytes) -> tuple[int, bytes, bool]:
         return 200, b"<soapenv:Envelope xmlns:soapenv='http://schemas.xmlsoap.org/soap/envelope/'>" + b"<a>" * 100_000, False
     if mode == "fault":
         return 500, FAULT, False
+    if mode == "unknown fault":
+        return 500, UNKNOWN_FAULT, False
+    if mode == "empty pages":  # the first page as it is: the relay answers the following ones itself
+        return 200, body, False
     if mode == "unknown property":
         return 200, body.replace(b"<timeZone>", b"<bogusProperty>1</bogusProperty><timeZone>", 1), False
     if mode == "bad number":
         return 200, re.sub(rb"<gmtOffset>0</gmtOffset>", b"<gmtOffset>zero</gmtOffset>", body, count=1), False
     if mode == "other answer":
         return 200, body.replace(b"RetrievePropertiesExResponse", b"RetrievePropertiesResponse"), False
-    if mode == "decoy token":  # a comment ahead of the page whose bytes look like its token
+    if mode in ("decoy token", "decoy token, stalled"):  # a comment ahead of the page that looks like its token
         return 200, re.sub(rb"(<(Continue)?RetrievePropertiesExResponse[^>]*>)",
                            rb"\1<!--<returnval><token>decoy</token>-->", body, count=1), False
     if mode == "cdata token":  # the token as CDATA: well-formed, but not plainly in the bytes
@@ -557,6 +567,7 @@ class Relay(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), RelayHandler)
         self.simulator, self.mode, self.nth, self.pages, self.done = simulator, mode, nth, 0, False
         self.lock = threading.Lock()
+        self.released = threading.Event()  # lets go of the requests a stalling mode holds
         cert, key = make_certificate(workdir)
         self.cert = workdir / "relay-ca.pem"
         self.cert.write_bytes(cert.read_bytes())
@@ -572,6 +583,7 @@ class Relay(http.server.ThreadingHTTPServer):
         return f"127.0.0.1:{self.server_address[1]}"
 
     def stop(self) -> None:
+        self.released.set()
         self.shutdown()
         self.server_close()
 
@@ -590,6 +602,25 @@ class RelayHandler(http.server.BaseHTTPRequestHandler):
 
     def relay(self, request: bytes) -> None:
         relay: Relay = self.server
+        continuing = b"<ContinueRetrievePropertiesEx" in request
+        if continuing and (relay.mode == "truncated, stalled" or (
+                relay.mode == "decoy token, stalled" and b">decoy</token>" in request)):
+            relay.released.wait(60)  # a request held until the test ends: the client must not wait for it
+            return
+        if continuing and relay.mode == "empty pages":  # a page without objects that names another, for ever
+            body = (b'<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.'
+                    b'org/soap/envelope/"><soapenv:Body><ContinueRetrievePropertiesExResponse xmlns="urn:vim25">'
+                    b'<returnval><token>page-loop</token></returnval></ContinueRetrievePropertiesExResponse>'
+                    b'</soapenv:Body></soapenv:Envelope>')
+            with relay.lock:
+                relay.pages += 1
+                relay.done = True
+            self.send_response(200)
+            self.send_header("Content-Type", "text/xml; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         upstream = http.client.HTTPSConnection("127.0.0.1", relay.simulator.port, context=relay.upstream, timeout=30)
         headers = {name: self.headers[name] for name in ("Cookie", "SOAPAction", "Content-Type") if self.headers[name]}
         upstream.request(self.command, self.path, request or None, headers)
@@ -657,6 +688,80 @@ def test_a_bad_answer_fails_the_source_and_keeps_nothing(upstream, tmp_path, mod
 
 
 @pytest.mark.peer
+@pytest.mark.parametrize("mode, message", [
+    ("decoy token, stalled", "not valid vSphere SOAP (a page's token differs from what its first bytes said)"),
+    ("truncated, stalled", "not valid vSphere SOAP (not well-formed XML"),
+])
+def test_a_bad_page_fails_at_once_whatever_became_of_the_next(upstream, tmp_path, mode, message):
+    """The next page was asked for early (from a forged token, or from the first bytes of a page
+    that then proves broken) and that request is held: the source fails at once with the bad
+    page's reason, not after the timeout as a timeout, and the held request is cut off."""
+    relay = Relay(upstream, tmp_path, mode, nth=1)
+    try:
+        started = time.monotonic()
+        result = VSphereSource(connection(upstream, port=relay.server_address[1], ca_bundle=str(relay.cert),
+                                          timeout=20), page_size=5).collect(Progress(enabled=False))
+        elapsed = time.monotonic() - started
+    finally:
+        relay.stop()
+    (source,) = result.sources
+    assert source.status == "failed" and result.resources == [] and message in source.error, source.error
+    assert elapsed < 10, elapsed
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("vsphere-pages")]
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("parser", ["fast", "pyvmomi"])
+def test_pages_without_objects_for_ever_fail_the_source(upstream, tmp_path, parser):
+    """A server that answers every ContinueRetrievePropertiesEx with an empty page naming
+    another is followed for MAX_EMPTY_PAGES pages, then the source fails."""
+    from auditor.sources.vsphere import MAX_EMPTY_PAGES, PAGES_AHEAD
+
+    relay = Relay(upstream, tmp_path, "empty pages")
+    try:
+        result = VSphereSource(connection(upstream, port=relay.server_address[1], ca_bundle=str(relay.cert)),
+                               page_size=5, parser=parser).collect(Progress(enabled=False))
+    finally:
+        relay.stop()
+    (source,) = result.sources
+    assert source.status == "failed" and result.resources == []
+    assert f"{MAX_EMPTY_PAGES + 1} pages in a row without an object" in source.error, source.error
+    empty = relay.pages - 1  # after the first, real page; a few more may have been asked for early
+    assert MAX_EMPTY_PAGES + 1 <= empty <= MAX_EMPTY_PAGES + 1 + PAGES_AHEAD, empty
+
+
+@pytest.mark.peer
+def test_more_objects_than_a_vcenter_holds_fail_the_source(upstream, monkeypatch):
+    """Past MAX_OBJECTS objects (a million: twenty times what vSphere 8 lets a vCenter hold)
+    the pages are not followed further; here the cap is lowered to the simulator's size."""
+    import auditor.sources.vsphere as vsphere
+
+    monkeypatch.setattr(vsphere, "MAX_OBJECTS", 5)
+    result = collect(upstream, page_size=3)
+    assert result.sources[0].status == "failed" and result.resources == []
+    assert "more than 5 objects in the PropertyCollector's pages" in result.sources[0].error
+    monkeypatch.setattr(vsphere, "MAX_OBJECTS", 1_000)
+    assert collect(upstream, page_size=3).sources[0].status == "ok"
+
+
+def test_a_large_answer_is_parsed_before_the_next_page_is_asked_for(monkeypatch):
+    """Past EARLY_LIMIT bytes an answer's token is not read from its first bytes: pages read
+    side by side would each have ANSWER_LIMIT, not all of them together."""
+    import auditor.sources.vsphere_soap as vsphere_soap
+
+    monkeypatch.setattr(vsphere_soap, "EARLY_LIMIT", 4096)
+    head = (b'<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/'
+            b'soap/envelope/"><soapenv:Body><RetrievePropertiesExResponse xmlns="urn:vim25"><returnval>'
+            b'<token>page-1</token>')
+    tail = b"</returnval></RetrievePropertiesExResponse></soapenv:Body></soapenv:Envelope>"
+    for padding, told in ((0, ["page-1"]), (8192, [])):
+        heard: list[str] = []
+        tap = vsphere_soap.AnswerTap("RetrievePropertiesEx", on_token=heard.append)
+        tap.take(Answer(head + b"<!--" + b" " * padding + b"-->" + tail))
+        assert heard == told and page_token(tap.answer) == "page-1"
+
+
+@pytest.mark.peer
 def test_a_token_the_first_bytes_do_not_give_plainly_is_read_from_the_parsed_page(upstream, tmp_path):
     """A page whose token is CDATA: nothing is asked for early, the next page is asked for
     with the parsed token, and the collection is whole."""
@@ -719,6 +824,30 @@ def test_the_leading_token_is_taken_only_when_plain():
                       b"<returnvalue><token>1</token>"):  # another element
         assert leading_token(response + near_miss) is None, near_miss
     assert leading_token(b" " * (16 << 10) + b"<returnval><token>1</token>") is None  # past the first bytes
+    page = b"<returnval><token>a\\b</token>"
+    for encoding in ("UTF-8", "utf8", "US-ASCII"):
+        assert leading_token(b'<?xml version="1.0" encoding="%s"?>' % encoding.encode() + page) == "a\\b"
+    for encoding in ("Shift_JIS", "UTF-7", "ISO-2022-JP"):  # a backslash is a yen sign in Shift_JIS
+        assert leading_token(b"<?xml version='1.0' encoding='%s'?>" % encoding.encode() + page) is None
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("parser", ["fast", "pyvmomi"])
+def test_a_fault_of_a_type_pyvmomi_does_not_know_is_named(upstream, tmp_path, parser):
+    """A fault type newer than this pyVmomi: one line naming the type (and, read with lxml,
+    the fault's own message) and what to do, not "unexpected KeyError"."""
+    relay = Relay(upstream, tmp_path, "unknown fault", nth=2)
+    try:
+        result = VSphereSource(connection(upstream, port=relay.server_address[1], ca_bundle=str(relay.cert)),
+                               page_size=5, parser=parser).collect(Progress(enabled=False))
+    finally:
+        relay.stop()
+    error = result.sources[0].error
+    assert result.sources[0].status == "failed" and result.resources == []
+    assert "names a type this pyVmomi does not know ('BrandNew')" in error and "Upgrade pyvmomi" in error, error
+    assert "KeyError" not in error and "\n" not in error
+    if parser == "fast":
+        assert "its message: a fault from a newer vCenter" in error, error
 
 
 @pytest.mark.peer

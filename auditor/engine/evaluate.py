@@ -31,15 +31,17 @@ def candidates(rule: CompiledRule, index: dict[tuple[str, str], list[dict[str, A
 
 def candidate_lists(rule: CompiledRule,
                     index: dict[tuple[str, str], list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
-    """The index's lists of the resources a rule applies to (`candidates` a list at a time)."""
-    lists = []
+    """The index's lists of the resources a rule applies to (`candidates` a list at a time),
+    each once: `[vsphere:VirtualMachine, "*:VirtualMachine"]` names one list twice."""
+    lists: dict[int, list[dict[str, Any]]] = {}
     for cloud, kind in rule.rule.resources:
         if cloud == "*":
-            lists.extend(resources for (have_cloud, have_kind), resources in index.items()
-                         if have_kind == kind or (have_cloud == "azure" and have_kind == kind.lower()))
+            for (have_cloud, have_kind), resources in index.items():
+                if have_kind == kind or (have_cloud == "azure" and have_kind == kind.lower()):
+                    lists.setdefault(id(resources), resources)
         elif (cloud, kind) in index:
-            lists.append(index[(cloud, kind)])
-    return lists
+            lists.setdefault(id(index[(cloud, kind)]), index[(cloud, kind)])
+    return list(lists.values())
 
 
 def lacking_test(needs: tuple[Any, ...]) -> Any:

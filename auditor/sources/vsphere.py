@@ -49,9 +49,11 @@ import datetime
 import functools
 import gc
 import http.client
+import importlib.metadata
 import socket
 import ssl
 import threading
+import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -175,6 +177,17 @@ class NotVSphere(Exception):
     """The peer answers HTTPS but offers no vSphere API version pyVmomi speaks."""
 
 
+class UnknownType(Exception):
+    """An answer (a fault, most likely) names a type pyVmomi does not know: a vCenter newer
+    than this pyVmomi, or not a vCenter."""
+
+
+def _unknown_type(exc: KeyError) -> bool:
+    """Whether pyVmomi raised `exc` looking up a type an answer names (and not for a bug)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and frames[-1].name in ("GuessWsdlType", "LookupWsdlType")
+
+
 class TimedStub(SoapStubAdapter):
     """pyVmomi's SOAP stub (its connections get `httpConnectionTimeout` as their socket
     timeout) that stops asking a vCenter which let a request time out: later requests of the
@@ -198,6 +211,13 @@ class TimedStub(SoapStubAdapter):
         except TimeoutError as exc:  # socket.timeout, and TLS handshakes that time out
             self.stalled = exc
             raise
+        except KeyError as exc:
+            if not _unknown_type(exc):
+                raise
+            tap = getattr(self._taps, "current", None)
+            said = f"; its message: {tap.fault_text}" if tap is not None and tap.fault_text else ""
+            raise UnknownType(f"the answer to {info.wsdlName} names a type this pyVmomi does not know "
+                              f"({str(exc.args[0])[:80]!r}){said}") from None
 
     def InvokeTapped(self, mo: Any, info: Any, args: list[Any], tap: AnswerTap) -> Any:
         """Send one SOAP request through InvokeMethod; the answer element `tap` read. A SOAP
@@ -335,8 +355,12 @@ class VSphereSource(InventorySource):
         retrieve = retrieve_read_ahead if self.parser == "fast" else retrieve_paged
         view = content.viewManager.CreateContainerView(content.rootFolder, list(properties), True)
         seen: set[str] = set()
+        failed = True
         try:
-            for obj in retrieve(collector, view, properties, self.page_size):
+            for count, obj in enumerate(retrieve(collector, view, properties, self.page_size), start=1):
+                if count > MAX_OBJECTS:
+                    raise MalformedAnswer(f"more than {MAX_OBJECTS:,} objects in the PropertyCollector's pages: "
+                                          "no vCenter holds that many")
                 resource = _resource(obj, label, field_names, assigned)
                 if resource is not None:
                     if resource["id"] in seen:
@@ -351,9 +375,16 @@ class VSphereSource(InventorySource):
                         # cyclic collector's way, which would otherwise go through all of them
                         # again and again (0.7 s of 5 at 10,000 VMs); undone below
                         gc.freeze()
+            failed = False
         finally:
             gc.unfreeze()
-            view.DestroyView()
+            if failed:
+                # the first failure is the one to report, not a cleanup request's after it (a
+                # vCenter, or a relay, that has gone silent would make it a timeout)
+                with contextlib.suppress(Exception):
+                    view.DestroyView()
+            else:
+                view.DestroyView()
         resources.extend(_optional(not_collected, "licences", lambda: _licenses(content, label), []))
         if not_collected:
             source.details["not_collected"] = not_collected
@@ -425,11 +456,13 @@ def retrieve_paged(collector: Any, view: Any, properties: dict[type, list[str]],
     """Yield pyVmomi's ObjectContent for every object in `view`, one RetrievePropertiesEx per page."""
     options = vmodl.query.PropertyCollector.RetrieveOptions(maxObjects=page_size)
     result = collector.RetrievePropertiesEx([_filter_spec(view, properties)], options)
+    empty = 0
     try:
         while result is not None:
             yield from result.objects
             if not result.token:
                 return
+            empty = _count_empty(empty, len(result.objects), result.token)
             result = collector.ContinueRetrievePropertiesEx(result.token)
     except GeneratorExit:
         if result is not None and result.token:
@@ -441,6 +474,22 @@ def send_tapped(collector: Any, method: str, args: list[Any], tap: AnswerTap | N
     """Call PropertyCollector `method` through its stub (TimedStub), the answer read with
     lxml: the answer element, parsed and checked (vsphere_soap.AnswerTap)."""
     return collector._stub.InvokeTapped(collector, collector._GetMethodInfo(method), args, tap or AnswerTap(method))
+
+
+# vSphere 8's configuration maximums are 45,000 VMs and 2,500 hosts a vCenter: a server that
+# pages on past this many objects (or hands out page after page without one) is not a
+# vCenter to follow for ever.
+MAX_OBJECTS = 1_000_000
+MAX_EMPTY_PAGES = 10
+
+
+def _count_empty(empty: int, objects: int, token: Any) -> int:
+    """Pages without an object in a row, this one counted (MalformedAnswer past MAX_EMPTY_PAGES)."""
+    if objects or not token:
+        return 0
+    if empty + 1 > MAX_EMPTY_PAGES:
+        raise MalformedAnswer(f"{empty + 1} pages in a row without an object, each naming another")
+    return empty + 1
 
 
 # Pages asked for and not yet taken by the decoder, at most (a parsed page of 500 VMs holds
@@ -467,7 +516,7 @@ class Pages:
         self._collector = collector
         self._executor = executor
         self._lock = threading.Lock()
-        self._answers: list[Future[tuple[Any, str | None]]] = []  # in page order
+        self._answers: list[tuple[Future[tuple[Any, str | None]], AnswerTap]] = []  # in page order
         self._out = 0  # pages asked for and not yet taken
         self._waiting: str | None = None  # a token found while PAGES_AHEAD pages were out
         self._closed = False
@@ -483,7 +532,7 @@ class Pages:
     def _send(self, method: str, args: list[Any]) -> None:  # with the lock held
         self._out += 1
         tap = AnswerTap(method, on_token=self._early)
-        self._answers.append(self._executor.submit(self._request, method, args, tap))
+        self._answers.append((self._executor.submit(self._request, method, args, tap), tap))
 
     def _request(self, method: str, args: list[Any], tap: AnswerTap) -> tuple[Any, str | None]:
         return send_tapped(self._collector, method, args, tap), tap.early_token
@@ -504,7 +553,7 @@ class Pages:
         with self._lock:
             if not self._answers:
                 return None
-            answer = self._answers.pop(0)
+            answer, _ = self._answers.pop(0)
         while self._done and not answer.done():
             self._done.pop()
         if len(self._done) >= PAGES_AHEAD:  # no wait came: let go of them now all the same
@@ -529,14 +578,19 @@ class Pages:
 
     def close(self) -> list[str]:
         """Ask for no more pages; the tokens of pages left unread (answers that came, or a
-        token waiting), for their cursors to be let go. Waits for the requests out."""
+        token waiting), for their cursors to be let go. A request still out is cut off, not
+        waited for: after a bad page or a stop, its answer is nobody's (and a relay that holds
+        it would otherwise turn the bad page into a timeout)."""
         with self._lock:
             self._closed = True
             answers, self._answers = self._answers, []
             self._done.clear()
             tokens = [self._waiting] if self._waiting else []
             self._waiting = None
-        for answer in answers:
+        for answer, tap in answers:
+            if not answer.done():
+                tap.abort()
+                continue
             with contextlib.suppress(Exception):
                 token = page_token(answer.result()[0])
                 if token:
@@ -555,12 +609,14 @@ def retrieve_read_ahead(collector: Any, view: Any, properties: dict[type, list[s
         pages = Pages(collector, executor)
         pages.ask("RetrievePropertiesEx", [[_filter_spec(view, properties)], options])
         finished = False
+        empty = 0
         try:
             while (answer := pages.take()) is not None:
                 page = Decoder(version).retrieve_result(answer, REDUCTIONS)
                 pages.release(answer)
                 answer = None
                 if page is not None:
+                    empty = _count_empty(empty, len(page.objects), page.token)
                     yield from page.objects
             finished = True
         finally:
@@ -852,6 +908,14 @@ def _logout(service: Any) -> None:
     stub.DropConnections()
 
 
+def pyvmomi_version() -> str:
+    """The installed pyVmomi's version, for messages."""
+    try:
+        return importlib.metadata.version("pyvmomi")
+    except importlib.metadata.PackageNotFoundError:
+        return "(version unknown)"
+
+
 def describe_failure(exc: BaseException, connection: VSphereConnection, during: str) -> str:
     """One line that says what went wrong with a vCenter and what to do about it."""
     where = f"{connection.label} ({during})"
@@ -869,6 +933,8 @@ def describe_failure(exc: BaseException, connection: VSphereConnection, during: 
         return f"{where}: timed out after {connection.timeout:g} s"
     if isinstance(exc, NotVSphere):
         return f"{where}: not a vCenter or ESXi host: {exc}"
+    if isinstance(exc, UnknownType):
+        return f"{where}: {exc}: a vCenter newer than pyVmomi {pyvmomi_version()}? Upgrade pyvmomi"
     if isinstance(exc, MalformedAnswer):
         return (f"{where}: the server's answer is not valid vSphere SOAP ({exc}); nothing of this server was "
                 "kept: check that it is a vCenter or ESXi host and nothing between rewrites its answers")

@@ -43,10 +43,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import datetime
 import http.client
 import io
 import re
+import socket
+import threading
 import zlib
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -62,6 +65,10 @@ ENVELOPE, BODY, FAULT = SOAP_NS + "Envelope", SOAP_NS + "Body", SOAP_NS + "Fault
 # sends this much more is not a vCenter, or not one to hold in memory
 ANSWER_LIMIT = 512 << 20
 READ_SIZE = 1 << 20  # bytes read (and decompressed) at a time
+# An answer larger than this (a page of 500 VMs is about 5 MB) does not get the next page
+# asked for before it is parsed: with pages read side by side, ANSWER_LIMIT would hold for
+# each of them, not for them all.
+EARLY_LIMIT = 32 << 20
 
 # properties every data object has and `to_plain` leaves out
 _SKIPPED = frozenset(("dynamicType", "dynamicProperty"))
@@ -193,11 +200,14 @@ def parse_document(document: bytes) -> Any:
 
 # A page's token as vCenter (and the simulator) write it, before the page's objects:
 # <returnval><token>...</token><objects>... Only a token of printable ASCII without markup or
-# references is taken: its bytes then read the same in every encoding an answer may declare.
+# references is taken, and only from an answer in UTF-8 (declared so, or by default) or ASCII:
+# its bytes then read as what the parser will read (in Shift_JIS a backslash is a yen sign).
 _LEADING_TOKEN = re.compile(
     rb"<(?:[A-Za-z_][\w.-]*:)?returnval(?:\s[^<>]*)?>\s*<(?:[A-Za-z_][\w.-]*:)?token(?:\s[^<>]*)?>"
     rb"([\x21-\x25\x27-\x3b\x3d\x3f-\x7e]{1,4096})</")
 LEADING_BYTES = 16 << 10  # where the token is looked for
+_DECLARED_ENCODING = re.compile(rb"\s*<\?xml[^>]{0,200}?\bencoding\s*=\s*[\"']([^\"']{0,40})[\"']")
+_PLAIN_ENCODINGS = frozenset(("utf-8", "utf8", "us-ascii", "ascii"))
 
 
 def leading_token(document: bytes) -> str | None:
@@ -205,6 +215,9 @@ def leading_token(document: bytes) -> str | None:
     bytes give it, before the page is parsed; None when they do not give it plainly. A guess
     to ask for the next page early with: page_token of the parsed answer is the word, and a
     guess that differs from it fails the page (Pages)."""
+    declared = _DECLARED_ENCODING.match(document, 0, 1024)
+    if declared is not None and declared.group(1).decode("ascii", "replace").lower() not in _PLAIN_ENCODINGS:
+        return None
     found = _LEADING_TOKEN.search(document, 0, LEADING_BYTES)
     return None if found is None else found.group(1).decode("ascii")
 
@@ -270,14 +283,38 @@ class AnswerTap:
         self.limit = limit
         self.answer: Any = None
         # a page's token as its first bytes give it (leading_token), told to `on_token` as soon
-        # as the answer is in and before it is parsed
+        # as the answer is in and before it is parsed; not for an answer past EARLY_LIMIT bytes
         self.on_token = on_token
         self.early_token: str | None = None
+        self.connection: Any = None  # the HTTP connection the request went out on, once it has
+        self.fault_text: str | None = None  # a fault's faultstring, for a message pyVmomi cannot give
+        self.aborted = False
+        self._lock = threading.Lock()
+
+    def abort(self) -> None:
+        """Cut the request off: not sent if it has not gone yet, else its connection shut, so
+        that the thread waiting for its answer gets an error at once (not after the timeout)."""
+        with self._lock:
+            self.aborted = True
+            _shut(self.connection)
+
+    def sending(self, connection: Any) -> None:
+        """The request goes out on `connection` (TappedConnection); refused once aborted."""
+        with self._lock:
+            if self.aborted:
+                raise ConnectionAbortedError("the answer is no longer wanted")
+            self.connection = connection
+
+    def sent(self) -> None:
+        """The request went out: an abort that came while it did cuts it off now."""
+        with self._lock:
+            if self.aborted:
+                _shut(self.connection)
 
     def take(self, response: Any) -> bytes:
         """Read `response` (an http.client answer); what pyVmomi is to deserialise."""
         document = read_body(response, self.limit)
-        if self.on_token is not None and response.status == 200:
+        if self.on_token is not None and response.status == 200 and len(document) <= EARLY_LIMIT:
             self.early_token = leading_token(document)
             if self.early_token is not None:
                 self.on_token(self.early_token)
@@ -285,6 +322,10 @@ class AnswerTap:
         del document
         element, is_fault = answer_element(root, self.method)
         if is_fault:
+            text = next((child.text for child in element if child.tag == "faultstring"), None)
+            # one line of printable text at most 200 characters long: it goes into a message
+            self.fault_text = "".join(c if c.isprintable() else "?" for c in " ".join(text.split())[:200]) \
+                if text else None
             return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
         if response.status != 200:  # pyVmomi reads HTTP 500 too, and only a fault may come with it
             raise MalformedAnswer(f"HTTP {response.status} without a SOAP fault")
@@ -292,6 +333,16 @@ class AnswerTap:
         return (f'<?xml version="1.0" encoding="UTF-8"?>\n<soapenv:Envelope xmlns:soapenv="{SOAP_NS[1:-1]}">'
                 f'<soapenv:Body><{self.method}Response xmlns="urn:vim25"/></soapenv:Body>'
                 '</soapenv:Envelope>').encode()
+
+
+def _shut(connection: Any) -> None:
+    """Shut an HTTP connection's socket down for both ways, if it has one: a read waiting on
+    it in another thread ends at once. The socket's own shutdown, not the TLS layer's, which
+    the reading thread is using."""
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 class TappedResponse:
@@ -335,8 +386,10 @@ class TappedConnection:
         self.tap = tap
 
     def request(self, *args: Any, **kwargs: Any) -> None:
-        """Send the request, as the connection does."""
+        """Send the request, as the connection does (unless the tap was aborted)."""
+        self.tap.sending(self.connection)
         self.connection.request(*args, **kwargs)
+        self.tap.sent()
 
     def getresponse(self) -> TappedResponse:
         """The answer, tapped."""
