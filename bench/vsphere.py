@@ -59,8 +59,7 @@ TARGET_RATIO, TARGET_FLOOR, TARGET_PARALLEL = 5.0, 2.0, 0.75
 
 
 def connection(simulator: vcsim.Simulator) -> VSphereConnection:
-    return VSphereConnection(host="127.0.0.1", port=simulator.port, user="auditor", password=vcsim.PASSWORD,
-                             ca_bundle=str(simulator.cert), timeout=600)
+    return vcsim.connection(simulator, timeout=600)
 
 
 def collect(simulator: vcsim.Simulator, parser: str, page_size: int = PAGE_SIZE) -> list[dict]:

@@ -12,7 +12,9 @@ import re
 import subprocess
 import threading
 import time
+import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.conftest import ROOT, need_peer
@@ -67,6 +69,58 @@ class Azurite:
                 self.process.wait(timeout=10)
         if self.process.stdout:
             self.process.stdout.close()
+
+
+@dataclass
+class Container:
+    """A container of the emulator, with what tests do with one: name places in it, list and
+    read its blobs, and sign a SAS on it."""
+
+    azurite: Azurite
+    name: str
+
+    def at(self, path: str = "") -> str:
+        """The az:// location of `path` in this container."""
+        return f"az://{self.name}/{path}"
+
+    def url(self, path: str = "") -> str:
+        """The blob URL of `path` in this container (the account's URL form)."""
+        return f"{self.azurite.endpoint}/{self.name}/{path}"
+
+    @property
+    def client(self):
+        """A ContainerClient with the account key."""
+        return self.azurite.client().get_container_client(self.name)
+
+    def names(self, prefix: str = "") -> list[str]:
+        """The blobs under `prefix`, sorted."""
+        return sorted(blob.name for blob in self.client.list_blobs(name_starts_with=prefix))
+
+    def read(self, name: str) -> bytes:
+        """A blob's content."""
+        return self.client.download_blob(name).readall()
+
+    def sas(self, permission: str, valid_for: timedelta = timedelta(hours=1)) -> str:
+        """A SAS token on this container that allows only `permission` (`cw`: create and write,
+        as a site needs; `rl`: read and list, as a scan needs), expiring `valid_for` from now
+        (a negative one has expired)."""
+        from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+        return generate_container_sas(ACCOUNT, self.name, account_key=KEY,
+                                      permission=ContainerSasPermissions.from_string(permission),
+                                      expiry=datetime.now(UTC) + valid_for)
+
+    def connection_string(self, permission: str) -> str:
+        """A connection string with `sas(permission)`, the form a pipeline's secret store hands
+        over in AZURE_STORAGE_CONNECTION_STRING."""
+        return f"BlobEndpoint={self.azurite.endpoint};SharedAccessSignature={self.sas(permission)}"
+
+
+def new_container(azurite: Azurite, prefix: str = "t") -> Container:
+    """A new, empty container of `azurite` with a name no other test has."""
+    container = Container(azurite, f"{prefix}{uuid.uuid4().hex[:12]}")
+    azurite.client().create_container(container.name)
+    return container
 
 
 def start(workspace: Path) -> Azurite:

@@ -19,7 +19,6 @@ import textwrap
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from auditor.errors import EXIT_INCOMPLETE, EXIT_INPUT_ERROR, EXIT_OK
 from auditor.sample import SAMPLE_SNAPSHOT
 from auditor.snapshot import Snapshot, load_snapshot, save_snapshot
 from tests.arm_replay import CLIENT_SECRET, ArmReplay
-from tests.azurite import ACCOUNT, KEY, Azurite
+from tests.azurite import ACCOUNT, KEY, Container, new_container
 from tests.conftest import AS_OF, ROOT
 from tests.test_azure import replay_fixture  # noqa: F401 (fixture: the ARM replay server, signed in)
 
@@ -43,39 +42,16 @@ STORAGE_VARIABLES = ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_SAS_TOKEN
                      "AZURE_STORAGE_ACCOUNT")
 
 
-@dataclass
-class Storage:
-    """A fresh container of the emulator, and the environment set to reach it by its connection string."""
-
-    azurite: Azurite
-    container: str
-
-    def at(self, path: str = "") -> str:
-        return f"az://{self.container}/{path}"
-
-    def url(self, path: str = "") -> str:
-        return f"{self.azurite.endpoint}/{self.container}/{path}"
-
-    def names(self, prefix: str = "") -> list[str]:
-        return sorted(b.name for b in self.client.list_blobs(name_starts_with=prefix))
-
-    def read(self, name: str) -> bytes:
-        return self.client.download_blob(name).readall()
-
-    @property
-    def client(self):
-        return self.azurite.client().get_container_client(self.container)
-
-
 @pytest.fixture
-def storage(azurite, monkeypatch, tmp_path) -> Storage:
-    container = f"t{uuid.uuid4().hex[:16]}"
-    azurite.client().create_container(container)
+def storage(azurite, monkeypatch, tmp_path) -> Container:
+    """A fresh container of the emulator, and the environment set to reach it by the account's
+    connection string."""
+    container = new_container(azurite)
     for variable in STORAGE_VARIABLES:
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string())
     monkeypatch.chdir(tmp_path)
-    return Storage(azurite, container)
+    return container
 
 
 def stamp(age: timedelta) -> str:
@@ -92,7 +68,7 @@ def site(vcenter: str, age: timedelta, drop: int = 0) -> Snapshot:
     return snapshot
 
 
-def store(storage: Storage, snapshot: Snapshot, prefix: str = "site-snapshots/") -> BlobLocation:
+def store(storage: Container, snapshot: Snapshot, prefix: str = "site-snapshots/") -> BlobLocation:
     return upload_snapshot(snapshot, parse_location(storage.at(prefix)), source_label("vsphere", [snapshot.sources[0].id]))
 
 
@@ -199,11 +175,7 @@ def test_collect_with_a_refused_key_fails_before_collecting(storage, replay, mon
 
 
 def test_a_site_with_a_write_only_sas_can_store_but_not_read(storage, replay, monkeypatch, capsys):
-    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
-
-    write_only = generate_container_sas(ACCOUNT, storage.container, account_key=KEY,
-                                        permission=ContainerSasPermissions(create=True, write=True),
-                                        expiry=datetime.now(UTC) + timedelta(hours=1))
+    write_only = storage.sas("cw")
     monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING")
     monkeypatch.setenv("AZURE_STORAGE_SAS_TOKEN", write_only)
     assert main(collect_azure(replay, storage.url("site-snapshots/"))) == EXIT_OK
@@ -436,12 +408,8 @@ def test_a_wrong_account_key_is_refused_in_one_line_without_the_key(storage, mon
 
 
 def test_a_sas_token_works_and_is_never_printed(storage, monkeypatch, capsys):
-    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
-
     store(storage, site(SITE_A, timedelta(hours=1)))
-    read_only = generate_container_sas(ACCOUNT, storage.container, account_key=KEY,
-                                       permission=ContainerSasPermissions(read=True, list=True),
-                                       expiry=datetime.now(UTC) + timedelta(hours=1))
+    read_only = storage.sas("rl")
     signature = dict(part.split("=", 1) for part in read_only.split("&"))["sig"]
     monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING")
     monkeypatch.setenv("AZURE_STORAGE_SAS_TOKEN", read_only)
@@ -455,9 +423,7 @@ def test_a_sas_token_works_and_is_never_printed(storage, monkeypatch, capsys):
     assert f"storage account {ACCOUNT} refused the SAS token of AZURE_STORAGE_SAS_TOKEN while uploading the " \
            "reports (HTTP 403" in err
     assert signature not in out + err and read_only not in out + err
-    expired = generate_container_sas(ACCOUNT, storage.container, account_key=KEY,
-                                     permission=ContainerSasPermissions(read=True, list=True),
-                                     expiry=datetime.now(UTC) - timedelta(hours=1))
+    expired = storage.sas("rl", timedelta(hours=-1))
     monkeypatch.setenv("AZURE_STORAGE_SAS_TOKEN", expired)
     assert main([*SCAN, "--snapshot", storage.url("site-snapshots/")]) == EXIT_INCOMPLETE
     out, err = capsys.readouterr()
@@ -482,7 +448,7 @@ def test_an_unreachable_account_is_one_line_with_exit_3_without_the_sas(storage,
     sas = "sv=2024-11-04&ss=b&srt=co&sp=rl&se=2099-01-01T00:00:00Z&sig=UnreachableSignature0123456789%3D"
     monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING")
     monkeypatch.setenv("AZURE_STORAGE_SAS_TOKEN", sas)
-    location = f"http://127.0.0.1:{port}/{ACCOUNT}/{storage.container}/site-snapshots/"
+    location = f"http://127.0.0.1:{port}/{ACCOUNT}/{storage.name}/site-snapshots/"
     assert main([*SCAN, "--snapshot", location]) == EXIT_INCOMPLETE
     line = one_error_line(capsys.readouterr().err)
     assert line.startswith(f"auditor: error: {location}: cannot reach storage account {ACCOUNT} at "
@@ -506,7 +472,7 @@ def test_a_stalled_account_times_out(storage, capsys):
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
     port = silent.getsockname()[1]
-    location = f"http://127.0.0.1:{port}/{ACCOUNT}/{storage.container}/site-snapshots/"
+    location = f"http://127.0.0.1:{port}/{ACCOUNT}/{storage.name}/site-snapshots/"
     try:
         started = time.monotonic()
         code = main([*SCAN, "--snapshot", location, "--storage-timeout", "1"])

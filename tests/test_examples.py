@@ -21,9 +21,10 @@ import yaml
 
 from tests import vcsim
 from tests.arm_replay import CLIENT_ID, CLIENT_SECRET, TENANT, ArmReplay, standard_estate
+from tests.azurite import new_container
 from tests.conftest import ROOT
 from tests.postgres import postgres_fixture, postgres_url_fixture  # noqa: F401 (fixtures)
-from tests.test_fanout import clean_environment, new_container, sites_fixture  # noqa: F401 (fixture: two vCenters)
+from tests.test_fanout import clean_environment, sites_fixture  # noqa: F401 (fixture: two vCenters)
 
 pytestmark = pytest.mark.peer
 EXAMPLES = ROOT / "examples"

@@ -8,8 +8,9 @@ the scan in PostgreSQL (Debian's server, tests/postgres.py). Then one site colle
 later, and a scan whose --max-age is shorter than the other site's snapshot age names that
 site, exits 3, and still reports the fresh site's findings.
 
-`Container` and `new_container` also serve tests/test_examples.py, which runs the fan-out
-examples (GitHub Actions, Kubernetes) against the same peers.
+`clean_environment` and the `sites` fixture also serve tests/test_examples.py, which runs the
+fan-out examples (GitHub Actions, Kubernetes) against the same peers; containers come from
+tests/azurite.py, as test_blob.py's do.
 """
 
 from __future__ import annotations
@@ -19,9 +20,7 @@ import os
 import re
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import pytest
 
 from auditor.errors import EXIT_INCOMPLETE, EXIT_OK
 from tests import vcsim
-from tests.azurite import ACCOUNT, KEY, Azurite
+from tests.azurite import Container, new_container
 from tests.conftest import AS_OF
 from tests.postgres import PostgresServer, postgres_fixture, postgres_url_fixture  # noqa: F401 (fixtures)
 
@@ -38,41 +37,6 @@ USER = "auditor@vsphere.local"
 PREFIX = "site-snapshots/"
 GUARD = 120  # seconds: a command still running then hangs
 WROTE = re.compile(r"^wrote \d+ resources to (\S+) \(", re.M)
-
-
-@dataclass
-class Container:
-    """A fresh container of the emulator, as the sites and the central scan share one."""
-
-    azurite: Azurite
-    name: str
-
-    def at(self, path: str = "") -> str:
-        return f"az://{self.name}/{path}"
-
-    def connection_string(self, permission: str) -> str:
-        """A connection string with a SAS on this container that allows only `permission`
-        (`cw`: create and write, as a site needs; `rl`: read and list, as a scan needs), the
-        form a pipeline's secret store hands over in AZURE_STORAGE_CONNECTION_STRING."""
-        from azure.storage.blob import ContainerSasPermissions, generate_container_sas
-
-        sas = generate_container_sas(ACCOUNT, self.name, account_key=KEY,
-                                     permission=ContainerSasPermissions.from_string(permission),
-                                     expiry=datetime.now(UTC) + timedelta(hours=1))
-        return f"BlobEndpoint={self.azurite.endpoint};SharedAccessSignature={sas}"
-
-    def names(self, prefix: str = "") -> list[str]:
-        client = self.azurite.client().get_container_client(self.name)
-        return sorted(blob.name for blob in client.list_blobs(name_starts_with=prefix))
-
-    def read(self, name: str) -> bytes:
-        return self.azurite.client().get_container_client(self.name).download_blob(name).readall()
-
-
-def new_container(azurite: Azurite) -> Container:
-    container = Container(azurite, f"fanout{uuid.uuid4().hex[:12]}")
-    azurite.client().create_container(container.name)
-    return container
 
 
 def clean_environment(**extra: str) -> dict[str, str]:
@@ -126,7 +90,7 @@ def collect_site(vcenter: vcsim.Simulator, container: Container, workdir: Path) 
 def test_sites_collect_into_storage_and_one_scan_reads_them_all(sites, azurite, postgres: PostgresServer,
                                                                 postgres_url, tmp_path):
     paris, lyon = sites
-    container = new_container(azurite)
+    container = new_container(azurite, "fanout")
     central = clean_environment(AZURE_STORAGE_CONNECTION_STRING=container.connection_string("rl"),
                                 PGPASSWORD=postgres.password)
     scan = ["scan", "--snapshot", container.at(PREFIX), "--history", postgres_url, "--as-of", AS_OF.isoformat(),

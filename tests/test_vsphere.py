@@ -36,7 +36,7 @@ from auditor.sources.vsphere import (
 from tests import vcsim
 
 pytestmark = pytest.mark.peer
-HOSTILE = "<img src=x onerror=alert(1)>"
+HOSTILE = vcsim.HOSTILE
 
 
 @pytest.fixture(scope="session")
@@ -57,18 +57,7 @@ def credentials(monkeypatch):
     monkeypatch.setenv("VSPHERE_PASSWORD", vcsim.PASSWORD)
 
 
-def finished(task) -> None:
-    """Wait for a simulator task, which must succeed."""
-    while task.info.state not in ("success", "error"):
-        time.sleep(0.05)
-    assert task.info.state == "success"
-
-
-def connection(simulator, **overrides) -> VSphereConnection:
-    values = dict(host="127.0.0.1", port=simulator.port, user="auditor", password=vcsim.PASSWORD,
-                  ca_bundle=str(simulator.cert), timeout=20)
-    values.update(overrides)
-    return VSphereConnection(**values)
+connection = vcsim.connection
 
 
 def collect(simulator, page_size=1000, **overrides):
@@ -295,11 +284,6 @@ def test_collect_all_runs_sources_in_parallel(simulator):
 def test_gate_and_drift_across_two_collections_of_the_simulator(simulator_binary, tmp_path, credentials, capsys):
     """Two collections of the same estate give no new finding; one port group changed in the
     simulator through the vSphere API gives exactly that drift and exactly one new finding."""
-    import ssl
-
-    from pyVim.connect import Disconnect, SmartConnect
-    from pyVmomi import vim
-
     from auditor.drift import diff_snapshots
 
     estate = vcsim.start(simulator_binary, tmp_path)
@@ -314,25 +298,8 @@ def test_gate_and_drift_across_two_collections_of_the_simulator(simulator_binary
                                                         .read_text())["findings"])
         assert states["new"] == 0 and states["absent"] == 0 and states["unchanged"] > 0
 
-        service = SmartConnect(host="127.0.0.1", port=estate.port, user="auditor", pwd=vcsim.PASSWORD,
-                               sslContext=ssl.create_default_context(cafile=str(estate.cert)))
-        try:
-            content = service.RetrieveContent()
-            view = content.viewManager.CreateContainerView(content.rootFolder,
-                                                           [vim.dvs.DistributedVirtualPortgroup], True)
-            group = next(pg for pg in view.view if pg.name == "DC0_DVPG2")
-            config = group.config
-            setting = config.defaultPortConfig
-            setting.securityPolicy.forgedTransmits = vim.BoolPolicy(inherited=False, value=True)
-            # the simulator replaces every field with the spec's, so the spec carries them all
-            spec = vim.dvs.DistributedVirtualPortgroup.ConfigSpec(
-                configVersion=config.configVersion, name=config.name, numPorts=config.numPorts,
-                type=config.type, policy=config.policy, description=config.description,
-                autoExpand=config.autoExpand, defaultPortConfig=setting)
-            finished(group.ReconfigureDVPortgroup_Task(spec))
-            moref = group._moId
-        finally:
-            Disconnect(service)
+        with vcsim.api(estate) as content:
+            moref = vcsim.allow_forged_transmits(content, "DC0_DVPG2")
 
         capsys.readouterr()
         assert main(["scan", *common, "--compare", str(first), "--save-snapshot", str(tmp_path / "three.json")]) == 1
@@ -445,31 +412,16 @@ def test_switch_policies_and_vcenter_settings(collected):
 def test_vm_settings_set_through_the_api_are_filtered(simulator_binary, tmp_path):
     """Advanced settings written with ReconfigVM: the allow-listed ones (in whatever case the VMX
     has them) and dvfilter names reach the snapshot, a secret-looking one and near misses do not."""
-    import ssl
-
-    from pyVim.connect import Disconnect, SmartConnect
-    from pyVmomi import vim
-
     from auditor.snapshot import save_snapshot
 
     estate = vcsim.start(simulator_binary, tmp_path, "-vms", "1")
     try:
         before = {r.get("moref"): r for r in collect(estate).resources}
-        service = SmartConnect(host="127.0.0.1", port=estate.port, user="auditor", pwd=vcsim.PASSWORD,
-                               sslContext=ssl.create_default_context(cafile=str(estate.cert)))
-        try:
-            content = service.RetrieveContent()
-            view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
-            vm = next(v for v in view.view if v.name != HOSTILE)
-            settings = {"tools.setInfo.sizeLimit": "1048576", "RemoteDisplay.MaxConnections": "1",
-                        "ethernet1.filter3.name": "dvfilter-fw", "guestinfo.db.password": "reconfig-secret-1",
-                        "ethernet1.filter3.name.bak": "reconfig-secret-2",
-                        "xisolation.tools.copy.disable": "reconfig-secret-3"}
-            spec = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key=k, value=v) for k, v in settings.items()])
-            finished(vm.ReconfigVM_Task(spec))
-            moref = vm._moId
-        finally:
-            Disconnect(service)
+        with vcsim.api(estate) as content:
+            moref = vcsim.set_vm_settings(content, {
+                "tools.setInfo.sizeLimit": "1048576", "RemoteDisplay.MaxConnections": "1",
+                "ethernet1.filter3.name": "dvfilter-fw", "guestinfo.db.password": "reconfig-secret-1",
+                "ethernet1.filter3.name.bak": "reconfig-secret-2", "xisolation.tools.copy.disable": "reconfig-secret-3"})
         result = collect(estate)
     finally:
         estate.stop()

@@ -48,7 +48,7 @@ from tests import vcsim
 from tests.arm_replay import make_certificate
 from tests.conftest import ROOT
 
-HOSTILE = "<img src=x onerror=alert(1)>"
+HOSTILE = vcsim.HOSTILE
 GUARD = 90  # seconds: a command still running then hangs
 
 
@@ -57,11 +57,7 @@ def simulator_binary(tmp_path_factory):
     return vcsim.build(tmp_path_factory.mktemp("vcsim-bin"))
 
 
-def connection(simulator, **overrides) -> VSphereConnection:
-    values = dict(host="127.0.0.1", port=simulator.port, user="auditor", password=vcsim.PASSWORD,
-                  ca_bundle=str(simulator.cert), timeout=20)
-    values.update(overrides)
-    return VSphereConnection(**values)
+connection = vcsim.connection
 
 
 def collect(simulator, parser="fast", page_size=1000, **overrides) -> Collected:
@@ -86,37 +82,11 @@ def assert_same(reference: Collected, fast: Collected) -> None:
 def reconfigure(simulator) -> None:
     """The changes test_vsphere.py makes through the API: VM advanced settings (ReconfigVM)
     and a port group's security policy (ReconfigureDVPortgroup)."""
-    from pyVim.connect import Disconnect, SmartConnect
-    from pyVmomi import vim
-
-    service = SmartConnect(host="127.0.0.1", port=simulator.port, user="auditor", pwd=vcsim.PASSWORD,
-                           sslContext=ssl.create_default_context(cafile=str(simulator.cert)))
-    try:
-        content = service.RetrieveContent()
-        vms = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
-        vm = next(v for v in vms.view if v.name != HOSTILE)
-        settings = {"tools.setInfo.sizeLimit": "1048576", "RemoteDisplay.MaxConnections": "1",
-                    "ethernet1.filter3.name": "dvfilter-fw", "guestinfo.db.password": "reconfig-secret"}
-        wait(vm.ReconfigVM_Task(vim.vm.ConfigSpec(extraConfig=[
-            vim.option.OptionValue(key=key, value=value) for key, value in settings.items()])))
-        groups = content.viewManager.CreateContainerView(content.rootFolder, [vim.dvs.DistributedVirtualPortgroup],
-                                                         True)
-        group = next(pg for pg in groups.view if pg.name == "DC0_DVPG2")
-        config = group.config
-        setting = config.defaultPortConfig
-        setting.securityPolicy.forgedTransmits = vim.BoolPolicy(inherited=False, value=True)
-        wait(group.ReconfigureDVPortgroup_Task(vim.dvs.DistributedVirtualPortgroup.ConfigSpec(
-            configVersion=config.configVersion, name=config.name, numPorts=config.numPorts, type=config.type,
-            policy=config.policy, description=config.description, autoExpand=config.autoExpand,
-            defaultPortConfig=setting)))
-    finally:
-        Disconnect(service)
-
-
-def wait(task) -> None:
-    while task.info.state not in ("success", "error"):
-        time.sleep(0.05)
-    assert task.info.state == "success"
+    with vcsim.api(simulator) as content:
+        vcsim.set_vm_settings(content, {
+            "tools.setInfo.sizeLimit": "1048576", "RemoteDisplay.MaxConnections": "1",
+            "ethernet1.filter3.name": "dvfilter-fw", "guestinfo.db.password": "reconfig-secret"})
+        vcsim.allow_forged_transmits(content, "DC0_DVPG2")
 
 
 # every estate the suite collects: tests/test_vsphere.py, test_stalled_peers.py (the estates
