@@ -516,8 +516,8 @@ class Pages:
         self._collector = collector
         self._executor = executor
         self._lock = threading.Lock()
-        self._answers: list[tuple[Future[tuple[Any, str | None]], AnswerTap]] = []  # in page order
-        self._out = 0  # pages asked for and not yet taken
+        # the pages asked for and not yet taken, in page order
+        self._answers: list[tuple[Future[tuple[Any, str | None]], AnswerTap]] = []
         self._waiting: str | None = None  # a token found while PAGES_AHEAD pages were out
         self._closed = False
         # answers decoded and not yet let go: freeing a parsed page costs about as much as
@@ -530,7 +530,6 @@ class Pages:
             self._send(method, args)
 
     def _send(self, method: str, args: list[Any]) -> None:  # with the lock held
-        self._out += 1
         tap = AnswerTap(method, on_token=self._early)
         self._answers.append((self._executor.submit(self._request, method, args, tap), tap))
 
@@ -542,7 +541,7 @@ class Pages:
         with self._lock:
             if self._closed:
                 return
-            if self._out < PAGES_AHEAD:
+            if len(self._answers) < PAGES_AHEAD:
                 self._send("ContinueRetrievePropertiesEx", [token])
             else:
                 self._waiting = token
@@ -561,7 +560,6 @@ class Pages:
         answer_element, early = answer.result()
         token = page_token(answer_element)
         with self._lock:
-            self._out -= 1
             if early is not None and early != token:
                 self._closed = True
                 raise MalformedAnswer("a page's token differs from what its first bytes said")
