@@ -456,39 +456,55 @@ def needs_on_premises(baselines: Baselines) -> bool:
     return windows is not None and windows["edition"] == "standard"
 
 
-def standard_on_premises(resources: list[dict[str, Any]]) -> int:
-    """The Windows Server Standard cores already counted on these resources' vSphere hosts
-    (facts.windows_server, written by `account_hybrid_benefit`)."""
-    total = 0
-    for host in resources:
-        if host["cloud"] == "vsphere" and host["type"] == "HostSystem":
-            counted = (host.get("facts") or {}).get("windows_server")
-            total += counted["standard_cores"] if isinstance(counted, dict) else 0
-    return total
+HostKey = tuple[str, str]  # (vCenter, host moref)
 
 
-def _standard_on_premises(resources: list[dict[str, Any]]) -> int:
-    """Core licences that Windows Server guests take on vSphere hosts (Standard counting)."""
-    windows_per_host: dict[tuple[str, str], int] = {}
+def windows_guests(resources: list[dict[str, Any]]) -> dict[HostKey, int]:
+    """How many Windows guests these resources' vSphere VMs put on each host."""
+    guests: dict[HostKey, int] = {}
     for vm in resources:
-        windows = _os_family(vm.get("facts") or {}) == "windows"
-        if vm["cloud"] == "vsphere" and vm["type"] == "VirtualMachine" and windows:
+        if vm["cloud"] == "vsphere" and vm["type"] == "VirtualMachine" and \
+                _os_family(vm.get("facts") or {}) == "windows":
             runtime = vm.get("runtime")
             host = runtime.get("host") if isinstance(runtime, dict) else None
             if isinstance(host, str):
                 key = (vm["source"], host)
-                windows_per_host[key] = windows_per_host.get(key, 0) + 1
-    total = 0
+                guests[key] = guests.get(key, 0) + 1
+    return guests
+
+
+def host_cpus(resources: list[dict[str, Any]]) -> dict[HostKey, tuple[int, int]]:
+    """(sockets, cores per socket) of these resources' vSphere hosts whose CPUs are known."""
+    cpus: dict[HostKey, tuple[int, int]] = {}
+    for host in resources:
+        if host["cloud"] == "vsphere" and host["type"] == "HostSystem":
+            cpu = (host.get("facts") or {}).get("cpu")
+            if cpu:
+                cpus[(host["source"], str(host.get("moref")))] = (cpu["packages"], cpu["cores_per_package"])
+    return cpus
+
+
+def standard_cores(cpus: dict[HostKey, tuple[int, int]], guests: dict[HostKey, int]) -> int:
+    """The Windows Server Standard core licences vSphere hosts need for their Windows guests:
+    a sharded scan sums `windows_guests` over the parts of a vCenter before it counts."""
+    return sum(host_standard_cores(packages, per_package, guests[key])
+               for key, (packages, per_package) in cpus.items() if guests.get(key))
+
+
+def _standard_on_premises(resources: list[dict[str, Any]]) -> int:
+    """Core licences that Windows Server guests take on vSphere hosts (Standard counting),
+    each host's written to its facts.windows_server."""
+    guests = windows_guests(resources)
+    for host in resources:
+        if host["cloud"] == "vsphere" and host["type"] == "HostSystem":
+            (host.get("facts") or {}).pop("windows_server", None)
+    cpus = host_cpus(resources)
     for host in resources:
         if host["cloud"] != "vsphere" or host["type"] != "HostSystem":
             continue
-        facts = host.get("facts") or {}
-        facts.pop("windows_server", None)
-        cpu = facts.get("cpu")
-        count = windows_per_host.get((host["source"], str(host.get("moref"))), 0)
-        if cpu and count:
-            cores = host_standard_cores(cpu["packages"], cpu["cores_per_package"], count)
-            host["facts"]["windows_server"] = {"vms": count, "standard_cores": cores}
-            total += cores
-    return total
+        key = (host["source"], str(host.get("moref")))
+        if key in cpus and guests.get(key):
+            host["facts"]["windows_server"] = {"vms": guests[key],
+                                               "standard_cores": host_standard_cores(*cpus[key], guests[key])}
+    return standard_cores(cpus, guests)
 

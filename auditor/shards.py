@@ -12,6 +12,12 @@ vSphere shard, the vCenter resources for the Azure shard, read for facts, never 
 With that, each resource gets exactly the facts and findings the in-memory path gives it,
 and the report is byte for byte the same (tests/test_shards.py checks it).
 
+No fact of a vSphere VM reads another VM, and the one thing of the rest of a vCenter that
+counts VMs (Windows Server Standard cores per host, which Azure's claims wait for) is summed
+by the parent. So a large vCenter is split further: `VM_PART` VMs per part, the first part
+owning the vCenter's other resources and the later parts reading those as context, and two
+workers share a 40,000-VM vCenter instead of one of them carrying it alone.
+
 The parent routes each line by its first keys (`auditor.snapshot_lines`) into one spill
 file per shard without parsing the rest, checks ids for duplicates across the whole estate,
 then hands shards, largest first and small ones packed together, to a pool of workers
@@ -28,6 +34,7 @@ import gc
 import marshal
 import multiprocessing
 import os
+import queue
 import signal
 import tempfile
 import threading
@@ -41,7 +48,7 @@ from datetime import date
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from .accounting import needs_on_premises, standard_on_premises
+from .accounting import HostKey, host_cpus, needs_on_premises, standard_cores, windows_guests
 from .avs import PRIVATE_CLOUD, assign_responsibility
 from .engine.evaluate import Evaluation, RuleTally, evaluate_rules
 from .errors import EXIT_INTERNAL, AuditorError, SnapshotError
@@ -54,8 +61,15 @@ if TYPE_CHECKING:
     from .scan import RuleContext
 
 AZURE_SHARD = "azure"
-BATCH_RESOURCES = 20_000  # small shards are packed into batches of about this many resources
+# A vCenter's VMs are evaluated in parts of this many, so that the work spreads evenly over
+# the workers (one 40,000-VM vCenter would otherwise be one worker's alone); small shards
+# are packed into batches of about as many resources
+VM_PART = 5_000
+BATCH_RESOURCES = VM_PART
+# the spill line's mark: a vCenter's VM, which only its own part reads, or any other resource
+_VM, _OTHER = b"v", b"-"
 MAX_BLANK_LINES = 10_000
+_SPILL_BUFFER, _LARGE_BUFFERS = 1 << 20, 32  # spill files with a buffer of 1 MiB, and how many
 MAX_HEADER = 64 * 1024 * 1024  # a header lists every source: thousands of subscriptions fit
 
 
@@ -70,12 +84,16 @@ def is_lines_file(path: Path) -> bool:
 
 @dataclass
 class Shard:
-    """One vSphere source's resources, or every Azure source's, spilled to a file."""
+    """One vSphere source's resources, or every Azure source's, spilled to a file; or a
+    further part of a large vCenter's VMs, which reads the vCenter's other resources from the
+    file of its first part (`inventory`) as context."""
 
     key: str
     cloud: str
     path: Path
     resources: int = 0
+    part: int = 0
+    inventory: Path | None = None
 
 
 @dataclass
@@ -93,20 +111,27 @@ def route(paths: list[Path], limit: int, spill: Path) -> RoutedEstate:
     spill file (`<file index> <line number> <json>`): the estate is checked for duplicate ids
     across files as `merge_snapshots` does, every file is bounded by `limit` bytes after
     decompression, and nothing is parsed beyond a line's routing keys."""
-    shards: dict[str, Shard] = {}
-    handles: dict[str, IO[bytes]] = {}
+    shards: dict[tuple[str, int], Shard] = {}  # (shard key, part) -> shard
+    handles: dict[tuple[str, int], IO[bytes]] = {}
+    vms: dict[str, int] = {}  # a vCenter's VMs routed so far, by shard key
     seen: dict[str, int] = {}  # resource key -> where it was first seen (file index, line)
     headers: list[Snapshot] = []
     context = {"vsphere": spill / "context-vsphere.jsonl", AZURE_SHARD: spill / "context-azure.jsonl"}
     with ExitStack() as stack:
         context_files = {cloud: stack.enter_context(open(path, "wb")) for cloud, path in context.items()}
 
-        def shard_file(key: str, cloud: str) -> IO[bytes]:
-            if key not in handles:
-                shards[key] = Shard(key, cloud, spill / f"shard-{len(shards)}.jsonl")
-                handles[key] = stack.enter_context(open(shards[key].path, "wb"))
-            shards[key].resources += 1
-            return handles[key]
+        def shard_file(key: str, cloud: str, part: int) -> IO[bytes]:
+            if (key, part) not in handles:
+                # a later part reads its vCenter's other resources from the first part's file
+                inventory = shards[(key, 0)].path if part else None
+                shards[(key, part)] = Shard(key, cloud, spill / f"shard-{len(shards)}.jsonl", part=part,
+                                            inventory=inventory)
+                # written in large pieces: each write lets the read-ahead thread take the GIL
+                # (the first files only: an estate of thousands of vCenters keeps memory small)
+                buffering = _SPILL_BUFFER if len(handles) < _LARGE_BUFFERS else -1
+                handles[(key, part)] = stack.enter_context(open(shards[(key, part)].path, "wb", buffering=buffering))
+            shards[(key, part)].resources += 1
+            return handles[(key, part)]
 
         for index, path in enumerate(paths):
             where = str(path)
@@ -124,8 +149,8 @@ def route(paths: list[Path], limit: int, spill: Path) -> RoutedEstate:
                                                 where=where, line=number)
                         continue
                     source, cloud, kind, rid = routing_keys(line, where, number)
-                    if not all(isinstance(value, str) and value for value in (source, cloud, kind, rid)) \
-                            or cloud not in CLOUDS:
+                    if cloud not in CLOUDS or not (isinstance(source, str) and isinstance(kind, str)
+                                                   and isinstance(rid, str) and source and kind and rid):
                         # the one-document reader's checks, for its messages
                         _check_line(parse_resource(line, where, number), where, number)
                     key = rid.lower() if cloud == "azure" else rid
@@ -134,14 +159,22 @@ def route(paths: list[Path], limit: int, spill: Path) -> RoutedEstate:
                         raise SnapshotError(f"resource {rid} is also at {paths[first_file]}:{first_line}; pass each "
                                             "source's snapshot once", where=where, line=number)
                     seen[key] = (index << 40) + number  # an int: a million of them are 28 MB, not 100
-                    prefix = b"%d %d " % (index, number)
-                    line = line if line.endswith(b"\n") else line + b"\n"
-                    # "vsphere/<id>": no vCenter, whatever its name, shares the Azure shard's key
-                    shard_file(f"vsphere/{source}" if cloud == "vsphere" else AZURE_SHARD, cloud).write(prefix + line)
+                    part, mark = 0, _OTHER
+                    if cloud == "vsphere":
+                        # "vsphere/<id>": no vCenter, whatever its name, shares the Azure shard's key
+                        shard_key = f"vsphere/{source}"
+                        if kind == "VirtualMachine":
+                            mark, count = _VM, vms.get(shard_key, 0)
+                            vms[shard_key] = count + 1
+                            part = count // VM_PART  # the first VM made part 0, which later parts read
+                    else:
+                        shard_key = AZURE_SHARD
+                    spilled = b"%d %d %s %s\n" % (index, number, mark, line)
+                    shard_file(shard_key, cloud, part).write(spilled)
                     if cloud == "azure" and kind.lower() == PRIVATE_CLOUD:
-                        context_files["vsphere"].write(prefix + line)
+                        context_files["vsphere"].write(spilled)
                     elif cloud == "vsphere" and kind == "vCenter":
-                        context_files[AZURE_SHARD].write(prefix + line)
+                        context_files[AZURE_SHARD].write(spilled)
             if header is None:
                 raise SnapshotError("not a snapshot: the file is empty", where=where)
             headers.append(header)
@@ -161,17 +194,80 @@ def _check_line(resource: Any, where: str, number: int) -> None:
 
 
 def _bounded_lines(stream: IO[bytes], limit: int, where: str) -> Iterator[bytes]:
-    """The stream's lines, failing once they pass `limit` bytes in all (a gzip bomb stops at
-    the limit, as the one-document reader's does)."""
+    """The stream's lines, without their newlines, failing once they pass `limit` bytes in all
+    (a gzip bomb stops at the limit, as the one-document reader's does). The stream is read
+    ahead on a thread of its own (see `_read_ahead`)."""
     total = 0
+    pending: list[bytes] = []  # the start of a line that runs on into the next chunk
+    with _read_ahead(stream, limit + 1) as chunks:
+        try:
+            for chunk in chunks:
+                total += len(chunk)
+                if total > limit:
+                    raise SnapshotError(over_limit("snapshot file (decompressed)", limit, MAX_INPUT_FLAG),
+                                        where=where)
+                lines = chunk.split(b"\n")
+                if len(lines) == 1:  # no line ends here: joined once it does, never re-copied meanwhile
+                    pending.append(chunk)
+                    continue
+                if pending:
+                    pending.append(lines[0])
+                    lines[0] = b"".join(pending)
+                pending = [lines.pop()]
+                yield from lines
+        except (OSError, EOFError) as exc:
+            raise SnapshotError(f"broken gzip data ({exc})", where=where) from None
+    if last := b"".join(pending):
+        yield last
+
+
+_READ_AHEAD = 1 << 20  # bytes a read-ahead chunk holds
+_CHUNKS_AHEAD = 4
+
+
+@contextmanager
+def _read_ahead(stream: IO[bytes], limit: int) -> Iterator[Iterator[bytes]]:
+    """The stream in chunks, read on a thread while the caller works on the chunks before:
+    inflating gzip and its CRC let go of the GIL, so a gzip snapshot's decompression costs
+    the routing no time. At most `limit` bytes are read; an error reading is raised to the
+    caller, at the chunk it stopped; leaving the block stops the thread."""
+    chunks: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=_CHUNKS_AHEAD)
+    stop = threading.Event()
+
+    def put(item: bytes | BaseException) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                chunks.put(item, timeout=0.1)
+                return
+
+    def read() -> None:
+        left = limit
+        try:
+            while not stop.is_set():
+                chunk = stream.read(min(_READ_AHEAD, left)) if left > 0 else b""
+                left -= len(chunk)
+                put(chunk)
+                if not chunk:
+                    return
+        except BaseException as exc:  # raised again in the caller's thread
+            put(exc)
+
+    def received() -> Iterator[bytes]:
+        while True:
+            item = chunks.get()
+            if isinstance(item, BaseException):
+                raise item
+            if not item:
+                return
+            yield item
+
+    reader = threading.Thread(target=read, name="snapshot-reader", daemon=True)
+    reader.start()
     try:
-        while line := stream.readline(limit + 1 - total):
-            total += len(line)
-            if total > limit:
-                raise SnapshotError(over_limit("snapshot file (decompressed)", limit, MAX_INPUT_FLAG), where=where)
-            yield line
-    except (OSError, EOFError) as exc:
-        raise SnapshotError(f"broken gzip data ({exc})", where=where) from None
+        yield received()
+    finally:
+        stop.set()
+        reader.join()
 
 
 def pack(shards: list[Shard], batch: int = BATCH_RESOURCES) -> list[list[Shard]]:
@@ -207,7 +303,10 @@ class ShardOutcome:
     counts: dict[str, int] = field(default_factory=dict)
     linked: dict[str, dict[str, Any]] = field(default_factory=dict)
     resources: int = 0
-    standard_cores: int = 0  # Windows Server Standard cores its vSphere hosts' guests take
+    # what Windows Server Standard counting needs, summed over the parts of each vCenter:
+    # each host's Windows guests, and the CPUs of the hosts (its first part's)
+    windows_guests: dict[HostKey, int] = field(default_factory=dict)
+    host_cpus: dict[HostKey, tuple[int, int]] = field(default_factory=dict)
     error: tuple[str, str | None, int | None] | None = None  # an input error: message, where, line
     crash: str | None = None  # anything else: the worker's traceback
 
@@ -228,7 +327,8 @@ class ShardOutcome:
         self.__dict__.update(state)
 
     def add(self, findings: list[Finding], tallies: dict[str, RuleTally], counts: dict[str, int],
-            linked: dict[str, dict[str, Any]], resources: int, standard_cores: int) -> None:
+            linked: dict[str, dict[str, Any]], resources: int, guests: dict[HostKey, int],
+            cpus: dict[HostKey, tuple[int, int]]) -> None:
         """Count another shard's results in (a worker its batch's shards, the scan every batch)."""
         self.findings.extend(findings)
         for rule_id, tally in tallies.items():
@@ -239,7 +339,9 @@ class ShardOutcome:
             self.counts[key] = self.counts.get(key, 0) + count
         self.linked.update(linked)
         self.resources += resources
-        self.standard_cores += standard_cores
+        for host, count in guests.items():
+            self.windows_guests[host] = self.windows_guests.get(host, 0) + count
+        self.host_cpus.update(cpus)
 
 
 @dataclass
@@ -257,11 +359,14 @@ class _Job:
 _JOB: _Job | None = None
 
 
-def _read_spill(path: Path, job: _Job) -> list[dict[str, Any]]:
+def _read_spill(path: Path, job: _Job, inventory: bool = False) -> list[dict[str, Any]]:
+    """The resources of a spill file; with `inventory`, all but its VMs (a later part's context)."""
     resources = []
     with open(path, "rb") as stream:
         for raw in stream:
-            index, number, line = raw.split(b" ", 2)
+            index, number, mark, line = raw.split(b" ", 3)
+            if inventory and mark == _VM:
+                continue
             where, number = job.files[int(index)], int(number)
             resource = parse_resource(line, where, number, routed=True)
             _check_line(resource, where, number)
@@ -285,12 +390,14 @@ def _evaluate_batch(task: tuple[list[Shard], int | None]) -> ShardOutcome:
         for shard in batch:
             own = _read_spill(shard.path, job)
             context = _read_spill(job.context[shard.cloud], job)
+            if shard.inventory is not None:
+                context += _read_spill(shard.inventory, job, inventory=True)
             linked = assess_estate(context + own, job.sources, job.rules, job.as_of,
                                    on_premises if shard.cloud == AZURE_SHARD else None)
             evaluation = evaluate_rules(job.rules.compiled, own)
             assign_responsibility(evaluation.findings, own)
             outcome.add(evaluation.findings, evaluation.tallies, resource_counts(own), linked, len(own),
-                        standard_on_premises(own))
+                        windows_guests(own), host_cpus(own))
             del own, context, evaluation, linked
             _release_memory()
     except AuditorError as exc:
@@ -380,7 +487,7 @@ def evaluate_sharded(routed: RoutedEstate, rules: RuleContext, as_of: date, work
             if outcome.crash is not None:
                 raise RuntimeError(f"a shard worker failed:\n{outcome.crash}")
             total.add(outcome.findings, outcome.tallies, outcome.counts, outcome.linked, outcome.resources,
-                      outcome.standard_cores)
+                      outcome.windows_guests, outcome.host_cpus)
 
         # forked at the first submit, while this process is small: a worker forked later would
         # start with a copy of every finding gathered so far
@@ -390,7 +497,8 @@ def evaluate_sharded(routed: RoutedEstate, rules: RuleContext, as_of: date, work
             for outcome in _completed(pool, first):
                 absorb(outcome)
             # every vSphere shard is in: the cores their Windows guests take are known
-            for outcome in _completed(pool, [(batch, total.standard_cores) for batch in later]):
+            on_premises = standard_cores(total.host_cpus, total.windows_guests)
+            for outcome in _completed(pool, [(batch, on_premises) for batch in later]):
                 absorb(outcome)
         except BaseException as exc:
             # a Ctrl-C, a SIGTERM, a bad line, a lost worker: no worker runs on

@@ -139,12 +139,13 @@ def routing_keys(line: bytes, where: str, number: int) -> tuple[Any, Any, Any, A
     match = _ROUTING.match(line)
     if match is not None:
         try:
-            # a string without escapes is its UTF-8 between the quotes: most ids, read a
-            # million times, need no JSON parser
-            source, cloud, kind, rid = (group[1:-1].decode("utf-8") if b"\\" not in group
-                                        else without_lone_surrogates(orjson.loads(group))
-                                        for group in match.groups())
-            return source, cloud, kind, rid
+            source, cloud, kind, rid = match.groups()
+            if line.find(b"\\", 0, match.end()) < 0:
+                # a string without escapes is its UTF-8 between the quotes: most ids, read a
+                # million times, need no JSON parser
+                return (source[1:-1].decode("utf-8"), cloud[1:-1].decode("utf-8"), kind[1:-1].decode("utf-8"),
+                        rid[1:-1].decode("utf-8"))
+            return tuple(without_lone_surrogates(orjson.loads(group)) for group in (source, cloud, kind, rid))
         except (orjson.JSONDecodeError, UnicodeDecodeError):
             pass  # a lone surrogate escape or broken UTF-8: the whole line's reading decides
     resource = parse_resource(line, where, number)

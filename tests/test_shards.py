@@ -10,10 +10,12 @@ from pathlib import Path
 import orjson
 import pytest
 
+from auditor import shards
 from auditor.cli import main
+from auditor.errors import SnapshotError
 from auditor.sample import SAMPLE_BASELINE, SAMPLE_SNAPSHOT
 from auditor.sample.generate import build_sample_estate
-from auditor.shards import AZURE_SHARD, Shard, pack
+from auditor.shards import AZURE_SHARD, BATCH_RESOURCES, Shard, pack, route
 from auditor.snapshot import Snapshot, load_snapshot, save_snapshot
 
 FORMATS = "json,sarif,html,junit,csv"
@@ -68,9 +70,11 @@ def test_sample_estate_as_json_lines_gives_the_same_reports_sharded(workdir, cap
     assert any(f["responsibility"] == "provider" for f in document["findings"])
 
 
-def test_generated_estate_split_in_two_files_gives_the_same_reports_sharded(workdir, capsys):
+def test_generated_estate_split_in_two_files_gives_the_same_reports_sharded(workdir, capsys, monkeypatch):
     """Several vCenters and the tenant in separate files, and a Windows Server Standard
-    entitlement, whose Azure claims depend on the guests of every vSphere host."""
+    entitlement, whose Azure claims depend on the guests of every vSphere host; the vCenters
+    are split into parts of 300 VMs, whose Windows guests the scan sums across parts."""
+    monkeypatch.setattr(shards, "VM_PART", 300)
     estate = build_sample_estate(vms_per_vcenter=(1200, 800), azure_vm_scale=12)
     vsphere = [r for r in estate.resources if r["cloud"] == "vsphere"]
     azure = [r for r in estate.resources if r["cloud"] == "azure"]
@@ -176,11 +180,38 @@ def test_the_input_limit_holds_line_by_line(workdir, capsys):
 
 
 def test_batches_keep_large_shards_and_azure_alone(tmp_path):
-    shards = [Shard("vc-big", "vsphere", tmp_path, 30_000), Shard(AZURE_SHARD, "azure", tmp_path, 5),
-              *(Shard(f"vc-{n}", "vsphere", tmp_path, 9_000) for n in range(3)), Shard("vc-tiny", "vsphere", tmp_path, 1)]
+    shards = [Shard("vc-big", "vsphere", tmp_path, 3 * BATCH_RESOURCES), Shard(AZURE_SHARD, "azure", tmp_path, 5),
+              *(Shard(f"vc-{n}", "vsphere", tmp_path, BATCH_RESOURCES * 9 // 20) for n in range(3)),
+              Shard("vc-tiny", "vsphere", tmp_path, 1)]
     batches = pack(sorted(shards, key=lambda shard: -shard.resources))
     assert [[s.key for s in batch] for batch in batches] == [
         ["vc-big"], ["vc-0", "vc-1", "vc-2"], [AZURE_SHARD], ["vc-tiny"]]
+
+
+def test_a_large_vcenter_is_split_into_parts_that_read_its_inventory(tmp_path, monkeypatch):
+    monkeypatch.setattr(shards, "VM_PART", 3)
+    estate = build_sample_estate(vms_per_vcenter=(8, 2), azure_vm_scale=1)  # vc-dc1: 13 VMs
+    lines = tmp_path / "estate.jsonl"
+    save_snapshot(estate, lines)
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    routed = route([lines], 1 << 30, spill)
+    big = sorted((s for s in routed.shards if s.key == "vsphere/vc-dc1.corp.example"), key=lambda s: s.part)
+    own = [r for r in estate.resources if r["source"] == "vc-dc1.corp.example"]
+    others = [r for r in own if r["type"] != "VirtualMachine"]
+    vms = len(own) - len(others)
+    assert vms % 3 == 1  # so that the last part holds one VM
+    # parts of 3 VMs, the first with everything else of the vCenter, the last with the one left
+    assert [(s.part, s.resources) for s in big] == [(0, 3 + len(others))] + [
+        (part, 3) for part in range(1, vms // 3)] + [(vms // 3, 1)]
+    assert [s.inventory for s in big] == [None] + [big[0].path] * (vms // 3)
+    # a vCenter without VMs stays whole
+    small = [s for s in routed.shards if s.key == "vsphere/vc-lab.corp.example"]
+    assert [(s.part, s.inventory) for s in small] == [(0, None)]
+    job = shards._Job(None, routed.header.sources, routed.context, routed.files, None, frozenset())
+    inventory = shards._read_spill(big[0].path, job, inventory=True)
+    assert sorted(r["id"] for r in inventory) == sorted(r["id"] for r in others)
+    assert {r["type"] for r in shards._read_spill(big[1].path, job)} == {"VirtualMachine"}
 
 
 def test_gzip_lines_file_is_one_gzip_stream_readable_by_zcat(tmp_path):
@@ -295,7 +326,7 @@ def test_a_killed_worker_fails_the_scan_at_once_and_writes_nothing(large_estate,
     import time
 
     scan, workers = _start_scan(large_estate, tmp_path)
-    time.sleep(1.0)
+    time.sleep(0.3)  # into the evaluation: a part of 5,000 VMs takes about half a second
     os.kill(workers[0], signal.SIGKILL)
     _, err = scan.communicate(timeout=60)  # before: the pool waited for ever for the lost batch
     assert scan.returncode == 70, err
@@ -310,7 +341,7 @@ def test_sigterm_ends_the_workers_and_removes_the_spill_files(large_estate, tmp_
     import time
 
     scan, workers = _start_scan(large_estate, tmp_path)
-    time.sleep(1.0)
+    time.sleep(0.3)  # into the evaluation: a part of 5,000 VMs takes about half a second
     os.kill(scan.pid, signal.SIGTERM)
     scan.communicate(timeout=60)
     assert scan.returncode == 128 + signal.SIGTERM
@@ -403,3 +434,37 @@ def test_a_workers_findings_come_back_as_they_were():
         assert back == original
         value, expected = back.findings[0].evidence[0]["actual"], original.findings[0].evidence[0]["actual"]
         assert type(value) is type(expected)
+
+
+def _spilled(routed) -> list[bytes]:
+    return [shard.path.read_bytes() for shard in sorted(routed.shards, key=lambda s: (s.key, s.part))]
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n", b""])
+def test_lines_across_read_ahead_chunks_are_routed_as_whole_lines(tmp_path, monkeypatch, ending):
+    """Chunks of 7 bytes cut every line, many times; with or without a last newline."""
+    lines = tmp_path / "sample.jsonl"
+    save_snapshot(load_snapshot(SAMPLE_SNAPSHOT), lines)
+    text = lines.read_bytes().replace(b"\n", ending or b"\n")
+    lines.write_bytes(text if ending else text.rstrip(b"\n"))
+    (tmp_path / "big").mkdir()
+    whole = _spilled(route([lines], 1 << 30, tmp_path / "big"))
+    monkeypatch.setattr(shards, "_READ_AHEAD", 7)
+    (tmp_path / "small").mkdir()
+    assert _spilled(route([lines], 1 << 30, tmp_path / "small")) == whole
+    assert sum(spill.count(b"\n") for spill in whole) == 344
+
+
+def test_a_failed_routing_stops_its_read_ahead_thread(tmp_path, monkeypatch):
+    import threading
+
+    monkeypatch.setattr(shards, "_READ_AHEAD", 64)  # the reader stays ahead, its queue full
+    lines = tmp_path / "sample.jsonl"
+    save_snapshot(load_snapshot(SAMPLE_SNAPSHOT), lines)
+    rows = lines.read_bytes().split(b"\n")
+    broken = tmp_path / "broken.jsonl"
+    broken.write_bytes(b"\n".join([*rows[:3], b"[1, 2]", *rows[3:]]))
+    (tmp_path / "spill").mkdir()
+    with pytest.raises(SnapshotError, match=r"broken\.jsonl:4: "):
+        route([broken], 1 << 30, tmp_path / "spill")
+    assert not [thread for thread in threading.enumerate() if thread.name == "snapshot-reader"]
