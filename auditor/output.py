@@ -28,21 +28,26 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import multiprocessing
 import os
+import pickle
 import re
 import secrets
 import shutil
+import signal
 import tempfile
 import time
+import traceback
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from .atomic import write_stream_atomic
 from .blob import BlobLocation, is_blob
-from .errors import InputError
+from .errors import EXIT_INTERNAL, AuditorError, InputError
 from .findings import ScanReport
-from .formats import formats
+from .formats import ReportFormat, formats
 
 try:
     import fcntl
@@ -69,12 +74,14 @@ def write_run(report: ScanReport, out: Path | BlobLocation, names: list[str]) ->
     return run
 
 
-def write_run_folder(report: ScanReport, out: Path | BlobLocation, names: list[str]) -> Path | BlobLocation:
+def write_run_folder(report: ScanReport, out: Path | BlobLocation, names: list[str],
+                     processes: int = 1) -> Path | BlobLocation:
     """Write the outputs of one run into a new run folder of `out` and return it; `latest`
     does not move (see `point_latest`).
 
-    Formats are rendered and written one at a time into the staging folder, so memory
-    holds one rendered file at most; the folder only appears under its name when all are
+    Formats are written in pieces into the staging folder, so a large SARIF or findings.json
+    is never whole in memory; with `processes` above one they are shared out to that many
+    processes (see `_write_formats`). The folder only appears under its name when all are
     written.
     """
     if is_blob(out):  # Azure Blob Storage: written here into a temporary folder, then uploaded
@@ -84,10 +91,7 @@ def write_run_folder(report: ScanReport, out: Path | BlobLocation, names: list[s
     _create_folder(out)
     staging, held = _make_staging(out)
     try:
-        for name in names:
-            fmt = available[name]
-            with write_stream_atomic(staging / fmt.filename) as stream:
-                fmt.write(report, stream)  # in pieces: a large SARIF or findings.json never whole in memory
+        _write_formats(report, staging, [available[name] for name in names], processes)
         os.chmod(staging, 0o755)
         return _claim(staging, out)
     except BaseException:
@@ -96,6 +100,75 @@ def write_run_folder(report: ScanReport, out: Path | BlobLocation, names: list[s
     finally:
         if held is not None:
             os.close(held)  # the run folder is in place (or gone): the lock has done its work
+
+
+class FormatWriterLost(AuditorError):
+    """A process writing formats ended without saying how (killed, out of memory)."""
+
+    exit_code = EXIT_INTERNAL
+
+
+def _write_formats(report: ScanReport, staging: Path, chosen: list[ReportFormat], processes: int) -> None:
+    """Write each format into `staging`. With `processes` above one, the formats are dealt
+    out in turn: this process writes the first share, and a process forked for each other
+    share writes that (each format's bytes are the same whoever writes them; findings.json
+    and SARIF of 100,000 resources take a second each). A writer's error is raised here as
+    it was raised there; any error stops every writer."""
+    shares = [chosen[first::processes] for first in range(min(max(1, processes), len(chosen)))]
+    writers: list[tuple[Any, Any, list[ReportFormat]]] = []
+    try:
+        if len(shares) > 1:
+            context = multiprocessing.get_context("fork")
+            for share in shares[1:]:
+                receiver, sender = context.Pipe(duplex=False)
+                process = context.Process(target=_write_share_forked, args=(report, staging, share, sender),
+                                          name="auditor-formats", daemon=True)
+                process.start()
+                sender.close()
+                writers.append((process, receiver, share))
+        _write_share(report, staging, shares[0] if shares else [])
+        for process, receiver, share in writers:
+            try:
+                failure = receiver.recv()  # None once the share is written
+            except EOFError:  # it ended without a word
+                failure = FormatWriterLost(f"the process writing {', '.join(f.name for f in share)} ended without "
+                                           "finishing (it was killed or ran out of memory); nothing was written")
+            process.join()
+            if failure is not None:
+                raise failure
+    finally:
+        for process, receiver, _ in writers:
+            if process.is_alive():
+                process.kill()
+            process.join()
+            receiver.close()
+
+
+def _write_share(report: ScanReport, staging: Path, share: list[ReportFormat]) -> None:
+    for fmt in share:
+        with write_stream_atomic(staging / fmt.filename) as stream:
+            fmt.write(report, stream)  # in pieces: a large SARIF or findings.json never whole in memory
+
+
+def _write_share_forked(report: ScanReport, staging: Path, share: list[ReportFormat], sender: Any) -> None:
+    """The body of a forked writer: write the share, then send None, or the error (one that
+    cannot travel as it is, such as a bug's, as an internal error with its traceback)."""
+    from .sources import _exit_with_parent
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it ends us
+    _exit_with_parent()
+    failure: BaseException | None = None
+    try:
+        _write_share(report, staging, share)
+    except BaseException as exc:
+        failure = exc if isinstance(exc, AuditorError | OSError) else RuntimeError(
+            f"writing {', '.join(f.name for f in share)} failed:\n{traceback.format_exc()}")
+        try:
+            pickle.loads(pickle.dumps(failure))
+        except Exception:  # an error that cannot travel as it is: its words still can
+            failure = RuntimeError(f"writing {', '.join(f.name for f in share)} failed: {failure}")
+    sender.send(failure)
+    sender.close()
 
 
 def prepare_output(out: Path | BlobLocation) -> None:

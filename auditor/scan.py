@@ -268,7 +268,7 @@ def run_scan(options: ScanOptions, warn: Callable[[str], None], progress: Progre
         if options.to_stdout:
             payload = registered()[options.formats[0]].render(report)
         else:
-            run = write_run_folder(report, options.output, options.formats)
+            run = write_run_folder(report, options.output, options.formats, processes=workers)
     # the history row only once the run folder is complete and in place, and `latest` last:
     # a scan killed at any point leaves no row without its report, and `latest` on a whole run
     if options.history is not None:

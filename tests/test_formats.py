@@ -352,3 +352,88 @@ def test_only_the_unsafe_characters_are_escaped():
         assert to_json(safe) == b'"' + safe.encode() + b'"'
     assert escape_unsafe("a\u0085b\u2028c\u202ed\u2066".encode()) == b"a\\u0085b\\u2028c\\u202ed\\u2066"
     assert to_json({"name": "vm\u2029"}) == b'{"name":"vm\\u2029"}'
+
+
+# --- formats written side by side -----------------------------------------------------------
+
+ALL_FORMATS = ["json", "sarif", "html", "junit", "csv"]
+
+
+def test_formats_written_by_several_processes_are_the_bytes_one_process_writes(sample_report, tmp_path):
+    from auditor.output import write_run_folder
+
+    alone = write_run_folder(sample_report, tmp_path / "alone", ALL_FORMATS, processes=1)
+    shared = write_run_folder(sample_report, tmp_path / "shared", ALL_FORMATS, processes=3)
+    written = sorted(path.name for path in alone.iterdir())
+    assert written == sorted(path.name for path in shared.iterdir()) and len(written) == 5
+    for name in written:
+        assert (shared / name).read_bytes() == (alone / name).read_bytes(), name
+
+
+def _failing_sarif(monkeypatch, failure):
+    from auditor.formats.sarif import SarifReport
+
+    def write(self, report, stream):
+        stream.write(b"{partial")
+        failure()
+    monkeypatch.setattr(SarifReport, "write", write)
+
+
+def _only_earlier_runs(out):
+    return sorted(path.name for path in out.iterdir())
+
+
+@pytest.mark.parametrize("failure, expected", [
+    (lambda: (_ for _ in ()).throw(InputError("the log cannot fit", where="results.sarif")),
+     (InputError, "results.sarif: the log cannot fit")),
+    (lambda: (_ for _ in ()).throw(OSError(28, "No space left on device")),
+     (OSError, "No space left on device")),
+    (lambda: 1 / 0, (RuntimeError, "ZeroDivisionError")),
+])
+def test_a_writer_process_that_fails_fails_the_run_with_its_error_and_writes_nothing(
+        sample_report, tmp_path, monkeypatch, failure, expected):
+    from auditor.output import write_run_folder
+
+    out = tmp_path / "out"
+    write_run_folder(sample_report, out, ["json"], processes=1)
+    before = _only_earlier_runs(out)
+    _failing_sarif(monkeypatch, failure)
+    kind, words = expected
+    with pytest.raises(kind, match=words):  # json is this process's, sarif the forked one's
+        write_run_folder(sample_report, out, ["json", "sarif"], processes=2)
+    assert _only_earlier_runs(out) == before  # no run folder, no staging folder left
+
+
+def test_a_writer_process_killed_fails_the_run_as_an_internal_error(sample_report, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from auditor.output import FormatWriterLost, write_run_folder
+
+    out = tmp_path / "out"
+    _failing_sarif(monkeypatch, lambda: os.kill(os.getpid(), signal.SIGKILL))
+    with pytest.raises(FormatWriterLost, match="the process writing sarif ended without finishing") as caught:
+        write_run_folder(sample_report, out, ["json", "sarif"], processes=2)
+    assert caught.value.exit_code == 70
+    assert _only_earlier_runs(out) == []
+
+
+def test_this_processs_error_stops_the_forked_writers(sample_report, tmp_path, monkeypatch):
+    import time
+
+    from auditor.formats.findings_json import FindingsJson
+    from auditor.formats.sarif import SarifReport
+    from auditor.output import write_run_folder
+
+    def stalled(self, report, stream):
+        time.sleep(60)
+    monkeypatch.setattr(SarifReport, "write", stalled)
+
+    def broken(self, report, stream):
+        raise InputError("json went wrong")
+    monkeypatch.setattr(FindingsJson, "write", broken)
+    started = time.monotonic()
+    with pytest.raises(InputError, match="json went wrong"):
+        write_run_folder(sample_report, tmp_path / "out", ["json", "sarif"], processes=2)
+    assert time.monotonic() - started < 30  # the stalled writer was ended, not waited for
+    assert _only_earlier_runs(tmp_path / "out") == []
