@@ -430,12 +430,15 @@ def _completed(pool: ProcessPoolExecutor, tasks: list[tuple[list[Shard], int | N
 
 def _worker_started() -> None:
     """A worker ends with the scan that started it (see `_exit_with_parent`); Ctrl-C and
-    SIGTERM are the scan's to handle, and it ends its workers."""
+    SIGTERM are the scan's to handle, and it ends its workers. What it inherits (modules,
+    rules) is frozen out of the cyclic collector's sight: the collection after each shard
+    then looks at that shard's leftovers alone, not at every object of the scan again."""
     from .sources import _exit_with_parent
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _exit_with_parent()
+    gc.freeze()
 
 
 @contextmanager
