@@ -251,10 +251,11 @@ SPECS: dict[str, list[Spec]] = {
              "repeat or list several", parse=as_location, many=True, default=[], metavar="LOCATION"),
         Spec("max-age", "a source whose snapshot was collected longer ago than this (36h, 2d) counts as failed: "
              "exit 3, naming it and its age", parse=as_duration, metavar="DURATION"),
-        Spec("workers", "processes that evaluate local JSON Lines snapshots (.jsonl, .jsonl.gz) one vCenter or "
-             "Azure tenant at a time, so memory follows the largest of them (one per worker) and the findings, not "
-             "the estate (default: one per CPU the process may use); 1, or any other snapshot among them, reads "
-             "the whole estate into this process", parse=as_count, metavar="N"),
+        Spec("workers", "processes that evaluate local JSON Lines snapshots (.jsonl, .jsonl.gz) a part at a time (the "
+             "Azure tenant, a vCenter, or 5,000 of its VMs), so memory follows the largest part (one per worker) "
+             "and the findings, not the estate, and that write the report formats side by side (default: one per CPU "
+             "the process may use); 1, or any other snapshot among them, reads the whole estate into this process",
+             parse=as_count, metavar="N"),
         Spec("sample", "scan the bundled sample estate (also the default when no source is named)", switch=True,
              default=False),
         RULES,

@@ -1,9 +1,9 @@
 """Writing a scan's outputs: `OUT/<timestamp>/` plus `OUT/latest` pointing at it.
 
-Every file is rendered in memory first, then written into a hidden staging folder
-(`.auditor-staging.<pid>.XXXXXXXX`) that is renamed into place, and only then does `latest`
-move (an atomic symlink swap). A failure at any step leaves earlier runs and the previous
-`latest` untouched.
+Every file is written, in pieces and the formats side by side in forked processes, into a
+hidden staging folder (`.auditor-staging.<pid>.XXXXXXXX`) that is renamed into place once
+all are written, and only then does `latest` move (an atomic symlink swap). A failure at
+any step leaves earlier runs and the previous `latest` untouched.
 
 Several scans may write into one output folder at once:
 

@@ -19,11 +19,12 @@ owning the vCenter's other resources and the later parts reading those as contex
 workers share a 40,000-VM vCenter instead of one of them carrying it alone.
 
 The parent routes each line by its first keys (`auditor.snapshot_lines`) into one spill
-file per shard without parsing the rest, checks ids for duplicates across the whole estate,
-then hands shards, largest first and small ones packed together, to a pool of workers
-forked before the first finding arrives (each hands a finished shard's memory back).
-Workers return findings, tallies and counts; memory is bounded by the largest shard plus the
-findings, not by the estate.
+file per shard (and per part) without parsing the rest, the snapshot read ahead on a thread,
+checks ids for duplicates across the whole estate, then hands shards, largest first and
+small ones packed together, to a pool of workers forked before the first finding arrives
+(each hands a finished shard's memory back). Workers return findings, tallies and counts;
+memory is bounded by the largest shard (the Azure tenant, or a part) plus the findings, not
+by the estate.
 """
 
 from __future__ import annotations
