@@ -68,6 +68,9 @@ def sql_cores(vcpus: int) -> int:
     return max(SQL_MINIMUM, vcpus)
 
 
+HostKey = tuple[str, str]  # (vCenter, host moref)
+
+
 def host_standard_cores(packages: int, cores_per_package: int, windows_vms: int) -> int:
     """Windows Server Standard core licences a host needs for its Windows guests."""
     if windows_vms <= 0:
@@ -246,12 +249,13 @@ def _cluster_drs(cluster: dict[str, Any], hosts: list[dict[str, Any]],
 # --- Azure Hybrid Benefit ------------------------------------------------------------------
 
 def account_hybrid_benefit(resources: list[dict[str, Any]], baselines: Baselines,
-                           on_premises: int | None = None) -> None:
+                           on_premises: int | None = None, guests: dict[HostKey, int] | None = None) -> None:
     """Write facts.hybrid_benefit and facts.sql_benefit (and facts.windows_server on vSphere
     hosts). Nothing is counted until the organisation declares licensing.entitlements:
     without it every claim would look unlicensed. `on_premises` is the Windows Server
     Standard cores vSphere hosts take, when the vSphere resources are not among `resources`
-    (a sharded scan); by default they are counted here."""
+    (a sharded scan); by default they are counted here. `guests`: each host's Windows guests
+    (see `windows_guests`), when its VMs are not among `resources` (a vCenter in parts)."""
     for resource in resources:
         facts = resource.get("facts")
         if isinstance(facts, dict):
@@ -260,7 +264,7 @@ def account_hybrid_benefit(resources: list[dict[str, Any]], baselines: Baselines
     if "licensing.entitlements" not in baselines.tables:
         return
     entitlements = load_entitlements(baselines)
-    counted_here = _standard_on_premises(resources)
+    counted_here = _standard_on_premises(resources, guests)
     on_premises = counted_here if on_premises is None else on_premises
     claimants = sorted((r for r in resources if r["cloud"] == "azure" and r["type"] in (
         "microsoft.compute/virtualmachines", "microsoft.compute/virtualmachinescalesets")),
@@ -456,9 +460,6 @@ def needs_on_premises(baselines: Baselines) -> bool:
     return windows is not None and windows["edition"] == "standard"
 
 
-HostKey = tuple[str, str]  # (vCenter, host moref)
-
-
 def windows_guests(resources: list[dict[str, Any]]) -> dict[HostKey, int]:
     """How many Windows guests these resources' vSphere VMs put on each host."""
     guests: dict[HostKey, int] = {}
@@ -491,10 +492,10 @@ def standard_cores(cpus: dict[HostKey, tuple[int, int]], guests: dict[HostKey, i
                for key, (packages, per_package) in cpus.items() if guests.get(key))
 
 
-def _standard_on_premises(resources: list[dict[str, Any]]) -> int:
-    """Core licences that Windows Server guests take on vSphere hosts (Standard counting),
-    each host's written to its facts.windows_server."""
-    guests = windows_guests(resources)
+def _standard_on_premises(resources: list[dict[str, Any]], guests: dict[HostKey, int] | None = None) -> int:
+    """Core licences that Windows Server guests (of these resources' VMs, or `guests`) take
+    on vSphere hosts (Standard counting), each host's written to its facts.windows_server."""
+    guests = windows_guests(resources) if guests is None else guests
     for host in resources:
         if host["cloud"] == "vsphere" and host["type"] == "HostSystem":
             (host.get("facts") or {}).pop("windows_server", None)

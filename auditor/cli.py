@@ -28,6 +28,10 @@ from .text import plural, shortened
 EPILOG = """exit codes: 0 no finding at or above --fail-on; 1 findings at or above it (with --compare: new
 ones); 2 usage or input error; 3 collection incomplete (a source failed); 70 internal error (a bug)"""
 
+COLLECT_EPILOG = """exit codes: 0 every source collected; 2 usage or input error; 3 a source failed (the snapshot
+holds the others; none collected: nothing written); 70 internal error (a bug)"""
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, whose error is one line quoting the value given: shown escaped, so a value
     cannot forge lines in a CI log (`--as-of $'x\\n::error::...'`), and without the usage
@@ -57,14 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
             description="Scan snapshots (--snapshot) and live sources (--vsphere, --azure) with the rule packs "
                         "and write reports. With no source named, the bundled sample estate is scanned, and "
                         "every report of it says SAMPLE.")
-    collect = commands.add_parser("collect", allow_abbrev=False, epilog=EPILOG,
+    collect = commands.add_parser("collect", allow_abbrev=False, epilog=COLLECT_EPILOG,
                                   help="collect an inventory snapshot from a live estate")
     collect_commands = collect.add_subparsers(dest="collect_command", metavar="SOURCE", required=True)
-    command(collect_commands, "vsphere", "collect vsphere", help="collect from vCenters or ESXi hosts with pyvmomi",
+    command(collect_commands, "vsphere", "collect vsphere", epilog=COLLECT_EPILOG,
+            help="collect from vCenters or ESXi hosts with pyvmomi",
             description="Collect hosts, clusters, VMs, port groups, datastores and licences from one or more "
                         "vCenters in parallel. The password comes from VSPHERE_PASSWORD or --vsphere-password-file, "
                         "never from the command line.")
-    command(collect_commands, "azure", "collect azure", help="collect from Azure with Resource Graph and the SDK",
+    command(collect_commands, "azure", "collect azure", epilog=COLLECT_EPILOG,
+            help="collect from Azure with Resource Graph and the SDK",
             description="Collect VMs, scale sets, networks, NSGs, flow logs, SQL VMs, Arc machines, AVS private "
                         "clouds, resource groups and policy assignments and states of the given subscriptions, "
                         "of a management group, or of every subscription the identity can read. Credentials: a "

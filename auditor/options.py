@@ -251,11 +251,12 @@ SPECS: dict[str, list[Spec]] = {
              "repeat or list several", parse=as_location, many=True, default=[], metavar="LOCATION"),
         Spec("max-age", "a source whose snapshot was collected longer ago than this (36h, 2d) counts as failed: "
              "exit 3, naming it and its age", parse=as_duration, metavar="DURATION"),
-        Spec("workers", "processes that evaluate local JSON Lines snapshots (.jsonl, .jsonl.gz) a part at a time (the "
-             "Azure tenant, a vCenter, or 5,000 of its VMs), so memory follows the largest part (one per worker) "
-             "and the findings, not the estate, and that write the report formats side by side (default: one per CPU "
-             "the process may use); 1, or any other snapshot among them, reads the whole estate into this process",
-             parse=as_count, metavar="N"),
+        Spec("workers", "processes to use (default: one per CPU the process may use). A scan of local JSON Lines "
+             "snapshots (.jsonl, .jsonl.gz) alone is evaluated a part at a time in N processes (all Azure "
+             "resources, a vCenter, or 5,000 of its VMs), so memory follows the largest part (one per process) and "
+             "the findings, not the estate; with 1, another kind of snapshot or a live source, the whole estate is "
+             "read into this process. Up to N processes write the report formats side by side into a local "
+             "output folder", parse=as_count, metavar="N"),
         Spec("sample", "scan the bundled sample estate (also the default when no source is named)", switch=True,
              default=False),
         RULES,

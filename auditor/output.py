@@ -1,7 +1,8 @@
 """Writing a scan's outputs: `OUT/<timestamp>/` plus `OUT/latest` pointing at it.
 
-Every file is written, in pieces and the formats side by side in forked processes, into a
-hidden staging folder (`.auditor-staging.<pid>.XXXXXXXX`) that is renamed into place once
+Every file is written in pieces (the formats side by side in forked processes when the scan
+has more than one worker; one after another into Azure Blob Storage) into a hidden staging
+folder (`.auditor-staging.<pid>.XXXXXXXX`) that is renamed into place once
 all are written, and only then does `latest` move (an atomic symlink swap). A failure at
 any step leaves earlier runs and the previous `latest` untouched.
 
@@ -151,8 +152,9 @@ def _write_share(report: ScanReport, staging: Path, share: list[ReportFormat]) -
 
 
 def _write_share_forked(report: ScanReport, staging: Path, share: list[ReportFormat], sender: Any) -> None:
-    """The body of a forked writer: write the share, then send None, or the error (one that
-    cannot travel as it is, such as a bug's, as an internal error with its traceback)."""
+    """The body of a forked writer: write the share, then send None, or the error as it was
+    raised (a bug's with its traceback as a note, which AUDITOR_TRACEBACK=1 shows; one that
+    cannot travel as it is, by its words)."""
     from .sources import _exit_with_parent
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it ends us
@@ -161,12 +163,16 @@ def _write_share_forked(report: ScanReport, staging: Path, share: list[ReportFor
     try:
         _write_share(report, staging, share)
     except BaseException as exc:
-        failure = exc if isinstance(exc, AuditorError | OSError) else RuntimeError(
-            f"writing {', '.join(f.name for f in share)} failed:\n{traceback.format_exc()}")
+        failure = exc
+        if not isinstance(exc, AuditorError | OSError):
+            names = ", ".join(fmt.name for fmt in share)
+            exc.add_note(f"in the process writing {names}:\n{traceback.format_exc().rstrip()}")
         try:
             pickle.loads(pickle.dumps(failure))
-        except Exception:  # an error that cannot travel as it is: its words still can
-            failure = RuntimeError(f"writing {', '.join(f.name for f in share)} failed: {failure}")
+        except Exception:
+            failure = RuntimeError(f"writing {', '.join(f.name for f in share)} failed: "
+                                   f"{type(exc).__name__}: {exc}")
+            failure.__notes__ = getattr(exc, "__notes__", [])
     sender.send(failure)
     sender.close()
 

@@ -98,16 +98,16 @@ def load_snapshots(paths: list[Path], limit: int = DEFAULT_INPUT_LIMIT) -> Snaps
 
 
 def assess_estate(resources: list[dict], sources: list, rules: RuleContext, as_of: date,
-                  on_premises: int | None = None) -> dict[str, dict]:
+                  on_premises: int | None = None, guests: dict | None = None) -> dict[str, dict]:
     """Derive every resource's facts, those that need the baselines too (support status,
     zone membership, licence entitlements); returns the AVS joins (see `link_avs`).
-    `on_premises`: see `account_hybrid_benefit`."""
+    `on_premises`, `guests`: see `account_hybrid_benefit`."""
     derive_facts(resources, SizeTables(active=vm_sizes(sources), total=vm_sizes(sources, active=False)))
     linked = link_avs(resources)  # before support: VMs on Azure VMware Solution run in Azure
     assess_support(resources, rules.baselines, as_of)
     assign_zones(resources, rules.baselines)
     account_vsphere_licences(resources, rules.baselines)
-    account_hybrid_benefit(resources, rules.baselines, on_premises)
+    account_hybrid_benefit(resources, rules.baselines, on_premises, guests)
     return linked
 
 
@@ -315,7 +315,7 @@ def _evaluate_in_memory(options: ScanOptions, files: list, sources: list, contex
 
 def _evaluate_in_shards(options: ScanOptions, files: list[Path], context: RuleContext, steps: Steps,
                         workers: int) -> tuple[ScanReport, Evaluation]:
-    """Evaluate JSON Lines snapshots a vCenter or Azure tenant at a time in `workers`
+    """Evaluate JSON Lines snapshots a vCenter (or a part of one) or all of Azure at a time in `workers`
     processes (see `auditor.shards`)."""
     from .shards import evaluate_sharded, route, spill_folder, terminated_as_exit
 
@@ -326,7 +326,7 @@ def _evaluate_in_shards(options: ScanOptions, files: list[Path], context: RuleCo
         if options.max_age is not None:  # a snapshot too old is a failed source, never a silent one
             stale = frozenset(source.id for source in expire_stale(routed.header, options.max_age))
         resources = sum(shard.resources for shard in routed.shards)
-        LOG.info("%d resources from %d sources in %d shards", resources, len(routed.header.sources),
+        LOG.info("%d resources from %d sources in %d parts", resources, len(routed.header.sources),
                  len(routed.shards))
         with steps.step(f"evaluating {len(context.compiled)} rules over {resources:,} resources in "
                         f"{workers} workers"):

@@ -1,5 +1,5 @@
-"""Sharded evaluation: a JSON Lines snapshot evaluated one vCenter (or the Azure tenant) at
-a time, in worker processes on every core, so no process holds the whole estate.
+"""Sharded evaluation: a JSON Lines snapshot evaluated a vCenter (or a part of one) or all
+of Azure at a time, in worker processes on every core, so no process holds the whole estate.
 
 What a shard is follows from what the facts read. Every fact of a vSphere resource reads its
 own vCenter's inventory only (hosts, port groups, clusters and licences are keyed by
@@ -12,19 +12,22 @@ vSphere shard, the vCenter resources for the Azure shard, read for facts, never 
 With that, each resource gets exactly the facts and findings the in-memory path gives it,
 and the report is byte for byte the same (tests/test_shards.py checks it).
 
-No fact of a vSphere VM reads another VM, and the one thing of the rest of a vCenter that
-counts VMs (Windows Server Standard cores per host, which Azure's claims wait for) is summed
-by the parent. So a large vCenter is split further: `VM_PART` VMs per part, the first part
-owning the vCenter's other resources and the later parts reading those as context, and two
-workers share a 40,000-VM vCenter instead of one of them carrying it alone.
+No fact of a vSphere VM reads another VM, and the one fact of the rest of a vCenter that
+counts its VMs is a host's Windows guests (facts.windows_server: the Windows Server Standard
+cores it needs, which Azure's claims may wait for). So a vCenter of more than `VM_PART` VMs
+is split further: parts of `VM_PART` VMs, each reading the vCenter's other resources
+(hosts, networks, clusters, licences) as context, and a part that owns those other
+resources, evaluated once every VM part is in, with each host's Windows guests summed over
+them by the parent. Two workers then share a 40,000-VM vCenter instead of one of them
+carrying it alone.
 
 The parent routes each line by its first keys (`auditor.snapshot_lines`) into one spill
 file per shard (and per part) without parsing the rest, the snapshot read ahead on a thread,
 checks ids for duplicates across the whole estate, then hands shards, largest first and
 small ones packed together, to a pool of workers forked before the first finding arrives
 (each hands a finished shard's memory back). Workers return findings, tallies and counts;
-memory is bounded by the largest shard (the Azure tenant, or a part) plus the findings, not
-by the estate.
+memory is bounded by the largest shard (all the Azure resources, which are never split, or a
+vCenter or part of one) plus the findings, not by the estate.
 """
 
 from __future__ import annotations
@@ -85,9 +88,9 @@ def is_lines_file(path: Path) -> bool:
 
 @dataclass
 class Shard:
-    """One vSphere source's resources, or every Azure source's, spilled to a file; or a
-    further part of a large vCenter's VMs, which reads the vCenter's other resources from the
-    file of its first part (`inventory`) as context."""
+    """One vSphere source's resources, or every Azure source's, spilled to a file; or, of a
+    vCenter split into parts, either a part of its VMs, which reads the vCenter's other
+    resources from the first file (`inventory`) as context, or those other resources."""
 
     key: str
     cloud: str
@@ -95,6 +98,8 @@ class Shard:
     resources: int = 0
     part: int = 0
     inventory: Path | None = None
+    lines: bytes | None = None  # the lines of `path` it owns by their mark (_VM, _OTHER); None: all
+    after_vms: bool = False  # a split vCenter's other resources: evaluated with its VMs' Windows guests
 
 
 @dataclass
@@ -109,9 +114,11 @@ class RoutedEstate:
 
 def route(paths: list[Path], limit: int, spill: Path) -> RoutedEstate:
     """Read the snapshot files a line at a time and write each resource line to its shard's
-    spill file (`<file index> <line number> <json>`): the estate is checked for duplicate ids
-    across files as `merge_snapshots` does, every file is bounded by `limit` bytes after
-    decompression, and nothing is parsed beyond a line's routing keys."""
+    spill file (`<file index> <line number> <mark> <json>`, the mark saying whether it is a
+    vCenter's VM): the estate is checked for duplicate ids across files as `merge_snapshots`
+    does, every file is bounded by `limit` bytes after decompression, and nothing is parsed
+    beyond a line's routing keys. A vCenter's first file holds its other resources and its
+    first `VM_PART` VMs, each further file the next `VM_PART` VMs (see `_split`)."""
     shards: dict[tuple[str, int], Shard] = {}  # (shard key, part) -> shard
     handles: dict[tuple[str, int], IO[bytes]] = {}
     vms: dict[str, int] = {}  # a vCenter's VMs routed so far, by shard key
@@ -123,10 +130,7 @@ def route(paths: list[Path], limit: int, spill: Path) -> RoutedEstate:
 
         def shard_file(key: str, cloud: str, part: int) -> IO[bytes]:
             if (key, part) not in handles:
-                # a later part reads its vCenter's other resources from the first part's file
-                inventory = shards[(key, 0)].path if part else None
-                shards[(key, part)] = Shard(key, cloud, spill / f"shard-{len(shards)}.jsonl", part=part,
-                                            inventory=inventory)
+                shards[(key, part)] = Shard(key, cloud, spill / f"shard-{len(shards)}.jsonl", part=part)
                 # written in large pieces: each write lets the read-ahead thread take the GIL
                 # (the first files only: an estate of thousands of vCenters keeps memory small)
                 buffering = _SPILL_BUFFER if len(handles) < _LARGE_BUFFERS else -1
@@ -167,7 +171,7 @@ def route(paths: list[Path], limit: int, spill: Path) -> RoutedEstate:
                         if kind == "VirtualMachine":
                             mark, count = _VM, vms.get(shard_key, 0)
                             vms[shard_key] = count + 1
-                            part = count // VM_PART  # the first VM made part 0, which later parts read
+                            part = count // VM_PART  # the first VM made part 0, with the other resources
                     else:
                         shard_key = AZURE_SHARD
                     spilled = b"%d %d %s %s\n" % (index, number, mark, line)
@@ -182,8 +186,26 @@ def route(paths: list[Path], limit: int, spill: Path) -> RoutedEstate:
     merged = Snapshot(collected_at=max(h.collected_at for h in headers),
                       sources=[source for h in headers for source in h.sources], resources=[],
                       origin=[o for h in headers for o in h.origin])
-    ordered = sorted(shards.values(), key=lambda shard: -shard.resources)
+    ordered = sorted(_split(shards, vms), key=lambda shard: -shard.resources)
     return RoutedEstate(merged, ordered, context, [str(path) for path in paths])
+
+
+def _split(files: dict[tuple[str, int], Shard], vms: dict[str, int]) -> list[Shard]:
+    """The shards of the spill files: a vCenter with more VMs than fit one file becomes a
+    shard of its other resources (after its VMs) and one per file of VMs, the first of them
+    read from the first file by the mark, every one reading the first file's other
+    resources; the rest are a shard per file."""
+    shards = []
+    for (key, part), shard in files.items():
+        if part or vms.get(key, 0) <= VM_PART:
+            if part:
+                shard.part, shard.inventory = part + 1, files[(key, 0)].path
+            shards.append(shard)
+            continue
+        shards.append(Shard(key, shard.cloud, shard.path, shard.resources - VM_PART, part=0, lines=_OTHER,
+                            after_vms=True))
+        shards.append(Shard(key, shard.cloud, shard.path, VM_PART, part=1, inventory=shard.path, lines=_VM))
+    return shards
 
 
 def _check_line(resource: Any, where: str, number: int) -> None:
@@ -229,8 +251,8 @@ _CHUNKS_AHEAD = 4
 @contextmanager
 def _read_ahead(stream: IO[bytes], limit: int) -> Iterator[Iterator[bytes]]:
     """The stream in chunks, read on a thread while the caller works on the chunks before:
-    inflating gzip and its CRC let go of the GIL, so a gzip snapshot's decompression costs
-    the routing no time. At most `limit` bytes are read; an error reading is raised to the
+    inflating gzip and its CRC let go of the GIL, so a gzip snapshot is decompressed on
+    another core while this one routes. At most `limit` bytes are read; an error reading is raised to the
     caller, at the chunk it stopped; leaving the block stops the thread."""
     chunks: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=_CHUNKS_AHEAD)
     stop = threading.Event()
@@ -274,7 +296,13 @@ def _read_ahead(stream: IO[bytes], limit: int) -> Iterator[Iterator[bytes]]:
 def pack(shards: list[Shard], batch: int = BATCH_RESOURCES) -> list[list[Shard]]:
     """Shards in batches for the workers: a large shard alone, small ones together up to
     about `batch` resources, largest first (so the longest work starts first). The Azure
-    shard is always alone: it may have to wait for every vSphere one."""
+    shard is always alone: it may have to wait for every vSphere one; the shards that wait
+    for their vCenter's VMs are packed among themselves."""
+    return (_pack([shard for shard in shards if not shard.after_vms], batch)
+            + _pack([shard for shard in shards if shard.after_vms], batch))
+
+
+def _pack(shards: list[Shard], batch: int) -> list[list[Shard]]:
     batches: list[list[Shard]] = []
     current: list[Shard] = []
     size = 0
@@ -360,13 +388,13 @@ class _Job:
 _JOB: _Job | None = None
 
 
-def _read_spill(path: Path, job: _Job, inventory: bool = False) -> list[dict[str, Any]]:
-    """The resources of a spill file; with `inventory`, all but its VMs (a later part's context)."""
+def _read_spill(path: Path, job: _Job, lines: bytes | None = None) -> list[dict[str, Any]]:
+    """The resources of a spill file: of the lines marked `lines` (_VM, _OTHER), or all."""
     resources = []
     with open(path, "rb") as stream:
         for raw in stream:
             index, number, mark, line = raw.split(b" ", 3)
-            if inventory and mark == _VM:
+            if lines is not None and mark != lines:
                 continue
             where, number = job.files[int(index)], int(number)
             resource = parse_resource(line, where, number, routed=True)
@@ -376,12 +404,13 @@ def _read_spill(path: Path, job: _Job, inventory: bool = False) -> list[dict[str
     return resources
 
 
-def _evaluate_batch(task: tuple[list[Shard], int | None]) -> ShardOutcome:
+def _evaluate_batch(task: tuple[list[Shard], int | None, dict[HostKey, int] | None]) -> ShardOutcome:
     """Worker: evaluate each shard of the batch on its own, with its context; `on_premises`
-    is what Azure's Windows Server claims must leave to vSphere (None: not needed)."""
+    is what Azure's Windows Server claims must leave to vSphere (None: not needed), `guests`
+    the Windows guests of each host of the vCenters split into parts (for their hosts' shard)."""
     from .scan import assess_estate, resource_counts
 
-    batch, on_premises = task
+    batch, on_premises, guests = task
 
     job = _JOB
     assert job is not None, "workers are forked after the job is set"
@@ -389,12 +418,13 @@ def _evaluate_batch(task: tuple[list[Shard], int | None]) -> ShardOutcome:
     try:
         gc.disable()  # a JSON tree has no cycles; see snapshot._collector_paused
         for shard in batch:
-            own = _read_spill(shard.path, job)
+            own = _read_spill(shard.path, job, shard.lines)
             context = _read_spill(job.context[shard.cloud], job)
             if shard.inventory is not None:
-                context += _read_spill(shard.inventory, job, inventory=True)
+                context += _read_spill(shard.inventory, job, _OTHER)
             linked = assess_estate(context + own, job.sources, job.rules, job.as_of,
-                                   on_premises if shard.cloud == AZURE_SHARD else None)
+                                   on_premises if shard.cloud == AZURE_SHARD else None,
+                                   guests if shard.after_vms else None)
             evaluation = evaluate_rules(job.rules.compiled, own)
             assign_responsibility(evaluation.findings, own)
             outcome.add(evaluation.findings, evaluation.tallies, resource_counts(own), linked, len(own),
@@ -422,7 +452,8 @@ class ShardWorkerLost(AuditorError):
     exit_code = EXIT_INTERNAL
 
 
-def _completed(pool: ProcessPoolExecutor, tasks: list[tuple[list[Shard], int | None]]) -> Iterator[ShardOutcome]:
+def _completed(pool: ProcessPoolExecutor,
+               tasks: list[tuple[list[Shard], int | None, dict[HostKey, int] | None]]) -> Iterator[ShardOutcome]:
     """The outcomes of `tasks`, as they complete."""
     futures = [pool.submit(_evaluate_batch, task) for task in tasks]
     for future in as_completed(futures):
@@ -479,9 +510,12 @@ def evaluate_sharded(routed: RoutedEstate, rules: RuleContext, as_of: date, work
     enabled = gc.isenabled()
     gc.disable()  # a million findings arrive: the cyclic collector would re-walk them all
     try:
-        # Azure's Windows Server Standard claims wait for the vSphere guests they share licences with
+        # Azure's Windows Server Standard claims wait for the vSphere guests they share licences
+        # with; the hosts of a vCenter split into parts wait for its VMs' Windows guests
         waits = needs_on_premises(rules.baselines)
-        first = [(batch, None) for batch in batches if not (waits and batch[0].cloud == AZURE_SHARD)]
+        first = [(batch, None, None) for batch in batches
+                 if not batch[0].after_vms and not (waits and batch[0].cloud == AZURE_SHARD)]
+        hosts = [batch for batch in batches if batch[0].after_vms]
         later = [batch for batch in batches if waits and batch[0].cloud == AZURE_SHARD]
 
         def absorb(outcome: ShardOutcome) -> None:
@@ -489,7 +523,9 @@ def evaluate_sharded(routed: RoutedEstate, rules: RuleContext, as_of: date, work
                 message, where, line = outcome.error
                 raise SnapshotError(message, where=where, line=line)
             if outcome.crash is not None:
-                raise RuntimeError(f"a shard worker failed:\n{outcome.crash}")
+                crash = RuntimeError(f"a shard worker failed: {outcome.crash.strip().splitlines()[-1]}")
+                crash.add_note(f"in the worker:\n{outcome.crash.rstrip()}")  # AUDITOR_TRACEBACK=1 shows it
+                raise crash
             total.add(outcome.findings, outcome.tallies, outcome.counts, outcome.linked, outcome.resources,
                       outcome.windows_guests, outcome.host_cpus)
 
@@ -500,9 +536,12 @@ def evaluate_sharded(routed: RoutedEstate, rules: RuleContext, as_of: date, work
         try:
             for outcome in _completed(pool, first):
                 absorb(outcome)
+            # every VM is in: each host's Windows guests are known
+            for outcome in _completed(pool, [(batch, None, total.windows_guests) for batch in hosts]):
+                absorb(outcome)
             # every vSphere shard is in: the cores their Windows guests take are known
             on_premises = standard_cores(total.host_cpus, total.windows_guests)
-            for outcome in _completed(pool, [(batch, on_premises) for batch in later]):
+            for outcome in _completed(pool, [(batch, on_premises, None) for batch in later]):
                 absorb(outcome)
         except BaseException as exc:
             # a Ctrl-C, a SIGTERM, a bad line, a lost worker: no worker runs on

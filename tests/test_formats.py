@@ -388,7 +388,7 @@ def _only_earlier_runs(out):
      (InputError, "results.sarif: the log cannot fit")),
     (lambda: (_ for _ in ()).throw(OSError(28, "No space left on device")),
      (OSError, "No space left on device")),
-    (lambda: 1 / 0, (RuntimeError, "ZeroDivisionError")),
+    (lambda: 1 / 0, (ZeroDivisionError, "division by zero")),  # a bug: its traceback a note
 ])
 def test_a_writer_process_that_fails_fails_the_run_with_its_error_and_writes_nothing(
         sample_report, tmp_path, monkeypatch, failure, expected):
@@ -399,9 +399,14 @@ def test_a_writer_process_that_fails_fails_the_run_with_its_error_and_writes_not
     before = _only_earlier_runs(out)
     _failing_sarif(monkeypatch, failure)
     kind, words = expected
-    with pytest.raises(kind, match=words):  # json is this process's, sarif the forked one's
+    with pytest.raises(kind, match=words) as caught:  # json is this process's, sarif the forked one's
         write_run_folder(sample_report, out, ["json", "sarif"], processes=2)
     assert _only_earlier_runs(out) == before  # no run folder, no staging folder left
+    notes = getattr(caught.value, "__notes__", [])
+    if kind is ZeroDivisionError:
+        assert "in the process writing sarif" in notes[0] and "Traceback" in notes[0]
+    else:
+        assert not notes  # an input or system error is the user's, without a traceback
 
 
 def test_a_writer_process_killed_fails_the_run_as_an_internal_error(sample_report, tmp_path, monkeypatch):

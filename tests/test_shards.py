@@ -200,18 +200,51 @@ def test_a_large_vcenter_is_split_into_parts_that_read_its_inventory(tmp_path, m
     own = [r for r in estate.resources if r["source"] == "vc-dc1.corp.example"]
     others = [r for r in own if r["type"] != "VirtualMachine"]
     vms = len(own) - len(others)
-    assert vms % 3 == 1  # so that the last part holds one VM
-    # parts of 3 VMs, the first with everything else of the vCenter, the last with the one left
-    assert [(s.part, s.resources) for s in big] == [(0, 3 + len(others))] + [
-        (part, 3) for part in range(1, vms // 3)] + [(vms // 3, 1)]
-    assert [s.inventory for s in big] == [None] + [big[0].path] * (vms // 3)
-    # a vCenter without VMs stays whole
+    assert vms == 13
+    # the hosts and the rest, after the VMs; then parts of 3 VMs, the first in the same file
+    assert [(s.part, s.resources, s.lines, s.after_vms) for s in big] == [
+        (0, len(others), shards._OTHER, True), (1, 3, shards._VM, False), (2, 3, None, False),
+        (3, 3, None, False), (4, 3, None, False), (5, 1, None, False)]
+    assert [s.inventory for s in big] == [None] + [big[0].path] * 5
+    assert big[1].path == big[0].path
+    # a vCenter without more VMs than a part stays whole
     small = [s for s in routed.shards if s.key == "vsphere/vc-lab.corp.example"]
-    assert [(s.part, s.inventory) for s in small] == [(0, None)]
+    assert [(s.part, s.inventory, s.lines, s.after_vms) for s in small] == [(0, None, None, False)]
     job = shards._Job(None, routed.header.sources, routed.context, routed.files, None, frozenset())
-    inventory = shards._read_spill(big[0].path, job, inventory=True)
+    inventory = shards._read_spill(big[0].path, job, shards._OTHER)
     assert sorted(r["id"] for r in inventory) == sorted(r["id"] for r in others)
-    assert {r["type"] for r in shards._read_spill(big[1].path, job)} == {"VirtualMachine"}
+    assert {r["type"] for r in shards._read_spill(big[0].path, job, shards._VM)} == {"VirtualMachine"}
+    assert {r["type"] for r in shards._read_spill(big[2].path, job)} == {"VirtualMachine"}
+    # the hosts' shard goes after every VM part, packed with its kind only
+    batches = pack(routed.shards)
+    assert all(batch[0].after_vms == batch[-1].after_vms for batch in batches)
+    assert [batch[0].after_vms for batch in batches][-1] is True
+
+
+def test_a_hosts_windows_guests_are_counted_over_every_part_of_its_vcenter(workdir, capsys, monkeypatch):
+    """facts.windows_server on a host counts its Windows guests in every part, not only in
+    the part that holds the host: a rule reading it says the same sharded as in memory."""
+    monkeypatch.setattr(shards, "VM_PART", 20)
+    estate = build_sample_estate(vms_per_vcenter=(600, 40), azure_vm_scale=1)
+    lines = workdir / "estate.jsonl.gz"
+    save_snapshot(estate, lines)
+    rule = workdir / "hosts.yaml"
+    rule.write_text("""rules:
+  - id: HOST-WIN-001
+    title: Host with Windows guests
+    severity: low
+    category: licensing
+    resource: vsphere:HostSystem
+    description: d
+    remediation: r
+    match: {path: facts.windows_server.vms, op: gt, value: 0}
+    message: "{name}: {facts.windows_server.vms} Windows guests, {facts.windows_server.standard_cores} cores"
+""")
+    reports = assert_same_reports([lines], workdir, "--baseline", str(SAMPLE_BASELINE), "--rules", str(rule))
+    found = [f for f in orjson.loads(reports["findings.json"])["findings"] if f["rule_id"] == "HOST-WIN-001"]
+    counts = [int(f["message"].split(": ")[1].split()[0]) for f in found]
+    # the near-miss the wait guards: a host with more Windows guests than one part holds VMs
+    assert found and max(counts) > 20, counts
 
 
 def test_gzip_lines_file_is_one_gzip_stream_readable_by_zcat(tmp_path):
@@ -468,3 +501,18 @@ def test_a_failed_routing_stops_its_read_ahead_thread(tmp_path, monkeypatch):
     with pytest.raises(SnapshotError, match=r"broken\.jsonl:4: "):
         route([broken], 1 << 30, tmp_path / "spill")
     assert not [thread for thread in threading.enumerate() if thread.name == "snapshot-reader"]
+
+
+def test_a_bug_in_a_worker_is_raised_as_itself_with_the_workers_traceback_as_a_note(workdir, monkeypatch):
+    lines = workdir / "sample.jsonl"
+    save_snapshot(load_snapshot(SAMPLE_SNAPSHOT), lines)
+
+    def broken(*args):
+        return 1 / 0
+    monkeypatch.setattr(shards, "evaluate_rules", broken)  # the workers are forked: they have it too
+    with pytest.raises(RuntimeError) as caught:
+        main(["scan", "--snapshot", str(lines), "--out", str(workdir / "out"), "--workers", "2", "-q"])
+    assert str(caught.value) == "a shard worker failed: ZeroDivisionError: division by zero"
+    # the one line the CLI prints is the message; the traceback is there for AUDITOR_TRACEBACK=1
+    assert "Traceback" in caught.value.__notes__[0] and "broken" in caught.value.__notes__[0]
+    assert not (workdir / "out" / "latest").exists()
