@@ -152,12 +152,19 @@ print(len(rows) - 1)
 """
 
 
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,300000,1000000")
     parser.add_argument("--formats", default="json,sarif")
     parser.add_argument("--workers", default="", help="passed to the scan (default: one per CPU)")
-    parser.add_argument("--repeat", type=int, default=2, help="timed runs of each size; the best counts")
+    parser.add_argument("--repeat", type=_at_least_one, default=2, help="timed runs of each size; the best counts")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
     sizes = [int(size) for size in args.sizes.split(",")]
@@ -172,9 +179,9 @@ def main(argv: list[str] | None = None) -> int:
             count = write_estate(estate, size, header, lines)
             reference = [sys.executable, "-c", ORJSON_ALONE, str(estate)]
             ref_time, _, ref = timed(reference, args.repeat)
-            ref_peak, _ = measured(reference)
             if ref.returncode != 0:
                 raise SystemExit(f"orjson reference failed: {ref.stderr.decode()[-500:]}")
+            ref_peak, _ = measured(reference)
             out = Path(tmp) / f"reports-{size}"
             command = [sys.executable, "-m", "auditor", "scan", "--snapshot", str(estate), "--out", str(out),
                        "--format", args.formats, "--as-of", AS_OF, "-q", "--no-history",
@@ -189,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
                                  f"{scan.stderr.decode()[-800:]}")
             written = sum(file.stat().st_size for file in (out / "latest").iterdir())
             print(f"{count:>9,} resources ({estate.stat().st_size / 2**20:,.0f} MiB gzip): "
-                  f"scan {scan_time:6.1f} s (slowest {slowest:.1f} s), peak {scan_peak / GIB:5.2f} GiB, "
+                  f"scan {scan_time:6.1f} s" + (f" (slowest {slowest:.1f} s)" if args.repeat > 1 else "")
+                  + f", peak {scan_peak / GIB:5.2f} GiB, "
                   f"{written / 2**20:,.0f} MiB of reports | "
                   f"orjson alone {ref_time:5.1f} s, {ref_peak / GIB:5.2f} GiB | "
                   f"ratio time {scan_time / ref_time:4.1f}x, memory {scan_peak / ref_peak:4.2f}x | "
