@@ -19,7 +19,16 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
-from .errors import EXIT_INCOMPLETE, EXIT_INPUT_ERROR, EXIT_INTERNAL, EXIT_OK, AuditorError, InputError
+from .errors import (
+    EXIT_INCOMPLETE,
+    EXIT_INPUT_ERROR,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    AuditorError,
+    InputError,
+)
 from .findings import SEVERITY_RANK, STATES, ScanReport
 from .options import add_arguments, collect_options, log_level, scan_options, settings_for
 from .text import for_terminal as safe
@@ -126,7 +135,11 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
         return error.exit_code
     except KeyboardInterrupt:
         print("auditor: interrupted; no output was written", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except SystemExit as exc:
+        if exc.code == EXIT_TERMINATED:  # a SIGTERM, raised by the scan to end its workers
+            print("auditor: terminated; no output was written", file=sys.stderr)
+        raise
     parser.error(f"unknown command {key}")
     return EXIT_INPUT_ERROR
 

@@ -6,6 +6,7 @@ Exit codes are part of the CLI contract (see README):
   2  usage or input error (bad YAML, bad snapshot, unknown rule, unreadable file)
   3  collection incomplete: at least one source failed, the picture is partial
  70  internal error: a bug in auditor (one line; AUDITOR_TRACEBACK=1 shows the traceback)
+130  interrupted (Ctrl-C); 143  terminated (SIGTERM): nothing was written
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ EXIT_FINDINGS = 1
 EXIT_INPUT_ERROR = 2
 EXIT_INCOMPLETE = 3
 EXIT_INTERNAL = 70  # EX_SOFTWARE of sysexits.h
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 class AuditorError(Exception):

@@ -60,10 +60,11 @@ class Finding:
         known = {name: raw[name] for name in cls.__dataclass_fields__ if name in raw}
         return cls(**known)
 
-    def sort_key(self) -> tuple[int, str, str, str]:
-        """Most severe first, then by rule and resource, for stable output."""
+    def sort_key(self) -> tuple[int, str, str, str, str, str, str]:
+        """Most severe first, then by rule and resource, for stable output; a vSphere and an
+        Azure resource can share an id, so cloud, source and fingerprint break the tie."""
         return (SEVERITY_RANK.get(self.severity, 9), self.rule_id, self.resource_id,
-                self.item_key or "")
+                self.item_key or "", self.cloud, self.source, self.fingerprint)
 
 
 # states of findings that describe the estate now; absent and unknown ones are kept for the

@@ -147,8 +147,11 @@ def _write_formats(report: ScanReport, staging: Path, chosen: list[ReportFormat]
 
 def _write_share(report: ScanReport, staging: Path, share: list[ReportFormat]) -> None:
     for fmt in share:
-        with write_stream_atomic(staging / fmt.filename) as stream:
-            fmt.write(report, stream)  # in pieces: a large SARIF or findings.json never whole in memory
+        try:
+            with write_stream_atomic(staging / fmt.filename) as stream:
+                fmt.write(report, stream)  # in pieces: a large SARIF or findings.json never whole in memory
+        except OSError as exc:  # a full disk, a quota: the user's to fix, not a bug
+            raise InputError(f"cannot write {fmt.filename}: {exc.strerror or exc}", where=str(staging.parent)) from None
 
 
 def _write_share_forked(report: ScanReport, staging: Path, share: list[ReportFormat], sender: Any) -> None:

@@ -97,12 +97,19 @@ def load_snapshots(paths: list[Path], limit: int = DEFAULT_INPUT_LIMIT) -> Snaps
     return merge_snapshots([load_snapshot(path, limit) for path in paths])
 
 
+def estate_sizes(sources: list) -> SizeTables:
+    """The VM sizes the Azure sources read, active vCPUs and all (see `vm_sizes`)."""
+    return SizeTables(active=vm_sizes(sources), total=vm_sizes(sources, active=False))
+
+
 def assess_estate(resources: list[dict], sources: list, rules: RuleContext, as_of: date,
-                  on_premises: int | None = None, guests: dict | None = None) -> dict[str, dict]:
+                  on_premises: int | None = None, guests: dict | None = None,
+                  sizes: SizeTables | None = None) -> dict[str, dict]:
     """Derive every resource's facts, those that need the baselines too (support status,
     zone membership, licence entitlements); returns the AVS joins (see `link_avs`).
-    `on_premises`, `guests`: see `account_hybrid_benefit`."""
-    derive_facts(resources, SizeTables(active=vm_sizes(sources), total=vm_sizes(sources, active=False)))
+    `on_premises`, `guests`: see `account_hybrid_benefit`; `sizes`: `estate_sizes(sources)`,
+    when known already."""
+    derive_facts(resources, sizes or estate_sizes(sources))
     linked = link_avs(resources)  # before support: VMs on Azure VMware Solution run in Azure
     assess_support(resources, rules.baselines, as_of)
     assign_zones(resources, rules.baselines)
@@ -213,7 +220,16 @@ class Steps:
 
 
 def run_scan(options: ScanOptions, warn: Callable[[str], None], progress: Progress | None = None) -> ScanOutcome:
-    """Scan what the options name and write the reports; see the module docstring."""
+    """Scan what the options name and write the reports; see the module docstring. A SIGTERM
+    ends it as Ctrl-C does, whatever step it is at: workers and writers ended, spill and
+    staging folders removed, nothing written (exit 143)."""
+    from .shards import terminated_as_exit
+
+    with terminated_as_exit():
+        return _run_scan(options, warn, progress)
+
+
+def _run_scan(options: ScanOptions, warn: Callable[[str], None], progress: Progress | None) -> ScanOutcome:
     from .formats import formats as registered
     from .live import live_sources
     from .output import point_latest, prepare_output, write_run_folder
@@ -268,7 +284,9 @@ def run_scan(options: ScanOptions, warn: Callable[[str], None], progress: Progre
         if options.to_stdout:
             payload = registered()[options.formats[0]].render(report)
         else:
-            run = write_run_folder(report, options.output, options.formats, processes=workers)
+            # a writer per CPU at most: each copies the pages of findings it reads
+            run = write_run_folder(report, options.output, options.formats,
+                                   processes=min(workers, default_workers()))
     # the history row only once the run folder is complete and in place, and `latest` last:
     # a scan killed at any point leaves no row without its report, and `latest` on a whole run
     if options.history is not None:

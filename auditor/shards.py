@@ -39,10 +39,12 @@ import marshal
 import multiprocessing
 import os
 import queue
+import shutil
 import signal
 import tempfile
 import threading
 import traceback
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -55,11 +57,26 @@ from typing import IO, TYPE_CHECKING, Any
 from .accounting import HostKey, host_cpus, needs_on_premises, standard_cores, windows_guests
 from .avs import PRIVATE_CLOUD, assign_responsibility
 from .engine.evaluate import Evaluation, RuleTally, evaluate_rules
-from .errors import EXIT_INTERNAL, AuditorError, SnapshotError
+from .errors import EXIT_INTERNAL, AuditorError, InputError, SnapshotError
+from .facts import SizeTables
 from .files import over_limit
 from .findings import Finding, finding_values
-from .snapshot import CLOUDS, MAX_INPUT_FLAG, Snapshot, Source, _check_resource, snapshot_from_document
-from .snapshot_lines import is_lines_header, open_lines, parse_header, parse_resource, routing_keys
+from .snapshot import (
+    CLOUDS,
+    MAX_INPUT_FLAG,
+    Snapshot,
+    Source,
+    _check_resource,
+    check_density,
+    json_values,
+    snapshot_from_document,
+)
+from .snapshot_lines import MAX_BLANK_LINES, is_lines_header, open_lines, parse_header, parse_resource, routing_keys
+
+try:
+    import fcntl
+except ImportError:  # Windows: spill folders of killed scans stay
+    fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from .scan import RuleContext
@@ -72,7 +89,6 @@ VM_PART = 5_000
 BATCH_RESOURCES = VM_PART
 # the spill line's mark: a vCenter's VM, which only its own part reads, or any other resource
 _VM, _OTHER = b"v", b"-"
-MAX_BLANK_LINES = 10_000
 _SPILL_BUFFER, _LARGE_BUFFERS = 1 << 20, 32  # spill files with a buffer of 1 MiB, and how many
 MAX_HEADER = 64 * 1024 * 1024  # a header lists every source: thousands of subscriptions fit
 
@@ -82,7 +98,7 @@ def is_lines_file(path: Path) -> bool:
     try:
         with open_lines(path) as stream:
             return is_lines_header(stream.readline(MAX_HEADER))
-    except (AuditorError, OSError, EOFError):
+    except (AuditorError, OSError, EOFError, zlib.error):
         return False  # the one-document reader names what is wrong with it
 
 
@@ -113,6 +129,31 @@ class RoutedEstate:
 
 
 def route(paths: list[Path], limit: int, spill: Path) -> RoutedEstate:
+    """See `_route`; a spill file that cannot be written (a full disk, too many open files)
+    is an input error naming the folder, not a bug."""
+    _more_open_files()
+    try:
+        return _route(paths, limit, spill)
+    except OSError as exc:
+        raise InputError(f"cannot write the scan's spill files: {exc.strerror or exc} (TMPDIR names the folder "
+                         "they go to)", where=str(spill)) from None
+
+
+def _more_open_files() -> None:
+    """Raise this process's soft limit of open files to its hard limit: a spill file per
+    vCenter, and an estate of a thousand standalone ESXi hosts passes the usual 1,024."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+def _route(paths: list[Path], limit: int, spill: Path) -> RoutedEstate:
     """Read the snapshot files a line at a time and write each resource line to its shard's
     spill file (`<file index> <line number> <mark> <json>`, the mark saying whether it is a
     vCenter's VM): the estate is checked for duplicate ids across files as `merge_snapshots`
@@ -149,7 +190,7 @@ def route(paths: list[Path], limit: int, spill: Path) -> RoutedEstate:
                         continue
                     if not line.strip():
                         blank += 1
-                        if blank > MAX_BLANK_LINES:  # a gzip bomb of newlines would take minutes to count
+                        if blank > MAX_BLANK_LINES:
                             raise SnapshotError(f"not a snapshot: more than {MAX_BLANK_LINES:,} blank lines",
                                                 where=where, line=number)
                         continue
@@ -218,9 +259,10 @@ def _check_line(resource: Any, where: str, number: int) -> None:
 
 def _bounded_lines(stream: IO[bytes], limit: int, where: str) -> Iterator[bytes]:
     """The stream's lines, without their newlines, failing once they pass `limit` bytes in all
-    (a gzip bomb stops at the limit, as the one-document reader's does). The stream is read
-    ahead on a thread of its own (see `_read_ahead`)."""
-    total = 0
+    (a gzip bomb stops at the limit, as the one-document reader's does) or, at the end, when
+    the whole is far denser in JSON values than any inventory (as that reader refuses it
+    before it parses anything). The stream is read ahead on a thread (see `_read_ahead`)."""
+    total = values = 0
     pending: list[bytes] = []  # the start of a line that runs on into the next chunk
     with _read_ahead(stream, limit + 1) as chunks:
         try:
@@ -229,6 +271,7 @@ def _bounded_lines(stream: IO[bytes], limit: int, where: str) -> Iterator[bytes]
                 if total > limit:
                     raise SnapshotError(over_limit("snapshot file (decompressed)", limit, MAX_INPUT_FLAG),
                                         where=where)
+                values += json_values(chunk)
                 lines = chunk.split(b"\n")
                 if len(lines) == 1:  # no line ends here: joined once it does, never re-copied meanwhile
                     pending.append(chunk)
@@ -238,8 +281,9 @@ def _bounded_lines(stream: IO[bytes], limit: int, where: str) -> Iterator[bytes]
                     lines[0] = b"".join(pending)
                 pending = [lines.pop()]
                 yield from lines
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise SnapshotError(f"broken gzip data ({exc})", where=where) from None
+    check_density(values, total, where)
     if last := b"".join(pending):
         yield last
 
@@ -383,6 +427,7 @@ class _Job:
     files: list[str]
     as_of: date
     skip_sources: frozenset[str]
+    sizes: SizeTables | None = None  # the estate's VM sizes: read once, not per shard
 
 
 _JOB: _Job | None = None
@@ -405,9 +450,12 @@ def _read_spill(path: Path, job: _Job, lines: bytes | None = None) -> list[dict[
 
 
 def _evaluate_batch(task: tuple[list[Shard], int | None, dict[HostKey, int] | None]) -> ShardOutcome:
-    """Worker: evaluate each shard of the batch on its own, with its context; `on_premises`
-    is what Azure's Windows Server claims must leave to vSphere (None: not needed), `guests`
-    the Windows guests of each host of the vCenters split into parts (for their hosts' shard)."""
+    """Worker: evaluate the batch's shards, with their context; `on_premises` is what Azure's
+    Windows Server claims must leave to vSphere (None: not needed), `guests` the Windows
+    guests of each host of the vCenters split into parts (for their hosts' shard). The
+    shards of a batch (small vCenters packed together, all vSphere) are evaluated as one
+    estate: every vSphere fact is keyed by its vCenter, so each resource gets what it would
+    alone, and a thousand branch-office vCenters are not a thousand rounds of facts."""
     from .scan import assess_estate, resource_counts
 
     batch, on_premises, guests = task
@@ -417,20 +465,25 @@ def _evaluate_batch(task: tuple[list[Shard], int | None, dict[HostKey, int] | No
     outcome = ShardOutcome()
     try:
         gc.disable()  # a JSON tree has no cycles; see snapshot._collector_paused
+        own: list[dict[str, Any]] = []
+        context: list[dict[str, Any]] = []
+        read: set[tuple[Path, bytes | None]] = set()
         for shard in batch:
-            own = _read_spill(shard.path, job, shard.lines)
-            context = _read_spill(job.context[shard.cloud], job)
-            if shard.inventory is not None:
-                context += _read_spill(shard.inventory, job, _OTHER)
-            linked = assess_estate(context + own, job.sources, job.rules, job.as_of,
-                                   on_premises if shard.cloud == AZURE_SHARD else None,
-                                   guests if shard.after_vms else None)
-            evaluation = evaluate_rules(job.rules.compiled, own)
-            assign_responsibility(evaluation.findings, own)
-            outcome.add(evaluation.findings, evaluation.tallies, resource_counts(own), linked, len(own),
-                        windows_guests(own), host_cpus(own))
-            del own, context, evaluation, linked
-            _release_memory()
+            own += _read_spill(shard.path, job, shard.lines)
+            for path, lines in ((job.context[shard.cloud], None), (shard.inventory, _OTHER)):
+                if path is not None and (path, lines) not in read:
+                    read.add((path, lines))
+                    context += _read_spill(path, job, lines)
+        first = batch[0]
+        linked = assess_estate(context + own, job.sources, job.rules, job.as_of,
+                               on_premises if first.cloud == AZURE_SHARD else None,
+                               guests if first.after_vms else None, job.sizes)
+        evaluation = evaluate_rules(job.rules.compiled, own)
+        assign_responsibility(evaluation.findings, own)
+        outcome.add(evaluation.findings, evaluation.tallies, resource_counts(own), linked, len(own),
+                    windows_guests(own), host_cpus(own))
+        del own, context, evaluation, linked
+        _release_memory()
     except AuditorError as exc:
         return ShardOutcome(error=(exc.message, exc.where, exc.line))
     except Exception:  # reported by the parent as an internal error, with this traceback
@@ -493,9 +546,62 @@ def terminated_as_exit() -> Iterator[None]:
 
 @contextmanager
 def spill_folder() -> Iterator[Path]:
-    """A private temporary folder for the spill files, removed afterwards."""
-    with tempfile.TemporaryDirectory(prefix="auditor-shards-") as folder:
-        yield Path(folder)
+    """A private temporary folder for the spill files, removed afterwards. It holds an flock
+    for as long as this scan lives (the kernel drops it when the process dies, `kill -9`
+    and the OOM killer included), and every scan first removes the spill folders whose lock
+    is free: those of scans that were killed, which could not remove their own."""
+    sweep_spill_folders(Path(tempfile.gettempdir()))
+    with tempfile.TemporaryDirectory(prefix=SPILL_PREFIX) as folder:
+        held = _lock_spill(Path(folder))
+        try:
+            yield Path(folder)
+        finally:
+            if held is not None:
+                os.close(held)
+
+
+SPILL_PREFIX = "auditor-shards-"
+_SPILL_LOCK = ".lock"
+
+
+def _lock_spill(folder: Path) -> int | None:
+    """Lock `folder`'s lock file, which appears under its name only once locked, so that a
+    sweep never finds it free in between; None where flock is missing (nothing is swept)."""
+    if fcntl is None:
+        return None
+    fd = os.open(folder / ".lock-new", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.rename(folder / ".lock-new", folder / _SPILL_LOCK)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def sweep_spill_folders(temp: Path) -> None:
+    """Remove the spill folders of killed scans from `temp`: this user's folders whose lock
+    file nobody holds. A folder without a lock file is left alone (a scan may be creating it)."""
+    if fcntl is None:
+        return
+    try:
+        entries = list(os.scandir(temp))
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(SPILL_PREFIX):
+            continue
+        with contextlib.suppress(OSError):
+            if not entry.is_dir(follow_symlinks=False) or entry.stat(follow_symlinks=False).st_uid != os.getuid():
+                continue
+            fd = os.open(Path(entry.path) / _SPILL_LOCK, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: its scan is alive
+            except OSError:
+                continue
+            finally:
+                os.close(fd)  # releases what was just taken, if it was
+            shutil.rmtree(entry.path, ignore_errors=True)
 
 
 def evaluate_sharded(routed: RoutedEstate, rules: RuleContext, as_of: date, workers: int,
@@ -503,8 +609,11 @@ def evaluate_sharded(routed: RoutedEstate, rules: RuleContext, as_of: date, work
                                                                           dict[str, dict[str, Any]]]:
     """Evaluate every shard in `workers` forked processes; returns the evaluation (findings
     unsorted), resource counts by cloud:type, the number of resources and the AVS joins."""
+    from .scan import estate_sizes
+
     global _JOB
-    _JOB = _Job(rules, routed.header.sources, routed.context, routed.files, as_of, skip_sources)
+    _JOB = _Job(rules, routed.header.sources, routed.context, routed.files, as_of, skip_sources,
+                estate_sizes(routed.header.sources))
     total = ShardOutcome()
     batches = pack(routed.shards)
     enabled = gc.isenabled()

@@ -33,7 +33,15 @@ from .atomic import write_bytes_atomic
 from .errors import SnapshotError
 from .files import DEFAULT_INPUT_LIMIT, decompress_bounded, read_input
 from .jsonio import to_json
-from .snapshot_lines import is_lines_header, is_lines_path, parse_header, parse_resource, snapshot_lines, write_lines
+from .snapshot_lines import (
+    MAX_BLANK_LINES,
+    is_lines_header,
+    is_lines_path,
+    parse_header,
+    parse_resource,
+    snapshot_lines,
+    write_lines,
+)
 from .text import without_lone_surrogates
 
 SCHEMA_VERSION = 1
@@ -166,20 +174,38 @@ def _snapshot_from_lines(raw: bytes, where: str) -> Snapshot:
     """A snapshot of the JSON Lines layout, read whole (see `auditor.shards` for a resource
     at a time)."""
     lines = raw.split(b"\n")
+    if len(lines) > 1 and not lines[-1]:
+        lines.pop()  # the newline that ends the last line starts none
     document = parse_header(lines[0], where)
     document["resources"] = resources = []
+    blank = 0
     with _collector_paused():
         for number, line in enumerate(lines[1:], start=2):
             if line.strip():
                 resources.append(parse_resource(line, where, number, routed=True))
+                continue
+            blank += 1
+            if blank > MAX_BLANK_LINES:  # refused as the sharded reader refuses it
+                raise SnapshotError(f"not a snapshot: more than {MAX_BLANK_LINES:,} blank lines",
+                                    where=where, line=number)
     return snapshot_from_document(document, where)
 
 
-def _check_density(raw: bytes, where: str) -> None:
-    values = raw.count(b",") + raw.count(b"[") + raw.count(b"{")
-    if values > 10_000 and values > len(raw) * MAX_VALUES_PER_BYTE:
-        raise SnapshotError(f"not a snapshot: {values:,} JSON values in {len(raw):,} bytes is far denser than "
+def json_values(raw: bytes) -> int:
+    """About how many JSON values `raw` holds (a comma or an opening bracket each)."""
+    return raw.count(b",") + raw.count(b"[") + raw.count(b"{")
+
+
+def check_density(values: int, size: int, where: str) -> None:
+    """Refuse a file of `size` bytes holding `values` JSON values (see `json_values`) when
+    that is far denser than any inventory: it would take many times its size in memory."""
+    if values > 10_000 and values > size * MAX_VALUES_PER_BYTE:
+        raise SnapshotError(f"not a snapshot: {values:,} JSON values in {size:,} bytes is far denser than "
                             "any inventory (it would take many times its size in memory)", where=where)
+
+
+def _check_density(raw: bytes, where: str) -> None:
+    check_density(json_values(raw), len(raw), where)
 
 
 # `\ud800`-`\udfff` escapes: the only way a UTF-8 JSON document can carry a lone surrogate

@@ -40,6 +40,7 @@ _STRING = rb'("[^"\\]*(?:\\.[^"\\]*)*")'  # unrolled: a run of plain characters 
 # holding quotes or backslashes cannot shift what is read as the next key
 _ROUTING = re.compile(rb'\{"source":' + _STRING + rb',"cloud":' + _STRING + rb',"type":' + _STRING
                       + rb',"id":' + _STRING)
+MAX_BLANK_LINES = 10_000  # a gzip bomb of newlines would take minutes to count; no writer leaves them
 _DENSITY_FROM = 50_000  # bytes of a line from which its density is checked (below it, too few values to matter)
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -516,3 +517,135 @@ def test_a_bug_in_a_worker_is_raised_as_itself_with_the_workers_traceback_as_a_n
     # the one line the CLI prints is the message; the traceback is there for AUDITOR_TRACEBACK=1
     assert "Traceback" in caught.value.__notes__[0] and "broken" in caught.value.__notes__[0]
     assert not (workdir / "out" / "latest").exists()
+
+
+def _branch_offices(path: Path, sites: int) -> int:
+    """A snapshot of `sites` small vCenters (the sample's lab vCenter and host, four VMs
+    each); returns how many resources each site has."""
+    sample = load_snapshot(SAMPLE_SNAPSHOT)
+    lab = [r for r in sample.resources if r["source"] == "vc-lab.corp.example"]
+    guests = [r for r in sample.resources if r["source"] == "vc-dc1.corp.example" and r["type"] == "VirtualMachine"][:4]
+    host = next(r for r in lab if r["type"] == "HostSystem")
+    template = next(s for s in sample.sources if s.id == "vc-lab.corp.example")
+    sources, resources = [], []
+    for site in range(sites):
+        name = f"vc-site{site}.corp.example"
+        sources.append(replace(template, id=name))
+        for resource in lab + guests:
+            copy = orjson.loads(orjson.dumps(resource))
+            copy["source"], copy["id"] = name, f"{name}/{resource['id']}"
+            if copy["type"] == "VirtualMachine":
+                copy.setdefault("runtime", {})["host"] = host.get("moref")
+            resources.append(copy)
+    save_snapshot(Snapshot(sample.collected_at, sources, resources), path)
+    return len(lab) + len(guests)
+
+
+def test_many_small_vcenters_packed_into_batches_give_the_same_reports(workdir, capsys):
+    """Branch-office vCenters, packed many to a batch and evaluated as one estate there."""
+    lines = workdir / "branches.jsonl"
+    each = _branch_offices(lines, 300)
+    reports = assert_same_reports([lines], workdir, "--baseline", str(SAMPLE_BASELINE))
+    document = orjson.loads(reports["findings.json"])
+    assert document["snapshot"]["resource_count"] == 300 * each
+    assert len({f["source"] for f in document["findings"]}) == 300
+
+
+@pytest.mark.parametrize("hard, code", [(4096, 0), (48, 2)])
+def test_a_spill_file_per_vcenter_past_the_open_file_limit(workdir, hard, code):
+    """The soft limit is raised to the hard one; past the hard one, an input error naming
+    the spill folder (it was an internal error)."""
+    import resource
+    import subprocess
+    import sys
+
+    lines = workdir / "branches.jsonl"
+    _branch_offices(lines, 80)
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (48, hard))
+    scan = subprocess.run([sys.executable, "-m", "auditor", "scan", "--snapshot", str(lines), "--out",
+                           str(workdir / "out"), "--workers", "2", "-q", "--no-history", "--fail-on", "never"],
+                          capture_output=True, text=True, preexec_fn=limited)
+    assert scan.returncode == code, scan.stderr
+    if code:
+        assert "cannot write the scan's spill files: Too many open files" in scan.stderr
+        assert len(scan.stderr.strip().splitlines()) == 1
+
+
+def test_a_corrupt_gzip_block_and_a_dense_or_blank_file_are_refused_alike_sharded_and_in_memory(workdir, capsys):
+    save_snapshot(load_snapshot(SAMPLE_SNAPSHOT), workdir / "sample.jsonl")
+    plain = (workdir / "sample.jsonl").read_bytes()
+    packed = bytearray(gzip.compress(plain))
+    packed[12] ^= 0xFF  # the first deflate block: zlib.error, which is no OSError
+    (workdir / "corrupt.jsonl.gz").write_bytes(bytes(packed))
+    (workdir / "blank.jsonl").write_bytes(plain + b"\n" * 10_001)
+    head, rest = plain.split(b"\n", 1)
+    dense = b'{"source":"vc-lab.corp.example","cloud":"vsphere","type":"Note","id":"dense-%d","name":"x","x":[%s]}'
+    (workdir / "dense.jsonl").write_bytes(head + b"\n" + rest + b"\n".join(
+        dense % (n, b",".join([b"[]"] * 12_000)) for n in range(20)) + b"\n")
+    for name, expected in (("corrupt.jsonl.gz", "broken gzip data"), ("blank.jsonl", "more than 10,000 blank lines"),
+                           ("dense.jsonl", "is far denser than any inventory")):
+        errors = []
+        for workers in ("1", "2"):
+            code = main(["scan", "--snapshot", str(workdir / name), "--out", str(workdir / "out"), "--workers",
+                         workers, "-q", "--no-history"])
+            err = capsys.readouterr().err
+            assert code == 2 and expected in err, (name, workers, err)
+            errors.append(err)
+        assert errors[0] == errors[1], name
+    assert not (workdir / "out" / "latest").exists()
+
+
+def test_the_spill_folders_of_killed_scans_are_swept_and_live_ones_kept(tmp_path):
+    import fcntl
+    import os
+
+    from auditor.shards import sweep_spill_folders
+
+    dead = tmp_path / "auditor-shards-dead"  # its scan was killed: nobody holds its lock
+    dead.mkdir()
+    (dead / ".lock").touch()
+    (dead / "shard-0.jsonl").write_bytes(b"0 2 v {}\n")
+    live = tmp_path / "auditor-shards-live"
+    live.mkdir()
+    (live / ".lock").touch()
+    held = os.open(live / ".lock", os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    starting = tmp_path / "auditor-shards-starting"  # no lock file yet: being created
+    starting.mkdir()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / ".lock").touch()
+    (tmp_path / "auditor-shards-link").symlink_to(other)
+    try:
+        sweep_spill_folders(tmp_path)
+    finally:
+        os.close(held)
+    assert not dead.exists()
+    assert live.exists() and starting.exists() and (other / ".lock").exists()
+    assert (tmp_path / "auditor-shards-link").is_symlink()
+
+
+def test_a_scan_killed_outright_leaves_spill_files_the_next_scan_removes(large_estate, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    scan, workers = _start_scan(large_estate, tmp_path)
+    time.sleep(0.3)
+    os.kill(scan.pid, signal.SIGKILL)  # the OOM killer: no handler runs
+    scan.communicate(timeout=60)
+    for worker in workers:  # they end with their parent
+        for _ in range(100):
+            if not os.path.exists(f"/proc/{worker}"):
+                break
+            time.sleep(0.05)
+    assert [p.name for p in (tmp_path / "tmp").iterdir() if p.name.startswith("auditor-shards-")]
+    again = subprocess.run([sys.executable, "-m", "auditor", "scan", "--snapshot", str(large_estate), "--out",
+                            str(tmp_path / "again"), "--workers", "2", "-q", "--no-history"],
+                           env={**os.environ, "TMPDIR": str(tmp_path / "tmp")}, capture_output=True, text=True)
+    assert again.returncode in (0, 1), again.stderr
+    assert not list((tmp_path / "tmp").iterdir())
