@@ -2,9 +2,9 @@
 
 Every file is written in pieces (the formats side by side in forked processes when the scan
 has more than one worker; one after another into Azure Blob Storage) into a hidden staging
-folder (`.auditor-staging.<pid>.XXXXXXXX`) that is renamed into place once
-all are written, and only then does `latest` move (an atomic symlink swap). A failure at
-any step leaves earlier runs and the previous `latest` untouched.
+folder (`.auditor-staging.<pid>.XXXXXXXX`) that is renamed into place once all are
+written, and only then does `latest` move (an atomic symlink swap). A failure at any step
+leaves earlier runs and the previous `latest` untouched.
 
 Several scans may write into one output folder at once:
 
@@ -115,7 +115,8 @@ def _write_formats(report: ScanReport, staging: Path, chosen: list[ReportFormat]
     share writes that (each format's bytes are the same whoever writes them; findings.json
     and SARIF of 100,000 resources take a second each). A writer's error is raised here as
     it was raised there; any error stops every writer."""
-    shares = [chosen[first::processes] for first in range(min(max(1, processes), len(chosen)))]
+    step = max(1, processes)
+    shares = [chosen[first::step] for first in range(min(step, len(chosen)))]
     writers: list[tuple[Any, Any, list[ReportFormat]]] = []
     try:
         if len(shares) > 1:

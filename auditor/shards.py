@@ -296,8 +296,8 @@ _CHUNKS_AHEAD = 4
 def _read_ahead(stream: IO[bytes], limit: int) -> Iterator[Iterator[bytes]]:
     """The stream in chunks, read on a thread while the caller works on the chunks before:
     inflating gzip and its CRC let go of the GIL, so a gzip snapshot is decompressed on
-    another core while this one routes. At most `limit` bytes are read; an error reading is raised to the
-    caller, at the chunk it stopped; leaving the block stops the thread."""
+    another core while this one routes. At most `limit` bytes are read; an error reading is
+    raised to the caller, at the chunk it stopped; leaving the block stops the thread."""
     chunks: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=_CHUNKS_AHEAD)
     stop = threading.Event()
 
@@ -377,7 +377,7 @@ class ShardOutcome:
     linked: dict[str, dict[str, Any]] = field(default_factory=dict)
     resources: int = 0
     # what Windows Server Standard counting needs, summed over the parts of each vCenter:
-    # each host's Windows guests, and the CPUs of the hosts (its first part's)
+    # each host's Windows guests, and the CPUs of the hosts (from the part that owns them)
     windows_guests: dict[HostKey, int] = field(default_factory=dict)
     host_cpus: dict[HostKey, tuple[int, int]] = field(default_factory=dict)
     error: tuple[str, str | None, int | None] | None = None  # an input error: message, where, line
