@@ -13,6 +13,8 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,7 +40,7 @@ from .lifecycle import assess_support, load_support_tables
 from .options import RuleSelection, ScanOptions
 from .progress import Progress
 from .segmentation import assign_zones, load_zones
-from .shards import default_workers, is_lines_file
+from .shards import default_workers, is_lines_file, terminated_as_exit
 from .snapshot import Snapshot, expire_stale, load_snapshot, merge_snapshots, now_utc
 from .vm_sizes import vm_sizes
 
@@ -220,16 +222,11 @@ class Steps:
 
 
 def run_scan(options: ScanOptions, warn: Callable[[str], None], progress: Progress | None = None) -> ScanOutcome:
-    """Scan what the options name and write the reports; see the module docstring. A SIGTERM
-    ends it as Ctrl-C does, whatever step it is at: workers and writers ended, spill and
-    staging folders removed, nothing written (exit 143)."""
-    from .shards import terminated_as_exit
-
-    with terminated_as_exit():
-        return _run_scan(options, warn, progress)
-
-
-def _run_scan(options: ScanOptions, warn: Callable[[str], None], progress: Progress | None) -> ScanOutcome:
+    """Scan what the options name and write the reports; see the module docstring. While
+    shards are evaluated and while the formats are written, a SIGTERM ends the scan as
+    Ctrl-C does (workers and writers ended, spill and staging folders removed, nothing
+    written, exit 143); elsewhere it ends the process at once, as it always did: a live
+    collection is not waited for, and a run folder already in place stays whole."""
     from .formats import formats as registered
     from .live import live_sources
     from .output import point_latest, prepare_output, write_run_folder
@@ -280,24 +277,46 @@ def _run_scan(options: ScanOptions, warn: Callable[[str], None], progress: Progr
         with steps.step("reading the scan history"):
             prepare(options.history, report)  # first-seen dates and the trend, for the report
     run, payload = None, None
-    with steps.step(f"writing {', '.join(options.formats)}"):
-        if options.to_stdout:
-            payload = registered()[options.formats[0]].render(report)
-        else:
-            # a writer per CPU at most: each copies the pages of findings it reads
-            run = write_run_folder(report, options.output, options.formats,
-                                   processes=min(workers, default_workers()))
-    # the history row only once the run folder is complete and in place, and `latest` last:
-    # a scan killed at any point leaves no row without its report, and `latest` on a whole run
-    if options.history is not None:
-        with steps.step("recording the scan history"):
-            record(options.history, report, run)
-    if run is not None:
-        point_latest(options.output, run)
+    with _sigterm_deferred() as defer_sigterm:
+        with steps.step(f"writing {', '.join(options.formats)}"), terminated_as_exit():
+            if options.to_stdout:
+                payload = registered()[options.formats[0]].render(report)
+            else:
+                # a writer per CPU at most: each copies the pages of findings it reads; once the
+                # run folder is claimed, a SIGTERM waits until `latest` points at it
+                run = write_run_folder(report, options.output, options.formats,
+                                       processes=min(workers, default_workers()), before_claim=defer_sigterm)
+        # the history row only once the run folder is complete and in place, and `latest` last:
+        # a scan killed at any point leaves no row without its report, and `latest` on a whole run
+        if options.history is not None:
+            with steps.step("recording the scan history"):
+                record(options.history, report, run)
+        if run is not None:
+            point_latest(options.output, run)
     progress.done()
     code = EXIT_INCOMPLETE if report.incomplete else EXIT_FINDINGS if gate.failed else EXIT_OK
     return ScanOutcome(report=report, run=run, formats=options.formats, gate=gate, exit_code=code,
                        no_previous=no_previous, payload=payload)
+
+
+@contextmanager
+def _sigterm_deferred() -> Iterator[Callable[[], None]]:
+    """A function that holds SIGTERM back (this thread's mask) until the block ends: from the
+    claim of the run folder to `latest`, a scan finishes what it started, and a SIGTERM that
+    came meanwhile ends the process then, its work whole (the message "no output was
+    written" is never false)."""
+    held = False
+
+    def defer() -> None:
+        nonlocal held
+        if hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread():
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+            held = True
+    try:
+        yield defer
+    finally:
+        if held:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
 def _evaluate_in_memory(options: ScanOptions, files: list, sources: list, context: RuleContext, steps: Steps,

@@ -41,6 +41,7 @@ import os
 import queue
 import shutil
 import signal
+import stat
 import tempfile
 import threading
 import traceback
@@ -594,8 +595,11 @@ def sweep_spill_folders(temp: Path) -> None:
         with contextlib.suppress(OSError):
             if not entry.is_dir(follow_symlinks=False) or entry.stat(follow_symlinks=False).st_uid != os.getuid():
                 continue
-            fd = os.open(Path(entry.path) / _SPILL_LOCK, os.O_RDONLY | os.O_NOFOLLOW)
+            # never blocks: a FIFO named .lock is opened without waiting, and left alone
+            fd = os.open(Path(entry.path) / _SPILL_LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
             try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    continue
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: its scan is alive
             except OSError:
                 continue
@@ -657,6 +661,11 @@ def evaluate_sharded(routed: RoutedEstate, rules: RuleContext, as_of: date, work
             for process in dict(getattr(pool, "_processes", None) or {}).values():
                 with contextlib.suppress(Exception):
                     process.kill()
+            # a worker killed halfway through sending its result leaves the pool's reader
+            # waiting for the rest for ever (this process holds the pipe's other end too):
+            # closed here, the reader sees the end and the pool shuts down
+            with contextlib.suppress(Exception):
+                pool._result_queue._writer.close()  # type: ignore[attr-defined]
             if isinstance(exc, BrokenProcessPool):
                 raise ShardWorkerLost("a worker evaluating a shard ended without its result: it was killed, ran "
                                       "out of memory, or hit a bug of auditor; nothing was written") from None

@@ -478,3 +478,29 @@ def test_findings_that_tie_on_rule_resource_and_item_are_ordered_by_cloud_source
     # the near-miss: severity, rule and resource still come first
     later = replace(finding, resource_id=finding.resource_id + "z", cloud="azure")
     assert sorted([later, vsphere], key=lambda f: f.sort_key()) == [vsphere, later]
+
+
+def test_a_sigterm_once_the_run_folder_is_claimed_waits_until_latest_points_at_it(tmp_path):
+    """From the rename of the run folder to `latest`, the scan finishes, then the SIGTERM
+    ends it: never a claimed run that `latest` misses while the scan says nothing was written."""
+    import subprocess
+    import sys
+
+    driver = (
+        "import os, signal, sys\n"
+        "import auditor.output as output\n"
+        "claim = output._claim\n"
+        "def claimed(staging, out):\n"
+        "    run = claim(staging, out)\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return run\n"
+        "output._claim = claimed\n"
+        "from auditor.cli import main\n"
+        "sys.exit(main(['scan', '--out', sys.argv[1], '--format', 'json,sarif', '--workers', '2', '-q']))\n")
+    out = tmp_path / "out"
+    scan = subprocess.run([sys.executable, "-c", driver, str(out)], capture_output=True, text=True)
+    assert scan.returncode == -15, scan.stderr  # ended by the SIGTERM, after its work
+    assert "no output was written" not in scan.stderr
+    runs = [p for p in out.iterdir() if p.is_dir() and not p.is_symlink()]
+    assert len(runs) == 1 and (out / "latest").resolve() == runs[0].resolve()
+    assert sorted(p.name for p in runs[0].iterdir()) == ["findings.json", "results.sarif"]

@@ -614,6 +614,9 @@ def test_the_spill_folders_of_killed_scans_are_swept_and_live_ones_kept(tmp_path
     fcntl.flock(held, fcntl.LOCK_EX)
     starting = tmp_path / "auditor-shards-starting"  # no lock file yet: being created
     starting.mkdir()
+    piped = tmp_path / "auditor-shards-fifo"  # opening a FIFO to read would wait for a writer
+    piped.mkdir()
+    os.mkfifo(piped / ".lock")
     other = tmp_path / "other"
     other.mkdir()
     (other / ".lock").touch()
@@ -623,7 +626,7 @@ def test_the_spill_folders_of_killed_scans_are_swept_and_live_ones_kept(tmp_path
     finally:
         os.close(held)
     assert not dead.exists()
-    assert live.exists() and starting.exists() and (other / ".lock").exists()
+    assert live.exists() and starting.exists() and piped.exists() and (other / ".lock").exists()
     assert (tmp_path / "auditor-shards-link").is_symlink()
 
 
