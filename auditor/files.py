@@ -29,6 +29,24 @@ TEXT_FILE_LIMIT = 64 * MIB
 # a million resources
 DEFAULT_INPUT_LIMIT = 2 * GIB
 GZIP_MAGIC = b"\x1f\x8b"
+# An inventory has a JSON value for every ~20 bytes or more (names, ids, nested ARM
+# properties; a Resource SKUs answer one for every ~30); `[[],[],...]` has one for every 3,
+# and each costs Python ~60 bytes, so 200 MiB of it would take 5 GiB. A document denser than
+# this is refused before it is parsed.
+MAX_VALUES_PER_BYTE = 1 / 5
+
+
+def json_values(text: str | bytes) -> int:
+    """About how many JSON values `text` holds (a comma or an opening bracket each)."""
+    if isinstance(text, str):
+        return text.count(",") + text.count("[") + text.count("{")
+    return text.count(b",") + text.count(b"[") + text.count(b"{")
+
+
+def too_dense(values: int, size: int) -> bool:
+    """Whether `size` bytes holding `values` JSON values (see `json_values`) are far denser
+    than any inventory: they would take many times their size in memory."""
+    return values > 10_000 and values > size * MAX_VALUES_PER_BYTE
 
 
 def size_text(size: int) -> str:

@@ -60,7 +60,7 @@ from .avs import PRIVATE_CLOUD, assign_responsibility
 from .engine.evaluate import Evaluation, RuleTally, evaluate_rules
 from .errors import EXIT_INTERNAL, AuditorError, InputError, SnapshotError
 from .facts import SizeTables
-from .files import over_limit
+from .files import json_values, over_limit
 from .findings import Finding, finding_values
 from .snapshot import (
     CLOUDS,
@@ -69,7 +69,6 @@ from .snapshot import (
     Source,
     _check_resource,
     check_density,
-    json_values,
     snapshot_from_document,
 )
 from .snapshot_lines import MAX_BLANK_LINES, is_lines_header, open_lines, parse_header, parse_resource, routing_keys

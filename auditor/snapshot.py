@@ -31,7 +31,7 @@ from typing import Any
 from . import __version__
 from .atomic import write_bytes_atomic
 from .errors import SnapshotError
-from .files import DEFAULT_INPUT_LIMIT, decompress_bounded, read_input
+from .files import DEFAULT_INPUT_LIMIT, decompress_bounded, json_values, read_input, too_dense
 from .jsonio import to_json
 from .snapshot_lines import (
     MAX_BLANK_LINES,
@@ -164,12 +164,6 @@ def load_snapshot(path: Path, limit: int = DEFAULT_INPUT_LIMIT) -> Snapshot:
     return snapshot_from_document(document, where)
 
 
-# An inventory has a JSON value for every ~20 bytes or more (names, ids, nested ARM
-# properties); `[[],[],...]` has one for every 3, and each costs Python ~60 bytes, so 200 MiB
-# of it would take 5 GiB. A document denser than this is refused before it is parsed.
-MAX_VALUES_PER_BYTE = 1 / 5
-
-
 def _snapshot_from_lines(raw: bytes, where: str) -> Snapshot:
     """A snapshot of the JSON Lines layout, read whole (see `auditor.shards` for a resource
     at a time)."""
@@ -191,15 +185,10 @@ def _snapshot_from_lines(raw: bytes, where: str) -> Snapshot:
     return snapshot_from_document(document, where)
 
 
-def json_values(raw: bytes) -> int:
-    """About how many JSON values `raw` holds (a comma or an opening bracket each)."""
-    return raw.count(b",") + raw.count(b"[") + raw.count(b"{")
-
-
 def check_density(values: int, size: int, where: str) -> None:
-    """Refuse a file of `size` bytes holding `values` JSON values (see `json_values`) when
-    that is far denser than any inventory: it would take many times its size in memory."""
-    if values > 10_000 and values > size * MAX_VALUES_PER_BYTE:
+    """Refuse a file of `size` bytes holding `values` JSON values (see `files.json_values`)
+    when that is far denser than any inventory (`files.too_dense`)."""
+    if too_dense(values, size):
         raise SnapshotError(f"not a snapshot: {values:,} JSON values in {size:,} bytes is far denser than "
                             "any inventory (it would take many times its size in memory)", where=where)
 

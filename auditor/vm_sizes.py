@@ -43,7 +43,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .errors import AuditorError, InputError
-from .files import TEXT_FILE_LIMIT, read_input
+from .files import TEXT_FILE_LIMIT, json_values, read_input, too_dense
 from .text import for_terminal
 
 MAX_NAME = 128  # the longest size names are under 40 characters
@@ -53,11 +53,6 @@ GENERATE_COMMAND = "python -m auditor.vm_sizes --generate"
 # --generate reads regular files of at most this many bytes: the recordings behind the bundled
 # table are under 1 MiB each (canListSkus.json, every region, is 0.8 MiB)
 MAX_INPUT_SIZE = TEXT_FILE_LIMIT
-# A Resource SKUs answer has a `,`, `[` or `{` for every ~30 bytes; `[[],[],...]` has one for
-# every 3, and each value costs Python ~60 bytes: denser text is refused before it is parsed
-# (the limit the scan applies to snapshots)
-MAX_VALUES_PER_BYTE = 1 / 5
-
 # "Standard_E8-2s_v3", "Standard_M416-208ms_v2", "Standard_GS4-8": vCPUs minus disabled ones
 _CONSTRAINED = re.compile(r"^[a-z]+_[a-z]+\d+-\d+")
 _DIGITS = re.compile(r"[0-9]{1,6}")
@@ -259,9 +254,8 @@ def _skus_uri(uri: Any) -> bool:
 
 
 def _too_dense(text: str | bytes) -> bool:
-    marks = (",", "[", "{") if isinstance(text, str) else (b",", b"[", b"{")
-    values = sum(text.count(mark) for mark in marks)  # type: ignore[arg-type]
-    return values > 10_000 and values > len(text) * MAX_VALUES_PER_BYTE
+    """Denser than any Resource SKUs answer: refused before it is parsed, as snapshots are."""
+    return too_dense(json_values(text), len(text))
 
 
 def _parse(content: bytes, where: str) -> Any:
