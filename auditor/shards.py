@@ -71,7 +71,7 @@ from .snapshot import (
     check_density,
     snapshot_from_document,
 )
-from .snapshot_lines import MAX_BLANK_LINES, is_lines_header, open_lines, parse_header, parse_resource, routing_keys
+from .snapshot_lines import blank_line, is_lines_header, open_lines, parse_header, parse_resource, routing_keys
 
 try:
     import fcntl
@@ -189,10 +189,7 @@ def _route(paths: list[Path], limit: int, spill: Path) -> RoutedEstate:
                         header = snapshot_from_document({**parse_header(line, where), "resources": []}, where)
                         continue
                     if not line.strip():
-                        blank += 1
-                        if blank > MAX_BLANK_LINES:
-                            raise SnapshotError(f"not a snapshot: more than {MAX_BLANK_LINES:,} blank lines",
-                                                where=where, line=number)
+                        blank = blank_line(blank, where, number)
                         continue
                     source, cloud, kind, rid = routing_keys(line, where, number)
                     if cloud not in CLOUDS or not (isinstance(source, str) and isinstance(kind, str)

@@ -34,7 +34,7 @@ from .errors import SnapshotError
 from .files import DEFAULT_INPUT_LIMIT, decompress_bounded, json_values, read_input, too_dense
 from .jsonio import to_json
 from .snapshot_lines import (
-    MAX_BLANK_LINES,
+    blank_line,
     is_lines_header,
     is_lines_path,
     parse_header,
@@ -178,10 +178,7 @@ def _snapshot_from_lines(raw: bytes, where: str) -> Snapshot:
             if line.strip():
                 resources.append(parse_resource(line, where, number, routed=True))
                 continue
-            blank += 1
-            if blank > MAX_BLANK_LINES:  # refused as the sharded reader refuses it
-                raise SnapshotError(f"not a snapshot: more than {MAX_BLANK_LINES:,} blank lines",
-                                    where=where, line=number)
+            blank = blank_line(blank, where, number)
     return snapshot_from_document(document, where)
 
 

@@ -134,6 +134,14 @@ def parse_resource(line: bytes, where: str, number: int, routed: bool = False) -
     return value
 
 
+def blank_line(blank: int, where: str, number: int) -> int:
+    """Count the blank line at `number`, the `blank`-th before it: refused past
+    MAX_BLANK_LINES, alike by both readers of the layout."""
+    if blank + 1 > MAX_BLANK_LINES:
+        raise SnapshotError(f"not a snapshot: more than {MAX_BLANK_LINES:,} blank lines", where=where, line=number)
+    return blank + 1
+
+
 def routing_keys(line: bytes, where: str, number: int) -> tuple[Any, Any, Any, Any]:
     """(source, cloud, type, id) of a resource line: read from its first keys when a writer of
     this layout put them there, else from the whole line."""
