@@ -13,8 +13,6 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,8 +38,9 @@ from .lifecycle import assess_support, load_support_tables
 from .options import RuleSelection, ScanOptions
 from .progress import Progress
 from .segmentation import assign_zones, load_zones
-from .shards import default_workers, is_lines_file, terminated_as_exit
+from .shards import default_workers, is_lines_file
 from .snapshot import Snapshot, expire_stale, load_snapshot, merge_snapshots, now_utc
+from .termination import sigterm_deferred, terminated_as_exit
 from .vm_sizes import vm_sizes
 
 
@@ -277,7 +276,7 @@ def run_scan(options: ScanOptions, warn: Callable[[str], None], progress: Progre
         with steps.step("reading the scan history"):
             prepare(options.history, report)  # first-seen dates and the trend, for the report
     run, payload = None, None
-    with _sigterm_deferred() as defer_sigterm:
+    with sigterm_deferred() as defer_sigterm:
         with steps.step(f"writing {', '.join(options.formats)}"), terminated_as_exit():
             if options.to_stdout:
                 payload = registered()[options.formats[0]].render(report)
@@ -297,26 +296,6 @@ def run_scan(options: ScanOptions, warn: Callable[[str], None], progress: Progre
     code = EXIT_INCOMPLETE if report.incomplete else EXIT_FINDINGS if gate.failed else EXIT_OK
     return ScanOutcome(report=report, run=run, formats=options.formats, gate=gate, exit_code=code,
                        no_previous=no_previous, payload=payload)
-
-
-@contextmanager
-def _sigterm_deferred() -> Iterator[Callable[[], None]]:
-    """A function that holds SIGTERM back (this thread's mask) until the block ends: from the
-    claim of the run folder to `latest`, a scan finishes what it started, and a SIGTERM that
-    came meanwhile ends the process then, its work whole (the message "no output was
-    written" is never false)."""
-    held = False
-
-    def defer() -> None:
-        nonlocal held
-        if hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread():
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-            held = True
-    try:
-        yield defer
-    finally:
-        if held:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
 def _evaluate_in_memory(options: ScanOptions, files: list, sources: list, context: RuleContext, steps: Steps,
@@ -354,7 +333,7 @@ def _evaluate_in_shards(options: ScanOptions, files: list[Path], context: RuleCo
                         workers: int) -> tuple[ScanReport, Evaluation]:
     """Evaluate JSON Lines snapshots a vCenter (or a part of one) or all of Azure at a time in `workers`
     processes (see `auditor.shards`)."""
-    from .shards import evaluate_sharded, route, spill_folder, terminated_as_exit
+    from .shards import evaluate_sharded, route, spill_folder
 
     with terminated_as_exit(), spill_folder() as spill:
         with steps.step(f"routing {len(files)} snapshot file{'s' if len(files) != 1 else ''} into shards"):

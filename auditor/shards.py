@@ -524,24 +524,6 @@ def _worker_started() -> None:
 
 
 @contextmanager
-def terminated_as_exit() -> Iterator[None]:
-    """SIGTERM (a Kubernetes deadline, a systemd stop) raises SystemExit while the block
-    runs, so that its workers are ended and its spill files removed, as on Ctrl-C."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def terminated(signum: int, frame: Any) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextmanager
 def spill_folder() -> Iterator[Path]:
     """A private temporary folder for the spill files, removed afterwards. It holds an flock
     for as long as this scan lives (the kernel drops it when the process dies, `kill -9`
