@@ -496,13 +496,11 @@ def _standard_on_premises(resources: list[dict[str, Any]], guests: dict[HostKey,
     """Core licences that Windows Server guests (of these resources' VMs, or `guests`) take
     on vSphere hosts (Standard counting), each host's written to its facts.windows_server."""
     guests = windows_guests(resources) if guests is None else guests
-    for host in resources:
-        if host["cloud"] == "vsphere" and host["type"] == "HostSystem":
-            (host.get("facts") or {}).pop("windows_server", None)
     cpus = host_cpus(resources)
     for host in resources:
         if host["cloud"] != "vsphere" or host["type"] != "HostSystem":
             continue
+        (host.get("facts") or {}).pop("windows_server", None)
         key = (host["source"], str(host.get("moref")))
         if key in cpus and guests.get(key):
             host["facts"]["windows_server"] = {"vms": guests[key],

@@ -165,19 +165,18 @@ def _write_share_forked(report: ScanReport, staging: Path, share: list[ReportFor
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it ends us
     _exit_with_parent()
+    names = ", ".join(fmt.name for fmt in share)
     failure: BaseException | None = None
     try:
         _write_share(report, staging, share)
     except BaseException as exc:
         failure = exc
         if not isinstance(exc, AuditorError | OSError):
-            names = ", ".join(fmt.name for fmt in share)
             exc.add_note(f"in the process writing {names}:\n{traceback.format_exc().rstrip()}")
         try:
             pickle.loads(pickle.dumps(failure))
         except Exception:
-            failure = RuntimeError(f"writing {', '.join(f.name for f in share)} failed: "
-                                   f"{type(exc).__name__}: {exc}")
+            failure = RuntimeError(f"writing {names} failed: {type(exc).__name__}: {exc}")
             failure.__notes__ = getattr(exc, "__notes__", [])
     sender.send(failure)
     sender.close()
