@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
         return EXIT_INTERRUPTED
     except SystemExit as exc:
         if exc.code == EXIT_TERMINATED:  # a SIGTERM, raised by the scan to end its workers
-            print("auditor: terminated; no output was written", file=sys.stderr)
+            print("auditor: terminated; the history and `latest` are as they were", file=sys.stderr)
         raise
     parser.error(f"unknown command {key}")
     return EXIT_INPUT_ERROR

@@ -6,7 +6,7 @@ Exit codes are part of the CLI contract (see README):
   2  usage or input error (bad YAML, bad snapshot, unknown rule, unreadable file)
   3  collection incomplete: at least one source failed, the picture is partial
  70  internal error: a bug in auditor (one line; AUDITOR_TRACEBACK=1 shows the traceback)
-130  interrupted (Ctrl-C); 143  terminated (SIGTERM): nothing was written
+130  interrupted (Ctrl-C); 143  terminated (SIGTERM): the history and `latest` as they were
 """
 
 from __future__ import annotations

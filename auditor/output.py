@@ -39,7 +39,7 @@ import signal
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -76,14 +76,14 @@ def write_run(report: ScanReport, out: Path | BlobLocation, names: list[str]) ->
 
 
 def write_run_folder(report: ScanReport, out: Path | BlobLocation, names: list[str],
-                     processes: int = 1, before_claim: Callable[[], None] | None = None) -> Path | BlobLocation:
+                     processes: int = 1) -> Path | BlobLocation:
     """Write the outputs of one run into a new run folder of `out` and return it; `latest`
     does not move (see `point_latest`).
 
     Formats are written in pieces into the staging folder, so a large SARIF or findings.json
     is never whole in memory; with `processes` above one they are shared out to that many
     processes (see `_write_formats`). The folder only appears under its name when all are
-    written; `before_claim` is called just before it does.
+    written.
     """
     if is_blob(out):  # Azure Blob Storage: written here into a temporary folder, then uploaded
         from .blob import upload_run
@@ -94,8 +94,6 @@ def write_run_folder(report: ScanReport, out: Path | BlobLocation, names: list[s
     try:
         _write_formats(report, staging, [available[name] for name in names], processes)
         os.chmod(staging, 0o755)
-        if before_claim is not None:
-            before_claim()
         return _claim(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -40,7 +40,7 @@ from .progress import Progress
 from .segmentation import assign_zones, load_zones
 from .shards import default_workers, is_lines_file
 from .snapshot import Snapshot, expire_stale, load_snapshot, merge_snapshots, now_utc
-from .termination import sigterm_deferred, terminated_as_exit
+from .termination import sigterm_held, terminated_as_exit
 from .vm_sizes import vm_sizes
 
 
@@ -222,10 +222,11 @@ class Steps:
 
 def run_scan(options: ScanOptions, warn: Callable[[str], None], progress: Progress | None = None) -> ScanOutcome:
     """Scan what the options name and write the reports; see the module docstring. While
-    shards are evaluated and while the formats are written, a SIGTERM ends the scan as
-    Ctrl-C does (workers and writers ended, spill and staging folders removed, nothing
-    written, exit 143); elsewhere it ends the process at once, as it always did: a live
-    collection is not waited for, and a run folder already in place stays whole."""
+    shards are evaluated and while the reports are written, a SIGTERM ends the scan as
+    Ctrl-C does (workers and writers ended, spill and staging folders removed, the history
+    and `latest` as they were, exit 143); while `latest` moves, it waits for that;
+    elsewhere it ends the process at once, as it always did: a live collection or a
+    history's lock is not waited for."""
     from .formats import formats as registered
     from .live import live_sources
     from .output import point_latest, prepare_output, write_run_folder
@@ -276,21 +277,22 @@ def run_scan(options: ScanOptions, warn: Callable[[str], None], progress: Progre
         with steps.step("reading the scan history"):
             prepare(options.history, report)  # first-seen dates and the trend, for the report
     run, payload = None, None
-    with sigterm_deferred() as defer_sigterm:
-        with steps.step(f"writing {', '.join(options.formats)}"), terminated_as_exit():
-            if options.to_stdout:
-                payload = registered()[options.formats[0]].render(report)
-            else:
-                # a writer per CPU at most: each copies the pages of findings it reads; once the
-                # run folder is claimed, a SIGTERM waits until `latest` points at it
-                run = write_run_folder(report, options.output, options.formats,
-                                       processes=min(workers, default_workers()), before_claim=defer_sigterm)
-        # the history row only once the run folder is complete and in place, and `latest` last:
-        # a scan killed at any point leaves no row without its report, and `latest` on a whole run
-        if options.history is not None:
-            with steps.step("recording the scan history"):
-                record(options.history, report, run)
-        if run is not None:
+    # the history row only once the run folder is complete and in place, and `latest` last:
+    # a scan killed at any point leaves no row without its report, and `latest` on a whole run
+    with steps.step(f"writing {', '.join(options.formats)}"), terminated_as_exit():
+        if options.to_stdout:
+            payload = registered()[options.formats[0]].render(report)
+        else:
+            # a writer per CPU at most: each copies the pages of findings it reads
+            run = write_run_folder(report, options.output, options.formats,
+                                   processes=min(workers, default_workers()))
+    if options.history is not None:
+        # one transaction, which may wait on another scan's lock (inside SQLite, where no
+        # Python handler runs): a SIGTERM ends the process at once and the row is not made
+        with steps.step("recording the scan history"):
+            record(options.history, report, run)
+    if run is not None:
+        with sigterm_held():  # two system calls: a SIGTERM waits for them
             point_latest(options.output, run)
     progress.done()
     code = EXIT_INCOMPLETE if report.incomplete else EXIT_FINDINGS if gate.failed else EXIT_OK

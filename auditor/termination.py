@@ -1,12 +1,12 @@
 """How a scan meets SIGTERM (a Kubernetes deadline, a systemd stop): where it has workers,
-writers or spill files to end, as on Ctrl-C; where it is committing a finished run, only
-once that run is whole. Elsewhere SIGTERM keeps its default and ends the process at once."""
+writers or spill files to end, as on Ctrl-C; while `latest` moves, once it has. Elsewhere
+SIGTERM keeps its default and ends the process at once."""
 
 from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -30,20 +30,15 @@ def terminated_as_exit() -> Iterator[None]:
 
 
 @contextmanager
-def sigterm_deferred() -> Iterator[Callable[[], None]]:
-    """A function that holds SIGTERM back (this thread's mask) until the block ends: from the
-    claim of the run folder to `latest`, a scan finishes what it started, and a SIGTERM that
-    came meanwhile ends the process then, its work whole (the message "no output was
-    written" is never false)."""
-    held = False
-
-    def defer() -> None:
-        nonlocal held
-        if hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread():
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-            held = True
+def sigterm_held() -> Iterator[None]:
+    """SIGTERM held back (this thread's mask) while the block runs, for a step too short to
+    stop halfway: a SIGTERM that came meanwhile ends the process once it is done. Only for
+    steps that cannot wait on anything (a lock, a peer), or the SIGTERM would wait too."""
+    held = hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread()
+    if held:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     try:
-        yield defer
+        yield
     finally:
         if held:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})

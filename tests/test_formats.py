@@ -460,7 +460,7 @@ def test_a_sigterm_while_the_formats_are_written_leaves_nothing(tmp_path, monkey
     with pytest.raises(SystemExit) as caught:
         main(["scan", "--out", str(out), "--format", "json,sarif", "--workers", "1", "-q", "--no-history"])
     assert caught.value.code == 143
-    assert "terminated; no output was written" in capsys.readouterr().err
+    assert "terminated; the history and `latest` are as they were" in capsys.readouterr().err
     assert list(out.iterdir()) == []  # no run folder, no staging folder, no latest
 
 
@@ -480,27 +480,39 @@ def test_findings_that_tie_on_rule_resource_and_item_are_ordered_by_cloud_source
     assert sorted([later, vsphere], key=lambda f: f.sort_key()) == [vsphere, later]
 
 
-def test_a_sigterm_once_the_run_folder_is_claimed_waits_until_latest_points_at_it(tmp_path):
-    """From the rename of the run folder to `latest`, the scan finishes, then the SIGTERM
-    ends it: never a claimed run that `latest` misses while the scan says nothing was written."""
+@pytest.mark.parametrize("at", ["claimed", "latest"])
+def test_a_sigterm_after_the_run_folder_is_claimed(tmp_path, at):
+    """Once the run folder is in place: while the history is written, a SIGTERM ends the scan
+    as Ctrl-C does (no row, `latest` as it was, said so) and never waits on the history's
+    lock; while `latest` moves (two system calls), it ends the scan once `latest` has."""
+    import sqlite3
     import subprocess
     import sys
 
-    driver = (
-        "import os, signal, sys\n"
-        "import auditor.output as output\n"
-        "claim = output._claim\n"
-        "def claimed(staging, out):\n"
-        "    run = claim(staging, out)\n"
-        "    os.kill(os.getpid(), signal.SIGTERM)\n"
-        "    return run\n"
-        "output._claim = claimed\n"
-        "from auditor.cli import main\n"
-        "sys.exit(main(['scan', '--out', sys.argv[1], '--format', 'json,sarif', '--workers', '2', '-q']))\n")
+    patched = ("import auditor.output as output\n"
+               "claim = output._claim\n"
+               "def claimed(staging, out):\n"
+               "    run = claim(staging, out)\n"
+               "    os.kill(os.getpid(), signal.SIGTERM)\n"
+               "    return run\n"
+               "output._claim = claimed\n") if at == "claimed" else (
+               "import auditor.output as output\n"
+               "point = output.point_latest\n"
+               "def pointing(out, run):\n"
+               "    os.kill(os.getpid(), signal.SIGTERM)\n"
+               "    return point(out, run)\n"
+               "output.point_latest = pointing\n")
+    driver = ("import os, signal, sys\n" + patched + "from auditor.cli import main\n"
+              "sys.exit(main(['scan', '--out', sys.argv[1], '--format', 'json,sarif', '--workers', '2', '-q']))\n")
     out = tmp_path / "out"
     scan = subprocess.run([sys.executable, "-c", driver, str(out)], capture_output=True, text=True)
-    assert scan.returncode == -15, scan.stderr  # ended by the SIGTERM, after its work
-    assert "no output was written" not in scan.stderr
     runs = [p for p in out.iterdir() if p.is_dir() and not p.is_symlink()]
-    assert len(runs) == 1 and (out / "latest").resolve() == runs[0].resolve()
-    assert sorted(p.name for p in runs[0].iterdir()) == ["findings.json", "results.sarif"]
+    assert len(runs) == 1 and sorted(p.name for p in runs[0].iterdir()) == ["findings.json", "results.sarif"]
+    recorded = sqlite3.connect(out / "history.db").execute("select count(*) from scans").fetchone()[0]
+    if at == "claimed":
+        assert scan.returncode == 143, scan.stderr
+        assert "terminated; the history and `latest` are as they were" in scan.stderr
+        assert not (out / "latest").exists() and recorded == 0
+    else:
+        assert scan.returncode == -15, scan.stderr  # ended by the SIGTERM, once `latest` moved
+        assert (out / "latest").resolve() == runs[0].resolve() and recorded == 1
