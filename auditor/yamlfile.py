@@ -147,10 +147,15 @@ def check_shape(text: str, where: str) -> None:
     open_collections: list[tuple[str | None, int]] = []  # anchor and the count where it began
     expanded = written = 0
     for event in yaml.parse(text, Loader=_BaseLoader):
-        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-            open_collections.append((event.anchor, expanded))
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent, yaml.ScalarEvent)):
+            # a collection is a value too: a file of ten million `[]` costs as much as of scalars
             expanded += 1
             written += 1
+            if written > MAX_NODES:
+                raise InputError(f"YAML file has more than {MAX_NODES:,} values: no rule, baseline or waiver "
+                                 "file needs that many", where=where, line=event.start_mark.line + 1)
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            open_collections.append((event.anchor, expanded - 1))
             if len(open_collections) > MAX_DEPTH:
                 raise InputError(f"YAML nested more than {MAX_DEPTH} levels deep", where=where,
                                  line=event.start_mark.line + 1)
@@ -159,11 +164,6 @@ def check_shape(text: str, where: str) -> None:
             if anchor is not None:
                 anchored[anchor] = expanded - began
         elif isinstance(event, yaml.ScalarEvent):
-            expanded += 1
-            written += 1
-            if written > MAX_NODES:
-                raise InputError(f"YAML file has more than {MAX_NODES:,} values: no rule, baseline or waiver "
-                                 "file needs that many", where=where, line=event.start_mark.line + 1)
             if event.anchor is not None:
                 anchored[event.anchor] = 1
         elif isinstance(event, yaml.AliasEvent):

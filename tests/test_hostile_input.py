@@ -454,6 +454,22 @@ def test_a_yaml_file_of_a_million_values_is_refused(workdir):
     one_line_error(auditor("scan", *ARGS, "--waivers", "w.yaml", timeout=120), "w.yaml:", "more than 1,000,000 values")
 
 
+@pytest.mark.parametrize("count, refused", [(101, True), (99, False)])
+def test_empty_collections_count_as_values(monkeypatch, count, refused):
+    """`- []` a million times builds nearly 2 GB and holds no scalar: the count of values
+    must include collections (the document itself is one more)."""
+    from auditor import yamlfile
+    from auditor.errors import InputError
+
+    monkeypatch.setattr(yamlfile, "MAX_NODES", 100)
+    text = "- []\n" * count
+    if refused:
+        with pytest.raises(InputError, match="more than 100 values"):
+            yamlfile.check_shape(text, "w.yaml")
+    else:
+        yamlfile.check_shape(text, "w.yaml")
+
+
 def test_a_huge_name_on_many_items_keeps_reports_small(workdir):
     document = sample_document()
     nsg = next(r for r in document["resources"] if r["name"] == "nsg-legacy-ftp")
