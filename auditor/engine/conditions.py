@@ -32,15 +32,20 @@ def _observed(value: Any) -> Any:
 class Compare:
     """`{path, op, value}`: one observed value against a constant, a baseline or a field."""
 
-    def __init__(self, path: str, get: Getter, op: Operator, test: Test, shown_value: Any):
+    def __init__(self, path: str, get: Getter, op: Operator, test: Test, shown_value: Any,
+                 predicate: Predicate | None = None, expected: Any = None):
         self.path = path
         self.op = op
         self.shown_value = plain_data(shown_value)
         self.test = test
-        self._get = get
+        self.get = get
+        # set where `test` is `constant_test(get, op, predicate)`, with the constant the
+        # predicate was made from: codegen writes the comparison out
+        self.predicate = predicate
+        self.expected = expected
 
     def observe(self, scope: Any, evidence: Evidence, prefix: str, result: bool) -> None:
-        observed = self._get(scope)
+        observed = self.get(scope)
         if self.op.unordered and isinstance(observed, list):
             observed = sorted(observed, key=str)  # a set: its order is no evidence
         entry = {"path": prefix + self.path, "op": self.op.name,

@@ -44,20 +44,6 @@ def candidate_lists(rule: CompiledRule,
     return list(lists.values())
 
 
-def lacking_test(needs: tuple[Any, ...]) -> Any:
-    """A test of whether a resource lacks any of the `needs` paths (None: there are none);
-    straight-line for the common counts, as a generator per resource costs more than the reads."""
-    if not needs:
-        return None
-    if len(needs) == 1:
-        (first,) = needs
-        return lambda resource: first(resource) is ABSENT
-    if len(needs) == 2:
-        first, second = needs
-        return lambda resource: first(resource) is ABSENT or second(resource) is ABSENT
-    return lambda resource: any(get(resource) is ABSENT for get in needs)
-
-
 @dataclass
 class RuleTally:
     """What one rule looked at: resources its `where` admitted and that had the data it
@@ -82,26 +68,16 @@ def evaluate_rules(rules: list[CompiledRule], resources: list[dict[str, Any]]) -
     tallies: dict[str, RuleTally] = {}
     for compiled in rules:
         tally = tallies[compiled.rule.id] = RuleTally()
-        where = compiled.where
-        lacking = lacking_test(compiled.needs)
-        match = compiled.match
-        per_item = compiled.per_item
-        test = match.test
-        checked = 0
+        matched: list[Any] = []  # resources, or (resource, position, element) per element
+        loop = compiled.loop
         for resources in candidate_lists(compiled, index):
-            for resource in resources:
-                if where is not None and not where(resource):
-                    continue
-                if lacking is not None and lacking(resource):
-                    tally.not_evaluated.append(resource_key(resource))
-                    continue
-                checked += 1
-                if per_item:
-                    for position, item in match.matching(resource):
-                        findings.append(_finding(compiled, resource, item, position))
-                elif test(resource):
-                    findings.append(_finding(compiled, resource, ABSENT, None))
-        tally.checked = checked
+            tally.checked += loop(resources, tally.not_evaluated, matched)
+        if compiled.per_item:
+            for resource, position, item in matched:
+                findings.append(_finding(compiled, resource, item, position))
+        else:
+            for resource in matched:
+                findings.append(_finding(compiled, resource, ABSENT, None))
     return Evaluation(findings, tallies)
 
 

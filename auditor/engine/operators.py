@@ -85,7 +85,7 @@ def _ne(expected: Any, _: CompileContext) -> Predicate:
     return lambda observed: observed != expected
 
 
-def _as_members(expected: Any) -> frozenset:
+def as_members(expected: Any) -> frozenset:
     if not isinstance(expected, list):
         raise ValueError("needs a list value")
     if any(isinstance(member, (dict, list)) for member in expected):
@@ -95,7 +95,7 @@ def _as_members(expected: Any) -> frozenset:
 
 @operator("in", "observed (or any element of it) is one of the listed values")
 def _in(expected: Any, _: CompileContext) -> Predicate:
-    members = _as_members(expected)
+    members = as_members(expected)
 
     def test(observed: Any) -> bool:
         if isinstance(observed, list):
@@ -106,7 +106,7 @@ def _in(expected: Any, _: CompileContext) -> Predicate:
 
 @operator("not_in", "observed (and every element of it) is none of the listed values")
 def _not_in(expected: Any, _: CompileContext) -> Predicate:
-    members = _as_members(expected)
+    members = as_members(expected)
 
     def test(observed: Any) -> bool:
         if isinstance(observed, list):

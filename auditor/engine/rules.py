@@ -19,8 +19,10 @@ from typing import Any
 from .. import inventory
 from ..baselines import Baselines, Table, is_baseline_file
 from ..errors import InputError, RuleError
+from ..snapshot import resource_key
 from ..text import TEXT_LIMIT, shortened
 from ..yamlfile import LinedDict, LinedList, line_of, load_yaml
+from .codegen import RuleLoop, rule_loop
 from .conditions import All, Any_, Compare, Items, Not, Test, constant_test, field_test
 from .operators import OPERATORS, CompileContext
 from .paths import ABSENT, Getter, compile_path
@@ -392,7 +394,7 @@ class _Compiler:
             if "value" in node:
                 raise self.fail(f"operator '{op.name}' takes no value", value_line)
             predicate = op.factory(None, self.context or _DRY)
-            return Compare(path, get, op, constant_test(get, op, predicate), None)
+            return Compare(path, get, op, constant_test(get, op, predicate), None, predicate)
         if "value" not in node:
             raise self.fail(f"operator '{op.name}' needs a value", node.line)
         value = node["value"]
@@ -413,7 +415,7 @@ class _Compiler:
             predicate = op.factory(value, self.context or _DRY)
         except ValueError as exc:
             raise self.fail(f"operator '{op.name}': {exc}", value_line) from None
-        return Compare(path, get, op, constant_test(get, op, predicate), value)
+        return Compare(path, get, op, constant_test(get, op, predicate), value, predicate, value)
 
     def baseline_compare(self, path: str, get: Getter, op: Any, value: LinedDict,
                          line: int) -> Compare:
@@ -448,7 +450,8 @@ class _Compiler:
         except ValueError as exc:
             raise self.fail(f"operator '{op.name}' with baseline '{reference}' "
                             f"({table.file}): {exc}", line) from None
-        return Compare(path, get, op, constant_test(get, op, predicate), shown)
+        return Compare(path, get, op, constant_test(get, op, predicate), shown, predicate,
+                       constant)
 
     def horizon_days(self, days: Any, line: int) -> int:
         """A number of days, written literally or as {baseline: KEY}."""
@@ -550,6 +553,7 @@ class CompiledRule:
     match: Any
     per_item: bool
     message: list[MessagePart]
+    loop: RuleLoop  # where, needs and match over a list of resources, generated (codegen.py)
     needs: tuple[Getter, ...] = ()
 
 
@@ -584,10 +588,12 @@ def _compile(rule: Rule, baselines: Baselines, context: CompileContext) -> Compi
     match = compiler.condition(rule.match, line_of(rule.match, rule.line))
     template = rule.message or "{name}: " + rule.title
     message = compile_message(template, rule.file, rule.line, rule.id, has_item=_has_any_item(match))
+    per_item = isinstance(match, Items) and match.kind == "any_item"
+    needs = tuple((path, compile_path(path)) for path in rule.needs)
     return CompiledRule(
         rule=rule, where=where_node.test if where_node is not None else None, match=match,
-        per_item=isinstance(match, Items) and match.kind == "any_item", message=message,
-        needs=tuple(compile_path(path) for path in rule.needs))
+        per_item=per_item, message=message, needs=tuple(get for _, get in needs),
+        loop=rule_loop(where_node, needs, match, per_item, resource_key))
 
 
 __all__ = ["ABSENT", "CompiledRule", "Rule", "RuleErrors", "RuleSet", "compile_rules", "load_rules",
