@@ -8,6 +8,8 @@ import json
 import xml.etree.ElementTree as ET
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from auditor.errors import InputError
 from auditor.findings import Finding
@@ -516,3 +518,29 @@ def test_a_sigterm_after_the_run_folder_is_claimed(tmp_path, at):
     else:
         assert scan.returncode == -15, scan.stderr  # ended by the SIGTERM, once `latest` moved
         assert (out / "latest").resolve() == runs[0].resolve() and recorded == 1
+
+
+_FIELD_TEXT = st.text(alphabet=st.sampled_from(["\x00", "\x01", "\x02", "a", "b", "é", "\ud7ff", "😀"]), max_size=4)
+
+
+@settings(max_examples=400, deadline=None)
+@given(findings=st.lists(st.tuples(st.sampled_from(["critical", "high", "info", "bogus"]), _FIELD_TEXT,
+                                   _FIELD_TEXT, st.one_of(st.none(), _FIELD_TEXT), _FIELD_TEXT, _FIELD_TEXT,
+                                   _FIELD_TEXT), min_size=2, max_size=8))
+def test_findings_sort_as_the_tuple_of_their_fields_whatever_the_characters(findings):
+    """The sort key is one text (fast to compare); it must order findings exactly as the tuple
+    (severity rank, rule, resource, item, cloud, source, fingerprint), NUL and \\x01 in ids too."""
+    from auditor.findings import SEVERITY_RANK
+
+    made = [Finding(rule_id=rule, fingerprint=print_, severity=severity, category="c", title="t", message="m",
+                    resource_id=resource, resource_name="n", resource_type="t", cloud=cloud, source=source,
+                    item_key=item)
+            for severity, rule, resource, item, cloud, source, print_ in findings]
+
+    def as_tuple(finding: Finding) -> tuple:
+        return (SEVERITY_RANK.get(finding.severity, 9), finding.rule_id, finding.resource_id,
+                finding.item_key or "", finding.cloud, finding.source, finding.fingerprint)
+    for first in made:
+        for second in made:
+            assert (first.sort_key() < second.sort_key()) == (as_tuple(first) < as_tuple(second))
+            assert (first.sort_key() == second.sort_key()) == (as_tuple(first) == as_tuple(second))
