@@ -197,9 +197,11 @@ def test_past_the_size_limit_it_keeps_at_least_what_the_earlier_writer_did(past_
     kept = max(len(run["results"]) for run in runs)
     total = sum(len(run["results"]) for run in runs)
     assert 0 < total < len(report.findings)
-    # every finding measured once, then the kept ones built again: once for what the
-    # estimate puts safely under the limit, once more for what the corrected estimate adds
-    assert len(report.findings) + total < built[0] <= len(report.findings) + 2 * total
+    # every finding measured once, those written before the log was known not to fit once
+    # more for the gauge (a log that fits is not gauged), then the kept ones built again:
+    # once for what the estimate puts safely under the limit, once more for what the
+    # corrected estimate adds
+    assert len(report.findings) + total < built[0] <= 2 * len(report.findings) + 2 * total
     assert all(len(run["results"]) == kept or "truncated" not in run["properties"] for run in runs)
     # at least what the earlier writer kept: it tried max_results, then 3/4 of it each time,
     # and kept the first that fitted; the first of those above what is kept here does not fit
@@ -211,6 +213,40 @@ def test_past_the_size_limit_it_keeps_at_least_what_the_earlier_writer_did(past_
     # and close to the most that fits: 10% more results would not
     more = SarifReport(max_results=kept + max(1, kept // 10), max_gzipped_bytes=10 ** 12).render(report)
     assert gzipped_size(more) > cap
+
+
+@pytest.mark.parametrize("share", [0.3, 0.5, 0.97, 1.0])
+def test_a_gauge_started_late_measures_what_one_started_at_the_first_result_would(past_the_run_limit, share):
+    """The gauge starts only once the log is known not to fit, fed the results written so
+    far: its record must be the one a gauge fed from the first result keeps, or the
+    estimates (and so what is kept) would depend on when the log went over."""
+    report = past_the_run_limit
+    empty = copy.copy(report)
+    empty.findings = []
+    floor, full = gzipped_size(SarifReport().render(empty)), gzipped_size(SarifReport().render(report))
+    # at 1.0 a byte short: only the last bytes, after every result, put the log over
+    fmt = SarifReport(max_gzipped_bytes=int(floor + (full - floor) * share) - 1)
+    writer = sarif_module._LogWriter(fmt, report, strict=True)
+    assert not writer.measure().fits
+    reference = sarif_module._Gauge()
+    offsets = []
+    for run in writer.runs:
+        run_offsets = [reference.raw]
+        for position, finding in enumerate(run.findings[:fmt.max_results]):
+            reference.add(writer._piece(finding, position))
+            run_offsets.append(reference.raw)
+        offsets.append(run_offsets)
+    reference.close()
+    assert [list(o) for o in writer.offsets] == offsets
+    assert (list(writer.gauge.raw_at), list(writer.gauge.packed_at)) == (list(reference.raw_at), list(reference.packed_at))
+    assert writer.tails == [len(run.tail(min(fmt.max_results, len(run.findings)), writer.reason, True))
+                            for run in writer.runs]
+
+
+def test_a_log_that_fits_is_not_gauged(past_the_run_limit):
+    writer = sarif_module._LogWriter(SarifReport(), past_the_run_limit, strict=True)
+    assert writer.measure().fits
+    assert writer.gauge.raw == 0 and writer.offsets == []  # its compressor never ran
 
 
 def test_a_merged_run_with_a_failed_source_is_held_back_and_said_so(past_the_run_limit):

@@ -617,46 +617,76 @@ class _LogWriter:
 
     # --- rendering and measuring -----------------------------------------------------------
 
-    def _produce(self, sink: _Sink, per_run: int, gauge: _Gauge | None = None) -> None:
-        """Write the log keeping at most `per_run` results in each run into `sink`. With a
-        `gauge`, the results alone go through it too, and where each result ends in it and
-        each run's tail length are noted: results compress alike, so what a stretch of them
-        adds gzipped is estimated better there than in the log, where rule metadata, which
-        compresses far better, shares deflate blocks with them."""
+    def _piece(self, finding: Finding, position: int) -> bytes:
+        """One result as it stands in its run's list (after a comma unless it is the first)."""
+        rule_id = finding.rule_id
+        piece = _json_at(sarif_result(finding, self.by_id.get(rule_id), self.index.get(rule_id, -1),
+                                      self.locations.get(rule_id)), _RESULT_DEPTH, self.strict)
+        return b"," + piece if position else piece
+
+    def _produce(self, sink: _Sink, per_run: int, gauged: bool = False) -> None:
+        """Write the log keeping at most `per_run` results in each run into `sink`.
+
+        `gauged` (the measuring pass): once the log is known not to fit, its results alone
+        go through the gauge too, from the first, and where each result ends in it and each
+        run's tail length are noted: results compress alike, so what a stretch of them adds
+        gzipped is estimated better there than in the log, where rule metadata, which
+        compresses far better, shares deflate blocks with them. A log that fits needs no
+        estimate, and the gauge's compressor would be a third of the writer's time."""
         reason, strict = self.reason, self.strict
+        gauging = False
         sink.add(self.start)
-        by_id, index, locations = self.by_id, self.index, self.locations
         for number, run in enumerate(self.runs):
             if number:
                 sink.add(b",")
             sink.add(self.tool)
             sink.add(run.head)
             kept = min(per_run, len(run.findings))
-            offsets = array("q", [gauge.raw if gauge is not None else 0])
+            offsets = array("q", [self.gauge.raw])
             for position, finding in enumerate(run.findings[:kept]):
-                rule_id = finding.rule_id
-                piece = _json_at(sarif_result(finding, by_id.get(rule_id), index.get(rule_id, -1),
-                                              locations.get(rule_id)), _RESULT_DEPTH, strict)
-                if position:
-                    piece = b"," + piece
+                piece = self._piece(finding, position)
                 sink.add(piece)
-                if gauge is not None:
-                    gauge.add(piece)
-                    offsets.append(gauge.raw)
+                if gauging:
+                    self.gauge.add(piece)
+                    offsets.append(self.gauge.raw)
+                elif gauged and sink.chunks is None:
+                    gauging = True
+                    offsets = self._gauge_until(number, position + 1, per_run)
             tail = run.tail(kept, reason, strict)
-            if gauge is not None:
+            if gauging:
                 self.offsets.append(offsets)
                 self.tails.append(len(tail))
             sink.add(tail)
         sink.add(b"]}\n")
         sink.close()
-        if gauge is not None:
-            gauge.close()
+        if gauged and not sink.fits and not gauging:  # the last bytes put it over
+            gauging = True
+            self._gauge_until(len(self.runs), 0, per_run)
+        if gauging:
+            self.gauge.close()
+
+    def _gauge_until(self, run_number: int, results: int, per_run: int) -> array[int]:
+        """Put the results written so far through the gauge: those of the runs before
+        `run_number` (noting their offsets and tails) and the first `results` of that run,
+        whose offsets so far are returned. They are serialized again (the same bytes): the
+        price of learning late that the log does not fit is one more pass over what fitted."""
+        for number, run in enumerate(self.runs[:run_number + 1]):
+            kept = min(per_run, len(run.findings))
+            count = kept if number < run_number else results
+            offsets = array("q", [self.gauge.raw])
+            for position, finding in enumerate(run.findings[:count]):
+                self.gauge.add(self._piece(finding, position))
+                offsets.append(self.gauge.raw)
+            if number == run_number:
+                return offsets
+            self.offsets.append(offsets)
+            self.tails.append(len(run.tail(kept, self.reason, self.strict)))
+        return array("q", [self.gauge.raw])
 
     def measure(self) -> _Sink:
         """The log with as many results as GitHub takes per run, measured as it is written."""
         sink = _Sink(self.fmt.max_gzipped_bytes)
-        self._produce(sink, self.fmt.max_results, self.gauge)
+        self._produce(sink, self.fmt.max_results, gauged=True)
         self.measured_raw, self.measured_packed = sink.raw, sink.packed
         return sink
 
