@@ -187,7 +187,8 @@ def _vsphere_specs(prefixed: bool) -> list[Spec]:
              parse=as_path, metavar="PEM", aliases=aliases("ca-bundle"), group=group, needs_source=needs),
         Spec("vsphere-insecure", "do not verify the vCenter's TLS certificate (a warning is printed)",
              switch=True, default=False, aliases=aliases("insecure"), group=group, needs_source=needs),
-        Spec("vsphere-timeout", "network timeout per request in seconds (default: 60)", parse=as_seconds,
+        Spec("vsphere-timeout", "seconds each request may take, whole: connecting if it must, sending it, "
+             "reading all of its answer (default: 60)", parse=as_seconds,
              default=60.0, metavar="SECONDS", aliases=aliases("timeout"), group=group, needs_source=needs),
         Spec("vsphere-page-size", "objects per PropertyCollector page (default: 500)", parse=as_count,
              default=500, metavar="N", aliases=aliases("page-size"), group=group, needs_source=needs),

@@ -255,6 +255,116 @@ def test_a_vcenter_that_hangs_at_logout_still_gives_its_snapshot(simulator_binar
     assert b"VirtualMachine" in out.read_bytes()
 
 
+class DrippingPeer(LocalListener):
+    """An HTTPS server on 127.0.0.1 that answers the API versions document at once (or not),
+    then answers every request with a 1 MiB body sent one byte every DRIP seconds: each read
+    gets a byte well within the timeout, and the answer would take three days."""
+
+    DRIP = 0.25
+
+    def __init__(self, context: ssl.SSLContext, probe_answered: bool):
+        from pyVmomi import VmomiSupport
+
+        newest = VmomiSupport.versionIdMap[VmomiSupport.GetServiceVersions("vim25")[0]]
+        self.versions = (f'<?xml version="1.0" encoding="UTF-8"?><namespaces version="1.0"><namespace>'
+                         f'<name>urn:vim25</name><version>{newest}</version></namespace></namespaces>').encode()
+        self.context = context
+        self.probe_answered = probe_answered
+        self.requests: list[bytes] = []
+        super().__init__()
+
+    def handle(self, connection: socket.socket) -> None:
+        threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+
+    def _answer(self, connection: socket.socket) -> None:
+        connection.settimeout(30)
+        try:
+            connection = self.context.wrap_socket(connection, server_side=True)
+            self.sockets.append(connection)
+            reader = connection.makefile("rb")
+            while not self.done.is_set():
+                line = reader.readline()
+                if not line:
+                    return
+                self.requests.append(line)
+                length = 0
+                while (header := reader.readline()) not in (b"\r\n", b""):
+                    if header.lower().startswith(b"content-length:"):
+                        length = int(header.split(b":")[1])
+                reader.read(length)
+                if line.startswith(b"GET") and self.probe_answered:
+                    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: "
+                                       + str(len(self.versions)).encode() + b"\r\n\r\n" + self.versions)
+                    continue
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: 1048576\r\n\r\n")
+                while not self.done.is_set():
+                    connection.sendall(b" ")
+                    time.sleep(self.DRIP)
+        except OSError:  # the client gave up, or the test ended
+            return
+
+
+@pytest.mark.parametrize("probe_answered, dripped", [(False, "GET"), (True, "POST")],
+                         ids=["the API versions document", "the first SOAP request"])
+def test_a_vcenter_that_answers_a_byte_at_a_time_is_cut_off_at_the_timeout(tmp_path, vsphere_env, probe_answered,
+                                                                             dripped):
+    """Each byte comes well within the timeout: only a deadline for the whole request ends it."""
+    cert, key = make_certificate(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    peer = DrippingPeer(context, probe_answered)
+    out = tmp_path / "estate.json"
+    out.write_bytes(EARLIER)
+    try:
+        result, elapsed = run_auditor("collect", "vsphere", "--server", f"127.0.0.1:{peer.port}", "--ca-bundle",
+                                      str(cert), "--timeout", str(TIMEOUT), "--out", str(out), "-q", env=vsphere_env)
+    finally:
+        peer.stop()
+    assert peer.requests and peer.requests[-1].startswith(dripped.encode())
+    assert_timed_out(result, elapsed, f"127.0.0.1:{peer.port} (connecting): timed out after {TIMEOUT} s")
+    assert out.read_bytes() == EARLIER
+
+
+def test_the_deadline_is_per_request_and_a_slow_answer_within_it_is_read(tmp_path):
+    """The near miss: answers that take most of the timeout, one after another on one kept-alive
+    connection, are each read whole; the deadline starts again with each request."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from auditor.sources.deadline import DeadlineHTTPSConnection
+
+    class Slow(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "6")
+            self.end_headers()
+            for byte in b"answer":  # 6 x 0.1 s: 0.6 s of a 1 s deadline
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.1)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    cert, key = make_certificate(tmp_path)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert, key)
+    server.socket = server_context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = DeadlineHTTPSConnection("127.0.0.1", server.server_address[1], timeout=1,
+                                         context=ssl.create_default_context(cafile=str(cert)))
+        for _ in range(3):  # 1.8 s in all on one connection: more than one deadline, each within its own
+            client.request("GET", "/")
+            assert client.getresponse().read() == b"answer"
+        client.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 # -- Azure -------------------------------------------------------------------------------
 
 

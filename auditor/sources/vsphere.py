@@ -16,8 +16,9 @@ other sources, a vCenter is collected in a process of its own (VSphereSource.own
 sources.collect_all).
 
 Every request (the API version probe, login, RetrievePropertiesEx, ContinueRetrievePropertiesEx,
-logout) runs on a socket with `--timeout` as its timeout: connecting, the TLS handshake and
-each read. pyVim's SmartConnect is not used: its version probe opens a connection without
+logout) runs within `--timeout`: connecting, the TLS handshake, and then sending the request
+and reading all of its answer (sources.deadline: a peer answering a byte at a time is cut
+off too). pyVim's SmartConnect is not used: its version probe opens a connection without
 one, and its `connectionPoolTimeout` only closes idle pooled connections. A vCenter that
 accepts and then says nothing fails the source after one timeout; the cleanup requests
 after it (DestroyView, logout) are not sent to it, as each would wait the timeout again.
@@ -66,6 +67,7 @@ from ..inventory import ESXI_SETTINGS, VCENTER_SETTINGS, VM_DEVICE_TYPES, VM_SET
 from ..patterns import linear
 from ..snapshot import Source, make_resource
 from . import Collected, InventorySource, Progress
+from .deadline import DeadlineHTTPSConnection
 from .vsphere_soap import (
     AnswerTap,
     Decoder,
@@ -201,6 +203,8 @@ class TimedStub(SoapStubAdapter):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._taps = threading.local()  # the tap of the request this thread is sending, if any
+        if self.scheme is http.client.HTTPSConnection:  # each request within the timeout, whole
+            self.scheme = DeadlineHTTPSConnection
 
     def InvokeMethod(self, mo: Any, info: Any, args: Any, outerStub: Any = None) -> Any:
         """Send one SOAP request, unless an earlier one timed out."""
@@ -247,7 +251,7 @@ class TimedStub(SoapStubAdapter):
 def api_version(host: str, port: int, context: ssl.SSLContext, timeout: float) -> str:
     """The newest vim25 API version both the peer and pyVmomi speak, chosen from the peer's
     vimServiceVersions.xml as SmartConnect chooses it, over a connection with a timeout."""
-    connection = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+    connection = DeadlineHTTPSConnection(host, port, timeout=timeout, context=context)
     try:
         connection.request("GET", VERSIONS_DOCUMENT)
         response = connection.getresponse()

@@ -58,6 +58,8 @@ from typing import Any, NamedTuple
 from lxml import etree
 from pyVmomi import Iso8601, SoapAdapter, VmomiSupport
 
+from .deadline import underlying_socket
+
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 SOAP_NS = "{http://schemas.xmlsoap.org/soap/envelope/}"
 ENVELOPE, BODY, FAULT = SOAP_NS + "Envelope", SOAP_NS + "Body", SOAP_NS + "Fault"
@@ -339,7 +341,7 @@ def _shut(connection: Any) -> None:
     """Shut an HTTP connection's socket down for both ways, if it has one: a read waiting on
     it in another thread ends at once. The socket's own shutdown, not the TLS layer's, which
     the reading thread is using."""
-    sock = getattr(connection, "sock", None)
+    sock = underlying_socket(getattr(connection, "sock", None))
     if sock is not None:
         with contextlib.suppress(OSError):
             socket.socket.shutdown(sock, socket.SHUT_RDWR)
