@@ -44,6 +44,7 @@ import signal
 import stat
 import tempfile
 import threading
+import time
 import traceback
 import zlib
 from collections.abc import Iterator
@@ -558,9 +559,15 @@ def _lock_spill(folder: Path) -> int | None:
     return fd
 
 
+# a spill folder without its lock file this long after it was last changed was left by a scan
+# killed while creating it (which takes microseconds), not by one creating it now
+_UNLOCKED_AGE = 600.0
+
+
 def sweep_spill_folders(temp: Path) -> None:
     """Remove the spill folders of killed scans from `temp`: this user's folders whose lock
-    file nobody holds. A folder without a lock file is left alone (a scan may be creating it)."""
+    file nobody holds. A folder without a lock file is left alone (a scan may be creating it)
+    unless it has not changed for _UNLOCKED_AGE seconds."""
     if fcntl is None:
         return
     try:
@@ -571,10 +578,16 @@ def sweep_spill_folders(temp: Path) -> None:
         if not entry.name.startswith(SPILL_PREFIX):
             continue
         with contextlib.suppress(OSError):
-            if not entry.is_dir(follow_symlinks=False) or entry.stat(follow_symlinks=False).st_uid != os.getuid():
+            status = entry.stat(follow_symlinks=False)
+            if not entry.is_dir(follow_symlinks=False) or status.st_uid != os.getuid():
                 continue
-            # never blocks: a FIFO named .lock is opened without waiting, and left alone
-            fd = os.open(Path(entry.path) / _SPILL_LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            try:
+                # never blocks: a FIFO named .lock is opened without waiting, and left alone
+                fd = os.open(Path(entry.path) / _SPILL_LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except FileNotFoundError:
+                if time.time() - status.st_mtime > _UNLOCKED_AGE:
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                continue
             try:
                 if not stat.S_ISREG(os.fstat(fd).st_mode):
                     continue

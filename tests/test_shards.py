@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -614,6 +615,11 @@ def test_the_spill_folders_of_killed_scans_are_swept_and_live_ones_kept(tmp_path
     fcntl.flock(held, fcntl.LOCK_EX)
     starting = tmp_path / "auditor-shards-starting"  # no lock file yet: being created
     starting.mkdir()
+    (starting / ".lock-new").touch()
+    abandoned = tmp_path / "auditor-shards-abandoned"  # killed while it was created, an hour ago
+    abandoned.mkdir()
+    (abandoned / ".lock-new").touch()
+    os.utime(abandoned, (time.time() - 3600, time.time() - 3600))
     piped = tmp_path / "auditor-shards-fifo"  # opening a FIFO to read would wait for a writer
     piped.mkdir()
     os.mkfifo(piped / ".lock")
@@ -625,7 +631,7 @@ def test_the_spill_folders_of_killed_scans_are_swept_and_live_ones_kept(tmp_path
         sweep_spill_folders(tmp_path)
     finally:
         os.close(held)
-    assert not dead.exists()
+    assert not dead.exists() and not abandoned.exists()
     assert live.exists() and starting.exists() and piped.exists() and (other / ".lock").exists()
     assert (tmp_path / "auditor-shards-link").is_symlink()
 
