@@ -145,3 +145,51 @@ def test_trees_past_pythons_nesting_limits_are_called_and_judge_the_same(tmp_pat
     verdicts = loop_verdicts(compiled, resources)
     assert verdicts == closure_verdicts(compiled, resources)
     assert verdicts[0], "the case must match something, or it proves nothing"
+
+
+def balanced(depth: int) -> dict[str, Any]:
+    """A tree of `all`/`any` 2**depth comparisons wide: no indentation limit stops it."""
+    if depth == 0:
+        return {"path": "a", "op": "ne", "value": "z"}
+    return {("all" if depth % 2 else "any"): [balanced(depth - 1), balanced(depth - 1)]}
+
+
+def test_a_path_of_thousands_of_keys_is_read_by_its_getter(tmp_path_factory):
+    """A chain of 4,000 subscripts would exhaust the compiler's recursion: such a path is read
+    by its getter, and the rule judges as the closures do."""
+    path = ".".join(["a"] * 4000)
+    compiled = compile_one(tmp_path_factory, {"match": {"path": path, "op": "present"}, "needs": [path]})
+    deep: Any = "x"
+    for _ in range(4000):
+        deep = {"a": deep}
+    resources = [{"id": f"r{i}", "name": "n", "cloud": "azure", "type": TYPE, "source": "s", "tags": {}, **native}
+                 for i, native in enumerate([deep, {"a": {"a": None}}])]
+    assert loop_verdicts(compiled, resources) == closure_verdicts(compiled, resources) == (["r0"], ["r1"], 1)
+
+
+def test_a_rule_of_thousands_of_comparisons_compiles_to_bounded_code(tmp_path_factory):
+    """Past a few hundred comparisons the rest are called: a rule file at the YAML value limit
+    must not become megabytes of bytecode."""
+    small = compile_one(tmp_path_factory, {"match": balanced(8)})  # 256 comparisons, all written out
+    large = compile_one(tmp_path_factory, {"match": balanced(14)})  # 16,384
+    assert len(large.loop.__code__.co_code) < 3 * len(small.loop.__code__.co_code)
+    resources = [{"id": f"r{i}", "name": "n", "cloud": "azure", "type": TYPE, "source": "s", "tags": {}, "a": a}
+                 for i, a in enumerate(["x", "z", None])]
+    assert loop_verdicts(large, resources) == closure_verdicts(large, resources)
+
+
+def test_a_rule_the_compiler_refuses_runs_through_its_closures(tmp_path_factory, monkeypatch):
+    """The safety net under the caps: should CPython still refuse the code, the rule is run by
+    calling its closures, with the same verdicts, rather than failing the scan."""
+    from auditor.engine import codegen
+
+    def refuse(*args: Any) -> Any:
+        raise RecursionError("maximum recursion depth exceeded during compilation")
+    monkeypatch.setattr(codegen, "compile", refuse, raising=False)
+    match = {"any_item": {"path": "items", "match": {"path": "c", "op": "eq", "value": "x"}}}
+    compiled = compile_one(tmp_path_factory, {"match": match, "where": {"path": "a", "op": "ne", "value": "skip"},
+                                              "needs": ["items"]})
+    resources = [{"id": f"r{i}", "name": "n", "cloud": "azure", "type": TYPE, "source": "s", "tags": {}, **native}
+                 for i, native in enumerate([{"items": [{"c": "x"}, {"c": "y"}, {"c": "x"}]}, {"a": "skip"}, {}])]
+    assert loop_verdicts(compiled, resources) == closure_verdicts(compiled, resources)
+    assert loop_verdicts(compiled, resources)[1:] == (["r2"], 1)

@@ -33,6 +33,12 @@ _MAX_BLOCKS = 12
 # CPython's tokenizer allows 100 levels of indentation; an `all` of many children nests
 # one `if` per child
 _MAX_INDENT = 60
+# a chain of subscripts is a nested expression for CPython's compiler, which recurses on it:
+# longer paths are read by their getter (a loop)
+_MAX_SEGMENTS = 16
+# comparisons written out per rule: the shipped rules have at most a few dozen, and a rule
+# file of a million values must not become megabytes of bytecode (the rest are called)
+_MAX_WRITTEN = 500
 
 
 class _Writer:
@@ -41,6 +47,7 @@ class _Writer:
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.constants: dict[str, Any] = {"ABSENT": ABSENT, "_MISS": (KeyError, TypeError)}
+        self.written = 0  # comparisons and list conditions written out so far
 
     def constant(self, value: Any) -> str:
         name = f"c{len(self.constants)}"
@@ -53,7 +60,8 @@ class _Writer:
     def read(self, indent: int, blocks: int, scope: str, path: str, get: Callable[[Any], Any]) -> int:
         """Code setting `v` to what `get(scope)` returns; the nesting it used."""
         segments = parse_path(path)
-        if blocks + 1 > _MAX_BLOCKS or not all(isinstance(s, str) for s in segments):
+        if (blocks + 1 > _MAX_BLOCKS or len(segments) > _MAX_SEGMENTS
+                or not all(isinstance(s, str) for s in segments)):
             self.emit(indent, f"v = {self.constant(get)}({scope})")
             return blocks
         keys = [repr(segment) for segment in segments]
@@ -77,9 +85,10 @@ class _Writer:
 
     def condition(self, node: Any, indent: int, blocks: int, scope: str, depth: int) -> None:
         """Code setting `t` to the truth of `node` on `scope` (truthiness as `node.test`)."""
-        if blocks + 2 > _MAX_BLOCKS or indent + 4 > _MAX_INDENT:
+        if blocks + 2 > _MAX_BLOCKS or indent + 4 > _MAX_INDENT or self.written >= _MAX_WRITTEN:
             self.emit(indent, f"t = {self.constant(node.test)}({scope})")
         elif isinstance(node, Compare) and node.predicate is not None:
+            self.written += 1
             self.read(indent, blocks, scope, node.path, node.get)
             self.emit(indent, f"t = {node.op.on_absent!r} if v is ABSENT else {self.comparison(node)}")
         elif isinstance(node, All | Any_):
@@ -97,6 +106,7 @@ class _Writer:
             self.condition(node.child, indent, blocks, scope, depth)
             self.emit(indent, "t = not t")
         elif isinstance(node, Items):
+            self.written += 1
             self.items(node, indent, blocks, scope, depth)
         else:  # a field comparison or a dry-check placeholder
             self.emit(indent, f"t = {self.constant(node.test)}({scope})")
@@ -175,9 +185,14 @@ def rule_loop(where: Any, needs: tuple[tuple[str, Callable[[Any], Any]], ...], m
         writer.condition(where, 2, blocks, "r", 0)
         writer.emit(2, "if not t:")
         writer.emit(3, "continue")
-    for path, get in needs:
+    for path, get in needs[:_MAX_WRITTEN]:
         writer.read(2, blocks, "r", path, get)
         writer.emit(2, "if v is ABSENT:")
+        writer.emit(3, f"not_evaluated.append({key}(r))")
+        writer.emit(3, "continue")
+    if len(needs) > _MAX_WRITTEN:
+        rest = writer.constant(tuple(get for _, get in needs[_MAX_WRITTEN:]))
+        writer.emit(2, f"if any(get(r) is ABSENT for get in {rest}):")
         writer.emit(3, f"not_evaluated.append({key}(r))")
         writer.emit(3, "continue")
     writer.emit(2, "checked += 1")
@@ -189,5 +204,32 @@ def rule_loop(where: Any, needs: tuple[tuple[str, Callable[[Any], Any]], ...], m
         writer.emit(3, "matched.append(r)")
     writer.emit(1, "return checked")
     namespace = dict(writer.constants)
-    exec(compile("\n".join(writer.lines), "<rule loop>", "exec"), namespace)
+    try:
+        code = compile("\n".join(writer.lines), "<rule loop>", "exec")
+    except (RecursionError, MemoryError, SyntaxError):  # past a limit of CPython's the caps missed
+        return called_loop(where, tuple(get for _, get in needs), match, per_item, resource_key)
+    exec(code, namespace)
     return namespace["rule_loop"]
+
+
+def called_loop(where: Any, needs: tuple[Callable[[Any], Any], ...], match: Any, per_item: bool,
+                resource_key: Callable[[Any], str]) -> RuleLoop:
+    """The loop `rule_loop` writes out, calling the condition closures instead."""
+    where_test = where.test if where is not None else None
+    test = match.test
+
+    def loop(resources: list[Any], not_evaluated: list[str], matched: list[Any]) -> int:
+        checked = 0
+        for resource in resources:
+            if where_test is not None and not where_test(resource):
+                continue
+            if any(get(resource) is ABSENT for get in needs):
+                not_evaluated.append(resource_key(resource))
+                continue
+            checked += 1
+            if per_item:
+                matched.extend((resource, position, item) for position, item in match.matching(resource))
+            elif test(resource):
+                matched.append(resource)
+        return checked
+    return loop
