@@ -879,7 +879,8 @@ class Decoder:
             if name == "propSet":
                 path, value = None, None
                 if len(child) == 2:  # <name/><val/>, as every server sends it: _property in short
-                    first, value = child
+                    first = child[0]  # indexed: unpacking would make an iterator per property
+                    value = child[1]
                     if (not len(first) and (names.get(first.tag) or local(first.tag)) == "name"
                             and (names.get(value.tag) or local(value.tag)) == "val"):
                         path = first.text or ""
