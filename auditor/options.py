@@ -190,8 +190,8 @@ def _vsphere_specs(prefixed: bool) -> list[Spec]:
         Spec("vsphere-timeout", "seconds each request may take, whole: connecting if it must, sending it, "
              "reading all of its answer (default: 60)", parse=as_seconds,
              default=60.0, metavar="SECONDS", aliases=aliases("timeout"), group=group, needs_source=needs),
-        Spec("vsphere-page-size", "objects per PropertyCollector page (default: 500)", parse=as_count,
-             default=500, metavar="N", aliases=aliases("page-size"), group=group, needs_source=needs),
+        Spec("vsphere-page-size", "objects per PropertyCollector page (default: 250)", parse=as_count,
+             default=250, metavar="N", aliases=aliases("page-size"), group=group, needs_source=needs),
         Spec("vsphere-parser", "how the PropertyCollector's answers are read: fast (lxml, the default) or pyvmomi "
              "(its own deserialiser: the same snapshot, several times the CPU)", choices=("fast", "pyvmomi"),
              default="fast", aliases=aliases("parser"), group=group, needs_source=needs),
@@ -632,7 +632,7 @@ class VSphereOptions(Named):
     ca_bundle: Path | None = None
     insecure: bool = False
     timeout: float = 60.0
-    page_size: int = 500  # auditor.sources.vsphere.PAGE_SIZE
+    page_size: int = 250  # auditor.sources.vsphere.PAGE_SIZE
     parser: str = "fast"  # how SOAP answers are read (auditor.sources.vsphere.PARSERS)
     given: dict[str, str] = field(default_factory=dict)
 
