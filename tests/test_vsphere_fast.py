@@ -28,6 +28,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 import zlib
@@ -946,6 +947,26 @@ def test_a_bug_in_a_collecting_process_is_raised_in_the_parent():
     with pytest.raises(KeyError, match="a bug of ours") as raised:
         collect_all([Probe("a"), Probe("b", "bug")], Recorder())
     assert any("in the process collecting b" in note for note in raised.value.__notes__)
+
+
+def test_a_collecting_process_does_not_run_the_main_script_again(tmp_path):
+    """A child needs the sources' modules, which the fork server imports, not the program
+    that started it: run again in every child, a command line's imports cost each 0.05 s."""
+    runs = tmp_path / "runs"
+    script = tmp_path / "main.py"
+    script.write_text(textwrap.dedent(f"""
+        with open({str(runs)!r}, "a") as runs:
+            runs.write("ran\\n")
+        if __name__ == "__main__":
+            from auditor.sources import collect_all
+            from tests.test_vsphere_fast import Probe, Recorder
+            snapshot = collect_all([Probe("a"), Probe("b")], Recorder())
+            print(" ".join(s.status for s in snapshot.sources))
+        """), encoding="utf-8")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert result.returncode == 0 and result.stdout.split() == ["ok", "ok"], result.stderr
+    assert runs.read_text() == "ran\n"  # in this process only, not once more in each child
 
 
 def descendants(pid: int) -> set[int]:
