@@ -39,6 +39,7 @@ import marshal
 import multiprocessing
 import os
 import queue
+import re
 import shutil
 import signal
 import stat
@@ -541,6 +542,9 @@ def spill_folder() -> Iterator[Path]:
 
 
 SPILL_PREFIX = "auditor-shards-"
+# the names tempfile gives a spill folder: the prefix and eight of its characters; a folder
+# merely named like one (auditor-shards-notes) is not this program's to remove
+_SPILL_NAME = re.compile(re.escape(SPILL_PREFIX) + r"[a-z0-9_]{8}")
 _SPILL_LOCK = ".lock"
 
 
@@ -559,15 +563,16 @@ def _lock_spill(folder: Path) -> int | None:
     return fd
 
 
-# a spill folder without its lock file this long after it was last changed was left by a scan
-# killed while creating it (which takes microseconds), not by one creating it now
+# a spill folder holding no more than the lock file it was about to lock, this long after it
+# was last changed, was left by a scan killed while creating it (which takes microseconds)
 _UNLOCKED_AGE = 600.0
 
 
 def sweep_spill_folders(temp: Path) -> None:
     """Remove the spill folders of killed scans from `temp`: this user's folders whose lock
-    file nobody holds. A folder without a lock file is left alone (a scan may be creating it)
-    unless it has not changed for _UNLOCKED_AGE seconds."""
+    file nobody holds. A folder without a lock file is left alone (a scan may be creating it,
+    or one runs where flock fails, with its spill files there), unless it holds nothing but
+    the lock file not yet locked and has not changed for _UNLOCKED_AGE seconds."""
     if fcntl is None:
         return
     try:
@@ -575,7 +580,7 @@ def sweep_spill_folders(temp: Path) -> None:
     except OSError:
         return
     for entry in entries:
-        if not entry.name.startswith(SPILL_PREFIX):
+        if not _SPILL_NAME.fullmatch(entry.name):
             continue
         with contextlib.suppress(OSError):
             status = entry.stat(follow_symlinks=False)
@@ -585,7 +590,7 @@ def sweep_spill_folders(temp: Path) -> None:
                 # never blocks: a FIFO named .lock is opened without waiting, and left alone
                 fd = os.open(Path(entry.path) / _SPILL_LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
             except FileNotFoundError:
-                if time.time() - status.st_mtime > _UNLOCKED_AGE:
+                if time.time() - status.st_mtime > _UNLOCKED_AGE and set(os.listdir(entry.path)) <= {".lock-new"}:
                     shutil.rmtree(entry.path, ignore_errors=True)
                 continue
             try:

@@ -604,11 +604,11 @@ def test_the_spill_folders_of_killed_scans_are_swept_and_live_ones_kept(tmp_path
 
     from auditor.shards import sweep_spill_folders
 
-    dead = tmp_path / "auditor-shards-dead"  # its scan was killed: nobody holds its lock
+    dead = tmp_path / "auditor-shards-dead0000"  # its scan was killed: nobody holds its lock
     dead.mkdir()
     (dead / ".lock").touch()
     (dead / "shard-0.jsonl").write_bytes(b"0 2 v {}\n")
-    live = tmp_path / "auditor-shards-live"
+    live = tmp_path / "auditor-shards-live0000"
     live.mkdir()
     (live / ".lock").touch()
     held = os.open(live / ".lock", os.O_RDONLY)
@@ -616,24 +616,34 @@ def test_the_spill_folders_of_killed_scans_are_swept_and_live_ones_kept(tmp_path
     starting = tmp_path / "auditor-shards-starting"  # no lock file yet: being created
     starting.mkdir()
     (starting / ".lock-new").touch()
-    abandoned = tmp_path / "auditor-shards-abandoned"  # killed while it was created, an hour ago
+    abandoned = tmp_path / "auditor-shards-abandone"  # killed while it was created, an hour ago
     abandoned.mkdir()
     (abandoned / ".lock-new").touch()
     os.utime(abandoned, (time.time() - 3600, time.time() - 3600))
-    piped = tmp_path / "auditor-shards-fifo"  # opening a FIFO to read would wait for a writer
+    lookalike = tmp_path / "auditor-shards-notes"  # named like a spill folder, not one of ours
+    lookalike.mkdir()
+    (lookalike / "notes.txt").write_text("mine")
+    (lookalike / ".lock").touch()  # which nobody holds
+    os.utime(lookalike, (time.time() - 3600, time.time() - 3600))
+    unlockable = tmp_path / "auditor-shards-unlockab"  # a scan where flock failed: its spill files
+    unlockable.mkdir()
+    (unlockable / ".lock-new").touch()
+    (unlockable / "shard-0.jsonl").write_bytes(b"0 2 v {}\n")
+    os.utime(unlockable, (time.time() - 3600, time.time() - 3600))
+    piped = tmp_path / "auditor-shards-fifo0000"  # opening a FIFO to read would wait for a writer
     piped.mkdir()
     os.mkfifo(piped / ".lock")
     other = tmp_path / "other"
     other.mkdir()
     (other / ".lock").touch()
-    (tmp_path / "auditor-shards-link").symlink_to(other)
+    (tmp_path / "auditor-shards-link0000").symlink_to(other)
     try:
         sweep_spill_folders(tmp_path)
     finally:
         os.close(held)
     assert not dead.exists() and not abandoned.exists()
-    assert live.exists() and starting.exists() and piped.exists() and (other / ".lock").exists()
-    assert (tmp_path / "auditor-shards-link").is_symlink()
+    assert live.exists() and starting.exists() and unlockable.exists() and lookalike.exists() and piped.exists() and (other / ".lock").exists()
+    assert (tmp_path / "auditor-shards-link0000").is_symlink()
 
 
 def test_a_scan_killed_outright_leaves_spill_files_the_next_scan_removes(large_estate, tmp_path):
