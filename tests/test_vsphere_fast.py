@@ -969,6 +969,26 @@ def test_a_collecting_process_does_not_run_the_main_script_again(tmp_path):
     assert runs.read_text() == "ran\n"  # in this process only, not once more in each child
 
 
+def test_a_source_the_main_script_defines_is_still_collected_in_a_process(tmp_path):
+    """auditor used from a script with a source class of its own: that class exists only
+    where the script runs, so its processes do run the script (as they always did)."""
+    script = tmp_path / "embedding.py"
+    script.write_text(textwrap.dedent("""
+        from tests.test_vsphere_fast import Probe, Recorder
+
+        class Tagged(Probe):
+            pass
+
+        if __name__ == "__main__":
+            from auditor.sources import collect_all
+            snapshot = collect_all([Tagged("a"), Tagged("b")], Recorder())
+            print(" ".join(s.status for s in snapshot.sources))
+        """), encoding="utf-8")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert result.returncode == 0 and result.stdout.split() == ["ok", "ok"], result.stderr
+
+
 def descendants(pid: int) -> set[int]:
     """Every process below `pid`, from /proc."""
     children: dict[int, list[int]] = {}

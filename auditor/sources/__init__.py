@@ -179,7 +179,7 @@ def collect_in_processes(sources: list[InventorySource], progress: Progress, wor
                 receiver, sender = context.Pipe(duplex=False)
                 process = context.Process(target=_collect_in_process, args=(sources[index], sender, cwd),
                                           name=f"auditor-collect-{sources[index].id}", daemon=True)
-                _start_without_main(process)
+                _start(process, sources[index])
                 sender.close()  # the child's end: EOF here once the child is gone
                 running[receiver] = _Running(index, process, receiver)
             for channel in wait(list(running)):
@@ -200,17 +200,21 @@ def collect_in_processes(sources: list[InventorySource], progress: Progress, wor
     return [result for result in results if result is not None]
 
 
-def _start_without_main(process: Any) -> None:
-    """Start `process` without it running this program's main script first.
+def _start(process: Any, source: InventorySource) -> None:
+    """Start `process`, collecting `source`, without it running this program's main script
+    first, unless the source needs it.
 
     A child runs a function of this module on objects of the sources' modules, which the
     fork server has imported; nothing of the main script. Yet given the main script's path,
     each child runs it again (Python 3.11's fork server cannot preload a script: the key it
     looks for is not the one the preparation data holds), which is every import of the
     command line again: 0.04-0.06 s of CPU a child, 0.13 s under bench/vsphere.py. Without
-    the path in the preparation data, the child skips that."""
+    the path in the preparation data, the child skips that. A source of a class the main
+    script defines (auditor used from a script) can only be rebuilt there: it keeps it."""
     main = sys.modules.get("__main__")
-    path = main.__dict__.pop("__file__", None) if main is not None else None
+    path = None
+    if main is not None and b"__main__" not in pickle.dumps(source):
+        path = main.__dict__.pop("__file__", None)
     try:
         process.start()
     finally:
