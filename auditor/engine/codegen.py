@@ -10,8 +10,11 @@ loop's own frame and only the operator's predicate is still called.
 The generated code mirrors the closures exactly (same reads, same exceptions caught,
 same short-circuits, same absent handling), so a rule's verdicts cannot differ between
 the two; `tests/test_codegen.py` checks that over hostile shapes. Anything the generator
-does not write out (a field comparison, a dry-check placeholder, a path with an index,
-nesting past Python's limit on nested blocks) is called through its closure.
+does not write out is called through its closure: a field comparison, a dry-check
+placeholder, a path with an index or of more than _MAX_SEGMENTS keys, nesting past
+Python's limits on nested blocks and indentation, and comparisons past the first
+_MAX_WRITTEN of a rule. Should CPython still refuse the code, the whole rule runs through
+its closures (called_loop).
 """
 
 from __future__ import annotations

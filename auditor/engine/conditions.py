@@ -1,7 +1,9 @@
 """Conditions compiled into predicates.
 
 Each node has two ways to run:
-- `test(scope)`: the hot path, a closure chain with no allocation, used on every resource;
+- `test(scope)`: a closure chain with no allocation, the verdict on one resource; the hot
+  loop over every resource is generated from the same nodes (codegen.py), which calls
+  `test` only for what it does not write out;
 - `explain(scope, evidence, prefix)`: run again only on resources that matched, recording
   which observed values made the rule true (the evidence a report shows).
 Inside `any_item` / `all_items` / `no_item`, paths are relative to the list element.
