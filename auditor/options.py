@@ -187,8 +187,9 @@ def _vsphere_specs(prefixed: bool) -> list[Spec]:
              parse=as_path, metavar="PEM", aliases=aliases("ca-bundle"), group=group, needs_source=needs),
         Spec("vsphere-insecure", "do not verify the vCenter's TLS certificate (a warning is printed)",
              switch=True, default=False, aliases=aliases("insecure"), group=group, needs_source=needs),
-        Spec("vsphere-timeout", "seconds each request may take, whole: connecting if it must, sending it, "
-             "reading all of its answer (default: 60)", parse=as_seconds,
+        Spec("vsphere-timeout", "seconds each request may take, whole: a new connection's TLS handshake, "
+             "sending it, reading all of its answer; connecting gets as long per address (default: 60)",
+             parse=as_seconds,
              default=60.0, metavar="SECONDS", aliases=aliases("timeout"), group=group, needs_source=needs),
         Spec("vsphere-page-size", "objects per PropertyCollector page (default: 250)", parse=as_count,
              default=250, metavar="N", aliases=aliases("page-size"), group=group, needs_source=needs),
@@ -222,7 +223,8 @@ def _azure_specs(prefixed: bool) -> list[Spec]:
              aliases=aliases("tenant"), group=group, needs_source=needs),
         Spec("azure-ca-bundle", "CA certificates to verify Resource Manager and the authority with",
              parse=as_path, metavar="PEM", aliases=aliases("ca-bundle"), group=group, needs_source=needs),
-        Spec("azure-timeout", "network timeout per request in seconds (default: 60)", parse=as_seconds,
+        Spec("azure-timeout", "seconds each wait of a request may take: connecting (at most 30), each read "
+             "of its answer (default: 60)", parse=as_seconds,
              default=60.0, metavar="SECONDS", aliases=aliases("timeout"), group=group, needs_source=needs),
     ]
 
@@ -878,17 +880,24 @@ def options_markdown() -> str:
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for command, specs in SPECS.items():
         for spec in specs:
-            row = rows.setdefault((spec.name, spec.help), {"spec": spec, "commands": [], "aliases": set()})
+            row = rows.setdefault((spec.name, spec.help), {"spec": spec, "commands": [], "aliases": {}})
             row["commands"].append(command)
-            row["aliases"].update(spec.aliases)
+            for alias in spec.aliases:
+                row["aliases"].setdefault(alias, []).append(command)
     for row in rows.values():
         spec: Spec = row["spec"]
-        spellings = ", ".join([f"`--{spec.name}`"] + [f"`-{a}`" if len(a) == 1 else f"`--{a}`"
-                                                       for a in sorted(row["aliases"], key=len)])
+
+        def spelled(alias: str) -> str:
+            return f"`-{alias}`" if len(alias) == 1 else f"`--{alias}`"
+        everywhere = [a for a, where in row["aliases"].items() if where == row["commands"]]
+        spellings = ", ".join([f"`--{spec.name}`"] + [spelled(a) for a in sorted(everywhere, key=len)])
         value = "" if spec.switch else f" {spec.metavar or ('{' + ','.join(spec.choices or ()) + '}')}"
         many = " (repeatable)" if spec.many else ""
+        # a spelling only some commands take (`collect vsphere --timeout`) says which
+        some = "".join(f" ({spelled(a)} in {', '.join(where)})" for a, where in sorted(row["aliases"].items())
+                       if where != row["commands"])
         commands = ", ".join(row["commands"]) if len(row["commands"]) < len(SPECS) else "every command"
-        cells = (f"{spellings}{value}{many}", commands, f"`{spec.env}`", spec.help)
+        cells = (f"{spellings}{value}{many}{some}", commands, f"`{spec.env}`", spec.help)
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(lines) + "\n"
 

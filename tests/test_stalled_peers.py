@@ -365,6 +365,100 @@ def test_the_deadline_is_per_request_and_a_slow_answer_within_it_is_read(tmp_pat
         server.server_close()
 
 
+class SlowHandshakeThenTrickle(LocalListener):
+    """Accepts, waits HANDSHAKE seconds before the TLS handshake, then answers every request
+    with a 100-byte body sent a byte every 0.05 s (5 s in all)."""
+
+    HANDSHAKE = 1.0
+
+    def __init__(self, context: ssl.SSLContext):
+        self.context = context
+        super().__init__()
+
+    def handle(self, connection: socket.socket) -> None:
+        threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+
+    def _answer(self, connection: socket.socket) -> None:
+        try:
+            time.sleep(self.HANDSHAKE)
+            connection.settimeout(30)
+            connection = self.context.wrap_socket(connection, server_side=True)
+            self.sockets.append(connection)
+            reader = connection.makefile("rb")
+            while reader.readline() not in (b"\r\n", b""):
+                pass
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+            for _ in range(100):
+                connection.sendall(b"x")
+                time.sleep(0.05)
+        except OSError:  # the client gave up, or the test ended
+            return
+
+
+def test_a_connection_made_before_its_request_shares_the_requests_deadline(tmp_path):
+    """pyVmomi connects before it sends: the handshake and the first request on that
+    connection share one deadline, not one each (up to twice the timeout)."""
+    from auditor.sources.deadline import DeadlineHTTPSConnection
+
+    cert, key = make_certificate(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    peer = SlowHandshakeThenTrickle(context)
+    client = DeadlineHTTPSConnection("127.0.0.1", peer.port, timeout=1.5,
+                                     context=ssl.create_default_context(cafile=str(cert)))
+    started = time.monotonic()
+    try:
+        client.connect()  # as pyVmomi's GetConnection does; the handshake takes 1 s of the 1.5
+        client.request("GET", "/")
+        with pytest.raises(TimeoutError):
+            client.getresponse().read()
+    finally:
+        elapsed = time.monotonic() - started
+        client.close()
+        peer.stop()
+    assert 1.5 <= elapsed < 2.2, f"took {elapsed:.1f} s with a 1.5 s timeout"  # not 1 s + 1.5 s
+
+
+def test_an_answer_that_closes_the_connection_is_read_whole(tmp_path):
+    """`Connection: close` (and HTTP/1.0): http.client closes the connection while the answer
+    is still to be read; the socket must stay open for it, as a socket does for its readers."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from auditor.sources.deadline import DeadlineHTTPSConnection
+
+    body = bytes(range(256)) * 800  # 200 KiB: more than one buffered read
+
+    class Closing(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    cert, key = make_certificate(tmp_path)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Closing)
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert, key)
+    server.socket = server_context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = DeadlineHTTPSConnection("127.0.0.1", server.server_address[1], timeout=5,
+                                         context=ssl.create_default_context(cafile=str(cert)))
+        for _ in range(2):  # the second request opens a new connection
+            client.request("GET", "/")
+            assert client.getresponse().read() == body
+        client.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 # -- Azure -------------------------------------------------------------------------------
 
 

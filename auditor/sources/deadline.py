@@ -2,11 +2,13 @@
 
 A socket's timeout bounds each wait for bytes, so a peer that answers one byte at a time,
 each within the timeout, keeps a client reading for as long as it likes (a 1 MiB answer at a
-byte a second: twelve days). Here each request gets a deadline when it starts: connecting
-(when the connection is new), the TLS handshake, sending the request and every read of its
-answer wait at most for what is left of it, and once it has passed the read fails as a
-timeout does. (CPython bounds a whole connect or handshake call, not each of its waits, by
-the socket's timeout.)
+byte a second: twelve days). Here each request gets a deadline when it starts: sending it
+and every read of its answer wait at most for what is left of it, and once it has passed
+they fail as a timeout does. A new connection connects to each of the host's addresses
+within the timeout, as http.client does (an address that drops packets, a broken IPv6
+route, must not leave no time for the next); the deadline then runs from the connection,
+and covers the TLS handshake (CPython bounds a whole handshake call by the socket's
+timeout) and the first request. Resolving the host name is not bounded.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import http.client
 import io
 import socket
 import time
+from functools import partial
 from typing import Any
 
 
@@ -34,6 +37,11 @@ class _AnswerReader(io.RawIOBase):
         sock.settimeout(self._owner.remaining())
         return sock.recv_into(buffer)
 
+    def close(self) -> None:
+        if not self.closed:
+            self._owner.reader_closed()
+        super().close()
+
 
 class DeadlineSocket:
     """A connected socket whose sends and reads wait no longer than `deadline` (a
@@ -43,6 +51,11 @@ class DeadlineSocket:
         self.sock = sock
         self.timeout = timeout
         self.deadline = deadline
+        # as a socket does for its makefile() readers: closed only once the last reader is,
+        # since http.client closes the connection before the answer of a `Connection:
+        # close` is read
+        self._readers = 0
+        self._closing = False
 
     def remaining(self) -> float:
         """Seconds left before the deadline; TimeoutError once it has passed."""
@@ -60,8 +73,22 @@ class DeadlineSocket:
         """A buffered reader of answers (http.client reads answers through one)."""
         if mode not in ("r", "rb"):
             raise ValueError(f"a deadline socket is read, not opened as {mode!r}")
+        self._readers += 1
         return io.BufferedReader(_AnswerReader(self), buffering if buffering and buffering > 0
                                  else io.DEFAULT_BUFFER_SIZE)
+
+    def reader_closed(self) -> None:
+        """A reader of answers is done: the socket closes if it was closed meanwhile."""
+        self._readers -= 1
+        if self._closing and not self._readers:
+            self.sock.close()
+
+    def close(self) -> None:
+        """Close the socket, or once its last reader of answers is closed."""
+        if self._readers:
+            self._closing = True
+        else:
+            self.sock.close()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.sock, name)
@@ -73,30 +100,54 @@ def underlying_socket(sock: Any) -> Any:
 
 
 class DeadlineHTTPSConnection(http.client.HTTPSConnection):
-    """http.client's HTTPS connection, each request of which (connecting if it must, sending
-    the request and reading all of its answer) takes at most `timeout` seconds; with no
-    timeout, as http.client's."""
+    """http.client's HTTPS connection, each request of which (sending it and reading all of
+    its answer; with the TLS handshake, for the first on a new connection) takes at most
+    `timeout` seconds; with no timeout, as http.client's."""
 
     _deadline: float | None = None
+    _requesting = False  # from putrequest to getresponse
+    _opened_idle = False  # connected outside a request (pyVmomi connects first): keep its deadline
 
     def putrequest(self, method: str, url: str, *args: Any, **kwargs: Any) -> None:
-        """Start a request: its deadline runs from here (on a kept-alive connection too)."""
+        """Start a request: its deadline runs from here (on a kept-alive connection too), or
+        from the connection made for it."""
+        self._requesting = True
         if isinstance(self.timeout, (int, float)):
-            self._deadline = time.monotonic() + self.timeout
-            if isinstance(self.sock, DeadlineSocket):
-                self.sock.deadline = self._deadline
+            if self._opened_idle:
+                self._opened_idle = False
+            else:
+                self._deadline = time.monotonic() + self.timeout
+                if isinstance(self.sock, DeadlineSocket):
+                    self.sock.deadline = self._deadline
         super().putrequest(method, url, *args, **kwargs)
 
     def connect(self) -> None:
-        """Connect and shake hands within what is left of the request's time."""
+        """Connect (each address within the timeout), then shake hands within the timeout."""
         timeout = self.timeout
         if not isinstance(timeout, (int, float)):
             super().connect()
             return
-        deadline = self._deadline if self._deadline is not None else time.monotonic() + timeout
-        self.timeout = max(deadline - time.monotonic(), 1e-3)  # create_connection's, and so the handshake's
-        try:
-            super().connect()
-        finally:
-            self.timeout = timeout
-        self.sock = DeadlineSocket(self.sock, timeout, deadline)  # type: ignore[assignment]
+        idle = not self._requesting
+        self._create_connection = partial(_connect, self)
+        super().connect()
+        assert self._deadline is not None  # set by _connect
+        self.sock = DeadlineSocket(self.sock, timeout, self._deadline)  # type: ignore[assignment]
+        self._opened_idle = idle
+
+    def close(self) -> None:
+        """Close the connection; a request cut short leaves nothing behind."""
+        self._requesting = self._opened_idle = False
+        super().close()
+
+    def getresponse(self) -> http.client.HTTPResponse:
+        """The answer to the request sent (read within its deadline)."""
+        self._requesting = False
+        return super().getresponse()
+
+
+def _connect(connection: DeadlineHTTPSConnection, address: tuple[str, int], timeout: float,
+             source_address: Any = None) -> socket.socket:
+    """http.client's connect; the connection's deadline then runs from here."""
+    sock = socket.create_connection(address, timeout, source_address)
+    connection._deadline = time.monotonic() + timeout
+    return sock

@@ -15,13 +15,14 @@ the next one is already asked for, from the token in its first bytes (Pages). Co
 other sources, a vCenter is collected in a process of its own (VSphereSource.own_process,
 sources.collect_all).
 
-Every request (the API version probe, login, RetrievePropertiesEx, ContinueRetrievePropertiesEx,
-logout) runs within `--timeout`: connecting, the TLS handshake, and then sending the request
-and reading all of its answer (sources.deadline: a peer answering a byte at a time is cut
-off too). pyVim's SmartConnect is not used: its version probe opens a connection without
+Every request (the API version probe, login, RetrievePropertiesEx,
+ContinueRetrievePropertiesEx, logout) runs within `--timeout`: sending it and reading all of
+its answer, with the TLS handshake of a new connection (sources.deadline: a peer answering a
+byte at a time is cut off too); connecting gets the timeout for each of the host's
+addresses. pyVim's SmartConnect is not used: its version probe opens a connection without
 one, and its `connectionPoolTimeout` only closes idle pooled connections. A vCenter that
-accepts and then says nothing fails the source after one timeout; the cleanup requests
-after it (DestroyView, logout) are not sent to it, as each would wait the timeout again.
+accepts and then says nothing fails the source after one timeout; the cleanup requests after
+it (DestroyView, logout) are not sent to it, as each would wait the timeout again.
 
 Resources keep vSphere's property paths as nested mappings (`summary.config.product.version`).
 What is read is what the rules and the Security Configuration Guide's controls need, and no
@@ -84,9 +85,9 @@ T = TypeVar("T")
 
 # Objects per page. The next page is asked for while this one is read (Pages), so a page
 # costs no round trip of waiting; smaller pages let the vCenter and the client work side by
-# side sooner and for longer: at 2,000 VMs, 500 a page took 0.70 s where 1,000 took 0.77 s,
-# and 250 a page (the first page comes after 0.09 s, not 0.17) 0.64-0.67 s where 500 took
-# 0.72 (best of six, twice); at 10,000 VMs 250 and 500 are alike (3.33 and 3.38 s).
+# side sooner and for longer: at 2,000 VMs, best of six, twice, 250 a page took 0.64-0.67 s
+# where 500 took 0.72 s (the first page comes after 0.09 s, not 0.17) and 1,000 took more;
+# at 10,000 VMs 250 and 500 are alike (3.33 and 3.38 s).
 PAGE_SIZE = 250
 # how the PropertyCollector's pages are read: with lxml straight into plain data (vsphere_soap),
 # or by pyVmomi's deserialiser into its objects first (several times the CPU, under the GIL)
@@ -193,9 +194,9 @@ def _unknown_type(exc: KeyError) -> bool:
 
 
 class TimedStub(SoapStubAdapter):
-    """pyVmomi's SOAP stub (its connections get `httpConnectionTimeout` as their socket
-    timeout) that stops asking a vCenter which let a request time out: later requests of the
-    session fail at once rather than each waiting out the timeout again.
+    """pyVmomi's SOAP stub (its connections are DeadlineHTTPSConnections: each request within
+    `httpConnectionTimeout`, whole) that stops asking a vCenter which let a request time out:
+    later requests of the session fail at once rather than each waiting out the timeout again.
 
     `InvokeTapped` sends a request as every other (pyVmomi serialises it, keeps the session
     cookie and the connection pool) but reads the answer with lxml (vsphere_soap.AnswerTap)."""

@@ -67,7 +67,7 @@ ENVELOPE, BODY, FAULT = SOAP_NS + "Envelope", SOAP_NS + "Body", SOAP_NS + "Fault
 # sends this much more is not a vCenter, or not one to hold in memory
 ANSWER_LIMIT = 512 << 20
 READ_SIZE = 1 << 20  # bytes read (and decompressed) at a time
-# An answer larger than this (a page of 500 VMs is about 5 MB) does not get the next page
+# An answer larger than this (a page of 250 VMs is about 2.5 MB) does not get the next page
 # asked for before it is parsed: with pages read side by side, ANSWER_LIMIT would hold for
 # each of them, not for them all.
 EARLY_LIMIT = 32 << 20
