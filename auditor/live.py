@@ -133,4 +133,8 @@ def run_collect(options: CollectOptions, warn: Callable[[str], None], progress: 
         output = upload_snapshot(snapshot, output, source_label(options.source, scope))
     elif written:
         save_snapshot(snapshot, output)
+    if written:
+        logging.getLogger("auditor").info("wrote %s (%d resources)", output, len(snapshot.resources))
+    else:
+        logging.getLogger("auditor").info("every source failed: %s is left as it was", output)
     return CollectOutcome(snapshot, output, written)

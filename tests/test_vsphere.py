@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections import Counter
@@ -245,6 +246,22 @@ def test_missing_password_is_an_input_error(simulator, tmp_path, monkeypatch, ca
     code = main(["collect", "vsphere", "--server", simulator.server, "--user", "auditor", "--password-file",
                  str(tmp_path / "pw"), "--ca-bundle", str(simulator.cert), "--out", str(tmp_path / "s.json"), "-q"])
     assert code == 0 and load_snapshot(tmp_path / "s.json").sources[0].status == "ok"
+
+
+def test_collect_verbose_logs_each_source_with_its_count_and_time(simulator, tmp_path, credentials, capsys):
+    """`-v` says what the collection did, source by source, and what it wrote."""
+    out = tmp_path / "s.json"
+    assert main(["collect", "vsphere", "--server", simulator.server, "--ca-bundle", str(simulator.cert),
+                 "--out", str(out), "-q", "-v"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if " auditor INFO: " in line]
+    count = len(load_snapshot(out).resources)
+    assert any(re.search(rf"INFO: {re.escape(simulator.server)}: {count} resources in \d+\.\d\d s$", line)
+               for line in lines), lines
+    assert any(line.endswith(f"INFO: wrote {out} ({count} resources)") for line in lines), lines
+    # the near miss: without -v, nothing is logged
+    assert main(["collect", "vsphere", "--server", simulator.server, "--ca-bundle", str(simulator.cert),
+                 "--out", str(out), "-q"]) == 0
+    assert " auditor INFO: " not in capsys.readouterr().err
 
 
 def test_simulator_killed_mid_collection(simulator_binary, tmp_path, credentials, capsys):

@@ -19,12 +19,14 @@ A process that dies without a result fails its source alone.
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import os
 import pickle
 import signal
 import sys
 import threading
+import time
 import traceback
 from abc import ABC, abstractmethod
 from collections import deque
@@ -37,6 +39,7 @@ from ..progress import Progress
 from ..snapshot import Snapshot, Source, now_utc
 
 # exit status of a collecting process whose parent went away (it stops rather than go on alone)
+LOG = logging.getLogger("auditor")
 ORPHANED = 70
 
 
@@ -80,8 +83,10 @@ def collect_all(sources: list[InventorySource], progress: Progress | None = None
     results: list[Collected | None] = [None] * len(sources)
     isolated = [i for i, source in enumerate(sources) if source.own_process] if len(sources) > 1 else []
     threaded = [i for i in range(len(sources)) if i not in isolated]
+    LOG.info("collecting %d source%s: %d in processes of their own, %d on threads", len(sources),
+             "" if len(sources) == 1 else "s", len(isolated), len(threaded))
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(threaded)))) as pool:
-        futures = {i: pool.submit(sources[i].collect, progress) for i in threaded}
+        futures = {i: pool.submit(_timed, sources[i], progress) for i in threaded}
         if isolated:
             for i, collected in zip(isolated, collect_in_processes([sources[i] for i in isolated], progress, workers),
                                     strict=True):
@@ -90,8 +95,27 @@ def collect_all(sources: list[InventorySource], progress: Progress | None = None
             results[i] = future.result()
     progress.finish()
     done = [result for result in results if result is not None]
+    LOG.info("collected %d resources from %d sources", sum(len(r.resources) for r in done),
+             sum(len(r.sources) for r in done))
     return Snapshot(collected_at=started, sources=[source for r in done for source in r.sources],
                     resources=[resource for r in done for resource in r.resources])
+
+
+def _timed(source: InventorySource, progress: Progress) -> Collected:
+    """`source.collect`, logged with its time."""
+    started = time.perf_counter()
+    collected = source.collect(progress)
+    log_collected(collected, time.perf_counter() - started)
+    return collected
+
+
+def log_collected(collected: Collected, seconds: float, where: str = "") -> None:
+    """One log line per source a collection covered: ok with its resources, or why not."""
+    for source in collected.sources:
+        if source.status == "ok":
+            LOG.info("%s: %d resources in %.2f s%s", source.id, source.resource_count, seconds, where)
+        else:
+            LOG.info("%s: %s after %.2f s%s", source.id, source.status, seconds, where)
 
 
 # -- collecting in processes -------------------------------------------------------------------
@@ -161,6 +185,7 @@ class _Running:
     process: Any
     channel: Connection
     result: Collected | None = None
+    started: float = 0.0  # time.perf_counter() at its start
 
 
 def collect_in_processes(sources: list[InventorySource], progress: Progress, workers: int) -> list[Collected]:
@@ -181,7 +206,7 @@ def collect_in_processes(sources: list[InventorySource], progress: Progress, wor
                                           name=f"auditor-collect-{sources[index].id}", daemon=True)
                 _start(process, sources[index])
                 sender.close()  # the child's end: EOF here once the child is gone
-                running[receiver] = _Running(index, process, receiver)
+                running[receiver] = _Running(index, process, receiver, started=time.perf_counter())
             for channel in wait(list(running)):
                 job = running[channel]
                 if _receive(job, progress):
@@ -192,6 +217,8 @@ def collect_in_processes(sources: list[InventorySource], progress: Progress, wor
                 results[job.index] = job.result or sources[job.index].lost(
                     f"{sources[job.index].id} (collecting): the collecting process ended without a result (exit "
                     f"status {job.process.exitcode}): it was killed, ran out of memory, or hit a bug of auditor")
+                log_collected(results[job.index], time.perf_counter() - job.started,  # type: ignore[arg-type]
+                              f" (process {job.process.pid})")
     finally:
         for job in running.values():
             job.process.kill()
