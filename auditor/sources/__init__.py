@@ -38,8 +38,8 @@ from typing import Any
 from ..progress import Progress
 from ..snapshot import Snapshot, Source, now_utc
 
-# exit status of a collecting process whose parent went away (it stops rather than go on alone)
 LOG = logging.getLogger("auditor")
+# exit status of a collecting process whose parent went away (it stops rather than go on alone)
 ORPHANED = 70
 
 
