@@ -546,6 +546,7 @@ SPILL_PREFIX = "auditor-shards-"
 # merely named like one (auditor-shards-notes) is not this program's to remove
 _SPILL_NAME = re.compile(re.escape(SPILL_PREFIX) + r"[a-z0-9_]{8}")
 _SPILL_LOCK = ".lock"
+_SPILL_LOCK_NEW = ".lock-new"  # the lock file until it is locked, then renamed _SPILL_LOCK
 
 
 def _lock_spill(folder: Path) -> int | None:
@@ -553,10 +554,10 @@ def _lock_spill(folder: Path) -> int | None:
     sweep never finds it free in between; None where flock is missing (nothing is swept)."""
     if fcntl is None:
         return None
-    fd = os.open(folder / ".lock-new", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    fd = os.open(folder / _SPILL_LOCK_NEW, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        os.rename(folder / ".lock-new", folder / _SPILL_LOCK)
+        os.rename(folder / _SPILL_LOCK_NEW, folder / _SPILL_LOCK)
     except OSError:
         os.close(fd)
         return None
@@ -590,7 +591,7 @@ def sweep_spill_folders(temp: Path) -> None:
                 # never blocks: a FIFO named .lock is opened without waiting, and left alone
                 fd = os.open(Path(entry.path) / _SPILL_LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
             except FileNotFoundError:
-                if time.time() - status.st_mtime > _UNLOCKED_AGE and set(os.listdir(entry.path)) <= {".lock-new"}:
+                if time.time() - status.st_mtime > _UNLOCKED_AGE and set(os.listdir(entry.path)) <= {_SPILL_LOCK_NEW}:
                     shutil.rmtree(entry.path, ignore_errors=True)
                 continue
             try:

@@ -18,6 +18,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -123,14 +126,34 @@ class StalledPeer(LocalListener):
         self.sockets.append(connection)
 
 
+def server_tls(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
+    """A TLS context for a local server, and its self-signed certificate (the client's CA)."""
+    cert, key = make_certificate(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context, cert
+
+
+@contextmanager
+def https_server(tmp_path: Path, handler: type) -> Iterator[tuple[int, Path]]:
+    """http.server serving `handler` over TLS on 127.0.0.1: its port and certificate."""
+    from http.server import ThreadingHTTPServer
+
+    context, cert = server_tls(tmp_path)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1], cert
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture(params=["tcp", "tls"])
 def stalled_peer(request, tmp_path):
-    cert, key = make_certificate(tmp_path)
-    context = None
-    if request.param == "tls":
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert, key)
-    peer = StalledPeer(context)
+    context, cert = server_tls(tmp_path)
+    peer = StalledPeer(context if request.param == "tls" else None)
     peer.cert = cert
     yield peer
     peer.stop()
@@ -309,9 +332,7 @@ class DrippingPeer(LocalListener):
 def test_a_vcenter_that_answers_a_byte_at_a_time_is_cut_off_at_the_timeout(tmp_path, vsphere_env, probe_answered,
                                                                              dripped):
     """Each byte comes well within the timeout: only a deadline for the whole request ends it."""
-    cert, key = make_certificate(tmp_path)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
+    context, cert = server_tls(tmp_path)
     peer = DrippingPeer(context, probe_answered)
     out = tmp_path / "estate.json"
     out.write_bytes(EARLIER)
@@ -328,7 +349,7 @@ def test_a_vcenter_that_answers_a_byte_at_a_time_is_cut_off_at_the_timeout(tmp_p
 def test_the_deadline_is_per_request_and_a_slow_answer_within_it_is_read(tmp_path):
     """The near miss: answers that take most of the timeout, one after another on one kept-alive
     connection, are each read whole; the deadline starts again with each request."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import BaseHTTPRequestHandler
 
     from auditor.sources.deadline import DeadlineHTTPSConnection
 
@@ -347,22 +368,13 @@ def test_the_deadline_is_per_request_and_a_slow_answer_within_it_is_read(tmp_pat
         def log_message(self, *args: object) -> None:
             pass
 
-    cert, key = make_certificate(tmp_path)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_context.load_cert_chain(cert, key)
-    server.socket = server_context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        client = DeadlineHTTPSConnection("127.0.0.1", server.server_address[1], timeout=1,
+    with https_server(tmp_path, Slow) as (port, cert):
+        client = DeadlineHTTPSConnection("127.0.0.1", port, timeout=1,
                                          context=ssl.create_default_context(cafile=str(cert)))
         for _ in range(3):  # 1.8 s in all on one connection: more than one deadline, each within its own
             client.request("GET", "/")
             assert client.getresponse().read() == b"answer"
         client.close()
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 class SlowHandshakeThenTrickle(LocalListener):
@@ -400,9 +412,7 @@ def test_a_connection_made_before_its_request_shares_the_requests_deadline(tmp_p
     connection share one deadline, not one each (up to twice the timeout)."""
     from auditor.sources.deadline import DeadlineHTTPSConnection
 
-    cert, key = make_certificate(tmp_path)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
+    context, cert = server_tls(tmp_path)
     peer = SlowHandshakeThenTrickle(context)
     client = DeadlineHTTPSConnection("127.0.0.1", peer.port, timeout=1.5,
                                      context=ssl.create_default_context(cafile=str(cert)))
@@ -422,7 +432,7 @@ def test_a_connection_made_before_its_request_shares_the_requests_deadline(tmp_p
 def test_an_answer_that_closes_the_connection_is_read_whole(tmp_path):
     """`Connection: close` (and HTTP/1.0): http.client closes the connection while the answer
     is still to be read; the socket must stay open for it, as a socket does for its readers."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import BaseHTTPRequestHandler
 
     from auditor.sources.deadline import DeadlineHTTPSConnection
 
@@ -441,22 +451,13 @@ def test_an_answer_that_closes_the_connection_is_read_whole(tmp_path):
         def log_message(self, *args: object) -> None:
             pass
 
-    cert, key = make_certificate(tmp_path)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Closing)
-    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_context.load_cert_chain(cert, key)
-    server.socket = server_context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        client = DeadlineHTTPSConnection("127.0.0.1", server.server_address[1], timeout=5,
+    with https_server(tmp_path, Closing) as (port, cert):
+        client = DeadlineHTTPSConnection("127.0.0.1", port, timeout=5,
                                          context=ssl.create_default_context(cafile=str(cert)))
         for _ in range(2):  # the second request opens a new connection
             client.request("GET", "/")
             assert client.getresponse().read() == body
         client.close()
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 # -- Azure -------------------------------------------------------------------------------

@@ -949,12 +949,21 @@ def test_a_bug_in_a_collecting_process_is_raised_in_the_parent():
     assert any("in the process collecting b" in note for note in raised.value.__notes__)
 
 
+def statuses_of_script(script: Path, text: str) -> list[str]:
+    """Run `text` as a main script (from the repository, as a program using auditor would):
+    the statuses its collection printed."""
+    script.write_text(textwrap.dedent(text), encoding="utf-8")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
 def test_a_collecting_process_does_not_run_the_main_script_again(tmp_path):
     """A child needs the sources' modules, which the fork server imports, not the program
     that started it: run again in every child, a command line's imports cost each 0.05 s."""
     runs = tmp_path / "runs"
-    script = tmp_path / "main.py"
-    script.write_text(textwrap.dedent(f"""
+    assert statuses_of_script(tmp_path / "main.py", f"""
         with open({str(runs)!r}, "a") as runs:
             runs.write("ran\\n")
         if __name__ == "__main__":
@@ -962,18 +971,14 @@ def test_a_collecting_process_does_not_run_the_main_script_again(tmp_path):
             from tests.test_vsphere_fast import Probe, Recorder
             snapshot = collect_all([Probe("a"), Probe("b")], Recorder())
             print(" ".join(s.status for s in snapshot.sources))
-        """), encoding="utf-8")
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
-    assert result.returncode == 0 and result.stdout.split() == ["ok", "ok"], result.stderr
+        """) == ["ok", "ok"]
     assert runs.read_text() == "ran\n"  # in this process only, not once more in each child
 
 
 def test_a_source_the_main_script_defines_is_still_collected_in_a_process(tmp_path):
     """auditor used from a script with a source class of its own: that class exists only
     where the script runs, so its processes do run the script (as they always did)."""
-    script = tmp_path / "embedding.py"
-    script.write_text(textwrap.dedent("""
+    assert statuses_of_script(tmp_path / "embedding.py", """
         from tests.test_vsphere_fast import Probe, Recorder
 
         class Tagged(Probe):
@@ -983,10 +988,7 @@ def test_a_source_the_main_script_defines_is_still_collected_in_a_process(tmp_pa
             from auditor.sources import collect_all
             snapshot = collect_all([Tagged("a"), Tagged("b")], Recorder())
             print(" ".join(s.status for s in snapshot.sources))
-        """), encoding="utf-8")
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
-    assert result.returncode == 0 and result.stdout.split() == ["ok", "ok"], result.stderr
+        """) == ["ok", "ok"]
 
 
 def descendants(pid: int) -> set[int]:
