@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -278,14 +279,11 @@ def test_a_vcenter_that_hangs_at_logout_still_gives_its_snapshot(simulator_binar
     assert b"VirtualMachine" in out.read_bytes()
 
 
-class DrippingPeer(LocalListener):
-    """An HTTPS server on 127.0.0.1 that answers the API versions document at once (or not),
-    then answers every request with a 1 MiB body sent one byte every DRIP seconds: each read
-    gets a byte well within the timeout, and the answer would take three days."""
+class VersionedPeer(LocalListener):
+    """An HTTPS server on 127.0.0.1 that answers the API versions document at once (or not)
+    and every other request as `answer` does."""
 
-    DRIP = 0.25
-
-    def __init__(self, context: ssl.SSLContext, probe_answered: bool):
+    def __init__(self, context: ssl.SSLContext, probe_answered: bool = True):
         from pyVmomi import VmomiSupport
 
         newest = VmomiSupport.versionIdMap[VmomiSupport.GetServiceVersions("vim25")[0]]
@@ -297,9 +295,9 @@ class DrippingPeer(LocalListener):
         super().__init__()
 
     def handle(self, connection: socket.socket) -> None:
-        threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+        threading.Thread(target=self._serve_connection, args=(connection,), daemon=True).start()
 
-    def _answer(self, connection: socket.socket) -> None:
+    def _serve_connection(self, connection: socket.socket) -> None:
         connection.settimeout(30)
         try:
             connection = self.context.wrap_socket(connection, server_side=True)
@@ -319,12 +317,26 @@ class DrippingPeer(LocalListener):
                     connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: "
                                        + str(len(self.versions)).encode() + b"\r\n\r\n" + self.versions)
                     continue
-                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: 1048576\r\n\r\n")
-                while not self.done.is_set():
-                    connection.sendall(b" ")
-                    time.sleep(self.DRIP)
+                self.answer(connection)
         except OSError:  # the client gave up, or the test ended
             return
+
+    def answer(self, connection: socket.socket) -> None:
+        raise NotImplementedError
+
+
+class DrippingPeer(VersionedPeer):
+    """Answers every request but the probe with a 1 MiB body sent one byte every DRIP
+    seconds: each read gets a byte well within the timeout, and the answer would take three
+    days."""
+
+    DRIP = 0.25
+
+    def answer(self, connection: socket.socket) -> None:
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: 1048576\r\n\r\n")
+        while not self.done.is_set():
+            connection.sendall(b" ")
+            time.sleep(self.DRIP)
 
 
 @pytest.mark.parametrize("probe_answered, dripped", [(False, "GET"), (True, "POST")],
@@ -334,15 +346,92 @@ def test_a_vcenter_that_answers_a_byte_at_a_time_is_cut_off_at_the_timeout(tmp_p
     """Each byte comes well within the timeout: only a deadline for the whole request ends it."""
     context, cert = server_tls(tmp_path)
     peer = DrippingPeer(context, probe_answered)
+    result, elapsed, out = collect_from(peer, cert, tmp_path, vsphere_env)
+    assert peer.requests and peer.requests[-1].startswith(dripped.encode())
+    assert_timed_out(result, elapsed, f"127.0.0.1:{peer.port} (connecting): timed out after {TIMEOUT} s")
+    assert out.read_bytes() == EARLIER
+
+
+def collect_from(peer: LocalListener, cert: Path, tmp_path: Path,
+                 env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], float, Path]:
+    """`collect vsphere` from `peer` at --timeout TIMEOUT, over an earlier snapshot; the peer
+    stopped after. The result, the seconds it took and the snapshot's path."""
     out = tmp_path / "estate.json"
     out.write_bytes(EARLIER)
     try:
         result, elapsed = run_auditor("collect", "vsphere", "--server", f"127.0.0.1:{peer.port}", "--ca-bundle",
-                                      str(cert), "--timeout", str(TIMEOUT), "--out", str(out), "-q", env=vsphere_env)
+                                      str(cert), "--timeout", str(TIMEOUT), "--out", str(out), "-q", env=env)
     finally:
         peer.stop()
-    assert peer.requests and peer.requests[-1].startswith(dripped.encode())
+    return result, elapsed, out
+
+
+class InflatingPeer(VersionedPeer):
+    """Answers the first SOAP request (RetrieveContent, which pyVmomi reads itself) with a
+    gzip body no one asked for: a fault whose start tag holds a 16 MB attribute, in 16 KB
+    (expat rescans an unfinished tag each time it is fed more: hours of CPU, fed 2 KB at a
+    time), or an endless one."""
+
+    def __init__(self, context: ssl.SSLContext, kind: str):
+        self.kind = kind
+        super().__init__(context)
+
+    def answer(self, connection: socket.socket) -> None:
+        compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+        if self.kind == "fault":
+            fault = (b'<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap'
+                     b'.org/soap/envelope/"><soapenv:Body><soapenv:Fault><faultcode x="' + b"a" * (16 << 20)
+                     + b'">ServerFaultCode</faultcode><faultstring>hostile</faultstring></soapenv:Fault>'
+                     b'</soapenv:Body></soapenv:Envelope>')
+            body = compressor.compress(fault) + compressor.flush()
+            connection.sendall(b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/xml\r\nContent-Encoding:"
+                               b" gzip\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            return
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Encoding: gzip\r\n"
+                           b"Connection: close\r\n\r\n")
+        connection.sendall(compressor.compress(b'<?xml version="1.0"?><Envelope x="'))
+        letters = b"a" * (1 << 20)
+        while not self.done.is_set():
+            connection.sendall(compressor.compress(letters) + compressor.flush(zlib.Z_SYNC_FLUSH))
+
+
+@pytest.mark.parametrize("kind", ["fault", "endless"])
+def test_a_compressed_answer_pyvmomi_reads_itself_is_cut_off_at_the_timeout(tmp_path, vsphere_env, kind):
+    """Inflating and parsing what one receive brought is bounded too, not only the receive."""
+    context, cert = server_tls(tmp_path)
+    peer = InflatingPeer(context, kind)
+    result, elapsed, out = collect_from(peer, cert, tmp_path, vsphere_env)
+    assert peer.requests and peer.requests[-1].startswith(b"POST")
     assert_timed_out(result, elapsed, f"127.0.0.1:{peer.port} (connecting): timed out after {TIMEOUT} s")
+    assert out.read_bytes() == EARLIER
+
+
+class BrokenPeer(VersionedPeer):
+    """Answers the first SOAP request (RetrieveContent, which pyVmomi reads itself) with
+    `reply`, then closes the connection."""
+
+    def __init__(self, context: ssl.SSLContext, reply: bytes):
+        self.reply = reply
+        super().__init__(context)
+
+    def answer(self, connection: socket.socket) -> None:
+        connection.sendall(self.reply)
+        socket.socket.shutdown(connection, socket.SHUT_RDWR)  # the reader keeps the socket open
+
+
+@pytest.mark.parametrize("reply, said", [
+    (b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: 10\r\n\r\n<not xml/", "not valid vSphere SOAP"),
+    (b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: 4000\r\n\r\n<?xml version='1.0'?><soapenv:",
+     "connection lost (IncompleteRead)"),
+], ids=["not XML", "cut short"])
+def test_an_answer_pyvmomi_reads_itself_that_is_broken_is_named_for_what_it_is(tmp_path, vsphere_env, reply, said):
+    """Not "unexpected ExpatError": the answer is not XML, or the vCenter left mid-answer."""
+    context, cert = server_tls(tmp_path)
+    peer = BrokenPeer(context, reply)
+    result, _, out = collect_from(peer, cert, tmp_path, vsphere_env)
+    assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("auditor: error")]
+    assert len(errors) == 1 and f"127.0.0.1:{peer.port} (connecting): " in errors[0] and said in errors[0], errors
     assert out.read_bytes() == EARLIER
 
 

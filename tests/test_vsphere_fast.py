@@ -44,7 +44,14 @@ from auditor.inventory import ESXI_SETTINGS
 from auditor.snapshot import Source, load_snapshot
 from auditor.sources import Collected, InventorySource, Progress, collect_all
 from auditor.sources.vsphere import REDUCTIONS, VSphereConnection, VSphereSource, _resource
-from auditor.sources.vsphere_soap import MalformedAnswer, answer_element, page_token, read_document
+from auditor.sources.vsphere_soap import (
+    DecodedBody,
+    MalformedAnswer,
+    answer_element,
+    page_token,
+    read_body,
+    read_document,
+)
 from tests import vcsim
 from tests.arm_replay import make_certificate
 from tests.conftest import ROOT
@@ -862,6 +869,65 @@ def test_size_limit_gzip_bomb_and_depth_are_refused_at_once():
     with pytest.raises(MalformedAnswer, match="declares a DTD"):
         read_document(Answer(BOMB))
     assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_a_compressed_answer_that_goes_on_past_its_end_is_refused_not_looped_on(encoding):
+    """zlib keeps bytes after the end of a stream aside and decompresses none of them: a
+    reader that waits for them to be used up goes round for ever."""
+    body = b"<a>" + b" " * 5000 + b"</a>"
+    compressed = gzip.compress(body) if encoding == "gzip" else zlib.compress(body)
+    outcome: list[object] = []
+    reader = threading.Thread(target=lambda: outcome.append(_raised(read_body, Answer(compressed + b"junk", encoding))),
+                              daemon=True)
+    reader.start()
+    reader.join(10)
+    assert outcome, "still reading after 10 s"
+    assert isinstance(outcome[0], MalformedAnswer) and "past its end" in str(outcome[0])
+    assert read_body(Answer(compressed, encoding)) == body  # the near miss: the same stream, ended where it ends
+
+
+def _raised(function, *args):
+    try:
+        function(*args)
+    except Exception as exc:
+        return exc
+    return None
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_a_decoded_body_inflates_no_more_than_each_read_asks_for_and_checks_at_each(encoding):
+    """What pyVmomi's expat parser reads (2 KB at a time) is inflated 2 KB at a time, and the
+    request's deadline is checked at every read: a few KB of gzip are megabytes of XML."""
+    document = b"<a>" + b" " * (8 << 20) + b"</a>"
+    compressed = gzip.compress(document, 9) if encoding == "gzip" else zlib.compress(document, 9)
+    checks = []
+    body = DecodedBody(Answer(compressed, encoding), check=lambda: checks.append(1))
+    pieces = []
+    while piece := body.read(2048):
+        assert len(piece) <= 2048
+        pieces.append(piece)
+    assert b"".join(pieces) == document
+    assert len(checks) >= len(pieces)
+
+    def passed():
+        raise TimeoutError("the answer took longer than 1 s")
+
+    late = DecodedBody(Answer(compressed, encoding), check=passed)
+    with pytest.raises(TimeoutError):
+        late.read(2048)
+    with pytest.raises(MalformedAnswer, match="larger than 1 MiB"):
+        DecodedBody(Answer(compressed, encoding), limit=1 << 20).read()
+
+
+def test_a_decoded_body_that_ends_early_says_so():
+    """http.client's read(n) returns short when the peer leaves early: the reader must look."""
+    class CutShort(Answer):
+        length = 120
+
+    with pytest.raises(http.client.IncompleteRead):
+        DecodedBody(CutShort(b"<a>partial")).read()
+    assert DecodedBody(Answer(b"<a>whole</a>")).read() == b"<a>whole</a>"
 
 
 @pytest.mark.peer

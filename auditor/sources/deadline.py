@@ -144,6 +144,24 @@ class DeadlineHTTPSConnection(http.client.HTTPSConnection):
         self._requesting = False
         return super().getresponse()
 
+    def check_deadline(self) -> None:
+        """TimeoutError once the last request's deadline has passed. The socket checks it at
+        each receive; a reader that does more with each receive (inflating, parsing) checks
+        it between its own reads too."""
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            raise TimeoutError(f"the answer took longer than {self.timeout:g} s")
+
+
+def deadline_check(connection: Any) -> Any:
+    """`connection`'s check_deadline; for a connection without a deadline, a check that
+    never fails."""
+    check = getattr(connection, "check_deadline", None)
+    return check if check is not None else _no_deadline
+
+
+def _no_deadline() -> None:
+    pass
+
 
 def _connect(connection: DeadlineHTTPSConnection, address: tuple[str, int], timeout: float,
              source_address: Any = None) -> socket.socket:

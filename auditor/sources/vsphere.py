@@ -61,6 +61,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from xml.etree import ElementTree
+from xml.parsers.expat import ExpatError
 
 from pyVmomi import SoapStubAdapter, VmomiSupport, vim, vmodl
 
@@ -71,6 +72,7 @@ from . import Collected, InventorySource, Progress
 from .deadline import DeadlineHTTPSConnection
 from .vsphere_soap import (
     AnswerTap,
+    BoundedConnection,
     Decoder,
     ElementView,
     KeptItems,
@@ -241,14 +243,15 @@ class TimedStub(SoapStubAdapter):
         return tap.answer
 
     def GetConnection(self) -> Any:
-        """A pooled connection; tapped while InvokeTapped sends on this thread."""
+        """A pooled connection; tapped while InvokeTapped sends on this thread, else with its
+        answer read within bounds (BoundedConnection)."""
         connection = super().GetConnection()
         tap = getattr(self._taps, "current", None)
-        return connection if tap is None else TappedConnection(connection, tap)
+        return BoundedConnection(connection) if tap is None else TappedConnection(connection, tap)
 
     def ReturnConnection(self, conn: Any) -> None:
-        """Back to the pool, without its tap."""
-        super().ReturnConnection(conn.connection if isinstance(conn, TappedConnection) else conn)
+        """Back to the pool, without its tap or bounds."""
+        super().ReturnConnection(conn.connection if isinstance(conn, (TappedConnection, BoundedConnection)) else conn)
 
 
 def api_version(host: str, port: int, context: ssl.SSLContext, timeout: float) -> str:
@@ -940,7 +943,7 @@ def describe_failure(exc: BaseException, connection: VSphereConnection, during: 
         return f"{where}: not a vCenter or ESXi host: {exc}"
     if isinstance(exc, UnknownType):
         return f"{where}: {exc}: a vCenter newer than pyVmomi {pyvmomi_version()}? Upgrade pyvmomi"
-    if isinstance(exc, MalformedAnswer):
+    if isinstance(exc, (MalformedAnswer, ExpatError)):  # ExpatError: an answer pyVmomi parses itself
         return (f"{where}: the server's answer is not valid vSphere SOAP ({exc}); nothing of this server was "
                 "kept: check that it is a vCenter or ESXi host and nothing between rewrites its answers")
     if isinstance(exc, socket.gaierror):

@@ -58,7 +58,7 @@ from typing import Any, NamedTuple
 from lxml import etree
 from pyVmomi import Iso8601, SoapAdapter, VmomiSupport
 
-from .deadline import underlying_socket
+from .deadline import deadline_check, underlying_socket
 
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 SOAP_NS = "{http://schemas.xmlsoap.org/soap/envelope/}"
@@ -132,9 +132,16 @@ class _Deflate:
         """Whether the compressed stream ended, as it must."""
         return self._inner is not None and self._inner.eof
 
+    @property
+    def unused_data(self) -> bytes:
+        """Bytes after the end of the compressed stream."""
+        return self._inner.unused_data if self._inner is not None else b""
+
     def decompress(self, data: bytes, max_length: int) -> bytes:
         """At most `max_length` bytes of `data` decompressed (the rest in unconsumed_tail)."""
         if self._inner is None:
+            if not data:  # its first bytes tell which deflate it is
+                return b""
             wrapped = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
             self._inner = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
         out = self._inner.decompress(data, max_length)
@@ -149,37 +156,82 @@ def read_document(response: Any, limit: int = ANSWER_LIMIT) -> Any:
     return parse_document(read_body(response, limit))
 
 
-def read_body(response: Any, limit: int = ANSWER_LIMIT) -> bytes:
-    """An HTTP answer's whole body, decompressed as its Content-Encoding says; MalformedAnswer
-    when it exceeds `limit` bytes or its compression is corrupt, IncompleteRead when the peer
-    left before the end."""
-    decompressor = _decompressor((response.getheader("Content-Encoding") or "identity").strip().lower())
-    pieces: list[bytes] = []
-    total = 0
-    try:
-        while chunk := response.read(READ_SIZE):
-            if decompressor is None:
-                pieces.append(chunk)
-                total += len(chunk)
-            else:
-                while chunk:
-                    # bounded, so that a small gzip bomb cannot inflate past the limit at once
-                    piece = decompressor.decompress(chunk, READ_SIZE)
-                    pieces.append(piece)
-                    total += len(piece)
-                    chunk = decompressor.unconsumed_tail
-                    if total > limit:
-                        break
-            if total > limit:
-                raise MalformedAnswer(f"the answer is larger than {limit >> 20} MiB")
-    except zlib.error as exc:
-        raise MalformedAnswer(f"the compressed answer is corrupt ({exc})") from None
-    missing = getattr(response, "length", None)  # http.client's read(n) does not say the peer left early
-    if missing:
-        raise http.client.IncompleteRead(b"", missing)
-    if decompressor is not None and not decompressor.eof:
-        raise MalformedAnswer("the compressed answer is corrupt or cut short")
-    return b"".join(pieces)
+def read_body(response: Any, limit: int = ANSWER_LIMIT, check: Callable[[], None] = lambda: None) -> bytes:
+    """An HTTP answer's whole body, decompressed as its Content-Encoding says, each piece
+    read while `check` passes; MalformedAnswer when it exceeds `limit` bytes or its
+    compression is corrupt, IncompleteRead when the peer left before the end (DecodedBody)."""
+    return DecodedBody(response, limit, check).read()
+
+
+class DecodedBody:
+    """An HTTP answer's body as it is read: decompressed as its Content-Encoding says, no
+    more at a time than a read asks for (a few KB of gzip inflate to megabytes), at most
+    `limit` bytes in all, and no read once `check` fails (the request's deadline: the socket
+    checks it only when it receives, and inflating or parsing what one receive brought can
+    take far longer).
+
+    MalformedAnswer past the limit or when the compression is corrupt or cut short;
+    IncompleteRead when the peer left before the end (http.client's read(n) does not say)."""
+
+    def __init__(self, response: Any, limit: int = ANSWER_LIMIT, check: Callable[[], None] = lambda: None):
+        self._response = response
+        self._limit = limit
+        self._check = check
+        self._decompressor = _decompressor((response.getheader("Content-Encoding") or "identity").strip().lower())
+        self._tail = b""  # compressed bytes received and not yet inflated
+        self._total = 0
+        self._ended = False
+
+    def read(self, size: int | None = -1) -> bytes:
+        """At most `size` bytes of the body (all that is left, for -1 or None); b"" at its end."""
+        if size is None or size < 0:
+            return b"".join(iter(partial(self.read, READ_SIZE), b""))
+        self._check()
+        if self._ended or size == 0:
+            return b""
+        try:
+            piece = self._read(size)
+        except zlib.error as exc:
+            raise MalformedAnswer(f"the compressed answer is corrupt ({exc})") from None
+        self._total += len(piece)
+        if self._total > self._limit:
+            raise MalformedAnswer(f"the answer is larger than {self._limit >> 20} MiB")
+        return piece
+
+    def _read(self, size: int) -> bytes:
+        decompressor = self._decompressor
+        if decompressor is None:
+            piece = self._response.read(size)
+            if not piece:
+                self._end()
+            return piece
+        while True:
+            if self._tail:
+                if decompressor.eof:  # zlib would keep these bytes aside, and the loop go round
+                    raise MalformedAnswer("the compressed answer goes on past its end")
+                piece = decompressor.decompress(self._tail, size)
+                self._tail = decompressor.unconsumed_tail or getattr(decompressor, "unused_data", b"")
+                if piece:
+                    return piece
+                continue
+            chunk = self._response.read(min(READ_SIZE, max(size, io.DEFAULT_BUFFER_SIZE)))
+            if chunk:
+                self._tail = chunk
+                self._check()
+                continue
+            piece = decompressor.decompress(b"", size)  # what zlib may still hold back
+            if piece:
+                return piece
+            self._end()
+            if not decompressor.eof:
+                raise MalformedAnswer("the compressed answer is corrupt or cut short")
+            return b""
+
+    def _end(self) -> None:
+        self._ended = True
+        missing = getattr(self._response, "length", None)
+        if missing:
+            raise http.client.IncompleteRead(b"", missing)
 
 
 def parse_document(document: bytes) -> Any:
@@ -315,7 +367,7 @@ class AnswerTap:
 
     def take(self, response: Any) -> bytes:
         """Read `response` (an http.client answer); what pyVmomi is to deserialise."""
-        document = read_body(response, self.limit)
+        document = read_body(response, self.limit, deadline_check(self.connection))
         if self.on_token is not None and response.status == 200 and len(document) <= EARLY_LIMIT:
             self.early_token = leading_token(document)
             if self.early_token is not None:
@@ -347,13 +399,12 @@ def _shut(connection: Any) -> None:
             socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
-class TappedResponse:
-    """An http.client answer whose body goes through a tap before pyVmomi reads it."""
+class _Answer:
+    """An http.client answer as pyVmomi reads it, its body read here: pyVmomi is told there
+    is nothing to decompress (its own GzipReader inflates whatever a chunk holds, unbounded)."""
 
-    def __init__(self, response: Any, tap: AnswerTap):
+    def __init__(self, response: Any):
         self.response = response
-        self.tap = tap
-        self._served: io.BytesIO | None = None
 
     @property
     def status(self) -> int:
@@ -364,20 +415,31 @@ class TappedResponse:
         return self.response.reason
 
     def getheader(self, name: str, default: str | None = None) -> str | None:
-        """The answer's header; the tap decompresses, so pyVmomi is told there is nothing to."""
+        """The answer's header; the body is decompressed here, so pyVmomi is told it is not."""
         if name.lower() == "content-encoding":
             return "identity"
         return self.response.getheader(name, default)
 
-    def read(self, amount: int | None = -1) -> bytes:
-        """What the tap lets pyVmomi read (the whole answer is taken at the first read)."""
-        if self._served is None:
-            self._served = io.BytesIO(self.tap.take(self.response))
-        return self._served.read(-1 if amount is None else amount)
-
     def close(self) -> None:
         """Close the underlying answer."""
         self.response.close()
+
+
+class TappedResponse(_Answer):
+    """An http.client answer whose body goes through a tap before pyVmomi reads it."""
+
+    def __init__(self, response: Any, tap: AnswerTap):
+        super().__init__(response)
+        self.tap = tap
+        self._served: io.BytesIO | None = None
+
+    def read(self, amount: int | None = -1) -> bytes:
+        """What the tap lets pyVmomi read (the whole answer is taken at the first read); each
+        read within the request's deadline, as pyVmomi's expat parser may crawl on a fault."""
+        deadline_check(self.tap.connection)()
+        if self._served is None:
+            self._served = io.BytesIO(self.tap.take(self.response))
+        return self._served.read(-1 if amount is None else amount)
 
 
 class TappedConnection:
@@ -396,6 +458,40 @@ class TappedConnection:
     def getresponse(self) -> TappedResponse:
         """The answer, tapped."""
         return TappedResponse(self.connection.getresponse(), self.tap)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.connection.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.connection, name)
+
+
+class BoundedResponse(_Answer):
+    """An answer pyVmomi reads itself (the login, the lookups, faults, and every answer with
+    --vsphere-parser pyvmomi), its body read through DecodedBody: decompressed no more than
+    pyVmomi's parser asks for at a time, up to ANSWER_LIMIT, and each read within the
+    request's deadline. Read by pyVmomi's GzipReader and expat, a 7 KB gzip fault kept a
+    collection busy for 12 s past a 1 s timeout."""
+
+    def __init__(self, response: Any, connection: Any):
+        super().__init__(response)
+        self._body = DecodedBody(response, ANSWER_LIMIT, deadline_check(connection))
+
+    def read(self, amount: int | None = -1) -> bytes:
+        """The next `amount` bytes of the body (all that is left, for -1 or None)."""
+        return self._body.read(amount)
+
+
+class BoundedConnection:
+    """A connection of pyVmomi's pool whose next answer pyVmomi reads as a BoundedResponse."""
+
+    def __init__(self, connection: Any):
+        self.connection = connection
+
+    def getresponse(self) -> BoundedResponse:
+        """The answer, bounded."""
+        return BoundedResponse(self.connection.getresponse(), self.connection)
 
     def close(self) -> None:
         """Close the connection."""
