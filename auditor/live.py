@@ -52,7 +52,10 @@ def vsphere_sources(options: VSphereOptions, warn: Callable[[str], None]) -> lis
         raise InputError("CA bundle not found", where=str(options.ca_bundle))
     sources: list[InventorySource] = []
     for server in options.servers:
-        host, port = parse_server(server)
+        try:
+            host, port = parse_server(server)
+        except ValueError as exc:
+            raise InputError(f"{options.flag('server')} {server!r}: {exc}") from None
         if options.insecure:
             warn(f"TLS certificate verification is disabled for {host}; the connection can be intercepted")
         connection = VSphereConnection(host=host, port=port, user=user, password=password,

@@ -746,8 +746,11 @@ def _given(settings: dict[str, Setting], prefix: str) -> dict[str, str]:
 
 
 def _vsphere(settings: dict[str, Setting], servers: list[str]) -> VSphereOptions:
+    given = _given(settings, "vsphere-")
+    if settings["vsphere"].given:  # the servers: --vsphere in scan, --server in collect vsphere
+        given["server"] = _named("vsphere", settings["vsphere"])
     return VSphereOptions(
-        given=_given(settings, "vsphere-"),
+        given=given,
         servers=_unique(servers), user=settings["vsphere-user"].value,
         password_file=settings["vsphere-password-file"].value, ca_bundle=settings["vsphere-ca-bundle"].value,
         insecure=settings["vsphere-insecure"].value, timeout=settings["vsphere-timeout"].value,

@@ -290,6 +290,25 @@ def test_parse_server():
     assert parse_server("vc.corp.example:8443") == ("vc.corp.example", 8443)
     assert parse_server("https://vc.corp.example/sdk") == ("vc.corp.example", 443)
     assert parse_server("[::1]:9443") == ("::1", 9443)
+    assert parse_server("[fe80::1]") == ("fe80::1", 443)
+    assert parse_server("vc.corp.example:65535") == ("vc.corp.example", 65535)  # the near misses
+    for server, why in [("vc\x1b[31m.example", "not a host name"), ("vc .example", "not a host name"),
+                        ("vc\u202e.example", "not a host name"), ("", "not a host name"),
+                        ("vc..example", "a label is empty"), ("a" * 64 + ".example", "longer than 63"),
+                        ("vc.corp.example:65536", "port"), ("vc.corp.example:0", "port"), ("[::1]:x", "port")]:
+        with pytest.raises(ValueError, match=why):
+            parse_server(server)
+
+
+def test_a_server_that_names_no_host_is_refused_before_collecting(tmp_path, monkeypatch, capsys):
+    """One line, exit 2, the value escaped: not "unexpected InvalidURL" once collecting."""
+    monkeypatch.setenv("VSPHERE_USER", "auditor")
+    monkeypatch.setenv("VSPHERE_PASSWORD", "secret")
+    code = main(["collect", "vsphere", "--server", "vc\x1b]0;owned\x07.example", "--out", str(tmp_path / "o.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "\x1b" not in err, err
+    assert "--server 'vc\\x1b]0;owned\\x07.example': not a host name" in err, err
+    assert not (tmp_path / "o.json").exists()
 
 
 def test_collect_all_runs_sources_in_parallel(simulator):

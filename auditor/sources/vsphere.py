@@ -166,18 +166,29 @@ class VSphereConnection:
 
 
 def parse_server(text: str) -> tuple[str, int]:
-    """`host`, `host:port` or `https://host:port/sdk` -> (host, port)."""
+    """`host`, `host:port` or `https://host:port/sdk` -> (host, port); ValueError, saying
+    why, for what names no host (control characters, spaces, an empty or over-long label, a
+    port out of range), which http.client would otherwise refuse only mid-collection."""
     text = text.strip()
     if "://" in text:
         text = text.split("://", 1)[1]
     text = text.split("/", 1)[0]
     if text.startswith("["):  # [::1]:443
         host, _, rest = text[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else 443
-    host, sep, port = text.rpartition(":")
-    if sep and port.isdigit() and host:
-        return host, int(port)
-    return text, 443
+        port = rest[1:] if rest.startswith(":") else "443" if not rest else "not a number"
+    else:
+        head, sep, tail = text.rpartition(":")
+        host, port = (head, tail) if sep and tail.isdigit() and head else (text, "443")
+    if not host or not all(character.isprintable() and not character.isspace() for character in host):
+        raise ValueError("not a host name, host:port or https:// URL")
+    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError("the port is not a number from 1 to 65535")
+    if ":" not in host:  # an IPv6 address is no DNS name
+        try:
+            host.encode("idna")
+        except UnicodeError:
+            raise ValueError("not a host name: a label is empty or longer than 63 characters") from None
+    return host, int(port)
 
 
 class NotVSphere(Exception):
