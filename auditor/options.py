@@ -223,8 +223,8 @@ def _azure_specs(prefixed: bool) -> list[Spec]:
              aliases=aliases("tenant"), group=group, needs_source=needs),
         Spec("azure-ca-bundle", "CA certificates to verify Resource Manager and the authority with",
              parse=as_path, metavar="PEM", aliases=aliases("ca-bundle"), group=group, needs_source=needs),
-        Spec("azure-timeout", "seconds each wait of a request may take: connecting (at most 30), each read "
-             "of its answer (default: 60)", parse=as_seconds,
+        Spec("azure-timeout", "seconds each request may take, whole: connecting (at most 30), sending it, "
+             "reading all of its answer (default: 60)", parse=as_seconds,
              default=60.0, metavar="SECONDS", aliases=aliases("timeout"), group=group, needs_source=needs),
     ]
 

@@ -42,6 +42,7 @@ EXAMPLES = Path(__file__).resolve().parent / "fixtures" / "azure-rest-examples"
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CLIENT_ID = "3b7e2a51-6f0e-4d7c-9a43-0c8b5f1e2d77"
 CLIENT_SECRET = "replay-only-secret"  # a test server's credential, not a secret anyone relies on
+TRICKLE = 0.25  # seconds between the bytes of a trickled answer
 
 
 def example_body(relative: str) -> Any:
@@ -160,6 +161,7 @@ class ArmReplay:
         self.revoked: set[str] = set()  # tokens ARM answers 401 for (expired)
         self.quota_remaining: int | None = None  # sent as x-ms-user-quota-remaining when set
         self.held: dict[str, int] = {}  # route -> requests still answered before the rest are held
+        self.trickling: set[str] = set()  # held routes answered a byte at a time rather than not at all
         self.released = threading.Event()  # set by stop(): held requests end without an answer
         self.lock = threading.Lock()
         self._by_id: dict[str, dict[str, Any]] | None = None
@@ -193,6 +195,13 @@ class ArmReplay:
         """Answer `after` more requests of `route`, then read every later one and never answer
         it, as a stalled service does: TCP and TLS up, the request taken, then silence until stop()."""
         self.held[route] = after
+
+    def trickle(self, route: str, after: int = 0) -> None:
+        """Answer `after` more requests of `route`, then answer every later one with a 1 MiB
+        body sent a byte every TRICKLE seconds: each wait for bytes ends well within any
+        timeout, and the answer would take three days."""
+        self.held[route] = after
+        self.trickling.add(route)
 
     def by_id(self) -> dict[str, dict[str, Any]]:
         """Rows by lower-case id (built once; the estate does not change while serving)."""
@@ -237,6 +246,19 @@ def _handler(replay: ArmReplay) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(payload)
 
+        def _trickle(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(1 << 20))
+            self.end_headers()
+            self.wfile.flush()
+            try:
+                while not replay.released.wait(TRICKLE):
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+            except OSError:  # the client gave up
+                pass
+
         def _dispatch(self, method: str) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
@@ -254,7 +276,10 @@ def _handler(replay: ArmReplay) -> type[BaseHTTPRequestHandler]:
                 queued = None if held else replay.faults.get(route)
                 fault = queued.pop(0) if queued else None
             if held:
-                replay.released.wait()
+                if route in replay.trickling:
+                    self._trickle()
+                else:
+                    replay.released.wait()
                 self.close_connection = True  # the client gave up long ago; nothing more to read
                 return
             if fault is not None:

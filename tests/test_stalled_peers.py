@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -435,12 +435,33 @@ def test_an_answer_pyvmomi_reads_itself_that_is_broken_is_named_for_what_it_is(t
     assert out.read_bytes() == EARLIER
 
 
-def test_the_deadline_is_per_request_and_a_slow_answer_within_it_is_read(tmp_path):
+@contextmanager
+def deadline_client(kind: str, port: int, cert: Path, seconds: float) -> Iterator[Callable[[], bytes]]:
+    """A GET of https://127.0.0.1:port/ with a deadline of `seconds` a request, through one
+    kept-alive connection: http.client's (vSphere) or a requests session's (Azure)."""
+    from auditor.sources.deadline import DeadlineHTTPSConnection, deadline_session
+
+    if kind == "http.client":
+        connection = DeadlineHTTPSConnection("127.0.0.1", port, timeout=seconds,
+                                             context=ssl.create_default_context(cafile=str(cert)))
+
+        def get() -> bytes:
+            connection.request("GET", "/")
+            return connection.getresponse().read()
+
+        yield get
+        connection.close()
+        return
+    session = deadline_session(seconds)
+    yield lambda: session.get(f"https://127.0.0.1:{port}/", verify=str(cert), timeout=(seconds, seconds)).content
+    session.close()
+
+
+@pytest.mark.parametrize("client", ["http.client", "requests"])
+def test_the_deadline_is_per_request_and_a_slow_answer_within_it_is_read(tmp_path, client):
     """The near miss: answers that take most of the timeout, one after another on one kept-alive
     connection, are each read whole; the deadline starts again with each request."""
     from http.server import BaseHTTPRequestHandler
-
-    from auditor.sources.deadline import DeadlineHTTPSConnection
 
     class Slow(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -457,13 +478,9 @@ def test_the_deadline_is_per_request_and_a_slow_answer_within_it_is_read(tmp_pat
         def log_message(self, *args: object) -> None:
             pass
 
-    with https_server(tmp_path, Slow) as (port, cert):
-        client = DeadlineHTTPSConnection("127.0.0.1", port, timeout=1,
-                                         context=ssl.create_default_context(cafile=str(cert)))
+    with https_server(tmp_path, Slow) as (port, cert), deadline_client(client, port, cert, 1) as get:
         for _ in range(3):  # 1.8 s in all on one connection: more than one deadline, each within its own
-            client.request("GET", "/")
-            assert client.getresponse().read() == b"answer"
-        client.close()
+            assert get() == b"answer"
 
 
 class SlowHandshakeThenTrickle(LocalListener):
@@ -518,12 +535,11 @@ def test_a_connection_made_before_its_request_shares_the_requests_deadline(tmp_p
     assert 1.5 <= elapsed < 2.2, f"took {elapsed:.1f} s with a 1.5 s timeout"  # not 1 s + 1.5 s
 
 
-def test_an_answer_that_closes_the_connection_is_read_whole(tmp_path):
+@pytest.mark.parametrize("client", ["http.client", "requests"])
+def test_an_answer_that_closes_the_connection_is_read_whole(tmp_path, client):
     """`Connection: close` (and HTTP/1.0): http.client closes the connection while the answer
     is still to be read; the socket must stay open for it, as a socket does for its readers."""
     from http.server import BaseHTTPRequestHandler
-
-    from auditor.sources.deadline import DeadlineHTTPSConnection
 
     body = bytes(range(256)) * 800  # 200 KiB: more than one buffered read
 
@@ -540,13 +556,9 @@ def test_an_answer_that_closes_the_connection_is_read_whole(tmp_path):
         def log_message(self, *args: object) -> None:
             pass
 
-    with https_server(tmp_path, Closing) as (port, cert):
-        client = DeadlineHTTPSConnection("127.0.0.1", port, timeout=5,
-                                         context=ssl.create_default_context(cafile=str(cert)))
+    with https_server(tmp_path, Closing) as (port, cert), deadline_client(client, port, cert, 5) as get:
         for _ in range(2):  # the second request opens a new connection
-            client.request("GET", "/")
-            assert client.getresponse().read() == body
-        client.close()
+            assert get() == body
 
 
 # -- Azure -------------------------------------------------------------------------------
@@ -567,8 +579,14 @@ def replay(tmp_path):
     ("subscriptions", 0, "Resource Manager at {url}"),  # a GET, which azure-core would retry
     ("token", 0, "no Azure token from {url}:"),  # Entra ID's token endpoint
 ])
-def test_collect_azure_from_a_stalled_endpoint(replay, tmp_path, route, after, peer):
-    replay.hold(route, after=after)
+@pytest.mark.parametrize("stall", ["silent", "trickling"])
+def test_collect_azure_from_a_stalled_endpoint(replay, tmp_path, route, after, peer, stall):
+    """Silent, or answering a byte at a time (each wait ends well within the timeout: only a
+    deadline for the whole request ends it, and the request is not tried again)."""
+    if stall == "trickling":
+        replay.trickle(route, after=after)
+    else:
+        replay.hold(route, after=after)
     out = tmp_path / "azure.json"
     out.write_bytes(EARLIER)
     env = {**os.environ, "AZURE_TENANT_ID": TENANT, "AZURE_CLIENT_ID": CLIENT_ID,

@@ -26,10 +26,11 @@ caller's quota is used up (`x-ms-user-quota-remaining: 0`) the next query waits 
 `x-ms-user-quota-resets-after`. A token the service rejects (expired, revoked) is replaced
 once by a new credential before the subscription is given up.
 
-`--timeout` bounds every request: the transport's connect and read timeouts (requests and
-urllib3 set them on the socket, so a peer that accepts and then says nothing is cut off),
-and a request that timed out is not tried again, so a stalled Resource Manager or token
-endpoint fails the scope after one timeout rather than after one per retry.
+`--timeout` bounds every request whole, from its connection to the last byte of its
+answer (deadline_session: a peer that trickles bytes, each within a read timeout, is cut
+off too), and a request that timed out is not tried again, so a stalled Resource Manager
+or token endpoint fails the scope after one timeout rather than after one per retry. The
+credentials DefaultAzureCredential tries make their own connections, bounded per wait.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from ..snapshot import Source, make_resource
 from ..vm_sizes import count as vcpu_count
 from ..vm_sizes import size_key
 from . import Collected, InventorySource, Progress
+from .deadline import deadline_session
 
 PAGE_SIZE = 1000
 SUBSCRIPTION_BATCH = 1000
@@ -122,13 +124,17 @@ class AzureConnection:
         return min(self.timeout, 30.0)
 
     def transport(self) -> dict[str, Any]:
-        """Keyword arguments for every SDK client and credential: CA, timeouts, retries."""
-        options: dict[str, Any] = {"connection_timeout": self.connect_timeout, "read_timeout": self.timeout,
-                                   "retry_total": RETRIES, "retry_status": RETRIES, "retry_connect": 2,
-                                   "retry_backoff_factor": 0.8, "retry_backoff_max": 60}
+        """Keyword arguments for an SDK client or credential: a transport of its own whose
+        every request takes at most the timeout, whole (deadline_session), with the CA and
+        the timeouts of each wait; the retries."""
+        from azure.core.pipeline.transport import RequestsTransport
+
+        options: dict[str, Any] = {"connection_timeout": self.connect_timeout, "read_timeout": self.timeout}
         if self.ca_bundle:
             options["connection_verify"] = self.ca_bundle
-        return options
+        return {"transport": RequestsTransport(session=deadline_session(self.timeout), session_owner=True, **options),
+                **options, "retry_total": RETRIES, "retry_status": RETRIES, "retry_connect": 2,
+                "retry_backoff_factor": 0.8, "retry_backoff_max": 60}
 
     def client_options(self) -> dict[str, Any]:
         """Keyword arguments for the Resource Manager clients: the transport's, with a retry
@@ -155,20 +161,24 @@ class AzureConnection:
             # managed identity credential brings a retry policy class of its own
             return ClientSecretCredential(tenant, client, secret, retry_policy_class=timeout_final_retry_policy(),
                                           **options)
+        # the credentials it tries in turn would share, and close, one transport: each makes its
+        # own, whose timeouts bound each wait rather than each request whole
+        options.pop("transport").close()
         return DefaultAzureCredential(exclude_interactive_browser_credential=True, **options)
 
 
 @functools.cache
 def timeout_final_retry_policy() -> type:
-    """azure-core's RetryPolicy, except that a request that timed out (no connection, or no
-    answer, within --timeout) is not tried again: each try of a stalled endpoint would wait
-    the whole timeout again (four tries and their back-off: about 4x the timeout)."""
-    from azure.core.exceptions import ServiceRequestTimeoutError, ServiceResponseTimeoutError
+    """azure-core's RetryPolicy, except that a request that timed out (no connection, no
+    answer, or not all of it within --timeout) is not tried again: each try of a stalled
+    endpoint would wait the whole timeout again (four tries and their back-off: about 4x
+    the timeout). A timeout while the body is read reaches azure-core from requests as a
+    connection error (ServiceRequestError), with the timeout behind it."""
     from azure.core.pipeline.policies import RetryPolicy
 
     class TimeoutFinalRetryPolicy(RetryPolicy):
         def increment(self, settings: dict[str, Any], response: Any = None, error: Exception | None = None) -> bool:
-            if isinstance(error, (ServiceRequestTimeoutError, ServiceResponseTimeoutError)):
+            if error is not None and _timeout_of(error) is not None:
                 return False
             return super().increment(settings, response=response, error=error)
 
@@ -639,13 +649,21 @@ def _timeout_of(exc: BaseException) -> BaseException | None:
     """The timeout (the transport's, or the socket's) behind an error, if one is."""
     from azure.core.exceptions import ServiceRequestTimeoutError, ServiceResponseTimeoutError
 
+    # azure-core keeps what it wraps in inner_exception, requests in args[0] (a timeout while
+    # the body is read: ServiceRequestError, requests' ConnectionError, urllib3's
+    # ReadTimeoutError, the socket's TimeoutError)
     seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
+    waiting: list[BaseException] = [exc]
+    while waiting:
+        current = waiting.pop()
+        if id(current) in seen:
+            continue
         if isinstance(current, (ServiceRequestTimeoutError, ServiceResponseTimeoutError, TimeoutError)):
             return current
         seen.add(id(current))
-        current = current.__cause__ or current.__context__
+        waiting += [inner for inner in (current.__cause__, current.__context__,
+                                        getattr(current, "inner_exception", None), *current.args[:1])
+                    if isinstance(inner, BaseException)]
     return None
 
 

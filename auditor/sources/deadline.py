@@ -99,57 +99,142 @@ def underlying_socket(sock: Any) -> Any:
     return sock.sock if isinstance(sock, DeadlineSocket) else sock
 
 
-class DeadlineHTTPSConnection(http.client.HTTPSConnection):
-    """http.client's HTTPS connection, each request of which (sending it and reading all of
-    its answer; with the TLS handshake, for the first on a new connection) takes at most
-    `timeout` seconds; with no timeout, as http.client's."""
+class _RequestDeadlines:
+    """What makes an HTTP connection's every request take at most `_seconds()`, whole: the
+    deadline runs from the request's start, or, for a connection made for the request (or
+    made just before it, as pyVmomi and urllib3 do), from the TCP connection, so that the
+    handshake counts too. Mixed into http.client connections (urllib3's are some)."""
 
     _deadline: float | None = None
     _requesting = False  # from putrequest to getresponse
-    _opened_idle = False  # connected outside a request (pyVmomi connects first): keep its deadline
+    _opened_idle = False  # connected outside a request: the next request keeps its deadline
+    sock: Any
+
+    def _seconds(self) -> float | None:
+        """The bound of each request, or None for none."""
+        raise NotImplementedError
 
     def putrequest(self, method: str, url: str, *args: Any, **kwargs: Any) -> None:
         """Start a request: its deadline runs from here (on a kept-alive connection too), or
         from the connection made for it."""
         self._requesting = True
-        if isinstance(self.timeout, (int, float)):
+        seconds = self._seconds()
+        if seconds is not None:
             if self._opened_idle:
                 self._opened_idle = False
             else:
-                self._deadline = time.monotonic() + self.timeout
+                self._deadline = time.monotonic() + seconds
                 if isinstance(self.sock, DeadlineSocket):
                     self.sock.deadline = self._deadline
-        super().putrequest(method, url, *args, **kwargs)
+        super().putrequest(method, url, *args, **kwargs)  # type: ignore[misc]
 
-    def connect(self) -> None:
-        """Connect (each address within the timeout), then shake hands within the timeout."""
-        timeout = self.timeout
-        if not isinstance(timeout, (int, float)):
-            super().connect()
-            return
-        idle = not self._requesting
-        self._create_connection = partial(_connect, self)
-        super().connect()
-        assert self._deadline is not None  # set by _connect
-        self.sock = DeadlineSocket(self.sock, timeout, self._deadline)  # type: ignore[assignment]
-        self._opened_idle = idle
+    def _connected(self) -> None:
+        """Stamp the deadline (on the TCP connection, before any handshake)."""
+        seconds = self._seconds()
+        if seconds is not None:
+            self._deadline = time.monotonic() + seconds
+
+    def _wrap(self, idle: bool) -> None:
+        """Put the connected socket under the deadline."""
+        seconds = self._seconds()
+        if seconds is not None and self.sock is not None and self._deadline is not None:
+            self.sock = DeadlineSocket(self.sock, seconds, self._deadline)
+            self._opened_idle = idle
 
     def close(self) -> None:
         """Close the connection; a request cut short leaves nothing behind."""
         self._requesting = self._opened_idle = False
-        super().close()
+        super().close()  # type: ignore[misc]
 
-    def getresponse(self) -> http.client.HTTPResponse:
+    def getresponse(self) -> Any:
         """The answer to the request sent (read within its deadline)."""
         self._requesting = False
-        return super().getresponse()
+        return super().getresponse()  # type: ignore[misc]
 
     def check_deadline(self) -> None:
         """TimeoutError once the last request's deadline has passed. The socket checks it at
         each receive; a reader that does more with each receive (inflating, parsing) checks
         it between its own reads too."""
         if self._deadline is not None and time.monotonic() >= self._deadline:
-            raise TimeoutError(f"the answer took longer than {self.timeout:g} s")
+            raise TimeoutError(f"the answer took longer than {self._seconds():g} s")
+
+
+class DeadlineHTTPSConnection(_RequestDeadlines, http.client.HTTPSConnection):
+    """http.client's HTTPS connection, each request of which (sending it and reading all of
+    its answer; with the TLS handshake, for the first on a new connection) takes at most
+    `timeout` seconds; with no timeout, as http.client's."""
+
+    def _seconds(self) -> float | None:
+        return self.timeout if isinstance(self.timeout, (int, float)) else None
+
+    def connect(self) -> None:
+        """Connect (each address within the timeout), then shake hands within the timeout."""
+        if self._seconds() is None:
+            super().connect()
+            return
+        idle = not self._requesting
+        self._create_connection = partial(_connect, self)
+        super().connect()
+        self._wrap(idle)
+
+
+def _connect(connection: DeadlineHTTPSConnection, address: tuple[str, int], timeout: float,
+             source_address: Any = None) -> socket.socket:
+    """http.client's connect; the connection's deadline then runs from here."""
+    sock = socket.create_connection(address, timeout, source_address)
+    connection._connected()
+    return sock
+
+
+def deadline_session(seconds: float) -> Any:
+    """A requests Session (for azure-core's RequestsTransport, which mounts nothing on a
+    session it is given) whose every HTTP(S) request takes at most `seconds`, whole: the
+    transport's timeouts bound each wait, so a peer that trickles bytes would otherwise
+    keep a request going for as long as it likes. urllib3 retries nothing itself (azure-core
+    retries), as the adapter azure-core mounts on a session of its own."""
+    import requests
+    from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.util.retry import Retry
+
+    def bounded(base: type) -> type:
+        class Bounded(_RequestDeadlines, base):  # type: ignore[valid-type, misc]
+            def _seconds(self) -> float | None:
+                return seconds
+
+            def _new_conn(self) -> socket.socket:
+                sock = super()._new_conn()
+                self._connected()
+                return sock
+
+            def connect(self) -> None:
+                idle = not self._requesting
+                super().connect()
+                self._wrap(idle)
+
+        return Bounded
+
+    pools = {"http": type("BoundedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": bounded(HTTPConnection)}),
+             "https": type("BoundedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": bounded(HTTPSConnection)})}
+
+    class BoundedAdapter(requests.adapters.HTTPAdapter):
+        """Connection pools of bounded connections, direct or through a proxy."""
+
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = pools
+
+        def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+            manager = super().proxy_manager_for(proxy, **kwargs)
+            if not proxy.lower().startswith("socks"):  # SOCKS has pools of its own
+                manager.pool_classes_by_scheme = pools
+            return manager
+
+    session = requests.Session()
+    adapter = BoundedAdapter(max_retries=Retry(total=False, redirect=False, raise_on_status=False))
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, adapter)
+    return session
 
 
 def deadline_check(connection: Any) -> Any:
@@ -161,11 +246,3 @@ def deadline_check(connection: Any) -> Any:
 
 def _no_deadline() -> None:
     pass
-
-
-def _connect(connection: DeadlineHTTPSConnection, address: tuple[str, int], timeout: float,
-             source_address: Any = None) -> socket.socket:
-    """http.client's connect; the connection's deadline then runs from here."""
-    sock = socket.create_connection(address, timeout, source_address)
-    connection._deadline = time.monotonic() + timeout
-    return sock
