@@ -55,7 +55,9 @@ def vsphere_sources(options: VSphereOptions, warn: Callable[[str], None]) -> lis
         try:
             host, port = parse_server(server)
         except ValueError as exc:
-            raise InputError(f"{options.flag('server')} {server!r}: {exc}") from None
+            hint = (f": give the user with {options.flag('user')} or VSPHERE_USER, the password in VSPHERE_PASSWORD "
+                    f"or {options.flag('password-file')}") if "@" in server else ""
+            raise InputError(f"{options.flag('server')} {_without_credentials(server)!r}: {exc}{hint}") from None
         if options.insecure:
             warn(f"TLS certificate verification is disabled for {host}; the connection can be intercepted")
         connection = VSphereConnection(host=host, port=port, user=user, password=password,
@@ -64,6 +66,15 @@ def vsphere_sources(options: VSphereOptions, warn: Callable[[str], None]) -> lis
                                        credentials_from=credentials_from)
         sources.append(VSphereSource(connection, page_size=options.page_size, parser=options.parser))
     return sources
+
+
+def _without_credentials(server: str) -> str:
+    """`server` as it may be shown: a user and password in it (user:password@host) starred out."""
+    scheme, separator, rest = server.rpartition("://")
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rsplit("@", 1)[1]
+    return scheme + separator + authority + slash + path
 
 
 def azure_sources(options: AzureOptions) -> list[InventorySource]:

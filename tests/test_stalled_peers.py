@@ -419,13 +419,32 @@ class BrokenPeer(VersionedPeer):
         socket.socket.shutdown(connection, socket.SHUT_RDWR)  # the reader keeps the socket open
 
 
+def entity_crawl() -> bytes:
+    """1.3 KB of gzip: a DTD, then a 1 MiB comment, then one entity reference that expat 2.5
+    lets expand to 61 MiB (100x what it has read) inside one 2 KB read, which pyVmomi then
+    gathers quadratically (3 minutes of CPU), with no read in between to check a deadline."""
+    dtd = b'<?xml version="1.0" encoding="UTF-8"?><!DOCTYPE Envelope [<!ENTITY a0 "' + b"x" * 64 + b'">'
+    dtd += b"".join(b'<!ENTITY a%d "' % level + b"&a%d;" % (level - 1) * 10 + b'">' for level in range(1, 7))
+    document = (dtd + b']><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>'
+                + b"<!--" + b"p" * (1 << 20) + b"-->&a6;</soapenv:Body></soapenv:Envelope>")
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    body = compressor.compress(document) + compressor.flush()
+    return (b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n"
+            % len(body) + body)
+
+
 @pytest.mark.parametrize("reply, said", [
     (b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: 10\r\n\r\n<not xml/", "not valid vSphere SOAP"),
     (b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: 4000\r\n\r\n<?xml version='1.0'?><soapenv:",
      "connection lost (IncompleteRead)"),
-], ids=["not XML", "cut short"])
+    (entity_crawl(), "the answer declares a DTD, which SOAP forbids"),
+    (b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: 100\r\n\r\n"
+     b"<?xml version='1.0' encoding='UTF-16'?>" + b" " * 61, "declared 'UTF-16', not UTF-8"),
+    (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n", "HTTP error from the server: 503"),
+], ids=["not XML", "cut short", "a DTD", "not UTF-8", "HTTP 503"])
 def test_an_answer_pyvmomi_reads_itself_that_is_broken_is_named_for_what_it_is(tmp_path, vsphere_env, reply, said):
-    """Not "unexpected ExpatError": the answer is not XML, or the vCenter left mid-answer."""
+    """Not "unexpected ExpatError" (or minutes of expat expanding entities): the answer is
+    not XML, is cut short, declares a DTD or another encoding, or is an HTTP error."""
     context, cert = server_tls(tmp_path)
     peer = BrokenPeer(context, reply)
     result, _, out = collect_from(peer, cert, tmp_path, vsphere_env)
@@ -481,6 +500,39 @@ def test_the_deadline_is_per_request_and_a_slow_answer_within_it_is_read(tmp_pat
     with https_server(tmp_path, Slow) as (port, cert), deadline_client(client, port, cert, 1) as get:
         for _ in range(3):  # 1.8 s in all on one connection: more than one deadline, each within its own
             assert get() == b"answer"
+
+
+@pytest.mark.parametrize("chunk, refused", [(b"-1", True), (b"%x" % (900 << 10), False)],
+                         ids=["a negative chunk size", "a chunk within the bound"])
+def test_an_answer_larger_than_the_bound_as_received_is_refused(tmp_path, monkeypatch, chunk, refused):
+    """Given a negative chunk size, http.client reads to the end of the stream in one read, past
+    any limit its reader sets: the bound is on the bytes received (1 MiB here for the test)."""
+    from http.server import BaseHTTPRequestHandler
+
+    from auditor.sources import deadline
+
+    monkeypatch.setattr(deadline, "ANSWER_BYTES", 1 << 20)
+    size = int(chunk, 16) if not chunk.startswith(b"-") else 2 << 20
+
+    class Chunked(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(chunk + b"\r\n" + b"x" * size + b"\r\n0\r\n\r\n")
+            self.close_connection = True
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with https_server(tmp_path, Chunked) as (port, cert), deadline_client("http.client", port, cert, 10) as get:
+        if refused:
+            with pytest.raises(deadline.AnswerTooLarge, match="larger than 1 MiB"):
+                get()
+        else:
+            assert get() == b"x" * size
 
 
 class SlowHandshakeThenTrickle(LocalListener):

@@ -292,10 +292,15 @@ def test_parse_server():
     assert parse_server("[::1]:9443") == ("::1", 9443)
     assert parse_server("[fe80::1]") == ("fe80::1", 443)
     assert parse_server("vc.corp.example:65535") == ("vc.corp.example", 65535)  # the near misses
+    assert parse_server("::1") == ("::1", 443) and parse_server("fe80::10") == ("fe80::10", 443)  # bare IPv6
+    assert parse_server("https://[fe80::1%eth0]:9443/sdk") == ("fe80::1%eth0", 9443)
     for server, why in [("vc\x1b[31m.example", "not a host name"), ("vc .example", "not a host name"),
                         ("vc\u202e.example", "not a host name"), ("", "not a host name"),
                         ("vc..example", "a label is empty"), ("a" * 64 + ".example", "longer than 63"),
-                        ("vc.corp.example:65536", "port"), ("vc.corp.example:0", "port"), ("[::1]:x", "port")]:
+                        ("vc.corp.example:65536", "port"), ("vc.corp.example:0", "port"), ("[::1]:x", "port"),
+                        ("vc.corp.example:", "port"), (":443", "not a host name"), ("a:b", "port"),
+                        ("[zz]:443", "not an IPv6 address"), ("fe80::zz", "not an IPv6 address"),
+                        ("https://admin:S3cret@vc.corp.example/sdk", "a user and password")]:
         with pytest.raises(ValueError, match=why):
             parse_server(server)
 
@@ -309,6 +314,15 @@ def test_a_server_that_names_no_host_is_refused_before_collecting(tmp_path, monk
     assert code == 2 and err.count("\n") == 1 and "\x1b" not in err, err
     assert "--server 'vc\\x1b]0;owned\\x07.example': not a host name" in err, err
     assert not (tmp_path / "o.json").exists()
+
+
+def test_a_password_in_the_server_address_is_refused_and_never_shown(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("VSPHERE_USER", "auditor")
+    monkeypatch.setenv("VSPHERE_PASSWORD", "secret")
+    code = main(["scan", "--vsphere", "https://admin:S3cret@vc.corp.example/sdk", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "S3cret" not in err and "admin" not in err, err
+    assert "--vsphere 'https://***@vc.corp.example/sdk': a user and password do not go in the server's address" in err
 
 
 def test_collect_all_runs_sources_in_parallel(simulator):
@@ -691,6 +705,21 @@ def test_certificate_failures_map_to_their_cause():
     handshake = ssl.SSLError(1, "[SSL: EE_KEY_TOO_SMALL] ee key too small")
     handshake.reason = "EE_KEY_TOO_SMALL"
     assert "key is too weak" in describe_failure(handshake, connection, "connecting")
+
+
+def test_a_fault_message_of_any_length_makes_a_line_of_at_most_the_limit():
+    """A fault's message is the server's to make up: 10 MB of it would be one 10 MB error line
+    and snapshot field. Shortened, it still names the fault; a short one is kept whole."""
+    from pyVmomi import vmodl
+
+    from auditor.sources.vsphere import FAILURE_LIMIT
+
+    connection = VSphereConnection(host="vc.corp.example")
+    line = describe_failure(vmodl.fault.SystemError(msg="x" * 100_000), connection, "collecting")
+    assert len(line) == FAILURE_LIMIT and line.startswith("vc.corp.example (collecting): vmodl.fault.SystemError: xxx")
+    assert line.endswith("...")
+    short = describe_failure(vmodl.fault.SystemError(msg="disk full"), connection, "collecting")
+    assert short == "vc.corp.example (collecting): vmodl.fault.SystemError: disk full"
 
 
 @pytest.mark.parametrize("flags, named", [

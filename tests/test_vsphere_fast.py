@@ -49,6 +49,7 @@ from auditor.sources.vsphere_soap import (
     MalformedAnswer,
     answer_element,
     page_token,
+    prolog_end,
     read_body,
     read_document,
 )
@@ -918,6 +919,26 @@ def test_a_decoded_body_inflates_no_more_than_each_read_asks_for_and_checks_at_e
         late.read(2048)
     with pytest.raises(MalformedAnswer, match="larger than 1 MiB"):
         DecodedBody(Answer(compressed, encoding), limit=1 << 20).read()
+
+
+def test_the_prolog_of_an_answer_is_checked_before_pyvmomi_reads_it():
+    """What may come before an answer's first element: the XML declaration in UTF-8,
+    comments, processing instructions and white space; never a DOCTYPE, however deep."""
+    declaration = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    assert prolog_end(declaration + b"<soapenv:Envelope/>") == len(declaration)
+    assert prolog_end(b"\xef\xbb\xbf<a/>") == 3
+    assert prolog_end(b"<?xml version='1.0' encoding='us-ascii'?><!-- a <!DOCTYPE in a comment --><?pi x?> <a/>") > 0
+    assert prolog_end(b"<\xc3\xa9l\xc3\xa9ment/>") == 0  # a name that starts beyond ASCII
+    for partial in (b"", b"<", b"<?xml version", b"<!", b"<!-", b"<!DOC", b"<!-- still a comment", b"  "):
+        assert prolog_end(partial) is None
+    for refused, why in [(declaration + b"<!DOCTYPE a [<!ENTITY e 'x'>]><a>&e;</a>", "declares a DTD"),
+                         (b"<!--" + b"p" * 70000 + b"--><!DOCTYPE a><a/>", "declares a DTD"),
+                         (b"<?xml version='1.0' encoding='UTF-16'?><a/>", "not UTF-8"),
+                         (b"\xff\xfe<\x00a\x00/\x00>\x00", "does not start with an element"),
+                         (b"<!ELEMENT a ANY><a/>", "not well-formed"), (b"<1a/>", "not well-formed"),
+                         (b"text<a/>", "does not start with an element")]:
+        with pytest.raises(MalformedAnswer, match=why):
+            prolog_end(refused)
 
 
 def test_a_decoded_body_that_ends_early_says_so():

@@ -8,7 +8,8 @@ they fail as a timeout does. A new connection connects to each of the host's add
 within the timeout, as http.client does (an address that drops packets, a broken IPv6
 route, must not leave no time for the next); the deadline then runs from the connection,
 and covers the TLS handshake (CPython bounds a whole handshake call by the socket's
-timeout) and the first request. Resolving the host name is not bounded.
+timeout) and the first request. Resolving the host name is not bounded. An answer is also
+bounded in size as received (ANSWER_BYTES).
 """
 
 from __future__ import annotations
@@ -19,6 +20,16 @@ import socket
 import time
 from functools import partial
 from typing import Any
+
+# bytes of one answer as received, headers and framing included: past this a peer is not
+# answering a request. A bound below the readers' own, which may never see the bytes: given a
+# negative chunk size, http.client reads to the end of the stream in one read (2 GiB in 4 s
+# from a local peer).
+ANSWER_BYTES = 640 << 20
+
+
+class AnswerTooLarge(OSError):
+    """An answer past ANSWER_BYTES."""
 
 
 class _AnswerReader(io.RawIOBase):
@@ -33,9 +44,13 @@ class _AnswerReader(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         """At most one receive, waiting no longer than the request's deadline allows."""
-        sock = self._owner.sock
-        sock.settimeout(self._owner.remaining())
-        return sock.recv_into(buffer)
+        owner = self._owner
+        owner.sock.settimeout(owner.remaining())
+        received = owner.sock.recv_into(buffer)
+        owner.received += received
+        if owner.received > ANSWER_BYTES:
+            raise AnswerTooLarge(f"the answer is larger than {ANSWER_BYTES >> 20} MiB")
+        return received
 
     def close(self) -> None:
         if not self.closed:
@@ -51,6 +66,7 @@ class DeadlineSocket:
         self.sock = sock
         self.timeout = timeout
         self.deadline = deadline
+        self.received = 0  # bytes of the current request's answer so far
         # as a socket does for its makefile() readers: closed only once the last reader is,
         # since http.client closes the connection before the answer of a `Connection:
         # close` is read
@@ -126,6 +142,7 @@ class _RequestDeadlines:
                 self._deadline = time.monotonic() + seconds
                 if isinstance(self.sock, DeadlineSocket):
                     self.sock.deadline = self._deadline
+                    self.sock.received = 0
         super().putrequest(method, url, *args, **kwargs)  # type: ignore[misc]
 
     def _connected(self) -> None:

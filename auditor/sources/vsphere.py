@@ -52,6 +52,7 @@ import functools
 import gc
 import http.client
 import importlib.metadata
+import ipaddress
 import socket
 import ssl
 import threading
@@ -79,8 +80,10 @@ from .vsphere_soap import (
     MalformedAnswer,
     PlainContent,
     TappedConnection,
+    first_line,
     iso_utc,
     page_token,
+    prolog_end,
 )
 
 T = TypeVar("T")
@@ -166,19 +169,27 @@ class VSphereConnection:
 
 
 def parse_server(text: str) -> tuple[str, int]:
-    """`host`, `host:port` or `https://host:port/sdk` -> (host, port); ValueError, saying
-    why, for what names no host (control characters, spaces, an empty or over-long label, a
-    port out of range), which http.client would otherwise refuse only mid-collection."""
+    """`host`, `host:port`, an IPv6 address (bare or `[...]:port`) or `https://host:port/sdk`
+    -> (host, port); ValueError, saying why, for what names no host (control characters,
+    spaces, an empty or over-long label, a stray colon, a port out of range) or carries a
+    user and password, which http.client would otherwise refuse only mid-collection (and
+    the password would be shown in its messages)."""
     text = text.strip()
     if "://" in text:
         text = text.split("://", 1)[1]
     text = text.split("/", 1)[0]
+    if "@" in text:
+        raise ValueError("a user and password do not go in the server's address")
     if text.startswith("["):  # [::1]:443
         host, _, rest = text[1:].partition("]")
         port = rest[1:] if rest.startswith(":") else "443" if not rest else "not a number"
+        _check_ip_v6(host)
+    elif text.count(":") > 1:  # an IPv6 address alone
+        host, port = text, "443"
+        _check_ip_v6(host)
     else:
-        head, sep, tail = text.rpartition(":")
-        host, port = (head, tail) if sep and tail.isdigit() and head else (text, "443")
+        host, _, port = text.partition(":")
+        port = port if ":" in text else "443"
     if not host or not all(character.isprintable() and not character.isspace() for character in host):
         raise ValueError("not a host name, host:port or https:// URL")
     if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
@@ -189,6 +200,13 @@ def parse_server(text: str) -> tuple[str, int]:
         except UnicodeError:
             raise ValueError("not a host name: a label is empty or longer than 63 characters") from None
     return host, int(port)
+
+
+def _check_ip_v6(host: str) -> None:
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        raise ValueError("not an IPv6 address (write one with a port as [address]:port)") from None
 
 
 class NotVSphere(Exception):
@@ -278,7 +296,10 @@ def api_version(host: str, port: int, context: ssl.SSLContext, timeout: float) -
     if response.status != 200:
         raise NotVSphere(f"{VERSIONS_DOCUMENT} answered HTTP {response.status}")
     try:
+        prolog_end(body)  # no DTD for expat to expand entities of
         root = ElementTree.fromstring(body)
+    except MalformedAnswer as exc:
+        raise NotVSphere(f"{VERSIONS_DOCUMENT}: {exc}") from None
     except ElementTree.ParseError:
         raise NotVSphere(f"{VERSIONS_DOCUMENT} is not XML") from None
     offered = {element.text for namespace in root.iter("namespace")
@@ -935,8 +956,17 @@ def pyvmomi_version() -> str:
         return "(version unknown)"
 
 
+FAILURE_LIMIT = 1000  # characters of a failure's line: a fault's message is the server's to make up
+
+
 def describe_failure(exc: BaseException, connection: VSphereConnection, during: str) -> str:
-    """One line that says what went wrong with a vCenter and what to do about it."""
+    """One line (at most FAILURE_LIMIT characters) that says what went wrong with a vCenter
+    and what to do about it."""
+    line = _describe_failure(exc, connection, during)
+    return line if len(line) <= FAILURE_LIMIT else line[:FAILURE_LIMIT - 3] + "..."
+
+
+def _describe_failure(exc: BaseException, connection: VSphereConnection, during: str) -> str:
     where = f"{connection.label} ({during})"
     if isinstance(exc, vim.fault.InvalidLogin):
         return f"{where}: login failed for user '{connection.user}': check {connection.credentials_from}"
@@ -962,11 +992,14 @@ def describe_failure(exc: BaseException, connection: VSphereConnection, during: 
     if isinstance(exc, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
                         http.client.IncompleteRead)):
         return f"{where}: connection lost ({type(exc).__name__}); the vCenter went away mid-collection"
+    if isinstance(exc, http.client.HTTPException):  # a status pyVmomi does not read, or broken HTTP
+        return f"{where}: HTTP error from the server: {first_line(exc)}"
     if isinstance(exc, OSError):
         return f"{where}: {exc.strerror or exc}"
     if isinstance(exc, vmodl.MethodFault):
         return f"{where}: {type(exc).__name__}: {exc.msg or exc}"
     return f"{where}: unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
 
 
 # OpenSSL's certificate verification results (X509_V_ERR_*) -> what it means and what to do.

@@ -125,6 +125,7 @@ class _Deflate:
 
     def __init__(self) -> None:
         self._inner: Any = None
+        self._first = b""  # the first byte, when it came alone: two tell which deflate it is
         self.unconsumed_tail = b""
 
     @property
@@ -140,9 +141,11 @@ class _Deflate:
     def decompress(self, data: bytes, max_length: int) -> bytes:
         """At most `max_length` bytes of `data` decompressed (the rest in unconsumed_tail)."""
         if self._inner is None:
-            if not data:  # its first bytes tell which deflate it is
+            data, self._first = self._first + data, b""
+            if len(data) < 2:  # its first two bytes tell which deflate it is
+                self._first, self.unconsumed_tail = data, b""
                 return b""
-            wrapped = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+            wrapped = data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
             self._inner = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
         out = self._inner.decompress(data, max_length)
         self.unconsumed_tail = self._inner.unconsumed_tail
@@ -245,7 +248,7 @@ def parse_document(document: bytes) -> Any:
     try:
         root = etree.fromstring(document, xml_parser())
     except etree.XMLSyntaxError as exc:
-        raise MalformedAnswer(f"not well-formed XML ({_first_line(exc)})") from None
+        raise MalformedAnswer(f"not well-formed XML ({first_line(exc)})") from None
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None:  # a DTD the first look missed (UTF-16, ...)
         raise MalformedAnswer(_DTD)
@@ -286,7 +289,56 @@ def _declares_dtd(head: bytes) -> bool:
     return b"<!DOCTYPE" in (head if start is None else head[:start.start()])
 
 
-def _first_line(exc: BaseException) -> str:
+# bytes before an answer's first element that are read to check it (a vCenter writes the XML
+# declaration and nothing else there; expat's entity expansion is bounded by what it has read,
+# so padding there is what lets a small answer expand to gigabytes)
+PROLOG_LIMIT = 64 << 10
+_ENCODING = re.compile(rb"""encoding\s*=\s*["']([^"']*)["']""")
+_UTF8 = frozenset((b"utf-8", b"utf8", b"us-ascii", b"ascii"))
+
+
+def prolog_end(head: bytes) -> int | None:
+    """Where the first element starts in `head`, the first bytes of an answer: after the
+    XML declaration, comments, processing instructions and white space, nothing else. None
+    while `head` is too short to tell. MalformedAnswer for a DOCTYPE (SOAP forbids one;
+    pyVmomi's expat would expand its entities), an encoding other than UTF-8 (in which such
+    a look could be blind) or anything that is no XML."""
+    at = 3 if head.startswith(b"\xef\xbb\xbf") else 0
+    while True:
+        while at < len(head) and head[at] in b" \t\r\n":
+            at += 1
+        if at + 1 >= len(head):
+            return None
+        if head[at] != 0x3C:  # "<"
+            raise MalformedAnswer("not XML: the answer does not start with an element")
+        if head.startswith(b"<?", at):
+            end = head.find(b"?>", at + 2)
+            if end < 0:
+                return None
+            declared = _ENCODING.search(head, at, end) if head.startswith(b"<?xml", at) else None
+            if declared is not None and declared.group(1).lower() not in _UTF8:
+                raise MalformedAnswer(f"the answer is declared {declared.group(1)[:40].decode('ascii', 'replace')!r}"
+                                      ", not UTF-8")
+            at = end + 2
+        elif head.startswith(b"<!--", at):
+            end = head.find(b"-->", at + 4)
+            if end < 0:
+                return None
+            at = end + 3
+        elif head.startswith(b"<!", at):
+            started = head[at:at + 9]
+            if len(started) < 9 and (b"<!DOCTYPE".startswith(started) or b"<!--".startswith(started)):
+                return None
+            raise MalformedAnswer(_DTD if started == b"<!DOCTYPE" else "not well-formed XML (before its first "
+                                  "element)")
+        elif head[at + 1] >= 0x80 or chr(head[at + 1]).isalpha() or head[at + 1] in b"_:":
+            return at
+        else:
+            raise MalformedAnswer("not well-formed XML (before its first element)")
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -472,15 +524,37 @@ class BoundedResponse(_Answer):
     --vsphere-parser pyvmomi), its body read through DecodedBody: decompressed no more than
     pyVmomi's parser asks for at a time, up to ANSWER_LIMIT, and each read within the
     request's deadline. Read by pyVmomi's GzipReader and expat, a 7 KB gzip fault kept a
-    collection busy for 12 s past a 1 s timeout."""
+    collection busy for 12 s past a 1 s timeout. Its prolog is checked first (prolog_end,
+    within PROLOG_LIMIT bytes): a DTD whose one entity expat expands to 61 MB inside one
+    read, which pyVmomi then gathers quadratically, took 3 minutes of a 1 s timeout."""
 
     def __init__(self, response: Any, connection: Any):
         super().__init__(response)
         self._body = DecodedBody(response, ANSWER_LIMIT, deadline_check(connection))
+        self._head: bytes | None = None  # the prolog and what came with it, once checked
 
     def read(self, amount: int | None = -1) -> bytes:
         """The next `amount` bytes of the body (all that is left, for -1 or None)."""
+        if self._head is None:
+            self._head = self._checked_head()
+        if amount is None or amount < 0:
+            head, self._head = self._head, b""
+            return head + self._body.read()
+        if self._head:
+            piece, self._head = self._head[:amount], self._head[amount:]
+            return piece
         return self._body.read(amount)
+
+    def _checked_head(self) -> bytes:
+        head = b""
+        while prolog_end(head) is None:
+            if len(head) > PROLOG_LIMIT:
+                raise MalformedAnswer(f"more than {PROLOG_LIMIT >> 10} KiB before the answer's first element")
+            piece = self._body.read(4096)
+            if not piece:
+                break  # the parser says what is missing
+            head += piece
+        return head
 
 
 class BoundedConnection:
