@@ -327,13 +327,15 @@ def _retry_policy_class() -> type:
     """The storage SDK's exponential retry with short waits (its own start at 15 s), and no
     second try of a request that timed out: a stalled account costs one timeout, as a
     stalled Resource Manager does (auditor/sources/azure.py)."""
-    from azure.core.exceptions import ServiceRequestTimeoutError, ServiceResponseTimeoutError
     from azure.storage.blob import ExponentialRetry
+
+    from .sources.azure import _timeout_of as timeout_of
 
     class TimeoutFinalRetry(ExponentialRetry):
         def increment(self, settings: dict[str, Any], request: Any, response: Any = None,
                       error: Any = None) -> bool:
-            if isinstance(error, (ServiceRequestTimeoutError, ServiceResponseTimeoutError)):
+            # a timeout while the body is read comes wrapped in a connection error
+            if error is not None and timeout_of(error) is not None:
                 return False
             return super().increment(settings, request, response=response, error=error)
 

@@ -150,6 +150,27 @@ def test_a_429_is_retried_after_the_time_it_names(replay):
     assert any(r["name"] == "vm-pci-web-01" for r in collected.resources)
 
 
+def test_a_429_that_asks_for_more_than_the_wait_limit_is_reported_not_slept_on(replay):
+    """azure-core sleeps whatever Retry-After says (an hour here, each try): past
+    QUOTA_WAIT_LIMIT the answer is reported at once. The near miss is the test above."""
+    replay.fail("subscriptions", Fault(429, {"Retry-After": "3600"},
+                                       {"error": {"code": "RateLimiting", "message": "come back in an hour"}}))
+    started = time.monotonic()
+    collected, _ = collect(replay, PCI)
+    assert time.monotonic() - started < 30
+    assert replay.requests["subscriptions"] == 1
+    assert collected.sources[0].status == "failed" and "429" in collected.sources[0].error
+
+
+def test_a_chain_of_redirects_is_followed_three_times_at_most(replay):
+    """Each redirect is a request of its own, with its own timeout: azure-core's 30 would be
+    30 timeouts."""
+    replay.fail("subscriptions", *[Fault(307, {"Location": f"{replay.url}/subscriptions?api-version=2022-12-01"})] * 10)
+    collected, _ = collect(replay, PCI)
+    assert replay.requests["subscriptions"] == 4  # the request and three redirects
+    assert collected.sources[0].status == "failed"
+
+
 def test_a_500_then_success_is_retried(replay):
     replay.fail("resources", Fault(500, {}, {"error": {"code": "InternalServerError", "message": "try again"}}))
     collected, _ = collect(replay, PCI)

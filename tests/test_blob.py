@@ -509,3 +509,27 @@ def test_a_name_dated_in_the_future_or_in_a_sub_folder_does_not_shadow_the_newes
                                (tmp_path / "forged.json.gz").read_bytes())
     assert main([*SCAN, "--snapshot", storage.at("site-snapshots/")]) == EXIT_OK
     assert report(tmp_path)["snapshot"]["resource_count"] == len(site(SITE_A, timedelta(hours=1)).resources)
+
+
+def test_a_timeout_while_the_body_is_read_is_not_tried_again():
+    """requests hands a timeout during the body to azure-core as a connection error, with the
+    timeout behind it: not tried again, as a timeout before the answer is not. The near miss:
+    a connection reset is."""
+    import requests
+    import urllib3
+    from azure.core.exceptions import ServiceRequestError
+    from azure.core.pipeline import PipelineContext, PipelineRequest
+    from azure.core.pipeline.transport import HttpRequest
+
+    from auditor.blob import _retry_policy_class
+
+    policy = _retry_policy_class()(initial_backoff=1, increment_base=2, retry_total=3)
+    request = PipelineRequest(HttpRequest("GET", "https://account.blob.core.windows.net/c?restype=container"),
+                              PipelineContext(None))
+    read_timeout = urllib3.exceptions.ReadTimeoutError(None, None, "Read timed out.")
+    read_timeout.__cause__ = TimeoutError("timed out")
+    wrapped = requests.exceptions.ConnectionError(read_timeout)
+    timed_out = ServiceRequestError(wrapped, error=wrapped)
+    assert policy.increment(policy.configure_retries(request), request.http_request, error=timed_out) is False
+    reset = ServiceRequestError("connection reset", error=ConnectionResetError())
+    assert policy.increment(policy.configure_retries(request), request.http_request, error=reset) is True

@@ -535,6 +535,40 @@ def test_an_answer_larger_than_the_bound_as_received_is_refused(tmp_path, monkey
             assert get() == b"x" * size
 
 
+@pytest.mark.parametrize("decoded, refused", [(2 << 20, True), (900 << 10, False)],
+                         ids=["a gzip bomb", "a gzip answer within the bound"])
+def test_an_azure_answer_larger_than_the_bound_decoded_is_refused(tmp_path, monkeypatch, decoded, refused):
+    """requests inflates gzip as it reads and gathers the whole answer: 1 MB of gzip is 1 GiB.
+    The bound counts what is decoded (1 MiB here for the test)."""
+    import gzip as gzip_module
+    from http.server import BaseHTTPRequestHandler
+
+    from auditor.sources import deadline
+
+    monkeypatch.setattr(deadline, "ANSWER_BYTES", 1 << 20)
+    body = gzip_module.compress(b"\0" * decoded)
+
+    class Inflating(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with https_server(tmp_path, Inflating) as (port, cert), deadline_client("requests", port, cert, 10) as get:
+        if refused:
+            with pytest.raises(deadline.AnswerTooLarge, match="larger than 1 MiB"):
+                get()
+        else:
+            assert get() == b"\0" * decoded
+
+
 class SlowHandshakeThenTrickle(LocalListener):
     """Accepts, waits HANDSHAKE seconds before the TLS handshake, then answers every request
     with a 100-byte body sent a byte every 0.05 s (5 s in all)."""

@@ -21,7 +21,8 @@ with pages, not with subscriptions or resource types. Around it:
 
 Rows are kept as Resource Graph returns them (ARM JSON plus `subscriptionId`,
 `resourceGroup`, `tenantId`), unknown fields included. azure-core retries 429 (honouring
-`Retry-After`), 408 and 5xx a bounded number of times; when Resource Graph says the
+a `Retry-After` of at most QUOTA_WAIT_LIMIT), 408 and 5xx a bounded number of times, and
+follows REDIRECTS redirects at most; when Resource Graph says the
 caller's quota is used up (`x-ms-user-quota-remaining: 0`) the next query waits for
 `x-ms-user-quota-resets-after`. A token the service rejects (expired, revoked) is replaced
 once by a new credential before the subscription is given up.
@@ -54,6 +55,7 @@ PAGE_SIZE = 1000
 SUBSCRIPTION_BATCH = 1000
 RETRIES = 4
 QUOTA_WAIT_LIMIT = 60.0  # seconds; Resource Graph's quota window is 5 s, this is a guard
+REDIRECTS = 3  # Resource Manager and Entra ID answer where they are asked; a chain is no service
 
 # Resource types the rules and facts read (auditor/inventory.py, which the rule loader also checks)
 RESOURCE_TYPES = AZURE_RESOURCE_TYPES
@@ -141,7 +143,8 @@ class AzureConnection:
         policy that does not try a timed-out request again."""
         options = self.transport()
         retries = {key: value for key, value in options.items() if key.startswith("retry_")}
-        return {**options, "retry_policy": timeout_final_retry_policy()(**retries)}
+        # each redirect is a request of its own: azure-core follows 30, which would be 30 timeouts
+        return {**options, "retry_policy": timeout_final_retry_policy()(**retries), "redirect_max": REDIRECTS}
 
     def credential(self) -> Any:
         """A service principal from AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET when
@@ -173,13 +176,18 @@ def timeout_final_retry_policy() -> type:
     answer, or not all of it within --timeout) is not tried again: each try of a stalled
     endpoint would wait the whole timeout again (four tries and their back-off: about 4x
     the timeout). A timeout while the body is read reaches azure-core from requests as a
-    connection error (ServiceRequestError), with the timeout behind it."""
+    connection error (ServiceRequestError), with the timeout behind it. Nor is a request
+    whose answer asks for a wait (Retry-After) longer than QUOTA_WAIT_LIMIT: azure-core
+    would sleep whatever it is told, an hour or a year, each time."""
     from azure.core.pipeline.policies import RetryPolicy
 
     class TimeoutFinalRetryPolicy(RetryPolicy):
         def increment(self, settings: dict[str, Any], response: Any = None, error: Exception | None = None) -> bool:
             if error is not None and _timeout_of(error) is not None:
                 return False
+            # (on an error, azure-core passes the request as `response`)
+            if error is None and response is not None and (self.get_retry_after(response) or 0) > QUOTA_WAIT_LIMIT:
+                return False  # an endpoint asking for an hour's wait gets its answer reported instead
             return super().increment(settings, response=response, error=error)
 
     return TimeoutFinalRetryPolicy

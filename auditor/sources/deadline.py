@@ -235,7 +235,13 @@ def deadline_session(seconds: float) -> Any:
              "https": type("BoundedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": bounded(HTTPSConnection)})}
 
     class BoundedAdapter(requests.adapters.HTTPAdapter):
-        """Connection pools of bounded connections, direct or through a proxy."""
+        """Connection pools of bounded connections, direct or through a proxy; answers
+        counted as they are decoded."""
+
+        def build_response(self, req: Any, resp: Any) -> Any:
+            response = super().build_response(req, resp)
+            response.raw = _DecodedCount(response.raw)
+            return response
 
         def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
             super().init_poolmanager(*args, **kwargs)
@@ -252,6 +258,40 @@ def deadline_session(seconds: float) -> Any:
     for prefix in ("http://", "https://"):
         session.mount(prefix, adapter)
     return session
+
+
+class _DecodedCount:
+    """urllib3's answer as requests reads it, decoded (gzip, deflate, ...), counted: past
+    ANSWER_BYTES, AnswerTooLarge. A 1 MB gzip bomb is 1 GiB decoded, which requests would
+    gather whole (6 GB of memory within a 60 s timeout)."""
+
+    def __init__(self, raw: Any):
+        self._raw = raw
+        self._decoded = 0
+
+    def stream(self, amount: int = 1 << 16, decode_content: Any = None) -> Any:
+        """urllib3's stream, counted."""
+        for piece in self._raw.stream(amount, decode_content=decode_content):
+            yield self._counted(piece)
+
+    def read(self, *args: Any, **kwargs: Any) -> bytes:
+        """urllib3's read, counted."""
+        return self._counted(self._raw.read(*args, **kwargs))
+
+    def _counted(self, piece: bytes) -> bytes:
+        self._decoded += len(piece)
+        if self._decoded > ANSWER_BYTES:
+            raise AnswerTooLarge(f"the answer is larger than {ANSWER_BYTES >> 20} MiB")
+        return piece
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_"):
+            object.__setattr__(self, name, value)
+        else:  # azure-core sets enforce_content_length on urllib3's response
+            setattr(self._raw, name, value)
 
 
 def deadline_check(connection: Any) -> Any:
