@@ -11,6 +11,7 @@ GUARD seconds, so a collection that hangs fails its test instead of hanging the 
 
 from __future__ import annotations
 
+import gzip
 import os
 import socket
 import ssl
@@ -502,71 +503,57 @@ def test_the_deadline_is_per_request_and_a_slow_answer_within_it_is_read(tmp_pat
             assert get() == b"answer"
 
 
-@pytest.mark.parametrize("chunk, refused", [(b"-1", True), (b"%x" % (900 << 10), False)],
-                         ids=["a negative chunk size", "a chunk within the bound"])
-def test_an_answer_larger_than_the_bound_as_received_is_refused(tmp_path, monkeypatch, chunk, refused):
+def chunked(size: int, declared: bytes | None = None) -> tuple[dict[str, str], bytes, bytes]:
+    """A chunked answer of `size` bytes in one chunk, its size written as `declared`."""
+    data = b"x" * size
+    return {"Transfer-Encoding": "chunked"}, (declared or b"%x" % size) + b"\r\n" + data + b"\r\n0\r\n\r\n", data
+
+
+def gzipped(size: int) -> tuple[dict[str, str], bytes, bytes]:
+    """A gzip answer that inflates to `size` bytes."""
+    data = b"\0" * size
+    packed = gzip.compress(data)
+    return {"Content-Encoding": "gzip", "Content-Length": str(len(packed))}, packed, data
+
+
+@pytest.mark.parametrize("client, answer, refused", [
+    ("http.client", chunked(2 << 20, declared=b"-1"), True),
+    ("http.client", chunked(900 << 10), False),
+    ("requests", gzipped(2 << 20), True),
+    ("requests", gzipped(900 << 10), False),
+], ids=["a negative chunk size", "a chunk within the bound", "a gzip bomb", "a gzip answer within the bound"])
+def test_an_answer_past_the_bound_is_refused(tmp_path, monkeypatch, client, answer, refused):
     """Given a negative chunk size, http.client reads to the end of the stream in one read, past
-    any limit its reader sets: the bound is on the bytes received (1 MiB here for the test)."""
+    any limit its reader sets: the bound is on the bytes received. requests inflates gzip and
+    gathers the whole answer (1 MB of gzip is 1 GiB): there it counts what is decoded. The
+    bound is 1 MiB here for the test."""
     from http.server import BaseHTTPRequestHandler
 
     from auditor.sources import deadline
 
     monkeypatch.setattr(deadline, "ANSWER_BYTES", 1 << 20)
-    size = int(chunk, 16) if not chunk.startswith(b"-") else 2 << 20
+    headers, payload, data = answer
 
-    class Chunked(BaseHTTPRequestHandler):
+    class Answering(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:
             self.send_response(200)
-            self.send_header("Transfer-Encoding", "chunked")
+            for name, value in headers.items():
+                self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(chunk + b"\r\n" + b"x" * size + b"\r\n0\r\n\r\n")
+            self.wfile.write(payload)
             self.close_connection = True
 
         def log_message(self, *args: object) -> None:
             pass
 
-    with https_server(tmp_path, Chunked) as (port, cert), deadline_client("http.client", port, cert, 10) as get:
+    with https_server(tmp_path, Answering) as (port, cert), deadline_client(client, port, cert, 10) as get:
         if refused:
             with pytest.raises(deadline.AnswerTooLarge, match="larger than 1 MiB"):
                 get()
         else:
-            assert get() == b"x" * size
-
-
-@pytest.mark.parametrize("decoded, refused", [(2 << 20, True), (900 << 10, False)],
-                         ids=["a gzip bomb", "a gzip answer within the bound"])
-def test_an_azure_answer_larger_than_the_bound_decoded_is_refused(tmp_path, monkeypatch, decoded, refused):
-    """requests inflates gzip as it reads and gathers the whole answer: 1 MB of gzip is 1 GiB.
-    The bound counts what is decoded (1 MiB here for the test)."""
-    import gzip as gzip_module
-    from http.server import BaseHTTPRequestHandler
-
-    from auditor.sources import deadline
-
-    monkeypatch.setattr(deadline, "ANSWER_BYTES", 1 << 20)
-    body = gzip_module.compress(b"\0" * decoded)
-
-    class Inflating(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Encoding", "gzip")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    with https_server(tmp_path, Inflating) as (port, cert), deadline_client("requests", port, cert, 10) as get:
-        if refused:
-            with pytest.raises(deadline.AnswerTooLarge, match="larger than 1 MiB"):
-                get()
-        else:
-            assert get() == b"\0" * decoded
+            assert get() == data
 
 
 class SlowHandshakeThenTrickle(LocalListener):
