@@ -51,6 +51,7 @@ def vsphere_sources(options: VSphereOptions, warn: Callable[[str], None]) -> lis
     if options.ca_bundle is not None and not options.ca_bundle.is_file():
         raise InputError("CA bundle not found", where=str(options.ca_bundle))
     sources: list[InventorySource] = []
+    named: dict[tuple[str, int], str] = {}  # (host, port) -> how it was first written
     for server in options.servers:
         try:
             host, port = parse_server(server)
@@ -58,6 +59,10 @@ def vsphere_sources(options: VSphereOptions, warn: Callable[[str], None]) -> lis
             hint = (f": give the user with {options.flag('user')} or VSPHERE_USER, the password in VSPHERE_PASSWORD "
                     f"or {options.flag('password-file')}") if "@" in server else ""
             raise InputError(f"{options.flag('server')} {_without_credentials(server)!r}: {exc}{hint}") from None
+        if (host.lower().rstrip("."), port) in named:  # one vCenter twice: its resources twice, one id each
+            warn(f"{server!r} names the vCenter {named[(host.lower().rstrip('.'), port)]!r} names: collected once")
+            continue
+        named[(host.lower().rstrip("."), port)] = server
         if options.insecure:
             warn(f"TLS certificate verification is disabled for {host}; the connection can be intercepted")
         connection = VSphereConnection(host=host, port=port, user=user, password=password,
@@ -69,12 +74,9 @@ def vsphere_sources(options: VSphereOptions, warn: Callable[[str], None]) -> lis
 
 
 def _without_credentials(server: str) -> str:
-    """`server` as it may be shown: a user and password in it (user:password@host) starred out."""
-    scheme, separator, rest = server.rpartition("://")
-    authority, slash, path = rest.partition("/")
-    if "@" in authority:
-        authority = "***@" + authority.rsplit("@", 1)[1]
-    return scheme + separator + authority + slash + path
+    """`server` as it may be shown: all before its last "@" (a user and password, which may
+    hold "/", ":" or "@") starred out."""
+    return "***@" + server.rsplit("@", 1)[1] if "@" in server else server
 
 
 def azure_sources(options: AzureOptions) -> list[InventorySource]:

@@ -69,7 +69,7 @@ def as_seconds(text: str) -> float:
     except ValueError:
         raise ValueError(f"'{text}' is not a number of seconds") from None
     if not 0 < value < 86_400:
-        raise ValueError(f"'{text}' must be between 0 and 86400 seconds")
+        raise ValueError(f"'{text}' must be more than 0 and less than 86400 seconds")
     return value
 
 
@@ -223,8 +223,8 @@ def _azure_specs(prefixed: bool) -> list[Spec]:
              aliases=aliases("tenant"), group=group, needs_source=needs),
         Spec("azure-ca-bundle", "CA certificates to verify Resource Manager and the authority with",
              parse=as_path, metavar="PEM", aliases=aliases("ca-bundle"), group=group, needs_source=needs),
-        Spec("azure-timeout", "seconds each request may take, whole: connecting (at most 30), sending it, "
-             "reading all of its answer (default: 60)", parse=as_seconds,
+        Spec("azure-timeout", "seconds each request may take, whole, from its connection to the last byte of "
+             "its answer; connecting gets as long per address, at most 30 (default: 60)", parse=as_seconds,
              default=60.0, metavar="SECONDS", aliases=aliases("timeout"), group=group, needs_source=needs),
     ]
 
@@ -239,8 +239,9 @@ NO_DEFAULT_RULES = Spec("no-default-rules", "do not run the shipped rule packs, 
 RULES = Spec("rules", "rule files or folders to run beside the shipped packs (see --no-default-rules)",
              parse=as_path, many=True, default=[], metavar="PATH")
 STDOUT = Path("-")  # `--output -`: the one format to standard output
-STORAGE_TIMEOUT = Spec("storage-timeout", "network timeout per Azure Blob Storage request in seconds, when a "
-                       "snapshot or output is in storage (default: 60)", parse=as_seconds, default=60.0,
+STORAGE_TIMEOUT = Spec("storage-timeout", "seconds each wait of an Azure Blob Storage request may take "
+                       "(connecting, each read, each write), when a snapshot or output is in storage "
+                       "(default: 60)", parse=as_seconds, default=60.0,
                        metavar="SECONDS")
 MAX_INPUT_SIZE = Spec("max-input-size", "largest snapshot or earlier findings file to read, counted after "
                       "gzip decompression (default: 2G)", parse=as_size, default=DEFAULT_INPUT_LIMIT, metavar="SIZE")

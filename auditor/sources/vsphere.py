@@ -161,8 +161,11 @@ class VSphereConnection:
 
     @property
     def label(self) -> str:
-        """The source id: host, with the port when it is not 443."""
-        return self.host if self.port == 443 else f"{self.host}:{self.port}"
+        """The source id: host, with the port when it is not 443 (an IPv6 address then in
+        brackets, as in a URL: ::1:9443 would read as an address)."""
+        if self.port == 443:
+            return self.host
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     def __repr__(self) -> str:  # keep the password out of logs and tracebacks
         return f"VSphereConnection(host={self.host!r}, port={self.port}, user={self.user!r})"
@@ -175,11 +178,13 @@ def parse_server(text: str) -> tuple[str, int]:
     user and password, which http.client would otherwise refuse only mid-collection (and
     the password would be shown in its messages)."""
     text = text.strip()
-    if "://" in text:
-        text = text.split("://", 1)[1]
-    text = text.split("/", 1)[0]
-    if "@" in text:
+    if "@" in text:  # before anything is split: a password may hold "/" or ":"
         raise ValueError("a user and password do not go in the server's address")
+    if "://" in text:
+        scheme, text = text.split("://", 1)
+        if scheme.lower() != "https":
+            raise ValueError("vCenter is reached over https:// only")
+    text = text.split("/", 1)[0]
     if text.startswith("["):  # [::1]:443
         host, _, rest = text[1:].partition("]")
         port = rest[1:] if rest.startswith(":") else "443" if not rest else "not a number"
