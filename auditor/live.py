@@ -59,10 +59,11 @@ def vsphere_sources(options: VSphereOptions, warn: Callable[[str], None]) -> lis
             hint = (f": give the user with {options.flag('user')} or VSPHERE_USER, the password in VSPHERE_PASSWORD "
                     f"or {options.flag('password-file')}") if "@" in server else ""
             raise InputError(f"{options.flag('server')} {_without_credentials(server)!r}: {exc}{hint}") from None
-        if (host.lower().rstrip("."), port) in named:  # one vCenter twice: its resources twice, one id each
-            warn(f"{server!r} names the vCenter {named[(host.lower().rstrip('.'), port)]!r} names: collected once")
+        endpoint = (host.lower().rstrip("."), port)
+        if endpoint in named:  # one vCenter twice: its resources twice, one id each
+            warn(f"{server!r} is the same vCenter as {named[endpoint]!r}: collected once")
             continue
-        named[(host.lower().rstrip("."), port)] = server
+        named[endpoint] = server
         if options.insecure:
             warn(f"TLS certificate verification is disabled for {host}; the connection can be intercepted")
         connection = VSphereConnection(host=host, port=port, user=user, password=password,

@@ -343,7 +343,7 @@ def test_one_vcenter_named_twice_is_collected_once(simulator, credentials, tmp_p
                  "--ca-bundle", str(simulator.cert), "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 0, err
-    assert f"'https://{simulator.server}/sdk' names the vCenter '{simulator.server}' names: collected once" in err
+    assert f"'https://{simulator.server}/sdk' is the same vCenter as '{simulator.server}': collected once" in err
     snapshot = load_snapshot(out)
     assert len(snapshot.sources) == 1
     assert len({r["id"] for r in snapshot.resources}) == len(snapshot.resources)

@@ -55,7 +55,7 @@ PAGE_SIZE = 1000
 SUBSCRIPTION_BATCH = 1000
 RETRIES = 4
 QUOTA_WAIT_LIMIT = 60.0  # seconds; Resource Graph's quota window is 5 s, this is a guard
-REDIRECTS = 3  # Resource Manager and Entra ID answer where they are asked; a chain is no service
+REDIRECTS = 3  # for Resource Manager clients: it answers where it is asked; a chain is no service of it
 
 # Resource types the rules and facts read (auditor/inventory.py, which the rule loader also checks)
 RESOURCE_TYPES = AZURE_RESOURCE_TYPES

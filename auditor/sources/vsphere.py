@@ -1006,7 +1006,6 @@ def _describe_failure(exc: BaseException, connection: VSphereConnection, during:
     return f"{where}: unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
-
 # OpenSSL's certificate verification results (X509_V_ERR_*) -> what it means and what to do.
 _UNTRUSTED = ("its issuer is not trusted here: pass --ca-bundle with the CA certificate that signed it "
               "(the VMCA root of the vCenter), or --insecure to skip verification")
