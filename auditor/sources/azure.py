@@ -126,25 +126,31 @@ class AzureConnection:
         return min(self.timeout, 30.0)
 
     def transport(self) -> dict[str, Any]:
-        """Keyword arguments for an SDK client or credential: a transport of its own whose
-        every request takes at most the timeout, whole (deadline_session), with the CA and
-        the timeouts of each wait; the retries."""
-        from azure.core.pipeline.transport import RequestsTransport
-
-        options: dict[str, Any] = {"connection_timeout": self.connect_timeout, "read_timeout": self.timeout}
+        """Keyword arguments for every SDK client and credential: CA, timeouts, retries."""
+        options: dict[str, Any] = {"connection_timeout": self.connect_timeout, "read_timeout": self.timeout,
+                                   "retry_total": RETRIES, "retry_status": RETRIES, "retry_connect": 2,
+                                   "retry_backoff_factor": 0.8, "retry_backoff_max": 60}
         if self.ca_bundle:
             options["connection_verify"] = self.ca_bundle
-        return {"transport": RequestsTransport(session=deadline_session(self.timeout), session_owner=True, **options),
-                **options, "retry_total": RETRIES, "retry_status": RETRIES, "retry_connect": 2,
-                "retry_backoff_factor": 0.8, "retry_backoff_max": 60}
+        return options
+
+    def bounded_transport(self) -> Any:
+        """A transport of its own for one client or credential, whose every request takes at
+        most the timeout, whole (deadline_session), with the CA and the timeouts of each wait."""
+        from azure.core.pipeline.transport import RequestsTransport
+
+        return RequestsTransport(session=deadline_session(self.timeout), session_owner=True,
+                                 connection_timeout=self.connect_timeout, read_timeout=self.timeout,
+                                 connection_verify=self.ca_bundle or True)
 
     def client_options(self) -> dict[str, Any]:
-        """Keyword arguments for the Resource Manager clients: the transport's, with a retry
-        policy that does not try a timed-out request again."""
+        """Keyword arguments for the Resource Manager clients: the transport's, on a bounded
+        transport, with a retry policy that does not try a timed-out request again."""
         options = self.transport()
         retries = {key: value for key, value in options.items() if key.startswith("retry_")}
         # each redirect is a request of its own: azure-core follows 30, which would be 30 timeouts
-        return {**options, "retry_policy": timeout_final_retry_policy()(**retries), "redirect_max": REDIRECTS}
+        return {**options, "transport": self.bounded_transport(),
+                "retry_policy": timeout_final_retry_policy()(**retries), "redirect_max": REDIRECTS}
 
     def credential(self) -> Any:
         """A service principal from AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET when
@@ -163,10 +169,9 @@ class AzureConnection:
             # that timed out is not repeated either); DefaultAzureCredential cannot take it: its
             # managed identity credential brings a retry policy class of its own
             return ClientSecretCredential(tenant, client, secret, retry_policy_class=timeout_final_retry_policy(),
-                                          **options)
-        # the credentials it tries in turn would share, and close, one transport: each makes its
-        # own, whose timeouts bound each wait rather than each request whole
-        options.pop("transport").close()
+                                          transport=self.bounded_transport(), **options)
+        # no bounded transport here: the credentials it tries in turn would share, and close, one;
+        # each makes its own, whose timeouts bound each wait rather than each request whole
         return DefaultAzureCredential(exclude_interactive_browser_credential=True, **options)
 
 
