@@ -390,7 +390,7 @@ def _flag_type(spec: Spec) -> Callable[[str], Any]:
             if spec.many and spec.parse not in (as_path, as_location):
                 # `--severity critical,high` as the environment and config file write it;
                 # paths keep their commas
-                return [one(part.strip()) for part in text.split(",") if part.strip()] or [one(text)]
+                return [one(part) for part in _items(spec, text)] or [one(text)]
             return one(text)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
@@ -528,8 +528,18 @@ def _from_text(spec: Spec, text: str) -> Any:
     if spec.switch:
         return as_flag(text)
     if spec.many:
-        return [_checked(spec, spec.parse(part.strip())) for part in text.split(",") if part.strip()]
+        return [_checked(spec, spec.parse(part)) for part in _items(spec, text)]
     return _checked(spec, spec.parse(text))
+
+
+def _items(spec: Spec, text: str) -> list[str]:
+    """The items of a list option written as one comma-separated text. A list of vCenters
+    with an "@" in it is kept whole: a password in an address may hold commas, and split
+    there its first part (no "@" left in it) would be shown in the refusal; whole, it is
+    refused without the password (live.vsphere_sources)."""
+    if spec.name == "vsphere" and "@" in text:
+        return [text.strip()]
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def _checked(spec: Spec, value: Any) -> Any:

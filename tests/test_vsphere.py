@@ -318,14 +318,22 @@ def test_a_server_that_names_no_host_is_refused_before_collecting(tmp_path, monk
     assert not (tmp_path / "o.json").exists()
 
 
-@pytest.mark.parametrize("password", ["S3cret", "Pa/ss", "p@ss/w:rd", "a://b"])
-def test_a_password_in_the_server_address_is_refused_and_never_shown(tmp_path, monkeypatch, capsys, password):
+@pytest.mark.parametrize("password", ["S3cret", "Pa/ss", "p@ss/w:rd", "a://b", "Qz7,Kx9"])
+@pytest.mark.parametrize("given", ["flag", "environment"])
+def test_a_password_in_the_server_address_is_refused_and_never_shown(tmp_path, monkeypatch, capsys, password,
+                                                                     given):
+    """Whatever the password holds: a comma (a list separator elsewhere) included."""
     monkeypatch.setenv("VSPHERE_USER", "auditor")
     monkeypatch.setenv("VSPHERE_PASSWORD", "secret")
-    code = main(["scan", "--vsphere", f"https://admin:{password}@vc.corp.example/sdk", "--out", str(tmp_path / "r")])
+    server = f"https://admin:{password}@vc.corp.example/sdk"
+    if given == "flag":
+        code = main(["scan", "--vsphere", server, "--out", str(tmp_path / "r")])
+    else:
+        monkeypatch.setenv("AUDITOR_VSPHERE", server)
+        code = main(["scan", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
-    assert code == 2 and "admin" not in err and password not in err, err
-    assert "--vsphere '***@vc.corp.example/sdk': a user and password do not go in the server's address" in err
+    assert code == 2 and "admin" not in err and not any(part in err for part in password.split(",")), err
+    assert "'***@vc.corp.example/sdk': a user and password do not go in the server's address" in err, err
 
 
 def test_an_ipv6_source_id_keeps_its_brackets():
