@@ -39,7 +39,7 @@ def vsphere_password(options: VSphereOptions) -> str:
 
 def vsphere_sources(options: VSphereOptions, warn: Callable[[str], None]) -> list[InventorySource]:
     """One source per vCenter, with the credentials and TLS options checked."""
-    from .sources.vsphere import VSphereConnection, VSphereSource, parse_server
+    from .sources.vsphere import VSphereConnection, VSphereSource, endpoint, parse_server
 
     user = options.user or os.environ.get("VSPHERE_USER", "")
     if not user:
@@ -59,11 +59,11 @@ def vsphere_sources(options: VSphereOptions, warn: Callable[[str], None]) -> lis
             hint = (f": give the user with {options.flag('user')} or VSPHERE_USER, the password in VSPHERE_PASSWORD "
                     f"or {options.flag('password-file')}") if "@" in server else ""
             raise InputError(f"{options.flag('server')} {_without_credentials(server)!r}: {exc}{hint}") from None
-        endpoint = (host.lower().rstrip("."), port)
-        if endpoint in named:  # one vCenter twice: its resources twice, one id each
-            warn(f"{server!r} is the same vCenter as {named[endpoint]!r}: collected once")
+        reached = endpoint(host, port)
+        if reached in named:  # one vCenter twice: its resources twice, one id each
+            warn(f"{server!r} is the same vCenter as {named[reached]!r}: collected once")
             continue
-        named[endpoint] = server
+        named[reached] = server
         if options.insecure:
             warn(f"TLS certificate verification is disabled for {host}; the connection can be intercepted")
         connection = VSphereConnection(host=host, port=port, user=user, password=password,

@@ -24,6 +24,7 @@ from auditor.sources.vsphere import (
     _optional,
     _resource,
     describe_failure,
+    endpoint,
     keep_host_options,
     keep_vm_settings,
     parse_server,
@@ -302,9 +303,39 @@ def test_parse_server():
                         ("[zz]:443", "not an IPv6 address"), ("fe80::zz", "not an IPv6 address"),
                         ("https://admin:S3cret@vc.corp.example/sdk", "a user and password"),
                         ("https://admin:Pa/ss@vc.corp.example", "a user and password"),
-                        ("http://vc.corp.example", "https:// only"), ("ftp://vc.corp.example", "https:// only")]:
+                        ("http://vc.corp.example", "https:// only"), ("ftp://vc.corp.example", "https:// only"),
+                        ("[::1", "not closed"), ("[::1:9443", "not closed"),
+                        # what inet_aton reads as another address than the one written
+                        ("010.0.0.1", "read as the IPv4 address 8.0.0.1"),
+                        ("127.000.000.001", "read as the IPv4 address 127.0.0.1"),
+                        ("0x7f.1:443", "read as the IPv4 address 127.0.0.1"),
+                        ("2130706433", "read as the IPv4 address 127.0.0.1"),
+                        ("\uff11\uff12\uff17.0.0.1", "read as the IPv4 address 127.0.0.1")]:
         with pytest.raises(ValueError, match=why):
             parse_server(server)
+    # near misses: an address as written, names that only look numeric
+    for server in ("10.0.0.1", "127.0.0.1:9443", "deadbeef", "1.2.3.4.5", "0x7f.example", "vc-010.corp.example"):
+        assert parse_server(server)[0] == server.partition(":")[0]
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    ("vc.corp.example", "VC.Corp.Example."),
+    ("vc.corp.example", "\uff56\uff43.corp.example"),  # full-width letters: IDNA folds them
+    ("vc.corp.example", "vc\u3002corp.example"),  # an ideographic full stop separates labels too
+    ("[::1]:443", "[0:0::1]"),
+    ("::ffff:127.0.0.1", "127.0.0.1"),
+    ("[fe80::1%eth0]", "[FE80:0::1%eth0]:443"),
+])
+def test_two_spellings_of_one_vcenter_reach_one_endpoint(first, second):
+    assert endpoint(*parse_server(first)) == endpoint(*parse_server(second))
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    ("vc.corp.example", "vc.corp.example:9443"), ("vc.corp.example", "vc2.corp.example"),
+    ("[::1]", "[::2]"), ("[fe80::1%eth0]", "[fe80::1%eth1]"), ("127.0.0.1", "127.0.0.2"),
+])
+def test_two_vcenters_are_two_endpoints(first, second):
+    assert endpoint(*parse_server(first)) != endpoint(*parse_server(second))
 
 
 def test_a_server_that_names_no_host_is_refused_before_collecting(tmp_path, monkeypatch, capsys):
@@ -343,15 +374,18 @@ def test_an_ipv6_source_id_keeps_its_brackets():
     assert VSphereConnection(host="vc.corp.example", port=9443).label == "vc.corp.example:9443"
 
 
-def test_one_vcenter_named_twice_is_collected_once(simulator, credentials, tmp_path, capsys):
+@pytest.mark.parametrize("spelling", ["https://{server}/sdk", "[::ffff:{host}]:{port}", "{host}.:{port}"])
+def test_one_vcenter_named_twice_is_collected_once(simulator, credentials, tmp_path, capsys, spelling):
     """Two spellings of one vCenter would put its resources in the snapshot twice, under one id
     each (a snapshot that scan then refuses); the second is warned about and skipped."""
     out = tmp_path / "estate.json"
-    code = main(["collect", "vsphere", "--server", simulator.server, "--server", f"https://{simulator.server}/sdk",
+    host, port = simulator.server.rsplit(":", 1)
+    second = spelling.format(server=simulator.server, host=host, port=port)
+    code = main(["collect", "vsphere", "--server", simulator.server, "--server", second,
                  "--ca-bundle", str(simulator.cert), "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 0, err
-    assert f"'https://{simulator.server}/sdk' is the same vCenter as '{simulator.server}': collected once" in err
+    assert f"'{second}' is the same vCenter as '{simulator.server}': collected once" in err
     snapshot = load_snapshot(out)
     assert len(snapshot.sources) == 1
     assert len({r["id"] for r in snapshot.resources}) == len(snapshot.resources)

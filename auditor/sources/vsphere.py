@@ -186,7 +186,9 @@ def parse_server(text: str) -> tuple[str, int]:
             raise ValueError("vCenter is reached over https:// only")
     text = text.split("/", 1)[0]
     if text.startswith("["):  # [::1]:443
-        host, _, rest = text[1:].partition("]")
+        host, closed, rest = text[1:].partition("]")
+        if not closed:
+            raise ValueError("an IPv6 address opened with [ is not closed with ]")
         port = rest[1:] if rest.startswith(":") else "443" if not rest else "not a number"
         _check_ip_v6(host)
     elif text.count(":") > 1:  # an IPv6 address alone
@@ -201,10 +203,41 @@ def parse_server(text: str) -> tuple[str, int]:
         raise ValueError("the port is not a number from 1 to 65535")
     if ":" not in host:  # an IPv6 address is no DNS name
         try:
-            host.encode("idna")
+            resolved = host.encode("idna").decode("ascii")  # what the resolver is given
         except UnicodeError:
             raise ValueError("not a host name: a label is empty or longer than 63 characters") from None
+        _check_ip_v4(host, resolved)
     return host, int(port)
+
+
+def _check_ip_v4(host: str, resolved: str) -> None:
+    """Refuse a name the resolver reads as an IPv4 address other than as written: inet_aton
+    takes 010.0.0.1 as 8.0.0.1 (octal), 0x7f.1 and 2130706433 as 127.0.0.1, IDNA full-width
+    digits as ASCII ones, so the source's id would name one address and its connection reach
+    another."""
+    try:
+        packed = socket.inet_aton(resolved)
+    except OSError:
+        return  # a DNS name
+    address = socket.inet_ntoa(packed)
+    if address != host:
+        raise ValueError(f"read as the IPv4 address {address}: write the address as that")
+
+
+def endpoint(host: str, port: int) -> tuple[str, int]:
+    """The one spelling of the vCenter that `host` and `port` reach, to tell two names of one
+    vCenter apart from two vCenters: a name as IDNA gives it (case, a trailing dot, full-width
+    characters folded), an IPv6 address compressed (an IPv4-mapped one as its IPv4 address)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            return host.rstrip(".").encode("idna").decode("ascii").lower(), port
+        except UnicodeError:  # parse_server refuses such a name; said plainly if it comes here
+            return host.lower().rstrip("."), port
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped), port
+    return str(address), port
 
 
 def _check_ip_v6(host: str) -> None:
