@@ -159,7 +159,10 @@ def test_a_429_that_asks_for_more_than_the_wait_limit_is_reported_not_slept_on(r
     collected, _ = collect(replay, PCI)
     assert time.monotonic() - started < 30
     assert replay.requests["subscriptions"] == 1
-    assert collected.sources[0].status == "failed" and "429" in collected.sources[0].error
+    assert collected.sources[0].status == "failed"
+    assert collected.sources[0].error.endswith(
+        "answered HTTP 429 RateLimiting: come back in an hour (it asks for a wait of 3600 s; auditor waits 60 s at "
+        "most: collect again later)"), collected.sources[0].error
 
 
 def test_a_chain_of_redirects_is_followed_three_times_at_most(replay):
@@ -169,6 +172,9 @@ def test_a_chain_of_redirects_is_followed_three_times_at_most(replay):
     collected, _ = collect(replay, PCI)
     assert replay.requests["subscriptions"] == 4  # the request and three redirects
     assert collected.sources[0].status == "failed"
+    assert (f"Resource Manager at {replay.url} redirected the request more than 3 times (last to "
+            f"'{replay.url}/subscriptions?api-version=2022-12-01'): it answers where it is asked"
+            ) in collected.sources[0].error, collected.sources[0].error
 
 
 def test_a_500_then_success_is_retried(replay):

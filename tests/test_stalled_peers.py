@@ -608,6 +608,26 @@ def test_a_connection_made_before_its_request_shares_the_requests_deadline(tmp_p
     assert 1.5 <= elapsed < 2.2, f"took {elapsed:.1f} s with a 1.5 s timeout"  # not 1 s + 1.5 s
 
 
+def test_a_stalled_tls_handshake_is_bounded_by_the_request_not_the_connect_cap():
+    """Through urllib3 the handshake would get the connect timeout (capped at 30 s), which the
+    error line does not name: it is the request's, from its connection, as on http.client."""
+    import requests
+
+    from auditor.sources.deadline import deadline_session
+
+    peer = StalledPeer()  # accepts, never answers the client's hello
+    session = deadline_session(2)
+    started = time.monotonic()
+    try:
+        with pytest.raises(requests.exceptions.Timeout):
+            session.get(f"https://127.0.0.1:{peer.port}/", timeout=(0.5, 2))
+    finally:
+        elapsed = time.monotonic() - started
+        session.close()
+        peer.stop()
+    assert 1.9 <= elapsed < 3, f"took {elapsed:.1f} s with a 2 s request timeout and a 0.5 s connect timeout"
+
+
 @pytest.mark.parametrize("client", ["http.client", "requests"])
 def test_an_answer_that_closes_the_connection_is_read_whole(tmp_path, client):
     """`Connection: close` (and HTTP/1.0): http.client closes the connection while the answer

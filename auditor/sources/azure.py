@@ -40,6 +40,7 @@ import functools
 import os
 import re
 import time
+import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -629,6 +630,7 @@ def describe_failure(exc: BaseException, connection: AzureConnection, label: str
         HttpResponseError,
         ServiceRequestError,
         ServiceRequestTimeoutError,
+        TooManyRedirectsError,
     )
 
     endpoints = connection.endpoints
@@ -651,11 +653,42 @@ def describe_failure(exc: BaseException, connection: AzureConnection, label: str
     if isinstance(exc, ClientAuthenticationError) or type(exc).__name__ == "CredentialUnavailableError":
         return (f"{label}: no Azure token from {endpoints.authority}: {_shorten(text)} (set AZURE_TENANT_ID, "
                 "AZURE_CLIENT_ID, AZURE_CLIENT_SECRET, or sign in with `az login`)")
+    if isinstance(exc, TooManyRedirectsError):
+        return (f"{label}: Resource Manager at {endpoints.arm_endpoint} redirected the request more than "
+                f"{REDIRECTS} times{_redirected_to(exc)}: it answers where it is asked, so something in between "
+                "(a proxy, a captive portal) or a wrong --arm-endpoint is sending it elsewhere")
     if isinstance(exc, HttpResponseError):
-        return f"{label}: Resource Manager at {endpoints.arm_endpoint} answered {_arm_error(exc)}"
+        waited = _retry_after(exc)
+        wait = (f" (it asks for a wait of {waited:g} s; auditor waits {QUOTA_WAIT_LIMIT:g} s at most: collect again "
+                "later)") if waited is not None and waited > QUOTA_WAIT_LIMIT else ""
+        return f"{label}: Resource Manager at {endpoints.arm_endpoint} answered {_arm_error(exc)}{wait}"
     if isinstance(exc, ServiceRequestError):
         return f"{label}: cannot reach {endpoints.arm_endpoint}: {_shorten(text)}"
     return f"{label}: collection failed: {type(exc).__name__}: {_shorten(text)}"
+
+
+def _retry_after(exc: Any) -> float | None:
+    """The wait in seconds an error's answer asks for (Retry-After and Microsoft's
+    millisecond forms), as azure-core's retry policy reads it; None for none."""
+    from azure.core.pipeline.policies import RetryPolicy
+
+    response = getattr(exc, "response", None)
+    if response is None:
+        return None
+    try:  # the policy reads a pipeline's response; an error keeps the HTTP response alone
+        return RetryPolicy().get_retry_after(types.SimpleNamespace(http_response=response))  # type: ignore[arg-type]
+    except (ValueError, TypeError, AttributeError, OverflowError):  # a Retry-After that is no wait
+        return None
+
+
+def _redirected_to(exc: Any) -> str:
+    """` (last to URL)` from a TooManyRedirectsError's history, shortened and made printable."""
+    history = getattr(exc, "history", None) or []
+    response = getattr(history[-1], "http_response", None) if history else None
+    location = response.headers.get("Location") if response is not None else None
+    if not isinstance(location, str) or not location:
+        return ""
+    return f" (last to {_shorten(location.encode('ascii', 'backslashreplace').decode('ascii'), 200)!r})"
 
 
 def _timeout_of(exc: BaseException) -> BaseException | None:

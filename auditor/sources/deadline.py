@@ -222,6 +222,9 @@ def deadline_session(seconds: float) -> Any:
             def _new_conn(self) -> socket.socket:
                 sock = super()._new_conn()
                 self._connected()
+                # the TLS handshake is the request's, as on http.client's connections: urllib3
+                # would bound it by the connect timeout, a cap the message would not name
+                sock.settimeout(seconds)
                 return sock
 
             def connect(self) -> None:
