@@ -420,6 +420,15 @@ class BrokenPeer(VersionedPeer):
         socket.socket.shutdown(connection, socket.SHUT_RDWR)  # the reader keeps the socket open
 
 
+def service_content(returnval: bytes) -> bytes:
+    """An HTTP answer to RetrieveServiceContent whose returnval holds `returnval`."""
+    body = (b"<?xml version='1.0' encoding='UTF-8'?><soapenv:Envelope "
+            b"xmlns:soapenv='http://schemas.xmlsoap.org/soap/envelope/'><soapenv:Body>"
+            b"<RetrieveServiceContentResponse xmlns='urn:vim25'><returnval>" + returnval +
+            b"</returnval></RetrieveServiceContentResponse></soapenv:Body></soapenv:Envelope>")
+    return b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+
+
 def entity_crawl() -> bytes:
     """1.3 KB of gzip: a DTD, then a 1 MiB comment, then one entity reference that expat 2.5
     lets expand to 61 MiB (100x what it has read) inside one 2 KB read, which pyVmomi then
@@ -442,10 +451,13 @@ def entity_crawl() -> bytes:
     (b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: 100\r\n\r\n"
      b"<?xml version='1.0' encoding='UTF-16'?>" + b" " * 61, "declared 'UTF-16', not UTF-8"),
     (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n", "HTTP error from the server: 503"),
-], ids=["not XML", "cut short", "a DTD", "not UTF-8", "HTTP 503"])
+    (service_content(b"<rootFolder type='Folder'>group-d1</rootFolder><bogus\xc3\xa9>1</bogus\xc3\xa9>"),
+     "the answer to RetrieveServiceContent gives a property this pyVmomi does not know ('bogus\u00e9')"),
+], ids=["not XML", "cut short", "a DTD", "not UTF-8", "HTTP 503", "an unknown property"])
 def test_an_answer_pyvmomi_reads_itself_that_is_broken_is_named_for_what_it_is(tmp_path, vsphere_env, reply, said):
-    """Not "unexpected ExpatError" (or minutes of expat expanding entities): the answer is
-    not XML, is cut short, declares a DTD or another encoding, or is an HTTP error."""
+    """Not "unexpected ExpatError" or "AttributeError" (or minutes of expat expanding
+    entities): the answer is not XML, is cut short, declares a DTD or another encoding, is an
+    HTTP error, or gives a property pyVmomi does not know."""
     context, cert = server_tls(tmp_path)
     peer = BrokenPeer(context, reply)
     result, _, out = collect_from(peer, cert, tmp_path, vsphere_env)

@@ -252,14 +252,15 @@ class NotVSphere(Exception):
 
 
 class UnknownType(Exception):
-    """An answer (a fault, most likely) names a type pyVmomi does not know: a vCenter newer
-    than this pyVmomi, or not a vCenter."""
+    """An answer (a fault, most likely) names a type, or gives a property, pyVmomi does not
+    know: a vCenter newer than this pyVmomi, or not a vCenter."""
 
 
-def _unknown_type(exc: KeyError) -> bool:
-    """Whether pyVmomi raised `exc` looking up a type an answer names (and not for a bug)."""
+def _raised_in(exc: BaseException, functions: tuple[str, ...]) -> bool:
+    """Whether pyVmomi raised `exc` in one of `functions` (looking up what an answer names),
+    and not for a bug of ours."""
     frames = traceback.extract_tb(exc.__traceback__)
-    return bool(frames) and frames[-1].name in ("GuessWsdlType", "LookupWsdlType")
+    return bool(frames) and frames[-1].name in functions
 
 
 class TimedStub(SoapStubAdapter):
@@ -288,12 +289,17 @@ class TimedStub(SoapStubAdapter):
             self.stalled = exc
             raise
         except KeyError as exc:
-            if not _unknown_type(exc):
+            if not _raised_in(exc, ("GuessWsdlType", "LookupWsdlType")):
                 raise
             tap = getattr(self._taps, "current", None)
             said = f"; its message: {tap.fault_text}" if tap is not None and tap.fault_text else ""
             raise UnknownType(f"the answer to {info.wsdlName} names a type this pyVmomi does not know "
                               f"({str(exc.args[0])[:80]!r}){said}") from None
+        except AttributeError as exc:
+            if not _raised_in(exc, ("GetPropertyInfo",)):
+                raise
+            raise UnknownType(f"the answer to {info.wsdlName} gives a property this pyVmomi does not know "
+                              f"({str(exc.args[0] if exc.args else '')[:80]!r})") from None
 
     def InvokeTapped(self, mo: Any, info: Any, args: list[Any], tap: AnswerTap) -> Any:
         """Send one SOAP request through InvokeMethod; the answer element `tap` read. A SOAP
