@@ -888,6 +888,33 @@ def test_a_compressed_answer_that_goes_on_past_its_end_is_refused_not_looped_on(
     assert read_body(Answer(compressed, encoding)) == body  # the near miss: the same stream, ended where it ends
 
 
+class Trickled(Answer):
+    """An answer whose body comes `step` bytes a read."""
+
+    def __init__(self, body: bytes, encoding: str, step: int):
+        super().__init__(body, encoding)
+        self.step = step
+
+    def read(self, amount=-1):
+        return self.body.read(self.step)
+
+
+@pytest.mark.parametrize("step", [1, 7, 1 << 16])
+def test_a_gzip_body_of_several_members_is_read_whole(step):
+    """RFC 1952 lets a gzip file hold members one after another (an empty one too), and
+    Python's gzip and urllib3 read them all: so is an answer, whatever its reads split."""
+    body = b"<a>" + b"x" * 5000 + b"</a>"
+    members = gzip.compress(body[:100]) + gzip.compress(b"") + gzip.compress(body[100:4000]) + gzip.compress(body[4000:])
+    assert read_body(Trickled(members, "gzip", step)) == body
+    # the near misses: what follows a member and is no member's start is refused, and a
+    # deflate stream has no members
+    for after in (b"\x1f", b"\x1f\x8c", b"\x8b"):
+        with pytest.raises(MalformedAnswer, match=r"past its end|corrupt"):
+            read_body(Trickled(members + after, "gzip", step))
+    with pytest.raises(MalformedAnswer, match="past its end"):
+        read_body(Answer(zlib.compress(body) + zlib.compress(body), "deflate"))
+
+
 def _raised(function, *args):
     try:
         function(*args)

@@ -112,6 +112,9 @@ def xml_parser() -> etree.XMLParser:
                            huge_tree=False, remove_comments=True, remove_pis=True, collect_ids=False)
 
 
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
 def _decompressor(encoding: str) -> Any:
     if encoding in ("gzip", "x-gzip"):
         return zlib.decompressobj(zlib.MAX_WBITS | 16)
@@ -211,7 +214,7 @@ class DecodedBody:
         while True:
             if self._tail:
                 if decompressor.eof:  # zlib would keep these bytes aside, and the loop go round
-                    raise MalformedAnswer("the compressed answer goes on past its end")
+                    decompressor = self._next_member()
                 piece = decompressor.decompress(self._tail, size)
                 self._tail = decompressor.unconsumed_tail or getattr(decompressor, "unused_data", b"")
                 if piece:
@@ -229,6 +232,21 @@ class DecodedBody:
             if not decompressor.eof:
                 raise MalformedAnswer("the compressed answer is corrupt or cut short")
             return b""
+
+    def _next_member(self) -> Any:
+        """A decompressor for the gzip member that follows the one that ended (RFC 1952 lets
+        a gzip body hold several, one after another); MalformedAnswer for anything else."""
+        if isinstance(self._decompressor, _Deflate) or not _GZIP_MAGIC.startswith(self._tail[:2]):
+            raise MalformedAnswer("the compressed answer goes on past its end")
+        if len(self._tail) < 2:  # one byte of what may be a member's header: the next tells
+            chunk = self._response.read(READ_SIZE)
+            self._check()
+            if not chunk:
+                raise MalformedAnswer("the compressed answer goes on past its end")
+            self._tail += chunk
+            return self._next_member()
+        self._decompressor = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        return self._decompressor
 
     def _end(self) -> None:
         self._ended = True
