@@ -71,7 +71,9 @@ from .snapshot import (
     Source,
     _check_resource,
     check_density,
+    count_source,
     snapshot_from_document,
+    unlisted_sources,
 )
 from .snapshot_lines import blank_line, is_lines_header, open_lines, parse_header, parse_resource, routing_keys
 
@@ -185,6 +187,7 @@ def _route(paths: list[Path], limit: int, spill: Path) -> RoutedEstate:
             where = str(path)
             header = None
             blank = 0
+            named: dict[str, list[Any]] = {}  # source -> [cloud, resources], for unlisted_sources
             with open_lines(path) as stream:
                 for number, line in enumerate(_bounded_lines(stream, limit, where), start=1):
                     if number == 1:
@@ -204,6 +207,7 @@ def _route(paths: list[Path], limit: int, spill: Path) -> RoutedEstate:
                         raise SnapshotError(f"resource {rid} is also at {paths[first_file]}:{first_line}; pass each "
                                             "source's snapshot once", where=where, line=number)
                     seen[key] = (index << 40) + number  # an int: a million of them are 28 MB, not 100
+                    count_source(named, source, cloud)
                     part, mark = 0, _OTHER
                     if cloud == "vsphere":
                         # "vsphere/<id>": no vCenter, whatever its name, shares the Azure shard's key
@@ -222,6 +226,7 @@ def _route(paths: list[Path], limit: int, spill: Path) -> RoutedEstate:
                         context_files[AZURE_SHARD].write(spilled)
             if header is None:
                 raise SnapshotError("not a snapshot: the file is empty", where=where)
+            header.sources += unlisted_sources(header.sources, named, header.collected_at, where)
             headers.append(header)
     merged = Snapshot(collected_at=max(h.collected_at for h in headers),
                       sources=[source for h in headers for source in h.sources], resources=[],

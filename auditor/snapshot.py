@@ -264,6 +264,7 @@ def snapshot_from_document(document: Any, where: str) -> Snapshot:
                               details=details if isinstance(details, dict) else {},
                               collected_at=collected_at, origin=where))
     seen: dict[str, int] = {}
+    named: dict[str, list[Any]] = {}  # source -> [cloud, resources], in the order first named
     for index, resource in enumerate(resources):
         _check_resource(resource, index, where)
         key = resource_key(resource)
@@ -272,8 +273,35 @@ def snapshot_from_document(document: Any, where: str) -> Snapshot:
             raise _fail(where, f"resources[{index}] ({resource['id']}) has the same id as resources[{seen[key]}]"
                         + (" (Azure ids are case-insensitive)" if resource["cloud"] == "azure" else ""))
         seen[key] = index
+        count_source(named, resource["source"], resource["cloud"])
+    sources += unlisted_sources(sources, named, collected_at, where)
     return Snapshot(collected_at=collected_at, sources=sources, resources=resources,
                     origin=[where])
+
+
+def count_source(named: dict[str, list[Any]], source: str, cloud: str) -> None:
+    """Count one resource of `source` (for `unlisted_sources`)."""
+    entry = named.get(source)
+    if entry is None:
+        named[source] = [cloud, 1]
+    else:
+        entry[1] += 1
+
+
+# what a source of each cloud is, as its resources' `source` field names it
+_SOURCE_KINDS = {"vsphere": "vcenter", "azure": "subscription"}
+
+
+def unlisted_sources(listed: list[Source], named: dict[str, list[Any]], collected_at: str,
+                     where: str) -> list[Source]:
+    """The sources a snapshot's resources come from (`named`: source -> [cloud, resources])
+    that its sources list leaves out, as sources of that snapshot: otherwise --max-age, which
+    judges sources, would never find their resources stale, and the report would not list
+    where they came from."""
+    known = {source.id for source in listed}
+    return [Source(id=source, cloud=cloud, kind=_SOURCE_KINDS.get(cloud, "source"), resource_count=count,
+                   details={"listed": False}, collected_at=collected_at, origin=where)
+            for source, (cloud, count) in named.items() if source not in known]
 
 
 def _check_resource(resource: Any, index: int, where: str) -> None:

@@ -72,6 +72,29 @@ def test_sample_estate_as_json_lines_gives_the_same_reports_sharded(workdir, cap
     assert any(f["responsibility"] == "provider" for f in document["findings"])
 
 
+@pytest.mark.parametrize("max_age, stale", [("1d", True), ("30d", False)])
+def test_a_source_the_snapshot_does_not_list_is_judged_by_max_age_as_a_listed_one(workdir, capsys, max_age, stale):
+    """Its resources name it, its sources list leaves it out: --max-age, which judges
+    sources, would otherwise never find its resources stale (in either scan)."""
+    snapshot = load_snapshot(SAMPLE_SNAPSHOT)
+    vcenter = "vc-dc1.corp.example"
+    snapshot.sources = [source for source in snapshot.sources if source.id != vcenter]
+    snapshot.collected_at = "2026-11-15T00:00:00Z"  # ten days before --as-of
+    for kind, path in (("JSON Lines", workdir / "unlisted.jsonl"), ("one document", workdir / "unlisted.json")):
+        save_snapshot(snapshot, path)
+        reports = assert_same_reports([path], workdir / kind.replace(" ", "-"), "--baseline", str(SAMPLE_BASELINE),
+                                      "--max-age", max_age)
+        document = orjson.loads(reports["findings.json"])
+        (added,) = [source for source in document["snapshot"]["sources"] if source["id"] == vcenter]
+        assert added["cloud"] == "vsphere" and added["details"]["listed"] is False
+        from_it = [f for f in document["findings"] if f["source"] == vcenter]
+        if stale:  # a failed source: its resources dropped, its error naming its age
+            assert added["status"] == "failed" and "older than --max-age 24 h" in added["error"]
+            assert not from_it
+        else:
+            assert added["status"] == "ok" and added["resource_count"] > 50 and from_it
+
+
 def test_generated_estate_split_in_two_files_gives_the_same_reports_sharded(workdir, capsys, monkeypatch):
     """Several vCenters and the tenant in separate files, and a Windows Server Standard
     entitlement, whose Azure claims depend on the guests of every vSphere host; the vCenters
