@@ -14,8 +14,10 @@ Each time is the best of --repeat runs: other work on the machine only ever slow
 the simulator, is printed too, as it depends far less on that other work).
 The first run of the K vCenters together, which starts the fork server as a fresh command
 does, is printed too, and the CPU one run together uses (read from /proc: the collecting
-processes', which the fork server reaps, and the simulators'): spread over every core, the
-least time any run together can take where the simulators share the collector's cores.
+processes', which the fork server reaps, and the simulators'): spread over every core the
+process may use, the least time any run together can take where the simulators share the
+collector's cores. So is the CPU of one run one after another, spread the same way: the
+least time of a run together that cost no more CPU than that.
 
 Targets: fast >= 5x faster than pyVmomi; fast <= 2x the floor; K vCenters together <= 0.75x
 the time of one after another; SOAP round trips that grow with pages (one per PAGE_SIZE objects),
@@ -45,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pyVmomi import SoapAdapter, vmodl
 
+from auditor.shards import default_workers
 from auditor.sources import Progress, collect_all
 from auditor.sources.vsphere import (
     PAGE_SIZE,
@@ -225,6 +228,13 @@ def together(binary: Path, workdir: Path, vms: int, vcenters: int, repeat: int) 
         time.sleep(0.2)  # the fork server reaps the last child
         after = [process_seconds(server, children=True) if server else None,
                  *(process_seconds(s.process.pid) for s in simulators)]
+        # and what one after another costs: a run together that cost no more CPU than that
+        # could take no less than it spread over every core
+        alone = [process_seconds(s.process.pid) for s in simulators]
+        alone_used = time.process_time()
+        sequential()
+        alone_used = time.process_time() - alone_used
+        alone_after = [process_seconds(s.process.pid) for s in simulators]
     finally:
         for simulator in simulators:
             simulator.stop()
@@ -236,11 +246,17 @@ def together(binary: Path, workdir: Path, vms: int, vcenters: int, repeat: int) 
     if None not in before + after:
         collecting = after[0] - before[0] + used  # type: ignore[operator]
         simulating = sum(after[1:]) - sum(before[1:])  # type: ignore[arg-type]
-        cores = os.cpu_count() or 1
+        cores = default_workers()  # the CPUs this process may use (affinity, a container's quota)
         least = (collecting + simulating) / cores
         print(f"  CPU of one run together: {collecting:.2f} s collecting (the processes and this one), "
               f"{simulating:.2f} s simulating; spread over {cores} cores, no run takes less than {least:.2f} s, "
               f"{least / apart:.2f} of one after another")
+        if None not in alone + alone_after:
+            simulating_alone = sum(alone_after) - sum(alone)  # type: ignore[arg-type]
+            ideal = (alone_used + simulating_alone) / cores
+            print(f"  CPU of one run one after another: {alone_used:.2f} s collecting, {simulating_alone:.2f} s "
+                  f"simulating; a run together that cost no more would take {ideal:.2f} s, "
+                  f"{ideal / apart:.2f} of one after another")
     return [] if ratio <= TARGET_PARALLEL else ["vCenters together"]
 
 
