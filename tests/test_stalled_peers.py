@@ -21,7 +21,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -638,6 +638,109 @@ def test_a_stalled_tls_handshake_is_bounded_by_the_request_not_the_connect_cap()
         session.close()
         peer.stop()
     assert 1.9 <= elapsed < 3, f"took {elapsed:.1f} s with a 2 s request timeout and a 0.5 s connect timeout"
+
+
+class TunnellingProxy(LocalListener):
+    """An HTTP proxy on 127.0.0.1 that answers CONNECT with 200 (its reply `padding` header
+    lines long, a byte every `pace` seconds), then relays bytes both ways."""
+
+    def __init__(self, pace: float = 0.0, padding: int = 0):
+        self.pace, self.padding = pace, padding
+        self.tunnels: list[bytes] = []  # the CONNECT lines received
+        super().__init__()
+
+    def handle(self, connection: socket.socket) -> None:
+        self.sockets.append(connection)
+        threading.Thread(target=self._tunnel, args=(connection,), daemon=True).start()
+
+    def _tunnel(self, client: socket.socket) -> None:
+        request = b""
+        while b"\r\n\r\n" not in request:
+            chunk = client.recv(4096)
+            if not chunk:
+                return
+            request += chunk
+        target = request.split()[1]
+        self.tunnels.append(target)
+        reply = b"HTTP/1.1 200 Connection established\r\n" + b"X-Pad: a\r\n" * self.padding + b"\r\n"
+        try:
+            if self.pace:
+                for byte in reply:
+                    client.sendall(bytes([byte]))
+                    time.sleep(self.pace)
+            else:
+                client.sendall(reply)
+            host, port = target.decode().rsplit(":", 1)
+            upstream = socket.create_connection((host, int(port)))
+        except OSError:
+            return
+        self.sockets.append(upstream)
+        for source, sink in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._relay, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _relay(source: socket.socket, sink: socket.socket) -> None:
+        with suppress(OSError):
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        with suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+@pytest.mark.parametrize("proxy, answered", [
+    (TunnellingProxy, True),  # the near miss: a proxy that answers at once
+    (lambda: TunnellingProxy(pace=0.05, padding=100_000), False),  # a header line every half second, for ever
+])
+def test_a_proxy_that_trickles_its_answer_to_connect_is_cut_off_at_the_timeout(tmp_path, monkeypatch, proxy, answered):
+    """The CONNECT answer comes before the request's own bytes: read within its deadline too,
+    or a proxy sending a header line now and then keeps the request going for ever."""
+    from http.server import BaseHTTPRequestHandler
+
+    import requests
+
+    from auditor.sources.deadline import deadline_session
+
+    body = b"through the tunnel"
+
+    class Answering(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    for variable in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    peer = proxy()
+    session = deadline_session(2)
+    outcome: list[object] = []
+
+    def get() -> None:
+        try:
+            outcome.append(session.get(f"https://127.0.0.1:{port}/", verify=str(cert), timeout=(2, 2),
+                                       proxies={"https": f"http://127.0.0.1:{peer.port}"}).content)
+        except requests.exceptions.Timeout as exc:
+            outcome.append(exc)
+
+    with https_server(tmp_path, Answering) as (port, cert):
+        started = time.monotonic()
+        requesting = threading.Thread(target=get, daemon=True)
+        requesting.start()
+        requesting.join(15)
+        elapsed = time.monotonic() - started
+    session.close()
+    peer.stop()
+    assert outcome, "still waiting for the proxy after 15 s"
+    assert peer.tunnels == [f"127.0.0.1:{port}".encode()]  # through the proxy, not around it
+    if answered:
+        assert outcome == [body]
+    else:
+        assert isinstance(outcome[0], requests.exceptions.Timeout) and 1.9 <= elapsed < 3.5, (outcome, elapsed)
 
 
 @pytest.mark.parametrize("client", ["http.client", "requests"])

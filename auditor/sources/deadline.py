@@ -232,6 +232,19 @@ def deadline_session(seconds: float) -> Any:
                 super().connect()
                 self._wrap(idle)
 
+            def _tunnel(self) -> None:
+                # a proxy's answer to CONNECT is read within the request's deadline too: a
+                # proxy that trickles it (a header line at a time) would otherwise keep the
+                # request going for as long as it likes, each wait within the timeout
+                tunnelled = self.sock
+                if self._deadline is not None:
+                    self.sock = DeadlineSocket(tunnelled, seconds, self._deadline)
+                try:
+                    super()._tunnel()
+                finally:
+                    if self.sock is not None:  # None: closed on a refusal
+                        self.sock = tunnelled
+
         return Bounded
 
     pools = {"http": type("BoundedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": bounded(HTTPConnection)}),
