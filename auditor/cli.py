@@ -8,6 +8,7 @@ file into typed options, and handed to the pipeline functions (`scan.run_scan`,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import logging
@@ -437,51 +438,63 @@ def _history(settings: dict) -> int:
 class _ReaderMayLeave:
     """Standard output whose reader may go away (`auditor scan | head -1`): what is left to
     print is dropped, and the command still exits with its own code (a gate failure or a
-    failed source must not turn into 0 because the pipe closed)."""
+    failed source must not turn into 0 because the pipe closed). Any other failure to write
+    (a full disk behind `> file`) is bad output, not a bug of ours."""
+
+    # what the write failures this stream forgives are: the reader gone
+    forgiven: tuple[type[OSError], ...] = (BrokenPipeError,)
 
     def __init__(self, stream: Any):
         self._stream = stream
 
     def _gone(self) -> None:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
 
     def write(self, data: Any) -> int:
         try:
             return self._stream.write(data)
-        except BrokenPipeError:
+        except self.forgiven:
             self._gone()
             return len(data)
-        except OSError as exc:  # a full disk behind `> file`: bad output, not a bug of ours
+        except OSError as exc:
             raise InputError(f"cannot write to standard output: {exc.strerror}") from None
 
     def flush(self) -> None:
         try:
             self._stream.flush()
-        except BrokenPipeError:
+        except self.forgiven:
             self._gone()
         except OSError as exc:
             raise InputError(f"cannot write to standard output: {exc.strerror}") from None
 
     @property
     def buffer(self) -> Any:
-        return _ReaderMayLeave(self._stream.buffer)
+        return type(self)(self._stream.buffer)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
 
 
+class _ErrorsMayGoUnread(_ReaderMayLeave):
+    """Standard error whose reader may go away (`2>&1 | head -1`) or whose disk is full
+    (`2>/dev/full`): the messages left are dropped, never the exit code. Not one of the
+    command's outputs: a message that cannot be written is no reason to fail the run, and
+    a BrokenPipeError reaching `run` would have turned a failed gate into 0."""
+
+    forgiven = (OSError,)
+
+
 def run() -> None:
     """Console-script entry point."""
     sys.stdout = _ReaderMayLeave(sys.stdout)  # type: ignore[assignment]
+    sys.stderr = _ErrorsMayGoUnread(sys.stderr)  # type: ignore[assignment]
     try:
         code = main()
         sys.stdout.flush()
     except AuditorError as error:  # the last flush of standard output failed
         print(f"auditor: error: {safe(error.one_line())}", file=sys.stderr)
         code = error.exit_code
-    except BrokenPipeError:  # written past the wrapper (a C extension): nothing to report
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())
-        code = EXIT_OK
     except Exception as exc:
         # a bug of ours: one line in the CI log, with its own exit code so that it is never
         # taken for findings (1) or bad input (2); AUDITOR_TRACEBACK=1 shows where

@@ -368,14 +368,21 @@ def test_a_failed_source_in_a_snapshot_file_is_kept_apart():
 
 # --- what a new user found next: each a number that was not true ----------------------------
 
-def test_a_closed_pipe_keeps_the_exit_code(workdir):
+@pytest.mark.parametrize("redirect", [
+    "2>/dev/null | head -1",  # `| head -1` closes the pipe after one line
+    "2>&1 | head -1",  # ... standard error's too
+    "2>&1 | true",  # closed before anything is written
+    "2>/dev/full | true",  # standard error on a full disk
+])
+def test_a_closed_pipe_keeps_the_exit_code(workdir, redirect):
+    """The gate's verdict must survive the reader going away, whichever stream it reads."""
     every = sample_copy(workdir, "none.json", lambda s: [fail_source(source.id)(s) for source in list(s.sources)])
     for argv, code in ((["--snapshot", str(every)], 3), (["--snapshot", str(SAMPLE_SNAPSHOT), "--fail-on", "high"], 1)):
         command = " ".join([sys.executable, "-m", "auditor", "scan", *ARGS, *argv, "-o", str(workdir / "out")])
-        # `| head -1` closes the pipe after one line: the gate's verdict must survive it
-        result = subprocess.run(["bash", "-c", f"{command} 2>/dev/null | head -1; exit ${{PIPESTATUS[0]}}"],
+        result = subprocess.run(["bash", "-c", f"{command} {redirect}; exit ${{PIPESTATUS[0]}}"],
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == code, result
+        assert "Traceback" not in result.stdout + result.stderr, result
 
 
 def test_a_host_without_its_configuration_is_not_evaluated_not_passed(workdir):
