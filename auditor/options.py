@@ -253,8 +253,8 @@ SPECS: dict[str, list[Spec]] = {
         Spec("snapshot", "snapshot files to scan, or Azure Blob Storage locations (az://container/blob, or the "
              "account's blob URL); a location ending in / reads the newest snapshot of each source under it; "
              "repeat or list several", parse=as_location, many=True, default=[], metavar="LOCATION"),
-        Spec("max-age", "a source whose snapshot was collected longer ago than this (36h, 2d) counts as failed: "
-             "exit 3, naming it and its age", parse=as_duration, metavar="DURATION"),
+        Spec("max-age", "a source whose snapshot was collected longer ago than this (90m, 36h, 2d, 1w) counts as "
+             "failed: exit 3, naming it and its age", parse=as_duration, metavar="DURATION"),
         Spec("workers", "processes to use (default: one per CPU the process may use). A scan of local JSON Lines "
              "snapshots (.jsonl, .jsonl.gz) alone is evaluated a part at a time in N processes (all Azure "
              "resources, a vCenter, or 5,000 of its VMs), so memory follows the largest part (one per process) and "
@@ -301,7 +301,8 @@ SPECS: dict[str, list[Spec]] = {
         QUIET,
         VERBOSE,
         LOG_LEVEL,
-        Spec("vsphere", "collect these vCenters live (HOST or HOST:PORT) and scan them with the rest", many=True,
+        Spec("vsphere", "collect these vCenters live (HOST, HOST:PORT, [IPv6]:PORT or https://HOST/sdk) and scan "
+             "them with the rest", many=True,
              default=[], metavar="HOST"),
         *_vsphere_specs(prefixed=True),
         Spec("save-snapshot", "also write what was collected live to FILE (.json, .json.gz; .jsonl or .jsonl.gz "
@@ -315,8 +316,8 @@ SPECS: dict[str, list[Spec]] = {
         CONFIG,
     ],
     "collect vsphere": [
-        Spec("vsphere", "vCenter or ESXi host to collect (HOST, HOST:PORT or https://HOST/sdk); repeat for "
-             "several", many=True, default=[], metavar="HOST", aliases=("server",)),
+        Spec("vsphere", "vCenter or ESXi host to collect (HOST, HOST:PORT, [IPv6]:PORT or https://HOST/sdk); "
+             "repeat for several", many=True, default=[], metavar="HOST", aliases=("server",)),
         Spec("output", "snapshot to write (.json, .json.gz; .jsonl or .jsonl.gz for JSON Lines), or in Azure Blob "
              "Storage: a blob, or a prefix "
              "az://container/path/ that gets <source>/<UTC time>.json.gz", parse=as_location, metavar="FILE",

@@ -306,16 +306,25 @@ def test_parse_server():
                         ("http://vc.corp.example", "https:// only"), ("ftp://vc.corp.example", "https:// only"),
                         ("[::1", "not closed"), ("[::1:9443", "not closed"),
                         # what inet_aton reads as another address than the one written
-                        ("010.0.0.1", "read as the IPv4 address 8.0.0.1"),
-                        ("127.000.000.001", "read as the IPv4 address 127.0.0.1"),
-                        ("0x7f.1:443", "read as the IPv4 address 127.0.0.1"),
-                        ("2130706433", "read as the IPv4 address 127.0.0.1"),
-                        ("\uff11\uff12\uff17.0.0.1", "read as the IPv4 address 127.0.0.1")]:
+                        ("010.0.0.1", "reads it as 8.0.0.1, a leading 0 making a number octal: write 10.0.0.1 or "
+                                      "8.0.0.1, whichever is meant"),
+                        ("127.000.000.001", "reads it as 127.0.0.1, a leading 0 making a number octal: write "
+                                            "127.0.0.1 or 127.0.0.1"),
+                        ("0x7f.1:443", "reads it as the IPv4 address 127.0.0.1: write 127.0.0.1$"),
+                        ("2130706433", "reads it as the IPv4 address 127.0.0.1"),
+                        ("\uff11\uff12\uff17.0.0.1", "reads it as the IPv4 address 127.0.0.1"),
+                        # a path other than the API's, a query or a fragment: not what would be collected
+                        ("https://vc.corp.example/foo/bar", "no other path"), ("vc.corp.example/ui", "no other path"),
+                        ("https://vc.corp.example/sdk?x=1", "no other path"),
+                        ("https://vc.corp.example?x=1", "not a host name"), ("vc.corp.example#1", "not a host name"),
+                        ("vc%2e.corp.example", "not a host name"), ("vc\uff0fx.corp.example", "not a host name")]:
         with pytest.raises(ValueError, match=why):
             parse_server(server)
     # near misses: an address as written, names that only look numeric
-    for server in ("10.0.0.1", "127.0.0.1:9443", "deadbeef", "1.2.3.4.5", "0x7f.example", "vc-010.corp.example"):
+    for server in ("10.0.0.1", "127.0.0.1:9443", "deadbeef", "1.2.3.4.5", "0x7f.example", "vc-010.corp.example",
+                   "vc_1.corp.example"):
         assert parse_server(server)[0] == server.partition(":")[0]
+    assert parse_server("https://vc.corp.example/sdk/") == parse_server("vc.corp.example/sdk") == ("vc.corp.example", 443)
 
 
 @pytest.mark.parametrize(("first", "second"), [
@@ -372,6 +381,15 @@ def test_an_ipv6_source_id_keeps_its_brackets():
     assert VSphereConnection(host="::1", port=9443).label == "[::1]:9443"
     assert VSphereConnection(host="::1").label == "::1"
     assert VSphereConnection(host="vc.corp.example", port=9443).label == "vc.corp.example:9443"
+
+
+@pytest.mark.parametrize("typed", ["VC1.Corp.Example", "vc1.corp.example.", "\uff56\uff431.corp.example"])
+def test_a_source_id_is_one_spelling_of_its_vcenter(typed):
+    """Typed in capitals one day and not the next, one vCenter would get other ids, and its
+    findings would all be new to --compare: ids take `endpoint`'s spelling."""
+    assert VSphereConnection(host=typed).label == "vc1.corp.example"
+    assert VSphereConnection(host=typed, port=9443).label == "vc1.corp.example:9443"
+    assert VSphereConnection(host="0:0::1", port=9443).label == "[::1]:9443"
 
 
 @pytest.mark.parametrize("spelling", ["https://{server}/sdk", "[::ffff:{host}]:{port}", "{host}.:{port}"])

@@ -53,6 +53,7 @@ import gc
 import http.client
 import importlib.metadata
 import ipaddress
+import re
 import socket
 import ssl
 import threading
@@ -161,14 +162,21 @@ class VSphereConnection:
 
     @property
     def label(self) -> str:
-        """The source id: host, with the port when it is not 443 (an IPv6 address then in
-        brackets, as in a URL: ::1:9443 would read as an address)."""
+        """The source id: the host as `endpoint` spells it (so that `VC1.` and `vc1` give one
+        id, and findings compared across scans stay the same findings), with the port when
+        it is not 443 (an IPv6 address then in brackets, as in a URL: ::1:9443 would read as
+        an address)."""
+        host = endpoint(self.host, self.port)[0]
         if self.port == 443:
-            return self.host
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+            return host
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
 
     def __repr__(self) -> str:  # keep the password out of logs and tracebacks
         return f"VSphereConnection(host={self.host!r}, port={self.port}, user={self.user!r})"
+
+
+# what a host name holds once IDNA has made it ASCII
+_HOST_CHARACTERS = re.compile(r"[A-Za-z0-9._-]+")
 
 
 def parse_server(text: str) -> tuple[str, int]:
@@ -184,7 +192,9 @@ def parse_server(text: str) -> tuple[str, int]:
         scheme, text = text.split("://", 1)
         if scheme.lower() != "https":
             raise ValueError("vCenter is reached over https:// only")
-    text = text.split("/", 1)[0]
+    text, _, path = text.partition("/")
+    if path.rstrip("/") not in ("", "sdk"):  # the API is at /sdk: another path would not be what is collected
+        raise ValueError("the vSphere API is at https://HOST/sdk: give no other path, query or fragment")
     if text.startswith("["):  # [::1]:443
         host, closed, rest = text[1:].partition("]")
         if not closed:
@@ -206,6 +216,8 @@ def parse_server(text: str) -> tuple[str, int]:
             resolved = host.encode("idna").decode("ascii")  # what the resolver is given
         except UnicodeError:
             raise ValueError("not a host name: a label is empty or longer than 63 characters") from None
+        if not _HOST_CHARACTERS.fullmatch(resolved):  # "?", "#", "%", or what IDNA maps to them
+            raise ValueError("not a host name, host:port or https:// URL")
         _check_ip_v4(host, resolved)
     return host, int(port)
 
@@ -220,8 +232,14 @@ def _check_ip_v4(host: str, resolved: str) -> None:
     except OSError:
         return  # a DNS name
     address = socket.inet_ntoa(packed)
-    if address != host:
-        raise ValueError(f"read as the IPv4 address {address}: write the address as that")
+    if address == host:
+        return
+    parts = resolved.split(".")
+    if len(parts) == 4 and all(part.isdigit() for part in parts) and any(p[:1] == "0" and p != "0" for p in parts):
+        decimal = ".".join(str(int(part)) for part in parts)
+        raise ValueError(f"the resolver reads it as {address}, a leading 0 making a number octal: write {decimal} "
+                         f"or {address}, whichever is meant")
+    raise ValueError(f"the resolver reads it as the IPv4 address {address}: write {address}")
 
 
 def endpoint(host: str, port: int) -> tuple[str, int]:
