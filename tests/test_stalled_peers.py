@@ -453,7 +453,9 @@ def entity_crawl() -> bytes:
     (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n", "HTTP error from the server: 503"),
     (service_content(b"<rootFolder type='Folder'>group-d1</rootFolder><bogus\xc3\xa9>1</bogus\xc3\xa9>"),
      "the answer to RetrieveServiceContent gives a property this pyVmomi does not know ('bogus\u00e9')"),
-], ids=["not XML", "cut short", "a DTD", "not UTF-8", "HTTP 503", "an unknown property"])
+    (service_content(b"<rootFolder type='Folder'>group-d1</rootFolder>"),
+     "not a vCenter or ESXi host: its service content has no about, sessionManager, propertyCollector, viewManager"),
+], ids=["not XML", "cut short", "a DTD", "not UTF-8", "HTTP 503", "an unknown property", "no session manager"])
 def test_an_answer_pyvmomi_reads_itself_that_is_broken_is_named_for_what_it_is(tmp_path, vsphere_env, reply, said):
     """Not "unexpected ExpatError" or "AttributeError" (or minutes of expat expanding
     entities): the answer is not XML, is cut short, declares a DTD or another encoding, is an

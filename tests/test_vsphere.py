@@ -334,6 +334,10 @@ def test_parse_server():
     ("[::1]:443", "[0:0::1]"),
     ("::ffff:127.0.0.1", "127.0.0.1"),
     ("[fe80::1%eth0]", "[FE80:0::1%eth0]:443"),
+    ("[::1]", "[::1%1]"),  # a zone picks a link for link-local addresses alone
+    ("[fe80::1%lo]", "[fe80::1%1]"),  # an interface by its name or by its index (1: lo)
+    ("localhost", "localhost\u3002"),  # a full-width full stop at the end is a trailing dot too
+    ("127.0.0.1", "127.0.0.1\uff0e"),
 ])
 def test_two_spellings_of_one_vcenter_reach_one_endpoint(first, second):
     assert endpoint(*parse_server(first)) == endpoint(*parse_server(second))

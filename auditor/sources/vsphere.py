@@ -245,17 +245,39 @@ def _check_ip_v4(host: str, resolved: str) -> None:
 def endpoint(host: str, port: int) -> tuple[str, int]:
     """The one spelling of the vCenter that `host` and `port` reach, to tell two names of one
     vCenter apart from two vCenters: a name as IDNA gives it (case, a trailing dot, full-width
-    characters folded), an IPv6 address compressed (an IPv4-mapped one as its IPv4 address)."""
+    characters folded), an IP address as `ipaddress` writes it (an IPv4-mapped IPv6 address as
+    its IPv4 address; a zone only where it picks a link, by the interface's name)."""
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
         try:
-            return host.rstrip(".").encode("idna").decode("ascii").lower(), port
+            name = host.encode("idna").decode("ascii")
         except UnicodeError:  # parse_server refuses such a name; said plainly if it comes here
-            return host.lower().rstrip("."), port
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped), port
+            name = host
+        name = name.rstrip(".").lower()  # after IDNA: it makes a full-width full stop one
+        try:
+            address = ipaddress.ip_address(name)
+        except ValueError:
+            return name, port
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped), port
+        if address.scope_id is not None:
+            return _with_zone(address), port
     return str(address), port
+
+
+def _with_zone(address: ipaddress.IPv6Address) -> str:
+    """An IPv6 address with its zone where the zone chooses the link (a link-local or
+    multicast address; elsewhere the resolver ignores it), the interface by its name."""
+    bare = ipaddress.IPv6Address(str(address).partition("%")[0])
+    if not (bare.is_link_local or bare.is_multicast):
+        return str(bare)
+    zone = str(address.scope_id)
+    if zone.isdigit():
+        with contextlib.suppress(OSError, OverflowError, ValueError):
+            zone = socket.if_indextoname(int(zone))
+    return f"{bare}%{zone}"
 
 
 def _check_ip_v6(host: str) -> None:
@@ -263,6 +285,10 @@ def _check_ip_v6(host: str) -> None:
         ipaddress.IPv6Address(host)
     except ValueError:
         raise ValueError("not an IPv6 address (write one with a port as [address]:port)") from None
+
+
+# the members of the ServiceContent a collection uses
+SERVICE_CONTENT = ("about", "sessionManager", "propertyCollector", "viewManager", "rootFolder")
 
 
 class NotVSphere(Exception):
@@ -427,7 +453,12 @@ class VSphereSource(InventorySource):
                          httpConnectionTimeout=connection.timeout)
         service = vim.ServiceInstance("ServiceInstance", stub)
         try:
-            service.RetrieveContent().sessionManager.Login(connection.user, connection.password, None)
+            content = service.RetrieveContent()
+            # what collecting goes through: a server whose content lacks one is no vSphere API
+            missing = [name for name in SERVICE_CONTENT if getattr(content, name, None) is None]
+            if missing:
+                raise NotVSphere(f"its service content has no {', '.join(missing)}")
+            content.sessionManager.Login(connection.user, connection.password, None)
         except BaseException:
             stub.DropConnections()
             raise
