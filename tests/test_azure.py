@@ -165,6 +165,25 @@ def test_a_429_that_asks_for_more_than_the_wait_limit_is_reported_not_slept_on(r
         "most: collect again later)"), collected.sources[0].error
 
 
+@pytest.mark.parametrize("retry_after", ["Sat, 32 Dec 2099 00:00:00 GMT", "Fri, 31 Dec 99999 00:00:00 GMT", "soon"])
+def test_a_retry_after_that_is_no_wait_is_taken_as_none(replay, retry_after):
+    """azure-core raised ValueError reading it, and the answer's status was lost in a
+    "collection failed: ValueError" line; it is retried as one without the header."""
+    replay.fail("resources", Fault(429, {"Retry-After": retry_after},
+                                   {"error": {"code": "RateLimiting", "message": "slow down"}}))
+    collected, _ = collect(replay, PCI)
+    assert replay.requests["resources"] == 2 and [s.status for s in collected.sources] == ["ok"]
+
+
+def test_a_wait_asked_for_by_an_answer_not_tried_again_is_not_advice_to_wait(replay):
+    """A 403 is not retried whatever wait it asks for: no "collect again later"."""
+    replay.fail("subscriptions", Fault(403, {"Retry-After": "3600"},
+                                       {"error": {"code": "AuthorizationFailed", "message": "no access"}}))
+    collected, _ = collect(replay, PCI)
+    assert collected.sources[0].error.endswith("answered HTTP 403 AuthorizationFailed: no access"), \
+        collected.sources[0].error
+
+
 def test_a_chain_of_redirects_is_followed_three_times_at_most(replay):
     """Each redirect is a request of its own, with its own timeout: azure-core's 30 would be
     30 timeouts."""

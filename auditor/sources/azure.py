@@ -188,6 +188,14 @@ def timeout_final_retry_policy() -> type:
     from azure.core.pipeline.policies import RetryPolicy
 
     class TimeoutFinalRetryPolicy(RetryPolicy):
+        def get_retry_after(self, response: Any) -> float | None:
+            """The wait asked for, or None where the header is no wait azure-core can read
+            (it would raise ValueError, and the answer's status be lost)."""
+            try:
+                return super().get_retry_after(response)
+            except (ValueError, TypeError, OverflowError):
+                return None
+
         def increment(self, settings: dict[str, Any], response: Any = None, error: Exception | None = None) -> bool:
             if error is not None and _timeout_of(error) is not None:
                 return False
@@ -658,9 +666,9 @@ def describe_failure(exc: BaseException, connection: AzureConnection, label: str
                 f"{REDIRECTS} times{_redirected_to(exc)}: it answers where it is asked, so something in between "
                 "(a proxy, a captive portal) or a wrong --arm-endpoint is sending it elsewhere")
     if isinstance(exc, HttpResponseError):
-        waited = _retry_after(exc)
-        wait = (f" (it asks for a wait of {waited:g} s; auditor waits {QUOTA_WAIT_LIMIT:g} s at most: collect again "
-                "later)") if waited is not None and waited > QUOTA_WAIT_LIMIT else ""
+        waited = _retry_after(exc) if _retried(getattr(exc, "status_code", None)) else None
+        wait = (f" (it asks for a wait of {waited:.10g} s; auditor waits {QUOTA_WAIT_LIMIT:g} s at most: collect "
+                "again later)") if waited is not None and waited > QUOTA_WAIT_LIMIT else ""
         return f"{label}: Resource Manager at {endpoints.arm_endpoint} answered {_arm_error(exc)}{wait}"
     if isinstance(exc, ServiceRequestError):
         return f"{label}: cannot reach {endpoints.arm_endpoint}: {_shorten(text)}"
@@ -670,15 +678,20 @@ def describe_failure(exc: BaseException, connection: AzureConnection, label: str
 def _retry_after(exc: Any) -> float | None:
     """The wait in seconds an error's answer asks for (Retry-After and Microsoft's
     millisecond forms), as azure-core's retry policy reads it; None for none."""
-    from azure.core.pipeline.policies import RetryPolicy
-
     response = getattr(exc, "response", None)
     if response is None:
         return None
     try:  # the policy reads a pipeline's response; an error keeps the HTTP response alone
-        return RetryPolicy().get_retry_after(types.SimpleNamespace(http_response=response))  # type: ignore[arg-type]
-    except (ValueError, TypeError, AttributeError, OverflowError):  # a Retry-After that is no wait
+        return timeout_final_retry_policy()().get_retry_after(types.SimpleNamespace(http_response=response))
+    except AttributeError:  # no headers: no wait
         return None
+
+
+def _retried(status: Any) -> bool:
+    """Whether azure-core's retry policy tries an answer of `status` again (after the wait
+    it asks for): 408, 429 and server errors but 501 and 505; a 403 that asks for a wait
+    is not told to come back later."""
+    return isinstance(status, int) and (status in (408, 429) or (500 <= status < 1000 and status not in (501, 505)))
 
 
 def _redirected_to(exc: Any) -> str:
@@ -688,7 +701,7 @@ def _redirected_to(exc: Any) -> str:
     location = response.headers.get("Location") if response is not None else None
     if not isinstance(location, str) or not location:
         return ""
-    return f" (last to {_shorten(location.encode('ascii', 'backslashreplace').decode('ascii'), 200)!r})"
+    return f" (last to {_shorten(location, 200)!r})"  # repr: what is no printable character shows escaped
 
 
 def _timeout_of(exc: BaseException) -> BaseException | None:
