@@ -45,6 +45,7 @@ from auditor.snapshot import Source, load_snapshot
 from auditor.sources import Collected, InventorySource, Progress, collect_all
 from auditor.sources.vsphere import REDUCTIONS, VSphereConnection, VSphereSource, _resource
 from auditor.sources.vsphere_soap import (
+    GZIP_MEMBERS,
     DecodedBody,
     MalformedAnswer,
     answer_element,
@@ -913,6 +914,18 @@ def test_a_gzip_body_of_several_members_is_read_whole(step):
             read_body(Trickled(members + after, "gzip", step))
     with pytest.raises(MalformedAnswer, match="past its end"):
         read_body(Answer(zlib.compress(body) + zlib.compress(body), "deflate"))
+
+
+def test_a_flood_of_empty_gzip_members_is_refused():
+    """Each empty member inflates to nothing (no size limit applies) and costs a copy of what
+    is left of the read: past GZIP_MEMBERS the answer is refused, up to it read whole."""
+    empty = gzip.compress(b"")
+    whole = gzip.compress(b"<a>") + empty * (GZIP_MEMBERS - 2) + gzip.compress(b"</a>")
+    assert read_body(Answer(whole, "gzip")) == b"<a></a>"
+    started = time.process_time()
+    with pytest.raises(MalformedAnswer, match=f"more than {GZIP_MEMBERS} gzip members"):
+        read_body(Answer(whole + empty * 50_000, "gzip"))
+    assert time.process_time() - started < 1
 
 
 def _raised(function, *args):

@@ -113,6 +113,9 @@ def xml_parser() -> etree.XMLParser:
 
 
 _GZIP_MAGIC = b"\x1f\x8b"
+# gzip members an answer may hold: a writer that appends some sends a few; each begun copies
+# what is left of a read, so a flood of empty ones (20 bytes each) would cost CPU per byte
+GZIP_MEMBERS = 1024
 
 
 def _decompressor(encoding: str) -> Any:
@@ -185,6 +188,7 @@ class DecodedBody:
         self._check = check
         self._decompressor = _decompressor((response.getheader("Content-Encoding") or "identity").strip().lower())
         self._tail = b""  # compressed bytes received and not yet inflated
+        self._members = 1  # gzip members begun
         self._total = 0
         self._ended = False
 
@@ -238,6 +242,9 @@ class DecodedBody:
         a gzip body hold several, one after another); MalformedAnswer for anything else."""
         if isinstance(self._decompressor, _Deflate) or not _GZIP_MAGIC.startswith(self._tail[:2]):
             raise MalformedAnswer("the compressed answer goes on past its end")
+        self._members += 1
+        if self._members > GZIP_MEMBERS:
+            raise MalformedAnswer(f"the compressed answer has more than {GZIP_MEMBERS} gzip members")
         if len(self._tail) < 2:  # one byte of what may be a member's header: the next tells
             chunk = self._response.read(READ_SIZE)
             self._check()
