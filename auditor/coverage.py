@@ -27,6 +27,9 @@ def rule_info(rule: Rule, status: str = "evaluated", reason: str | None = None,
                     pack=rule.pack, status=status, reason=reason, counts=dict(counts or {}))
 
 
+FAILED_SOURCES_NAMED = 5  # failed sources a rule's reason names
+
+
 def _clouds(rule: Rule) -> set[str]:
     return {cloud for cloud, _ in rule.resources}
 
@@ -49,7 +52,12 @@ def assess(rule: Rule, tally: RuleTally | None, waiting: list[str] | None,
     failed = [s["id"] for s in relevant if s.get("status") != "ok"]
     reasons = []
     if failed:
-        reasons.append(f"source{'s' if len(failed) > 1 else ''} failed: {', '.join(failed)}")
+        # the first few by name: each rule's reason would otherwise list every failed source
+        # (a snapshot of 100,000 stale sources made reports of a gigabyte); the report's
+        # sources say which the rest are
+        named = ", ".join(failed[:FAILED_SOURCES_NAMED])
+        more = f" and {len(failed) - FAILED_SOURCES_NAMED} more" if len(failed) > FAILED_SOURCES_NAMED else ""
+        reasons.append(f"source{'s' if len(failed) > 1 else ''} failed: {named}{more}")
     if tally.not_evaluated:
         needs = ", ".join(rule.needs)
         reasons.append(f"1 resource lacks data it needs ({needs})" if len(tally.not_evaluated) == 1 else

@@ -67,6 +67,7 @@ from .findings import Finding, finding_values
 from .snapshot import (
     CLOUDS,
     MAX_INPUT_FLAG,
+    SOURCE_ID_LIMIT,
     Snapshot,
     Source,
     _check_resource,
@@ -198,7 +199,8 @@ def _route(paths: list[Path], limit: int, spill: Path) -> RoutedEstate:
                         continue
                     source, cloud, kind, rid = routing_keys(line, where, number)
                     if cloud not in CLOUDS or not (isinstance(source, str) and isinstance(kind, str)
-                                                   and isinstance(rid, str) and source and kind and rid):
+                                                   and isinstance(rid, str) and source and kind and rid
+                                                   and len(source) <= SOURCE_ID_LIMIT):
                         # the one-document reader's checks, for its messages
                         _check_line(parse_resource(line, where, number), where, number)
                     key = rid.lower() if cloud == "azure" else rid

@@ -47,6 +47,10 @@ from .text import without_lone_surrogates
 SCHEMA_VERSION = 1
 KIND = "auditor.snapshot"
 CLOUDS = ("vsphere", "azure")
+# characters of a source's id: a vCenter's name and port, a subscription's or management
+# group's id. Every report names failed sources, so a megabyte-long id (any resource's
+# `source` names one) would be written again in each
+SOURCE_ID_LIMIT = 1024
 ENVELOPE = ("id", "name", "cloud", "type", "source", "tags")
 
 
@@ -252,6 +256,9 @@ def snapshot_from_document(document: Any, where: str) -> Snapshot:
         if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str)
                                                   for k in ("id", "cloud", "kind")):
             raise _fail(where, f"sources[{index}] needs text fields id, cloud and kind")
+        if len(entry["id"]) > SOURCE_ID_LIMIT:
+            raise _fail(where, f"sources[{index}].id is longer than {SOURCE_ID_LIMIT} characters: no vCenter or "
+                               "subscription is named so")
         status = entry.get("status", "ok")
         if status not in ("ok", "failed"):
             raise _fail(where, f"sources[{index}].status must be 'ok' or 'failed'")
@@ -310,6 +317,9 @@ def _check_resource(resource: Any, index: int, where: str) -> None:
     for key in ("id", "name", "type", "source"):
         if not isinstance(resource.get(key), str) or not resource[key]:
             raise _fail(where, f"resources[{index}] has no text field '{key}'")
+    if len(resource["source"]) > SOURCE_ID_LIMIT:
+        raise _fail(where, f"resources[{index}] ({resource['id']}): its source is longer than {SOURCE_ID_LIMIT} "
+                           "characters: no vCenter or subscription is named so")
     cloud = resource.get("cloud")
     if cloud not in CLOUDS:
         raise _fail(where, f"resources[{index}] ({resource['id']}): cloud must be one of "

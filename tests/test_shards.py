@@ -172,6 +172,9 @@ def test_hostile_names_and_hand_written_key_order_are_routed_by_their_json(workd
     # routed by the first "source", read with the last: it would sit in another vCenter's shard
     ([b'{"source":"vc","cloud":"vsphere","type":"HostSystem","id":"esx01","name":"a","source":"vc2"}'],
      r"hostile\.jsonl:2: resources\[0\] gives one of source, cloud, type, id twice"),
+    # each report names failed sources: a megabyte-long name would be written again in each
+    ([b'{"source":"' + b"v" * 1025 + b'","cloud":"vsphere","type":"HostSystem","id":"esx01","name":"a"}'],
+     r"hostile\.jsonl:2: resources\[0\] \(esx01\): its source is longer than 1024 characters"),
 ])
 def test_bad_lines_fail_with_the_file_and_line_and_write_nothing(workdir, capsys, rows, expected):
     header = {**HEADER, "sources": [{"id": "vc", "cloud": "vsphere", "kind": "vcenter"}]}

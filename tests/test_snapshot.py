@@ -63,6 +63,12 @@ def test_azure_types_are_lower_cased_on_load(tmp_path):
                  "resources": [{"id": "a", "name": "a", "type": "t", "source": "s", "cloud": "aws"}]}).encode(),
      "resources[0] (a): cloud must be one of vsphere, azure"),
     (b"\x1f\x8bnot gzip", "broken gzip data"),
+    (json.dumps({"kind": "auditor.snapshot", "schema_version": 1, "collected_at": "x",
+                 "sources": [{"id": "v" * 1025, "cloud": "vsphere", "kind": "vcenter"}], "resources": []}).encode(),
+     "sources[0].id is longer than 1024 characters"),
+    (json.dumps({"kind": "auditor.snapshot", "schema_version": 1, "collected_at": "x", "sources": [],
+                 "resources": [{"id": "a", "name": "a", "type": "t", "source": "v" * 1025, "cloud": "vsphere"}]}
+                ).encode(), "resources[0] (a): its source is longer than 1024 characters"),
 ])
 def test_broken_snapshots(tmp_path, content, message):
     path = tmp_path / "bad.json"
@@ -71,6 +77,16 @@ def test_broken_snapshots(tmp_path, content, message):
         load_snapshot(path)
     assert caught.value.one_line().startswith(f"{path}")
     assert message in caught.value.one_line()
+
+
+def test_a_source_id_up_to_the_limit_is_read(tmp_path):
+    """The near miss of the two limits above: 1,024 characters, listed or named alone."""
+    path = tmp_path / "long.json"
+    path.write_text(json.dumps({"kind": "auditor.snapshot", "schema_version": 1, "collected_at": "x",
+                                "sources": [{"id": "v" * 1024, "cloud": "vsphere", "kind": "vcenter"}],
+                                "resources": [{"id": "a", "name": "a", "type": "t", "source": "w" * 1024,
+                                               "cloud": "vsphere"}]}))
+    assert [source.id for source in load_snapshot(path).sources] == ["v" * 1024, "w" * 1024]
 
 
 def test_missing_file(tmp_path):
