@@ -21,6 +21,47 @@ from .snapshot import Snapshot
 from .sources import InventorySource, collect_all
 
 
+def collect_live(sources: list[InventorySource], progress: Progress, warn: Callable[[str], None]) -> Snapshot:
+    """Collect every live source together (`collect_all`), each vCenter once however many
+    of its names were given (`collected_once`)."""
+    snapshot = collect_all(sources, progress)
+    collected_once(snapshot, warn)
+    return snapshot
+
+
+def collected_once(snapshot: Snapshot, warn: Callable[[str], None]) -> None:
+    """Keep one collection of a vCenter reached under two names (its address and its DNS
+    name, two DNS names): its resources would otherwise be in the snapshot twice, under two
+    ids, and its licences and Windows guests counted twice. The two answer with the same
+    instance UUID and the same inventory; the later is dropped, with a warning. Two that
+    share an instance UUID but not their inventory (a cloned appliance) are both kept."""
+    inventories: dict[str, list[dict]] = {}
+    for resource in snapshot.resources:
+        if resource["cloud"] == "vsphere":
+            inventories.setdefault(resource["source"], []).append(resource)
+    first: dict[str, tuple[str, set]] = {}  # instance UUID -> (source id, inventory)
+    repeated: set[str] = set()
+    for source in snapshot.sources:
+        uuid = source.details.get("instance_uuid") if source.cloud == "vsphere" and source.status == "ok" else None
+        if not isinstance(uuid, str) or not uuid:
+            continue
+        # what a second name of one vCenter reads the same: each object's type, moref and name
+        inventory = {(r["type"], r.get("moref"), r["name"]) for r in inventories.get(source.id, ())
+                     if r["type"] != "vCenter"}
+        if uuid not in first:
+            first[uuid] = (source.id, inventory)
+        elif first[uuid][1] == inventory:
+            warn(f"{source.id} is the same vCenter as {first[uuid][0]} (instance UUID {uuid}, the same inventory): "
+                 "its resources are kept once, under the first name")
+            repeated.add(source.id)
+        else:
+            warn(f"{source.id} and {first[uuid][0]} share the instance UUID {uuid} but not their inventory (a cloned "
+                 "vCenter?): both are kept")
+    if repeated:
+        snapshot.sources = [source for source in snapshot.sources if source.id not in repeated]
+        snapshot.resources = [resource for resource in snapshot.resources if resource["source"] not in repeated]
+
+
 def vsphere_password(options: VSphereOptions) -> str:
     """The password from the password file, else VSPHERE_PASSWORD; never from a flag."""
     if options.password_file is not None:
@@ -141,7 +182,7 @@ def run_collect(options: CollectOptions, warn: Callable[[str], None], progress: 
     if is_blob(output):
         from .blob import check_output, source_label, upload_snapshot
         check_output(output)  # a missing container or a refused credential, before minutes of collection
-    snapshot = collect_all(sources, progress)
+    snapshot = collect_live(sources, progress, warn)
     written = any(source.status == "ok" for source in snapshot.sources)
     if written and is_blob(output):
         scope = (options.vsphere.servers if options.source == "vsphere" else

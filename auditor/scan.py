@@ -304,7 +304,7 @@ def _evaluate_in_memory(options: ScanOptions, files: list, sources: list, contex
                         progress: Progress, warn: Callable[[str], None]) -> tuple[ScanReport, Evaluation]:
     """Load every snapshot and collect every live source into one estate in this process,
     and evaluate it: the reference path, which the sharded one must match byte for byte."""
-    from .sources import collect_all
+    from .live import collect_live
 
     with steps.step(f"loading {len(files)} snapshot file{'s' if len(files) != 1 else ''}"):
         local = [file for file in files if not is_blob(file)]
@@ -315,7 +315,7 @@ def _evaluate_in_memory(options: ScanOptions, files: list, sources: list, contex
                           for snapshot in read_snapshots(file, options.max_input_size)]
     if sources:
         with steps.step(f"collecting {len(sources)} live source{'s' if len(sources) != 1 else ''}"):
-            collected = collect_all(sources, progress)
+            collected = collect_live(sources, progress, warn)
             if options.save_snapshot:
                 save_live_snapshot(collected, options.save_snapshot, warn)
         snapshots.append(collected)

@@ -413,6 +413,45 @@ def test_one_vcenter_named_twice_is_collected_once(simulator, credentials, tmp_p
     assert len({r["id"] for r in snapshot.resources}) == len(snapshot.resources)
 
 
+def test_one_vcenter_under_two_names_is_kept_once(simulator, credentials, tmp_path, capsys):
+    """Its address and its DNS name pass as two vCenters until they answer: the same
+    instance UUID and inventory. Kept twice, its licences and guests would count twice."""
+    out = tmp_path / "estate.json"
+    named = f"localhost:{simulator.port}"
+    code = main(["collect", "vsphere", "--server", simulator.server, "--server", named,
+                 "--ca-bundle", str(simulator.cert), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert re.search(rf"{named} is the same vCenter as {simulator.server} \(instance UUID [0-9a-f-]{{36}}, the same "
+                     r"inventory\): its resources are kept once, under the first name", err), err
+    snapshot = load_snapshot(out)
+    assert [source.id for source in snapshot.sources] == [simulator.server]
+    assert {r["source"] for r in snapshot.resources} == {simulator.server}
+
+
+@pytest.mark.parametrize("shared_uuid", [False, True])
+def test_two_vcenters_are_both_kept(simulator_binary, credentials, tmp_path, capsys, shared_uuid):
+    """The near miss: two simulators, with instance UUIDs of their own, or sharing one (a
+    cloned appliance) but not their inventory: both kept, the shared UUID warned about."""
+    uuid = ["-instance-uuid", "5f0c4e7a-0000-4000-8000-000000000001"] if shared_uuid else []
+    first = vcsim.start(simulator_binary, tmp_path, *uuid)
+    second = vcsim.start(simulator_binary, tmp_path, *uuid, "-vms", "2")
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text(first.cert.read_text() + second.cert.read_text())
+    try:
+        out = tmp_path / "estate.json"
+        code = main(["collect", "vsphere", "--server", first.server, "--server", second.server,
+                     "--ca-bundle", str(bundle), "--out", str(out)])
+    finally:
+        first.stop()
+        second.stop()
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert [source.id for source in load_snapshot(out).sources] == [first.server, second.server]
+    assert ("share the instance UUID 5f0c4e7a-0000-4000-8000-000000000001 but not their inventory" in err) is shared_uuid
+    assert "is the same vCenter as" not in err
+
+
 def test_collect_all_runs_sources_in_parallel(simulator):
     sources = [VSphereSource(connection(simulator)), VSphereSource(connection(simulator, port=1))]
     snapshot = collect_all(sources, Progress(enabled=False))

@@ -16,6 +16,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/json"
 	"flag"
@@ -37,6 +38,17 @@ import (
 )
 
 func boolPtr(v bool) *bool { return &v }
+
+// randomUUID is a version 4 UUID, as vCenter's installer makes its instance UUID.
+func randomUUID() string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
 
 // the shapes each host and VM gets, in inventory order (cycled)
 var esxiVersions = []struct{ version, build string }{
@@ -248,6 +260,7 @@ func main() {
 	hostile := flag.String("hostile-name", "<img src=x onerror=alert(1)>", "name of the first VM")
 	stopOnCall := flag.String("stop-on", "", "METHOD or METHOD:N: stop the process (SIGSTOP) when the Nth call of this SOAP method arrives")
 	esx := flag.Bool("esx", false, "a standalone ESXi host (govmomi's ESX model, apiType HostAgent) instead of a vCenter")
+	instanceUUID := flag.String("instance-uuid", "", "the vCenter's about.instanceUuid (default: a random one, as each vCenter has its own)")
 	rsaBits := flag.Int("rsa-bits", 0, "serve a self-signed RSA certificate with a key this long instead of P-256 (1024: what OpenSSL refuses)")
 	flag.Parse()
 	if *password == "" {
@@ -280,6 +293,11 @@ func main() {
 		model.ServiceContent.About.Version = "7.0.3"
 		model.ServiceContent.About.Build = "21477706"
 		model.ServiceContent.About.FullName = "VMware vCenter Server 7.0.3 build-21477706"
+		// govmomi gives every simulator the same one; each vCenter has its own
+		model.ServiceContent.About.InstanceUuid = *instanceUUID
+		if *instanceUUID == "" {
+			model.ServiceContent.About.InstanceUuid = randomUUID()
+		}
 	}
 	model.DelayConfig.Delay = *latency
 	if *delay > 0 {
