@@ -72,6 +72,7 @@ from .snapshot import (
     Source,
     _check_resource,
     check_density,
+    check_source_once,
     count_source,
     snapshot_from_document,
     unlisted_sources,
@@ -170,6 +171,7 @@ def _route(paths: list[Path], limit: int, spill: Path) -> RoutedEstate:
     vms: dict[str, int] = {}  # a vCenter's VMs routed so far, by shard key
     seen: dict[str, int] = {}  # resource key -> where it was first seen (file index, line)
     headers: list[Snapshot] = []
+    listed: dict[str, str] = {}  # source id -> the file that has it
     context = {"vsphere": spill / "context-vsphere.jsonl", AZURE_SHARD: spill / "context-azure.jsonl"}
     with ExitStack() as stack:
         context_files = {cloud: stack.enter_context(open(path, "wb")) for cloud, path in context.items()}
@@ -229,6 +231,7 @@ def _route(paths: list[Path], limit: int, spill: Path) -> RoutedEstate:
             if header is None:
                 raise SnapshotError("not a snapshot: the file is empty", where=where)
             header.sources += unlisted_sources(header.sources, named, header.collected_at, where)
+            check_source_once(listed, header.sources, where)
             headers.append(header)
     merged = Snapshot(collected_at=max(h.collected_at for h in headers),
                       sources=[source for h in headers for source in h.sources], resources=[],

@@ -344,8 +344,10 @@ def merge_snapshots(snapshots: list[Snapshot]) -> Snapshot:
     seen: dict[str, str] = {}
     resources: list[dict[str, Any]] = []
     sources: list[Source] = []
+    listed: dict[str, str] = {}
     for snapshot in snapshots:
         origin = ", ".join(snapshot.origin) or "snapshot"
+        check_source_once(listed, snapshot.sources, origin)
         for resource in snapshot.resources:
             key = resource_key(resource)
             if key in seen:
@@ -356,6 +358,17 @@ def merge_snapshots(snapshots: list[Snapshot]) -> Snapshot:
         sources.extend(snapshot.sources)
     return Snapshot(collected_at=max(s.collected_at for s in snapshots), sources=sources,
                     resources=resources, origin=[o for s in snapshots for o in s.origin])
+
+
+def check_source_once(listed: dict[str, str], sources: list[Source], origin: str) -> None:
+    """Refuse a source that an earlier snapshot (`listed`: source id -> where) has too: its
+    staleness, its failure and its resources would belong to neither (a stale copy would
+    drop the fresh one's resources under the stale one's age). Adds these to `listed`."""
+    for source in sources:
+        if source.id in listed and listed[source.id] != origin:
+            raise SnapshotError(f"source {source.id} is also in {listed[source.id]}; pass each source's snapshot "
+                                "once (its newest)", where=origin)
+        listed.setdefault(source.id, origin)
 
 
 def resource_key(resource: dict[str, Any]) -> str:

@@ -95,6 +95,25 @@ def test_a_source_the_snapshot_does_not_list_is_judged_by_max_age_as_a_listed_on
             assert added["status"] == "ok" and added["resource_count"] > 50 and from_it
 
 
+def test_a_source_in_two_files_is_refused_alike(workdir, capsys):
+    """Listed in a fresh file, its resources in a stale one that does not list it: one
+    source's age and resources would belong to neither. Each scan refuses it, naming both."""
+    snapshot = load_snapshot(SAMPLE_SNAPSHOT)
+    vcenter = "vc-dc1.corp.example"
+    fresh = replace(snapshot, resources=[r for r in snapshot.resources if r["source"] != vcenter])
+    stale = replace(snapshot, sources=[], resources=[r for r in snapshot.resources if r["source"] == vcenter],
+                    collected_at="2026-09-01T00:00:00Z")
+    save_snapshot(fresh, workdir / "fresh.jsonl")
+    save_snapshot(stale, workdir / "stale.jsonl")
+    for workers in ("1", "2"):
+        code = main(["scan", "--snapshot", "fresh.jsonl", "--snapshot", "stale.jsonl", "--max-age", "30d",
+                     "--workers", workers, "--out", str(workdir / "out"), "-q"])
+        err = capsys.readouterr().err
+        assert code == 2 and f"stale.jsonl: source {vcenter} is also in fresh.jsonl; pass each source's snapshot " \
+                              "once (its newest)" in err, err
+        assert not (workdir / "out" / "latest").exists()
+
+
 def test_generated_estate_split_in_two_files_gives_the_same_reports_sharded(workdir, capsys, monkeypatch):
     """Several vCenters and the tenant in separate files, and a Windows Server Standard
     entitlement, whose Azure claims depend on the guests of every vSphere host; the vCenters

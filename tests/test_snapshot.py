@@ -95,12 +95,23 @@ def test_missing_file(tmp_path):
 
 
 def test_merge_refuses_the_same_resource_twice(tmp_path):
-    a, b = small(), small()
+    a, b = small(), small("vc2")
+    b.resources[0]["id"] = "vc1/host-1"
     a.origin, b.origin = ["a.json"], ["b.json"]
     with pytest.raises(SnapshotError, match=r"vc1/host-1 is also in a\.json"):
         merge_snapshots([a, b])
     merged = merge_snapshots([small("vc1"), small("vc2")])
     assert [s.id for s in merged.sources] == ["vc1", "vc2"] and len(merged.resources) == 2
+
+
+def test_merge_refuses_the_same_source_twice(tmp_path):
+    """A stale copy of a source beside a fresh one would drop the fresh one's resources under
+    the stale one's age; a failed copy would mark the collected one failed."""
+    a, b = small(), small()
+    b.resources = []  # listed in both, its resources in one
+    a.origin, b.origin = ["a.json"], ["b.json"]
+    with pytest.raises(SnapshotError, match=r"source vc1 is also in a\.json; pass each source's snapshot once"):
+        merge_snapshots([a, b])
 
 
 def test_incomplete_when_a_source_failed():
