@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -190,8 +190,7 @@ def _scan(settings: dict) -> int:
         sys.stdout.flush()
     # one Azure scope that fails is a failed source per subscription, all for one reason;
     # a reason that does not name its source (one read from a snapshot) gets the name
-    for reason in dict.fromkeys(_failure(s) for s in outcome.failed_sources):
-        print(f"auditor: error: {safe(reason)}", file=sys.stderr)
+    _print_failures(dict.fromkeys(_failure(s) for s in outcome.failed_sources), "the report's sources list each")
     if report.sample and options.quiet:
         # what the numbers are about is no detail -q may hide
         print(f"auditor: warning: {SAMPLE_NOTICE}", file=sys.stderr)
@@ -212,10 +211,13 @@ def _scan(settings: dict) -> int:
         if waiver.get("warning"):
             _warn(f"{where} {waiver['warning']}")
     if outcome.failed_sources:
-        failed = ", ".join(s["id"] for s in outcome.failed_sources)
+        failed = _first_few([s["id"] for s in outcome.failed_sources])
         if len(outcome.failed_sources) == len(report.sources):
-            print(f"auditor: collection failed: no source could be collected ({safe(failed)}); no finding "
-                  "describes the estate, and earlier findings are unknown, not fixed", file=sys.stderr)
+            stale = sum(1 for s in outcome.failed_sources if (s.get("details") or {}).get("stale_snapshot"))
+            what = ("no source could be collected" if not stale else "every snapshot is older than --max-age"
+                    if stale == len(outcome.failed_sources) else "no source is both collected and recent enough")
+            print(f"auditor: collection failed: {what} ({safe(failed)}); no finding describes the estate, and "
+                  "earlier findings are unknown, not fixed", file=sys.stderr)
         else:
             print(f"auditor: collection incomplete: {safe(failed)} failed; findings cover only part of the "
                   "estate, and earlier findings of what failed are unknown, not fixed", file=sys.stderr)
@@ -301,12 +303,31 @@ def print_compliance(report: ScanReport, framework: str, stream: Any) -> None:
                                                                    if control["findings"] else "") + "\n")
 
 
+FAILURE_LINES = 20  # error lines of failed sources printed; the reports and the snapshot hold every one
+
+
+def _print_failures(reasons: Iterable[str], where_all: str) -> None:
+    """One error line per failed source's reason, the first FAILURE_LINES of them: 100,000
+    stale snapshots would otherwise print 100,000 lines into a CI log."""
+    reasons = list(reasons)
+    for reason in reasons[:FAILURE_LINES]:
+        print(f"auditor: error: {safe(reason)}", file=sys.stderr)
+    if len(reasons) > FAILURE_LINES:
+        print(f"auditor: error: {len(reasons) - FAILURE_LINES} more sources failed; {where_all}", file=sys.stderr)
+
+
+def _first_few(names: list[str], shown: int = 5) -> str:
+    """The first `shown` names, and how many more."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 def _collect(options: Any) -> int:
     from .live import run_collect
 
     outcome = run_collect(options, _warn, _progress(options.quiet))
-    for reason in dict.fromkeys(s.error or f"{s.id} failed" for s in outcome.snapshot.sources if s.status != "ok"):
-        print(f"auditor: error: {safe(reason)}", file=sys.stderr)
+    _print_failures(dict.fromkeys(s.error or f"{s.id} failed" for s in outcome.snapshot.sources
+                                  if s.status != "ok"), "the snapshot's sources list each")
     if not outcome.written:
         # nothing was collected: keep whatever snapshot is already at --output
         print(f"auditor: no source could be collected; {safe(options.output)} was not written", file=sys.stderr)

@@ -542,3 +542,26 @@ def test_a_rule_names_the_first_failed_sources_and_counts_the_rest(workdir, gone
     (rule,) = [r for r in document["rules"] if r["id"] == "VS-SUP-001"]
     assert rule["reason"] == f"sources failed: {named}", rule["reason"]
     assert sum(s["id"].startswith("vc-gone-") for s in document["snapshot"]["sources"]) == gone
+
+
+def test_many_failed_sources_print_twenty_lines_and_count_the_rest(workdir, capsys):
+    """100,000 stale snapshots printed 100,000 error lines and a summary line naming each."""
+    def lose(snapshot: Snapshot) -> None:
+        snapshot.sources += [Source(f"vc-gone-{i}", "vsphere", "vcenter", status="failed",
+                                    error=f"vc-gone-{i}: connection refused") for i in range(22)]
+    assert main(["scan", *ARGS, "--snapshot", str(sample_copy(workdir, "gone.json", lose)), "-q"]) == 3
+    err = capsys.readouterr().err.splitlines()
+    errors = [line for line in err if line.startswith("auditor: error: ")]
+    assert errors[:20] == [f"auditor: error: vc-gone-{i}: connection refused" for i in range(20)]
+    assert errors[20:] == ["auditor: error: 2 more sources failed; the report's sources list each"]
+    assert any(line.startswith("auditor: collection incomplete: vc-gone-0, vc-gone-1, vc-gone-2, vc-gone-3, "
+                               "vc-gone-4 and 17 more failed;") for line in err), err
+
+
+def test_every_snapshot_too_old_is_said_so(workdir, capsys):
+    """Not "no source could be collected": each was read, and each is older than --max-age."""
+    def age(snapshot: Snapshot) -> None:
+        snapshot.collected_at = "2026-01-01T00:00:00Z"
+    assert main(["scan", *ARGS, "--snapshot", str(sample_copy(workdir, "old.json", age)), "--max-age", "1d"]) == 3
+    err = capsys.readouterr().err
+    assert "auditor: collection failed: every snapshot is older than --max-age (" in err, err
