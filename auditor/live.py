@@ -62,6 +62,14 @@ def collected_once(snapshot: Snapshot, warn: Callable[[str], None]) -> None:
         snapshot.resources = [resource for resource in snapshot.resources if resource["source"] not in repeated]
 
 
+def check_ca_bundle(path: Path | None) -> None:
+    """A CA bundle given must be a file, said plainly before any connection is made."""
+    if path is None or path.is_file():
+        return
+    raise InputError("CA bundle is a folder, not a PEM file" if path.is_dir() else "CA bundle not found",
+                     where=str(path))
+
+
 def vsphere_password(options: VSphereOptions) -> str:
     """The password from the password file, else VSPHERE_PASSWORD; never from a flag."""
     if options.password_file is not None:
@@ -89,8 +97,7 @@ def vsphere_sources(options: VSphereOptions, warn: Callable[[str], None]) -> lis
     # what a failed login tells the user to check: what they actually gave
     credentials_from = (f"the user from {options.flag('user') if options.user else 'VSPHERE_USER'} and the password "
                         f"from {options.flag('password-file') if options.password_file else 'VSPHERE_PASSWORD'}")
-    if options.ca_bundle is not None and not options.ca_bundle.is_file():
-        raise InputError("CA bundle not found", where=str(options.ca_bundle))
+    check_ca_bundle(options.ca_bundle)
     sources: list[InventorySource] = []
     named: dict[tuple[str, int], str] = {}  # (host, port) -> how it was first written
     for server in options.servers:
@@ -105,12 +112,13 @@ def vsphere_sources(options: VSphereOptions, warn: Callable[[str], None]) -> lis
             warn(f"{server!r} is the same vCenter as {named[reached]!r}: collected once")
             continue
         named[reached] = server
-        if options.insecure:
-            warn(f"TLS certificate verification is disabled for {host}; the connection can be intercepted")
         connection = VSphereConnection(host=host, port=port, user=user, password=password,
                                        ca_bundle=str(options.ca_bundle) if options.ca_bundle else None,
                                        insecure=options.insecure, timeout=options.timeout,
                                        credentials_from=credentials_from)
+        if options.insecure:
+            warn(f"TLS certificate verification is disabled for {connection.label}; the connection can be "
+                 "intercepted")
         sources.append(VSphereSource(connection, page_size=options.page_size, parser=options.parser))
     return sources
 
@@ -135,8 +143,7 @@ def azure_sources(options: AzureOptions) -> list[InventorySource]:
         if value and not value.lower().startswith("https://"):
             raise InputError(f"{options.flag(option)} must be an https:// URL (tokens are never sent in clear "
                              f"text): {value}")
-    if options.ca_bundle is not None and not options.ca_bundle.is_file():
-        raise InputError("CA bundle not found", where=str(options.ca_bundle))
+    check_ca_bundle(options.ca_bundle)
     connection = AzureConnection(
         cloud=options.cloud, arm_endpoint=options.arm_endpoint, authority=options.authority,
         audience=options.audience, tenant_id=options.tenant,

@@ -229,7 +229,7 @@ def _azure_specs(prefixed: bool) -> list[Spec]:
     ]
 
 
-QUIET = Spec("quiet", "print only errors", switch=True, default=False, aliases=("q",))
+QUIET = Spec("quiet", "print only errors and warnings", switch=True, default=False, aliases=("q",))
 VERBOSE = Spec("verbose", "log each step with its timing on stderr (the same as --log-level info)", switch=True,
                default=False, aliases=("v",))
 LOG_LEVEL = Spec("log-level", "how much to log on stderr, with timestamps (default: warning)",

@@ -324,6 +324,7 @@ def test_untrusted_certificate_and_unreachable_endpoint_are_one_line(replay, tmp
     (["--arm-endpoint", "http://arm.local", "--authority", "https://login.local"], "must be an https:// URL"),
     (["--subscription", "a", "--management-group", "b"], "not both"),
     (["--ca-bundle", "/nonexistent/ca.pem"], "CA bundle not found"),
+    (["--ca-bundle", "/"], "/: CA bundle is a folder, not a PEM file"),
 ])
 def test_bad_options_are_usage_errors(args, message, tmp_path, capsys):
     assert main(["collect", "azure", *args, "--out", str(tmp_path / "a.json")]) == EXIT_INPUT_ERROR
