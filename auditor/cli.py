@@ -508,8 +508,10 @@ class _ErrorsMayGoUnread(_ReaderMayLeave):
 
 def run() -> None:
     """Console-script entry point."""
-    sys.stdout = _ReaderMayLeave(sys.stdout)  # type: ignore[assignment]
-    sys.stderr = _ErrorsMayGoUnread(sys.stderr)  # type: ignore[assignment]
+    # a stream closed before the start (`2>&-`) is None in Python: what goes to it is dropped
+    # (the null device stays open as long as the process)
+    sys.stdout = _ReaderMayLeave(sys.stdout or open(os.devnull, "w"))  # type: ignore[assignment]  # noqa: SIM115
+    sys.stderr = _ErrorsMayGoUnread(sys.stderr or open(os.devnull, "w"))  # type: ignore[assignment]  # noqa: SIM115
     try:
         code = main()
         sys.stdout.flush()

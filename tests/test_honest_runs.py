@@ -373,6 +373,8 @@ def test_a_failed_source_in_a_snapshot_file_is_kept_apart():
     "2>&1 | head -1",  # ... standard error's too
     "2>&1 | true",  # closed before anything is written
     "2>/dev/full | true",  # standard error on a full disk
+    "2>&- | true",  # standard error closed before the start: None in Python
+    ">&- 2>&-",  # both
 ])
 def test_a_closed_pipe_keeps_the_exit_code(workdir, redirect):
     """The gate's verdict must survive the reader going away, whichever stream it reads."""
