@@ -32,31 +32,27 @@ def collect_live(sources: list[InventorySource], progress: Progress, warn: Calla
 def collected_once(snapshot: Snapshot, warn: Callable[[str], None]) -> None:
     """Keep one collection of a vCenter reached under two names (its address and its DNS
     name, two DNS names): its resources would otherwise be in the snapshot twice, under two
-    ids, and its licences and Windows guests counted twice. The two answer with the same
-    instance UUID and the same inventory; the later is dropped, with a warning. Two that
-    share an instance UUID but not their inventory (a cloned appliance) are both kept."""
-    inventories: dict[str, list[dict]] = {}
-    for resource in snapshot.resources:
-        if resource["cloud"] == "vsphere":
-            inventories.setdefault(resource["source"], []).append(resource)
-    first: dict[str, tuple[str, set]] = {}  # instance UUID -> (source id, inventory)
+    ids, and its licences and Windows guests counted twice. The two answered from the same
+    address and port with the same instance UUID; the later is dropped, with a warning. Two
+    that share an instance UUID from different addresses (a cloned or restored appliance,
+    or a server claiming another's UUID) are both kept, with a warning: a shared UUID alone
+    proves nothing, and dropping a vCenter would hide its findings."""
+    first: dict[str, tuple[str, str | None]] = {}  # instance UUID -> (source id, address)
     repeated: set[str] = set()
     for source in snapshot.sources:
         uuid = source.details.get("instance_uuid") if source.cloud == "vsphere" and source.status == "ok" else None
         if not isinstance(uuid, str) or not uuid:
             continue
-        # what a second name of one vCenter reads the same: each object's type, moref and name
-        inventory = {(r["type"], r.get("moref"), r["name"]) for r in inventories.get(source.id, ())
-                     if r["type"] != "vCenter"}
+        address = source.details.get("address")
         if uuid not in first:
-            first[uuid] = (source.id, inventory)
-        elif first[uuid][1] == inventory:
-            warn(f"{source.id} is the same vCenter as {first[uuid][0]} (instance UUID {uuid}, the same inventory): "
-                 "its resources are kept once, under the first name")
+            first[uuid] = (source.id, address)
+        elif address is not None and address == first[uuid][1]:
+            warn(f"{source.id} is the same vCenter as {first[uuid][0]} (instance UUID {uuid}, both answered from "
+                 f"{address}): its resources are kept once, under the first name")
             repeated.add(source.id)
         else:
-            warn(f"{source.id} and {first[uuid][0]} share the instance UUID {uuid} but not their inventory (a cloned "
-                 "vCenter?): both are kept")
+            warn(f"{source.id} and {first[uuid][0]} share the instance UUID {uuid} but answered from other addresses "
+                 "(a cloned or restored vCenter?): both are kept")
     if repeated:
         snapshot.sources = [source for source in snapshot.sources if source.id not in repeated]
         snapshot.resources = [resource for resource in snapshot.resources if resource["source"] not in repeated]

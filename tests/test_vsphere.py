@@ -414,28 +414,29 @@ def test_one_vcenter_named_twice_is_collected_once(simulator, credentials, tmp_p
 
 
 def test_one_vcenter_under_two_names_is_kept_once(simulator, credentials, tmp_path, capsys):
-    """Its address and its DNS name pass as two vCenters until they answer: the same
-    instance UUID and inventory. Kept twice, its licences and guests would count twice."""
+    """Its address and its DNS name pass as two vCenters until they answer: from one
+    address, with one instance UUID. Kept twice, its licences and guests would count twice."""
     out = tmp_path / "estate.json"
     named = f"localhost:{simulator.port}"
     code = main(["collect", "vsphere", "--server", simulator.server, "--server", named,
                  "--ca-bundle", str(simulator.cert), "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 0, err
-    assert re.search(rf"{named} is the same vCenter as {simulator.server} \(instance UUID [0-9a-f-]{{36}}, the same "
-                     r"inventory\): its resources are kept once, under the first name", err), err
+    assert re.search(rf"{named} is the same vCenter as {simulator.server} \(instance UUID [0-9a-f-]{{36}}, both "
+                     rf"answered from {simulator.server}\): its resources are kept once, under the first name", err), err
     snapshot = load_snapshot(out)
     assert [source.id for source in snapshot.sources] == [simulator.server]
+    assert snapshot.sources[0].details["address"] == simulator.server
     assert {r["source"] for r in snapshot.resources} == {simulator.server}
 
 
 @pytest.mark.parametrize("shared_uuid", [False, True])
 def test_two_vcenters_are_both_kept(simulator_binary, credentials, tmp_path, capsys, shared_uuid):
-    """The near miss: two simulators, with instance UUIDs of their own, or sharing one (a
-    cloned appliance) but not their inventory: both kept, the shared UUID warned about."""
+    """The near miss: two simulators of one inventory's shape, with instance UUIDs of their
+    own, or sharing one (a cloned appliance): both kept, the shared UUID warned about."""
     uuid = ["-instance-uuid", "5f0c4e7a-0000-4000-8000-000000000001"] if shared_uuid else []
     first = vcsim.start(simulator_binary, tmp_path, *uuid)
-    second = vcsim.start(simulator_binary, tmp_path, *uuid, "-vms", "2")
+    second = vcsim.start(simulator_binary, tmp_path, *uuid)
     bundle = tmp_path / "ca.pem"
     bundle.write_text(first.cert.read_text() + second.cert.read_text())
     try:
@@ -448,8 +449,35 @@ def test_two_vcenters_are_both_kept(simulator_binary, credentials, tmp_path, cap
     err = capsys.readouterr().err
     assert code == 0, err
     assert [source.id for source in load_snapshot(out).sources] == [first.server, second.server]
-    assert ("share the instance UUID 5f0c4e7a-0000-4000-8000-000000000001 but not their inventory" in err) is shared_uuid
+    assert ("share the instance UUID 5f0c4e7a-0000-4000-8000-000000000001 but answered from other addresses"
+            in err) is shared_uuid
     assert "is the same vCenter as" not in err
+
+
+def test_a_vcenter_claiming_anothers_uuid_and_inventory_is_kept():
+    """A server echoing another's instance UUID and inventory (a hostile one, or a restored
+    copy) must not make the other's findings disappear: only one address is one vCenter."""
+    from auditor.live import collected_once
+    from auditor.snapshot import Snapshot, Source
+
+    def source(name, address):
+        return Source(name, "vsphere", "vcenter", details={"instance_uuid": "u-1", "address": address})
+
+    def inventory(name):
+        return [{"id": f"{name}/host-1", "name": "esx01", "type": "HostSystem", "cloud": "vsphere", "source": name,
+                 "moref": "host-1"}]
+
+    warned = []
+    twins = Snapshot("2026-12-07T00:00:00Z", [source("vc-shadow", "10.0.0.9:443"), source("vc-dr", "10.0.0.7:443")],
+                     inventory("vc-shadow") + inventory("vc-dr"))
+    collected_once(twins, warned.append)
+    assert [s.id for s in twins.sources] == ["vc-shadow", "vc-dr"] and len(twins.resources) == 2
+    assert warned == ["vc-dr and vc-shadow share the instance UUID u-1 but answered from other addresses (a cloned "
+                      "or restored vCenter?): both are kept"]
+    one = Snapshot("2026-12-07T00:00:00Z", [source("vc1", "10.0.0.7:443"), source("vc1.corp", "10.0.0.7:443")],
+                   inventory("vc1") + inventory("vc1.corp"))
+    collected_once(one, warned.append)
+    assert [s.id for s in one.sources] == ["vc1"] and [r["source"] for r in one.resources] == ["vc1"]
 
 
 def test_collect_all_runs_sources_in_parallel(simulator):

@@ -14,6 +14,7 @@ bounded in size as received (ANSWER_BYTES).
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import socket
@@ -184,15 +185,21 @@ class DeadlineHTTPSConnection(_RequestDeadlines, http.client.HTTPSConnection):
     def _seconds(self) -> float | None:
         return self.timeout if isinstance(self.timeout, (int, float)) else None
 
+    # the address and port connected to, as the peer gives them: which server answered,
+    # whatever name it was reached by
+    peer: tuple[str, int] | None = None
+
     def connect(self) -> None:
         """Connect (each address within the timeout), then shake hands within the timeout."""
         if self._seconds() is None:
             super().connect()
-            return
-        idle = not self._requesting
-        self._create_connection = partial(_connect, self)
-        super().connect()
-        self._wrap(idle)
+        else:
+            idle = not self._requesting
+            self._create_connection = partial(_connect, self)
+            super().connect()
+            self._wrap(idle)
+        with contextlib.suppress(OSError, AttributeError):
+            self.peer = tuple(underlying_socket(self.sock).getpeername()[:2])  # type: ignore[assignment]
 
 
 def _connect(connection: DeadlineHTTPSConnection, address: tuple[str, int], timeout: float,

@@ -316,6 +316,7 @@ class TimedStub(SoapStubAdapter):
     cookie and the connection pool) but reads the answer with lxml (vsphere_soap.AnswerTap)."""
 
     stalled: TimeoutError | None = None
+    peer: tuple[str, int] | None = None  # the address a connection of this session reached
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -368,7 +369,9 @@ class TimedStub(SoapStubAdapter):
 
     def ReturnConnection(self, conn: Any) -> None:
         """Back to the pool, without its tap or bounds."""
-        super().ReturnConnection(conn.connection if isinstance(conn, (TappedConnection, BoundedConnection)) else conn)
+        connection = conn.connection if isinstance(conn, (TappedConnection, BoundedConnection)) else conn
+        self.peer = getattr(connection, "peer", None) or self.peer
+        super().ReturnConnection(connection)
 
 
 def api_version(host: str, port: int, context: ssl.SSLContext, timeout: float) -> str:
@@ -474,6 +477,9 @@ class VSphereSource(InventorySource):
         source.kind = "esxi" if standalone else "vcenter"
         source.details = {"version": about.get("version"), "build": about.get("build"),
                           "api_type": about.get("apiType"), "instance_uuid": about.get("instanceUuid")}
+        peer = getattr(service._stub, "peer", None)
+        if peer is not None:  # which server answered, whatever name it was reached by
+            source.details["address"] = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
         not_collected: dict[str, str] = {}
         resources = []
         if not standalone:  # an ESXi host is a HostSystem below, not a vCenter for vCenter rules to judge
