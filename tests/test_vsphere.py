@@ -317,7 +317,8 @@ def test_parse_server():
                         ("https://vc.corp.example/foo/bar", "no other path"), ("vc.corp.example/ui", "no other path"),
                         ("https://vc.corp.example/sdk?x=1", "no other path"),
                         ("https://vc.corp.example?x=1", "not a host name"), ("vc.corp.example#1", "not a host name"),
-                        ("vc%2e.corp.example", "not a host name"), ("vc\uff0fx.corp.example", "not a host name")]:
+                        ("vc%2e.corp.example", "not a host name"), ("vc\uff0fx.corp.example", "not a host name"),
+                        ("[fe80::1%?x]", "zone is not an interface"), ("[fe80::1%\u00e9]", "zone is not an interface")]:
         with pytest.raises(ValueError, match=why):
             parse_server(server)
     # near misses: an address as written, names that only look numeric
@@ -325,6 +326,9 @@ def test_parse_server():
                    "vc_1.corp.example"):
         assert parse_server(server)[0] == server.partition(":")[0]
     assert parse_server("https://vc.corp.example/sdk/") == parse_server("vc.corp.example/sdk") == ("vc.corp.example", 443)
+    # a zone: "%25" in a URL (RFC 6874); kept only where it picks a link, which ::1 needs not
+    assert parse_server("https://[fe80::1%25lo]/sdk") == parse_server("[fe80::1%lo]") == ("fe80::1%lo", 443)
+    assert parse_server("[::1%lo]:9443") == ("::1", 9443) and parse_server("::1%lo") == ("::1", 443)
 
 
 @pytest.mark.parametrize(("first", "second"), [

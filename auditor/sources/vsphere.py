@@ -188,7 +188,8 @@ def parse_server(text: str) -> tuple[str, int]:
     text = text.strip()
     if "@" in text:  # before anything is split: a password may hold "/" or ":"
         raise ValueError("a user and password do not go in the server's address")
-    if "://" in text:
+    url = "://" in text
+    if url:
         scheme, text = text.split("://", 1)
         if scheme.lower() != "https":
             raise ValueError("vCenter is reached over https:// only")
@@ -200,10 +201,11 @@ def parse_server(text: str) -> tuple[str, int]:
         if not closed:
             raise ValueError("an IPv6 address opened with [ is not closed with ]")
         port = rest[1:] if rest.startswith(":") else "443" if not rest else "not a number"
-        _check_ip_v6(host)
+        if url:  # RFC 6874: in a URL, the zone's "%" is written "%25"
+            host = host.replace("%25", "%", 1)
+        host = _ip_v6_host(host)
     elif text.count(":") > 1:  # an IPv6 address alone
-        host, port = text, "443"
-        _check_ip_v6(host)
+        host, port = _ip_v6_host(text), "443"
     else:
         host, _, port = text.partition(":")
         port = port if ":" in text else "443"
@@ -280,11 +282,20 @@ def _with_zone(address: ipaddress.IPv6Address) -> str:
     return f"{bare}%{zone}"
 
 
-def _check_ip_v6(host: str) -> None:
+def _ip_v6_host(host: str) -> str:
+    """An IPv6 address as the resolver is to be given it: its zone an interface's name or
+    index, and kept only where it picks a link (link-local and multicast addresses; glibc
+    cannot resolve ::1%lo, and the zone would make it another vCenter's id)."""
     try:
-        ipaddress.IPv6Address(host)
+        address = ipaddress.IPv6Address(host)
     except ValueError:
         raise ValueError("not an IPv6 address (write one with a port as [address]:port)") from None
+    if address.scope_id is None:
+        return host
+    if not _HOST_CHARACTERS.fullmatch(address.scope_id):
+        raise ValueError("the IPv6 zone is not an interface's name or index")
+    bare = ipaddress.IPv6Address(host.partition("%")[0])
+    return host if bare.is_link_local or bare.is_multicast else host.partition("%")[0]
 
 
 # the members of the ServiceContent a collection uses
