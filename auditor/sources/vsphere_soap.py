@@ -242,9 +242,6 @@ class DecodedBody:
         a gzip body hold several, one after another); MalformedAnswer for anything else."""
         if isinstance(self._decompressor, _Deflate) or not _GZIP_MAGIC.startswith(self._tail[:2]):
             raise MalformedAnswer("the compressed answer goes on past its end")
-        self._members += 1
-        if self._members > GZIP_MEMBERS:
-            raise MalformedAnswer(f"the compressed answer has more than {GZIP_MEMBERS} gzip members")
         if len(self._tail) < 2:  # one byte of what may be a member's header: the next tells
             chunk = self._response.read(READ_SIZE)
             self._check()
@@ -252,6 +249,9 @@ class DecodedBody:
                 raise MalformedAnswer("the compressed answer goes on past its end")
             self._tail += chunk
             return self._next_member()
+        self._members += 1
+        if self._members > GZIP_MEMBERS:
+            raise MalformedAnswer(f"the compressed answer has more than {GZIP_MEMBERS} gzip members")
         self._decompressor = zlib.decompressobj(zlib.MAX_WBITS | 16)
         return self._decompressor
 
