@@ -646,8 +646,8 @@ class TunnellingProxy(LocalListener):
     """An HTTP proxy on 127.0.0.1 that answers CONNECT with 200 (its reply `padding` header
     lines long, a byte every `pace` seconds), then relays bytes both ways."""
 
-    def __init__(self, pace: float = 0.0, padding: int = 0):
-        self.pace, self.padding = pace, padding
+    def __init__(self, pace: float = 0.0, padding: int = 0, status: bytes = b"200 Connection established"):
+        self.pace, self.padding, self.status = pace, padding, status
         self.tunnels: list[bytes] = []  # the CONNECT lines received
         super().__init__()
 
@@ -664,7 +664,7 @@ class TunnellingProxy(LocalListener):
             request += chunk
         target = request.split()[1]
         self.tunnels.append(target)
-        reply = b"HTTP/1.1 200 Connection established\r\n" + b"X-Pad: a\r\n" * self.padding + b"\r\n"
+        reply = b"HTTP/1.1 " + self.status + b"\r\n" + b"X-Pad: a\r\n" * self.padding + b"\r\n"
         try:
             if self.pace:
                 for byte in reply:
@@ -781,6 +781,25 @@ def replay(tmp_path):
     server = ArmReplay(tmp_path, estate).start()
     yield server
     server.stop()
+
+
+def test_a_proxy_that_refuses_the_tunnel_is_named_not_the_credentials(replay, tmp_path):
+    """A 407 from the proxy read "no Azure token ... set AZURE_TENANT_ID ... or az login"."""
+    proxy = TunnellingProxy(status=b"407 Proxy Authentication Required")
+    out = tmp_path / "azure.json"
+    env = {**os.environ, "AZURE_TENANT_ID": TENANT, "AZURE_CLIENT_ID": CLIENT_ID, "AZURE_CLIENT_SECRET": CLIENT_SECRET,
+           "HTTPS_PROXY": f"http://127.0.0.1:{proxy.port}", "NO_PROXY": "", "no_proxy": ""}
+    try:
+        result, _ = run_auditor("collect", "azure", "--arm-endpoint", replay.url, "--authority", replay.url,
+                                "--ca-bundle", str(replay.cert), "--subscription", PCI, "--timeout", str(TIMEOUT),
+                                "--out", str(out), "-q", env=env)
+    finally:
+        proxy.stop()
+    assert proxy.tunnels, "the request did not go through the proxy"
+    assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr
+    assert (f"{PCI}: the proxy refused the tunnel to {replay.url} or {replay.url} (407 Proxy Authentication "
+            "Required): check HTTPS_PROXY") in result.stderr, result.stderr
+    assert "AZURE_TENANT_ID" not in result.stderr
 
 
 @pytest.mark.parametrize("route, after, peer", [

@@ -652,6 +652,9 @@ def describe_failure(exc: BaseException, connection: AzureConnection, label: str
         peer = (f"no Azure token from {endpoints.authority}:" if token
                 else f"Resource Manager at {endpoints.arm_endpoint}")
         return f"{label}: {peer} timed out after {seconds:g} s"
+    if (refusal := _TUNNEL_REFUSED.search(text)) is not None:  # the proxy's answer, not Azure's
+        return (f"{label}: the proxy refused the tunnel to {endpoints.arm_endpoint} or {endpoints.authority} "
+                f"({_shorten(refusal.group(1), 120)}): check HTTPS_PROXY and what the proxy wants")
     if "CERTIFICATE_VERIFY_FAILED" in text:  # from the token request or from Resource Manager
         peer = endpoints.authority if isinstance(exc, ClientAuthenticationError) else endpoints.arm_endpoint
         return f"{label}: TLS certificate of {peer} not trusted (pass --ca-bundle with its CA)"
@@ -685,6 +688,10 @@ def _retry_after(exc: Any) -> float | None:
         return timeout_final_retry_policy()().get_retry_after(types.SimpleNamespace(http_response=response))
     except AttributeError:  # no headers: no wait
         return None
+
+
+# how urllib3 says a proxy answered CONNECT with other than 200
+_TUNNEL_REFUSED = re.compile(r"Tunnel connection failed: ([^'\")]*)")
 
 
 def _retried(status: Any) -> bool:
