@@ -22,6 +22,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -642,12 +643,52 @@ def test_a_stalled_tls_handshake_is_bounded_by_the_request_not_the_connect_cap()
     assert 1.9 <= elapsed < 3, f"took {elapsed:.1f} s with a 2 s request timeout and a 0.5 s connect timeout"
 
 
+TUNNELLED = b"through the tunnel"
+
+
+def on_thread(requests_made: Callable[[list[object]], None], wait: float) -> tuple[list[object], float]:
+    """Run `requests_made` (which appends each answer it gets) on a thread for at most `wait`
+    seconds: the answers, a requests Timeout last if one ended it, and the time taken."""
+    import requests
+
+    answers: list[object] = []
+
+    def run() -> None:
+        try:
+            requests_made(answers)
+        except requests.exceptions.Timeout as exc:
+            answers.append(exc)
+
+    started = time.monotonic()
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(wait)
+    return answers, time.monotonic() - started
+
+
+class Tunnelled(BaseHTTPRequestHandler):
+    """Answers every GET with TUNNELLED, keeping the connection open."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(TUNNELLED)))
+        self.end_headers()
+        self.wfile.write(TUNNELLED)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 class TunnellingProxy(LocalListener):
     """An HTTP proxy on 127.0.0.1 that answers CONNECT with 200 (its reply `padding` header
     lines long, a byte every `pace` seconds), then relays bytes both ways."""
 
-    def __init__(self, pace: float = 0.0, padding: int = 0, status: bytes = b"200 Connection established"):
+    def __init__(self, pace: float = 0.0, padding: int = 0, status: bytes = b"200 Connection established",
+                 context: ssl.SSLContext | None = None, relay_pace: float = 0.0):
         self.pace, self.padding, self.status = pace, padding, status
+        self.context, self.relay_pace = context, relay_pace  # TLS to the proxy; the endpoint's bytes trickled
         self.tunnels: list[bytes] = []  # the CONNECT lines received
         super().__init__()
 
@@ -656,6 +697,11 @@ class TunnellingProxy(LocalListener):
         threading.Thread(target=self._tunnel, args=(connection,), daemon=True).start()
 
     def _tunnel(self, client: socket.socket) -> None:
+        if self.context is not None:
+            try:
+                client = self.context.wrap_socket(client, server_side=True)
+            except OSError:
+                return
         request = b""
         while b"\r\n\r\n" not in request:
             chunk = client.recv(4096)
@@ -677,14 +723,15 @@ class TunnellingProxy(LocalListener):
         except OSError:
             return
         self.sockets.append(upstream)
-        for source, sink in ((client, upstream), (upstream, client)):
-            threading.Thread(target=self._relay, args=(source, sink), daemon=True).start()
+        for source, sink, pace in ((client, upstream, 0.0), (upstream, client, self.relay_pace)):
+            threading.Thread(target=self._relay, args=(source, sink, pace), daemon=True).start()
 
     @staticmethod
-    def _relay(source: socket.socket, sink: socket.socket) -> None:
+    def _relay(source: socket.socket, sink: socket.socket, pace: float) -> None:
         with suppress(OSError):
-            while chunk := source.recv(65536):
+            while chunk := source.recv(1 if pace else 65536):
                 sink.sendall(chunk)
+                time.sleep(pace)
         with suppress(OSError):
             sink.shutdown(socket.SHUT_WR)
 
@@ -696,51 +743,24 @@ class TunnellingProxy(LocalListener):
 def test_a_proxy_that_trickles_its_answer_to_connect_is_cut_off_at_the_timeout(tmp_path, monkeypatch, proxy, answered):
     """The CONNECT answer comes before the request's own bytes: read within its deadline too,
     or a proxy sending a header line now and then keeps the request going for ever."""
-    from http.server import BaseHTTPRequestHandler
-
     import requests
 
     from auditor.sources.deadline import deadline_session
-
-    body = b"through the tunnel"
-
-    class Answering(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
 
     for variable in ("NO_PROXY", "no_proxy"):
         monkeypatch.delenv(variable, raising=False)
     peer = proxy()
     session = deadline_session(2)
-    outcome: list[object] = []
-
-    def get() -> None:
-        try:
-            outcome.append(session.get(f"https://127.0.0.1:{port}/", verify=str(cert), timeout=(2, 2),
-                                       proxies={"https": f"http://127.0.0.1:{peer.port}"}).content)
-        except requests.exceptions.Timeout as exc:
-            outcome.append(exc)
-
-    with https_server(tmp_path, Answering) as (port, cert):
-        started = time.monotonic()
-        requesting = threading.Thread(target=get, daemon=True)
-        requesting.start()
-        requesting.join(15)
-        elapsed = time.monotonic() - started
+    with https_server(tmp_path, Tunnelled) as (port, cert):
+        outcome, elapsed = on_thread(lambda answers: answers.append(session.get(
+            f"https://127.0.0.1:{port}/", verify=str(cert), timeout=(2, 2),
+            proxies={"https": f"http://127.0.0.1:{peer.port}"}).content), 15)
     session.close()
     peer.stop()
     assert outcome, "still waiting for the proxy after 15 s"
     assert peer.tunnels == [f"127.0.0.1:{port}".encode()]  # through the proxy, not around it
     if answered:
-        assert outcome == [body]
+        assert outcome == [TUNNELLED]
     else:
         assert isinstance(outcome[0], requests.exceptions.Timeout) and 1.9 <= elapsed < 3.5, (outcome, elapsed)
 
@@ -781,6 +801,42 @@ def replay(tmp_path):
     server = ArmReplay(tmp_path, estate).start()
     yield server
     server.stop()
+
+
+@pytest.mark.parametrize("relay_pace", [0.0, 0.2])
+def test_through_a_tls_proxy_the_endpoints_handshake_is_within_the_deadline(tmp_path, monkeypatch, relay_pace):
+    """Through an https:// proxy the endpoint's TLS runs inside the proxy's, a record a
+    wait: a proxy relaying the endpoint's bytes one every 0.2 s kept the request going for
+    ever. The near miss: one that relays at once answers two requests, the second after the
+    first's deadline has passed (each request has its own)."""
+    import requests
+
+    from auditor.sources.deadline import deadline_session
+
+    (tmp_path / "proxy").mkdir()
+    context, proxy_cert = server_tls(tmp_path / "proxy")
+    for variable in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    peer = TunnellingProxy(context=context, relay_pace=relay_pace)
+    session = deadline_session(2)
+    bundle = tmp_path / "both.pem"
+
+    def get_twice(answers: list[object]) -> None:
+        for _ in range(2):
+            answers.append(session.get(f"https://127.0.0.1:{port}/", verify=str(bundle), timeout=(2, 2),
+                                       proxies={"https": f"https://127.0.0.1:{peer.port}"}).content)
+            time.sleep(2.2)
+
+    with https_server(tmp_path, Tunnelled) as (port, cert):
+        bundle.write_text(proxy_cert.read_text() + cert.read_text())
+        outcome, elapsed = on_thread(get_twice, 20)
+    session.close()
+    peer.stop()
+    assert outcome, "still waiting for the endpoint through the proxy after 20 s"
+    if relay_pace:
+        assert isinstance(outcome[0], requests.exceptions.Timeout) and 1.9 <= elapsed < 3.5, (outcome, elapsed)
+    else:
+        assert outcome == [TUNNELLED, TUNNELLED] and len(peer.tunnels) == 1, outcome  # one kept-alive tunnel
 
 
 def test_a_proxy_that_refuses_the_tunnel_is_named_not_the_credentials(replay, tmp_path):

@@ -239,6 +239,11 @@ def deadline_session(seconds: float) -> Any:
                 super().connect()
                 self._wrap(idle)
 
+            def _connect_tls_proxy(self, hostname: str, sock: Any) -> Any:
+                # through an https:// proxy the endpoint's TLS runs inside the proxy's (urllib3's
+                # SSLTransport), one record a wait: each wait within the request's deadline
+                return _DeadlineTunnel(super()._connect_tls_proxy(hostname, sock), self)
+
             def _tunnel(self) -> None:
                 # a proxy's answer to CONNECT is read within the request's deadline too: a
                 # proxy that trickles it (a header line at a time) would otherwise keep the
@@ -281,6 +286,42 @@ def deadline_session(seconds: float) -> Any:
     for prefix in ("http://", "https://"):
         session.mount(prefix, adapter)
     return session
+
+
+class _DeadlineTunnel:
+    """The TLS socket to an https:// proxy, inside which the endpoint's TLS runs: each
+    receive and send waits no longer than the connection's current request allows (its
+    deadline is read at each, so a kept-alive connection's next request has its own)."""
+
+    def __init__(self, sock: Any, connection: Any):
+        self._sock = sock
+        self._connection = connection
+
+    def _bound(self) -> None:
+        deadline = self._connection._deadline
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"the answer took longer than {self._connection._seconds():g} s")
+            self._sock.settimeout(left)
+
+    def recv(self, *args: Any) -> bytes:
+        """A receive within the deadline."""
+        self._bound()
+        return self._sock.recv(*args)
+
+    def recv_into(self, *args: Any) -> int:
+        """A receive within the deadline."""
+        self._bound()
+        return self._sock.recv_into(*args)
+
+    def sendall(self, *args: Any) -> None:
+        """A send within the deadline."""
+        self._bound()
+        self._sock.sendall(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
 
 
 class _DecodedCount:
