@@ -29,7 +29,7 @@ from .bundled import bundled_baselines_dir, bundled_rules_dir, display_path
 from .coverage import assess, judged, settle_counts
 from .engine.evaluate import Evaluation, evaluate_rules
 from .engine.rules import CompiledRule, RuleSet, compile_rules, load_rules, missing_baselines, rule_files
-from .errors import EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK, InputError
+from .errors import EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK, InputError, SnapshotError
 from .facts import SizeTables, derive_facts
 from .files import DEFAULT_INPUT_LIMIT
 from .findings import Finding, ScanReport
@@ -314,10 +314,19 @@ def _evaluate_in_memory(options: ScanOptions, files: list, sources: list, contex
             snapshots += [snapshot for file in files if is_blob(file)
                           for snapshot in read_snapshots(file, options.max_input_size)]
     if sources:
+        # a vCenter both collected live and in a snapshot file: refused before minutes of
+        # collecting, as merge_snapshots would refuse it after (an Azure scope's
+        # subscriptions are known only once collected: those are refused there)
+        listed = {source.id: source.origin or "a snapshot" for snapshot in snapshots for source in snapshot.sources}
+        for source in sources:
+            if source.id in listed:
+                raise SnapshotError(f"source {source.id} is also in {listed[source.id]}; pass each source's "
+                                    "snapshot once (its newest)", where="the live collection")
         with steps.step(f"collecting {len(sources)} live source{'s' if len(sources) != 1 else ''}"):
             collected = collect_live(sources, progress, warn)
             if options.save_snapshot:
                 save_live_snapshot(collected, options.save_snapshot, warn)
+        collected.origin = ["the live collection"]  # how refusals name it
         snapshots.append(collected)
     snapshot = merge_snapshots(snapshots)
     if options.max_age is not None:

@@ -15,7 +15,7 @@ from auditor.cli import main
 from auditor.facts import derive_facts
 from auditor.inventory import ESXI_SETTINGS, VCENTER_SETTINGS, VM_DEVICE_TYPES
 from auditor.scan import load_rule_context, scan_snapshot
-from auditor.snapshot import Snapshot, load_snapshot
+from auditor.snapshot import Snapshot, Source, load_snapshot, save_snapshot
 from auditor.sources import Progress, collect_all
 from auditor.sources.vsphere import (
     PROPERTIES,
@@ -114,7 +114,6 @@ def test_port_group_policy_vlans_and_uplinks(collected):
 
 def test_secrets_never_reach_the_snapshot(collected, tmp_path):
     path = tmp_path / "snap.json"
-    from auditor.snapshot import save_snapshot
     save_snapshot(Snapshot(collected_at="x", sources=collected.sources, resources=collected.resources), path)
     text = path.read_text()
     assert vcsim.PASSWORD not in text
@@ -482,6 +481,19 @@ def test_a_vcenter_claiming_anothers_uuid_and_inventory_is_kept():
                    inventory("vc1") + inventory("vc1.corp"))
     collected_once(one, warned.append)
     assert [s.id for s in one.sources] == ["vc1"] and [r["source"] for r in one.resources] == ["vc1"]
+
+
+def test_a_vcenter_named_live_and_in_a_snapshot_is_refused_before_collecting(credentials, tmp_path, capsys):
+    """Its snapshot's age and its live collection would belong to neither; said before minutes
+    of collecting (no vCenter listens on port 1: a collection would fail, exit 3)."""
+    saved = tmp_path / "vc.json"
+    save_snapshot(Snapshot("2026-12-01T00:00:00Z", [Source("127.0.0.1:1", "vsphere", "vcenter")], []), saved)
+    code = main(["scan", "--snapshot", str(saved), "--vsphere", "127.0.0.1:1", "--out", str(tmp_path / "r"), "-q",
+                 "--no-history"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"the live collection: source 127.0.0.1:1 is also in {saved}; pass each source's snapshot " \
+                         "once (its newest)" in err, err
+    assert "refused" not in err  # nothing was connected to
 
 
 def test_collect_all_runs_sources_in_parallel(simulator):
