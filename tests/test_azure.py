@@ -184,6 +184,16 @@ def test_a_wait_asked_for_by_an_answer_not_tried_again_is_not_advice_to_wait(rep
         collected.sources[0].error
 
 
+def test_a_redirect_whose_location_is_not_utf8_is_named(replay):
+    """requests raises UnicodeDecodeError reading it: not "collection failed: UnicodeDecodeError"."""
+    replay.fail("subscriptions", Fault(307, {"Location": f"{replay.url}/subscriptions?x=\x9b"}))
+    collected, _ = collect(replay, PCI)
+    assert collected.sources[0].status == "failed"
+    assert collected.sources[0].error.endswith("answered with a header that is not UTF-8 (a redirect's Location): "
+                                               "no Resource Manager sends one; check what is in between"), \
+        collected.sources[0].error
+
+
 def test_a_chain_of_redirects_is_followed_three_times_at_most(replay):
     """Each redirect is a request of its own, with its own timeout: azure-core's 30 would be
     30 timeouts."""

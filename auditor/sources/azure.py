@@ -664,6 +664,9 @@ def describe_failure(exc: BaseException, connection: AzureConnection, label: str
     if isinstance(exc, ClientAuthenticationError) or type(exc).__name__ == "CredentialUnavailableError":
         return (f"{label}: no Azure token from {endpoints.authority}: {_shorten(text)} (set AZURE_TENANT_ID, "
                 "AZURE_CLIENT_ID, AZURE_CLIENT_SECRET, or sign in with `az login`)")
+    if isinstance(exc, UnicodeDecodeError):  # requests reading a redirect's Location
+        return (f"{label}: Resource Manager at {endpoints.arm_endpoint} answered with a header that is not UTF-8 "
+                "(a redirect's Location): no Resource Manager sends one; check what is in between")
     if isinstance(exc, TooManyRedirectsError):
         return (f"{label}: Resource Manager at {endpoints.arm_endpoint} redirected the request more than "
                 f"{REDIRECTS} times{_redirected_to(exc)}: it answers where it is asked, so something in between "
