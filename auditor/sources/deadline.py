@@ -173,8 +173,17 @@ class _RequestDeadlines:
         """TimeoutError once the last request's deadline has passed. The socket checks it at
         each receive; a reader that does more with each receive (inflating, parsing) checks
         it between its own reads too."""
-        if self._deadline is not None and time.monotonic() >= self._deadline:
+        self.request_time_left()
+
+    def request_time_left(self) -> float | None:
+        """Seconds left of the current request (None: no deadline); TimeoutError once it has
+        passed."""
+        if self._deadline is None:
+            return None
+        left = self._deadline - time.monotonic()
+        if left <= 0:
             raise TimeoutError(f"the answer took longer than {self._seconds():g} s")
+        return left
 
 
 class DeadlineHTTPSConnection(_RequestDeadlines, http.client.HTTPSConnection):
@@ -298,11 +307,8 @@ class _DeadlineTunnel:
         self._connection = connection
 
     def _bound(self) -> None:
-        deadline = self._connection._deadline
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"the answer took longer than {self._connection._seconds():g} s")
+        left = self._connection.request_time_left()
+        if left is not None:
             self._sock.settimeout(left)
 
     def recv(self, *args: Any) -> bytes:
