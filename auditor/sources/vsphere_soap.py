@@ -58,6 +58,7 @@ from typing import Any, NamedTuple
 from lxml import etree
 from pyVmomi import Iso8601, SoapAdapter, VmomiSupport
 
+from ..files import GZIP_MAGIC
 from .deadline import deadline_check, underlying_socket
 
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
@@ -112,7 +113,6 @@ def xml_parser() -> etree.XMLParser:
                            huge_tree=False, remove_comments=True, remove_pis=True, collect_ids=False)
 
 
-_GZIP_MAGIC = b"\x1f\x8b"
 # gzip members an answer may hold: a writer that appends some sends a few; each begun copies
 # what is left of a read, so a flood of empty ones (20 bytes each) would cost CPU per byte
 GZIP_MEMBERS = 1024
@@ -240,7 +240,7 @@ class DecodedBody:
     def _next_member(self) -> Any:
         """A decompressor for the gzip member that follows the one that ended (RFC 1952 lets
         a gzip body hold several, one after another); MalformedAnswer for anything else."""
-        if isinstance(self._decompressor, _Deflate) or not _GZIP_MAGIC.startswith(self._tail[:2]):
+        if isinstance(self._decompressor, _Deflate) or not GZIP_MAGIC.startswith(self._tail[:2]):
             raise MalformedAnswer("the compressed answer goes on past its end")
         if len(self._tail) < 2:  # one byte of what may be a member's header: the next tells
             chunk = self._response.read(READ_SIZE)
@@ -252,7 +252,7 @@ class DecodedBody:
         self._members += 1
         if self._members > GZIP_MEMBERS:
             raise MalformedAnswer(f"the compressed answer has more than {GZIP_MEMBERS} gzip members")
-        self._decompressor = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        self._decompressor = _decompressor("gzip")
         return self._decompressor
 
     def _end(self) -> None:
