@@ -167,12 +167,16 @@ class VSphereConnection:
         it is not 443 (an IPv6 address then in brackets, as in a URL: ::1:9443 would read as
         an address)."""
         host = endpoint(self.host, self.port)[0]
-        if self.port == 443:
-            return host
-        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+        return host if self.port == 443 else host_port(host, self.port)
 
     def __repr__(self) -> str:  # keep the password out of logs and tracebacks
         return f"VSphereConnection(host={self.host!r}, port={self.port}, user={self.user!r})"
+
+
+def host_port(host: str, port: int) -> str:
+    """`host:port`, an IPv6 address in brackets as in a URL (::1:9443 would read as an
+    address)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 # what a host name holds once IDNA has made it ASCII
@@ -272,14 +276,20 @@ def endpoint(host: str, port: int) -> tuple[str, int]:
 def _with_zone(address: ipaddress.IPv6Address) -> str:
     """An IPv6 address with its zone where the zone chooses the link (a link-local or
     multicast address; elsewhere the resolver ignores it), the interface by its name."""
-    bare = ipaddress.IPv6Address(str(address).partition("%")[0])
-    if not (bare.is_link_local or bare.is_multicast):
-        return str(bare)
+    bare = str(address).partition("%")[0]
+    if not _zone_picks_link(address):
+        return bare
     zone = str(address.scope_id)
     if zone.isdigit():
         with contextlib.suppress(OSError, OverflowError, ValueError):
             zone = socket.if_indextoname(int(zone))
     return f"{bare}%{zone}"
+
+
+def _zone_picks_link(address: ipaddress.IPv6Address) -> bool:
+    """Whether an IPv6 address's zone chooses the link it goes out on: for link-local and
+    multicast addresses; elsewhere the resolver has no use for it."""
+    return address.is_link_local or address.is_multicast
 
 
 def _ip_v6_host(host: str) -> str:
@@ -294,8 +304,7 @@ def _ip_v6_host(host: str) -> str:
         return host
     if not _HOST_CHARACTERS.fullmatch(address.scope_id):
         raise ValueError("the IPv6 zone is not an interface's name or index")
-    bare = ipaddress.IPv6Address(host.partition("%")[0])
-    return host if bare.is_link_local or bare.is_multicast else host.partition("%")[0]
+    return host if _zone_picks_link(address) else host.partition("%")[0]
 
 
 # the members of the ServiceContent a collection uses
@@ -490,7 +499,7 @@ class VSphereSource(InventorySource):
                           "api_type": about.get("apiType"), "instance_uuid": about.get("instanceUuid")}
         peer = getattr(service._stub, "peer", None)
         if peer is not None:  # which server answered, whatever name it was reached by
-            source.details["address"] = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
+            source.details["address"] = host_port(*peer)
         not_collected: dict[str, str] = {}
         resources = []
         if not standalone:  # an ESXi host is a HostSystem below, not a vCenter for vCenter rules to judge
