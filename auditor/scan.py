@@ -29,7 +29,7 @@ from .bundled import bundled_baselines_dir, bundled_rules_dir, display_path
 from .coverage import assess, judged, settle_counts
 from .engine.evaluate import Evaluation, evaluate_rules
 from .engine.rules import CompiledRule, RuleSet, compile_rules, load_rules, missing_baselines, rule_files
-from .errors import EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK, InputError, SnapshotError
+from .errors import EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK, InputError
 from .facts import SizeTables, derive_facts
 from .files import DEFAULT_INPUT_LIMIT
 from .findings import Finding, ScanReport
@@ -39,7 +39,7 @@ from .options import RuleSelection, ScanOptions
 from .progress import Progress
 from .segmentation import assign_zones, load_zones
 from .shards import default_workers, is_lines_file
-from .snapshot import Snapshot, expire_stale, load_snapshot, merge_snapshots, now_utc
+from .snapshot import Snapshot, check_source_once, expire_stale, load_snapshot, merge_snapshots, now_utc
 from .termination import sigterm_held, terminated_as_exit
 from .vm_sizes import vm_sizes
 
@@ -300,6 +300,9 @@ def run_scan(options: ScanOptions, warn: Callable[[str], None], progress: Progre
                        no_previous=no_previous, payload=payload)
 
 
+LIVE_COLLECTION = "the live collection"  # how refusals name what was collected live
+
+
 def _evaluate_in_memory(options: ScanOptions, files: list, sources: list, context: RuleContext, steps: Steps,
                         progress: Progress, warn: Callable[[str], None]) -> tuple[ScanReport, Evaluation]:
     """Load every snapshot and collect every live source into one estate in this process,
@@ -318,15 +321,12 @@ def _evaluate_in_memory(options: ScanOptions, files: list, sources: list, contex
         # collecting, as merge_snapshots would refuse it after (an Azure scope's
         # subscriptions are known only once collected: those are refused there)
         listed = {source.id: source.origin or "a snapshot" for snapshot in snapshots for source in snapshot.sources}
-        for source in sources:
-            if source.id in listed:
-                raise SnapshotError(f"source {source.id} is also in {listed[source.id]}; pass each source's "
-                                    "snapshot once (its newest)", where="the live collection")
+        check_source_once(listed, sources, LIVE_COLLECTION)
         with steps.step(f"collecting {len(sources)} live source{'s' if len(sources) != 1 else ''}"):
             collected = collect_live(sources, progress, warn)
             if options.save_snapshot:
                 save_live_snapshot(collected, options.save_snapshot, warn)
-        collected.origin = ["the live collection"]  # how refusals name it
+        collected.origin = [LIVE_COLLECTION]  # how refusals name it
         snapshots.append(collected)
     snapshot = merge_snapshots(snapshots)
     if options.max_age is not None:
