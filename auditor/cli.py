@@ -32,8 +32,8 @@ from .errors import (
 )
 from .findings import SEVERITY_RANK, STATES, ScanReport
 from .options import add_arguments, collect_options, log_level, scan_options, settings_for
+from .text import first_few, plural, shortened
 from .text import for_terminal as safe
-from .text import plural, shortened
 
 EPILOG = """exit codes: 0 no finding at or above --fail-on; 1 findings at or above it (with --compare: new
 ones); 2 usage or input error; 3 collection incomplete (a source failed); 70 internal error (a bug)"""
@@ -211,7 +211,7 @@ def _scan(settings: dict) -> int:
         if waiver.get("warning"):
             _warn(f"{where} {waiver['warning']}")
     if outcome.failed_sources:
-        failed = _first_few([s["id"] for s in outcome.failed_sources])
+        failed = first_few([s["id"] for s in outcome.failed_sources])
         if len(outcome.failed_sources) == len(report.sources):
             stale = sum(1 for s in outcome.failed_sources if (s.get("details") or {}).get("stale_snapshot"))
             what = ("no source could be collected" if not stale else "every snapshot is older than --max-age"
@@ -314,12 +314,6 @@ def _print_failures(reasons: Iterable[str], where_all: str) -> None:
         print(f"auditor: error: {safe(reason)}", file=sys.stderr)
     if len(reasons) > FAILURE_LINES:
         print(f"auditor: error: {len(reasons) - FAILURE_LINES} more sources failed; {where_all}", file=sys.stderr)
-
-
-def _first_few(names: list[str], shown: int = 5) -> str:
-    """The first `shown` names, and how many more."""
-    more = f" and {len(names) - shown} more" if len(names) > shown else ""
-    return ", ".join(names[:shown]) + more
 
 
 def _collect(options: Any) -> int:

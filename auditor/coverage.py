@@ -16,6 +16,7 @@ from typing import Any
 from .engine.evaluate import RuleTally
 from .engine.rules import Rule
 from .findings import NOT_CURRENT, Finding, RuleInfo, ScanReport
+from .text import first_few
 
 
 def rule_info(rule: Rule, status: str = "evaluated", reason: str | None = None,
@@ -52,12 +53,9 @@ def assess(rule: Rule, tally: RuleTally | None, waiting: list[str] | None,
     failed = [s["id"] for s in relevant if s.get("status") != "ok"]
     reasons = []
     if failed:
-        # the first few by name: each rule's reason would otherwise list every failed source
-        # (a snapshot of 100,000 stale sources made reports of a gigabyte); the report's
-        # sources say which the rest are
-        named = ", ".join(failed[:FAILED_SOURCES_NAMED])
-        more = f" and {len(failed) - FAILED_SOURCES_NAMED} more" if len(failed) > FAILED_SOURCES_NAMED else ""
-        reasons.append(f"source{'s' if len(failed) > 1 else ''} failed: {named}{more}")
+        # the first few by name (each rule's reason names them); the report's sources say
+        # which the rest are
+        reasons.append(f"source{'s' if len(failed) > 1 else ''} failed: {first_few(failed, FAILED_SOURCES_NAMED)}")
     if tally.not_evaluated:
         needs = ", ".join(rule.needs)
         reasons.append(f"1 resource lacks data it needs ({needs})" if len(tally.not_evaluated) == 1 else

@@ -95,3 +95,10 @@ def bounded(value: object, depth: int = 0) -> object:
 def plural(count: int, noun: str) -> str:
     """`1 rule`, `2 rules`, `1,234 findings`."""
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def first_few(names: list[str], shown: int = 5) -> str:
+    """The first `shown` names, and how many more: a line that names every failed source of
+    100,000 is a gigabyte of reports."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
