@@ -196,6 +196,27 @@ def single(binary: Path, workdir: Path, vms: int, repeat: int) -> list[str]:
                                   ("round trips", pages_grow)) if not ok]
 
 
+def cpu_of(run: Callable[[], object], simulators: list[vcsim.Simulator]) -> tuple[float, float] | None:
+    """The CPU one call of `run` takes, read from /proc: collecting (this process, and the
+    collecting processes, whose time the fork server adds to its own as it reaps them) and
+    simulating; None where /proc cannot tell."""
+    server = getattr(forkserver._forkserver, "_forkserver_pid", None)
+
+    def read() -> list[float | None]:
+        return [process_seconds(server, children=True) if server else None,
+                *(process_seconds(s.process.pid) for s in simulators)]
+
+    before = read()
+    used = time.process_time()
+    run()
+    used = time.process_time() - used
+    time.sleep(0.2)  # the fork server reaps the last child
+    after = read()
+    if None in before + after:
+        return None
+    return after[0] - before[0] + used, sum(after[1:]) - sum(before[1:])  # type: ignore[operator, arg-type]
+
+
 def together(binary: Path, workdir: Path, vms: int, vcenters: int, repeat: int) -> list[str]:
     """K simulators collected together and one after another; the targets missed."""
     simulators = [start(binary, workdir, vms) for _ in range(vcenters)]
@@ -217,24 +238,10 @@ def together(binary: Path, workdir: Path, vms: int, vcenters: int, repeat: int) 
         apart = best(repeat, sequential)[0]
         joint = min(first, best(repeat, parallel)[0])
         # what a run together costs in CPU, simulators included: on shared cores no run can take
-        # less than that spread over every core. The collecting processes are the fork server's
-        # children, their time added to its own as it reaps them.
-        server = getattr(forkserver._forkserver, "_forkserver_pid", None)
-        before = [process_seconds(server, children=True) if server else None,
-                  *(process_seconds(s.process.pid) for s in simulators)]
-        used = time.process_time()
-        parallel()
-        used = time.process_time() - used
-        time.sleep(0.2)  # the fork server reaps the last child
-        after = [process_seconds(server, children=True) if server else None,
-                 *(process_seconds(s.process.pid) for s in simulators)]
-        # and what one after another costs: a run together that cost no more CPU than that
-        # could take no less than it spread over every core
-        alone = [process_seconds(s.process.pid) for s in simulators]
-        alone_used = time.process_time()
-        sequential()
-        alone_used = time.process_time() - alone_used
-        alone_after = [process_seconds(s.process.pid) for s in simulators]
+        # less than that spread over every core; and what one after another costs: a run
+        # together that cost no more could take no less than that spread the same way
+        together_cpu = cpu_of(parallel, simulators)
+        apart_cpu = cpu_of(sequential, simulators)
     finally:
         for simulator in simulators:
             simulator.stop()
@@ -243,20 +250,19 @@ def together(binary: Path, workdir: Path, vms: int, vcenters: int, repeat: int) 
           f"one after another: {apart:.2f} s")
     print(f"  together vs one after another: {ratio:.2f} (target <= {TARGET_PARALLEL:g}; with the fork server's "
           f"start {first / apart:.2f})")
-    if None not in before + after:
-        collecting = after[0] - before[0] + used  # type: ignore[operator]
-        simulating = sum(after[1:]) - sum(before[1:])  # type: ignore[arg-type]
-        cores = default_workers()  # the CPUs this process may use (affinity, a container's quota)
+    cores = default_workers()  # the CPUs this process may use (affinity, a container's quota)
+    if together_cpu is not None:
+        collecting, simulating = together_cpu
         least = (collecting + simulating) / cores
         print(f"  CPU of one run together: {collecting:.2f} s collecting (the processes and this one), "
               f"{simulating:.2f} s simulating; spread over {cores} cores, no run takes less than {least:.2f} s, "
               f"{least / apart:.2f} of one after another")
-        if None not in alone + alone_after:
-            simulating_alone = sum(alone_after) - sum(alone)  # type: ignore[arg-type]
-            ideal = (alone_used + simulating_alone) / cores
-            print(f"  CPU of one run one after another: {alone_used:.2f} s collecting, {simulating_alone:.2f} s "
-                  f"simulating; a run together that cost no more would take {ideal:.2f} s, "
-                  f"{ideal / apart:.2f} of one after another")
+    if apart_cpu is not None:
+        collecting, simulating = apart_cpu
+        ideal = (collecting + simulating) / cores
+        print(f"  CPU of one run one after another: {collecting:.2f} s collecting, {simulating:.2f} s "
+              f"simulating; a run together that cost no more would take {ideal:.2f} s, "
+              f"{ideal / apart:.2f} of one after another")
     return [] if ratio <= TARGET_PARALLEL else ["vCenters together"]
 
 
