@@ -39,7 +39,7 @@ from .options import RuleSelection, ScanOptions
 from .progress import Progress
 from .segmentation import assign_zones, load_zones
 from .shards import default_workers, is_lines_file
-from .snapshot import Snapshot, check_source_once, expire_stale, load_snapshot, merge_snapshots, now_utc
+from .snapshot import Snapshot, expire_stale, load_snapshot, merge_snapshots, now_utc, source_twice
 from .termination import sigterm_held, terminated_as_exit
 from .vm_sizes import vm_sizes
 
@@ -321,7 +321,9 @@ def _evaluate_in_memory(options: ScanOptions, files: list, sources: list, contex
         # collecting, as merge_snapshots would refuse it after (an Azure scope's
         # subscriptions are known only once collected: those are refused there)
         listed = {source.id: source.origin or "a snapshot" for snapshot in snapshots for source in snapshot.sources}
-        check_source_once(listed, sources, LIVE_COLLECTION)
+        for source in sources:  # any file that has it, whatever its name
+            if source.id in listed:
+                raise source_twice(source.id, listed[source.id], LIVE_COLLECTION)
         with steps.step(f"collecting {len(sources)} live source{'s' if len(sources) != 1 else ''}"):
             collected = collect_live(sources, progress, warn)
             if options.save_snapshot:

@@ -21,7 +21,7 @@ import gc
 import gzip
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -360,16 +360,20 @@ def merge_snapshots(snapshots: list[Snapshot]) -> Snapshot:
                     resources=resources, origin=[o for s in snapshots for o in s.origin])
 
 
-def check_source_once(listed: dict[str, str], sources: Iterable[Any], origin: str) -> None:
-    """Refuse a source (a snapshot's, or a live source about to be collected: anything with
-    an `id`) that an earlier snapshot (`listed`: source id -> where) has too: its staleness,
-    its failure and its resources would belong to neither (a stale copy would drop the fresh
-    one's resources under the stale one's age). Adds these to `listed`."""
+def check_source_once(listed: dict[str, str], sources: list[Source], origin: str) -> None:
+    """Refuse a source that an earlier snapshot (`listed`: source id -> where) has too: its
+    staleness, its failure and its resources would belong to neither (a stale copy would
+    drop the fresh one's resources under the stale one's age). Adds these to `listed`."""
     for source in sources:
         if source.id in listed and listed[source.id] != origin:
-            raise SnapshotError(f"source {source.id} is also in {listed[source.id]}; pass each source's snapshot "
-                                "once (its newest)", where=origin)
+            raise source_twice(source.id, listed[source.id], origin)
         listed.setdefault(source.id, origin)
+
+
+def source_twice(source_id: str, first: str, origin: str) -> SnapshotError:
+    """The refusal of a source that `first` has and `origin` has too."""
+    return SnapshotError(f"source {source_id} is also in {first}; pass each source's snapshot once (its newest)",
+                         where=origin)
 
 
 def resource_key(resource: dict[str, Any]) -> str:

@@ -483,15 +483,17 @@ def test_a_vcenter_claiming_anothers_uuid_and_inventory_is_kept():
     assert [s.id for s in one.sources] == ["vc1"] and [r["source"] for r in one.resources] == ["vc1"]
 
 
-def test_a_vcenter_named_live_and_in_a_snapshot_is_refused_before_collecting(credentials, tmp_path, capsys):
+@pytest.mark.parametrize("name", ["vc.json", "the live collection"])  # a file named as the live collection too
+def test_a_vcenter_named_live_and_in_a_snapshot_is_refused_before_collecting(credentials, tmp_path, capsys, name,
+                                                                                monkeypatch):
     """Its snapshot's age and its live collection would belong to neither; said before minutes
     of collecting (no vCenter listens on port 1: a collection would fail, exit 3)."""
-    saved = tmp_path / "vc.json"
-    save_snapshot(Snapshot("2026-12-01T00:00:00Z", [Source("127.0.0.1:1", "vsphere", "vcenter")], []), saved)
-    code = main(["scan", "--snapshot", str(saved), "--vsphere", "127.0.0.1:1", "--out", str(tmp_path / "r"), "-q",
+    monkeypatch.chdir(tmp_path)  # the file named as given, relative: a name the live collection has too
+    save_snapshot(Snapshot("2026-12-01T00:00:00Z", [Source("127.0.0.1:1", "vsphere", "vcenter")], []), tmp_path / name)
+    code = main(["scan", "--snapshot", name, "--vsphere", "127.0.0.1:1", "--out", str(tmp_path / "r"), "-q",
                  "--no-history"])
     err = capsys.readouterr().err
-    assert code == 2 and f"the live collection: source 127.0.0.1:1 is also in {saved}; pass each source's snapshot " \
+    assert code == 2 and f"the live collection: source 127.0.0.1:1 is also in {name}; pass each source's snapshot " \
                          "once (its newest)" in err, err
     assert "refused" not in err  # nothing was connected to
 
